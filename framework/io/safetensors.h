@@ -1,0 +1,71 @@
+// safetensors: a memory-mapped, strictly validated reader and an atomic writer.
+//
+// Format: 8-byte little-endian header length N, N bytes of UTF-8 JSON
+//   {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {"key": "value"}}
+// then the data. Offsets are relative to the end of the header.
+//
+// Every validation failure throws SafetensorsError (an InputError) naming the file, the tensor
+// when there is one, and the rule broken.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "framework/core/tensor.h"
+
+namespace graft {
+
+class SafetensorsError : public InputError {
+ public:
+  using InputError::InputError;
+};
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  uint64_t begin = 0, end = 0;  // byte range relative to the data section
+};
+
+// Parses and validates a header (the JSON bytes) against a data section of `data_size` bytes.
+// Exposed for the fuzzer and tests; `file` only labels errors.
+std::vector<TensorInfo> parse_safetensors_header(const char* json, size_t size, uint64_t data_size,
+                                                 const std::string& file,
+                                                 std::map<std::string, std::string>* metadata);
+
+class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
+ public:
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in header order
+  const TensorInfo* find(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  size_t file_size() const { return size_; }
+
+  // Zero-copy CPU view of a tensor; keeps the mapping alive while any view exists.
+  Tensor tensor(const std::string& name) const;
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  size_t size_ = 0;
+  uint64_t data_start_ = 0;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes CPU tensors (any strides; written contiguous) atomically: temp file in the same folder,
+// fsync, rename, fsync of the folder. Names must be unique.
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace graft

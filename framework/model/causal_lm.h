@@ -1,0 +1,86 @@
+// A decoder-only causal language model: embedding -> decoder layers -> final norm -> LM head.
+// The same class serves every architecture and every layer set; the architecture plugin only
+// parses its config and picks registry names (see layers/models/*.cpp), and the decoder layers
+// come from the registry (so an OverrideScope can swap in te.transformer_layer).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "layers/decoder.h"
+
+namespace graft {
+
+struct ModelConfig {
+  std::string arch;           // architecture registry key, e.g. "llama" (from HF model_type)
+  std::string hf_architecture;  // "LlamaForCausalLM"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 0;
+  int64_t max_position_embeddings = 0;
+  DecoderConfig decoder;       // template for every layer (layer_number set per layer)
+  std::vector<int64_t> layer_windows;  // per-layer sliding window (0 = full); empty = all decoder.sliding_window
+  bool tie_word_embeddings = false;
+  double embedding_scale = 1.0;  // Gemma: sqrt(hidden_size), applied in the embedding's dtype
+  double final_logit_softcap = 0.0;  // 0 = none (rejected by arches that would need it)
+  std::vector<int64_t> eos_token_ids;
+  int64_t bos_token_id = -1;
+  double initializer_range = 0.02;
+  nlohmann::json hf_config;    // the config.json as read (written back by export)
+  std::string decoder_layer = "llama.decoder_layer";  // registry name the architecture asks for
+};
+
+// Parses an HF config.json (path names the file in errors) through the architecture registered
+// under its model_type. Unsupported math-changing fields are InputErrors naming the field.
+ModelConfig parse_hf_config(const nlohmann::json& config, const std::string& path);
+ModelConfig load_hf_config(const std::string& config_json_path);
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 16;
+  double temperature = 0.0;  // 0 = greedy
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  bool use_cache = true;
+  std::vector<int64_t> stop_ids;  // stop after emitting one of these
+};
+
+class CausalLM : public Module {
+ public:
+  explicit CausalLM(ModelConfig config);  // builds the tree through the registry
+  const ModelConfig& config() const { return config_; }
+
+  // input_ids: i64 [batch, seq]; attention_mask: optional i64 [batch, seq] (1 token, 0 pad).
+  // Returns logits f32 [batch, seq, vocab].
+  Tensor forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor());
+
+  // Causal-LM loss with HF semantics: position t predicts labels[t+1]; labels == -100 ignored;
+  // mean over the counted predictions. With backward=true, parameter grads are accumulated (+=)
+  // scaled by `grad_scale` (e.g. 1/accumulation_steps). Returns the loss.
+  double forward_backward(const Tensor& input_ids, const Tensor& labels,
+                          const Tensor& attention_mask = Tensor(), bool backward = true,
+                          double grad_scale = 1.0);
+
+  // Greedy (temperature 0) or sampled continuation of `prompt`; returns prompt + new tokens.
+  std::vector<int64_t> generate(const std::vector<int64_t>& prompt, const GenerateOptions& opt);
+
+  // Seeded initialisation (normal(0, initializer_range) for matrices, ones/zeros for norms as the
+  // architecture defines), identical for any rank count.
+  void init_weights(uint64_t seed);
+
+  // Names of decoder layer implementations in use, e.g. {"te.transformer_layer"}.
+  std::vector<std::string> decoder_layer_types() const;
+
+ private:
+  ModelConfig config_;
+};
+
+// Builds a model for `config` (through the registry; overrides in scope apply).
+std::unique_ptr<CausalLM> build_model(const ModelConfig& config);
+
+}  // namespace graft

@@ -1,0 +1,99 @@
+// The layer registry: the single list of what exists.
+//
+// Layers and architectures register factories under stable names at static-initialisation time
+// (in the .cpp that defines them, or in a plugin .so):
+//
+//   static graft::Register<DecoderLayer, DecoderConfig> reg(
+//       "llama.decoder_layer", "decoder_layer",
+//       [](const DecoderConfig& c) { return std::make_unique<LlamaDecoderLayer>(c); });
+//
+// Construction goes through create<T, Config>(name, config) only; it resolves the name through
+// the OverrideScopes alive on the calling thread first. Nothing else switches on a name.
+#pragma once
+
+#include <any>
+#include <functional>
+#include <memory>
+#include <string>
+#include <typeindex>
+#include <utility>
+#include <vector>
+
+#include "framework/core/error.h"
+
+namespace graft {
+
+struct RegistryEntry {
+  std::string name;    // "te.transformer_layer"
+  std::string kind;    // "decoder_layer", "architecture", "norm", ...
+  std::string source;  // "builtin" or the plugin path that registered it
+  std::type_index interface{typeid(void)};
+  std::type_index config{typeid(void)};
+  std::any factory;  // std::function<std::unique_ptr<T>(const Config&)>
+};
+
+class Registry {
+ public:
+  static Registry& global();
+
+  void add(RegistryEntry entry);  // duplicate names are an error
+  const RegistryEntry* find(const std::string& name) const;
+  std::vector<RegistryEntry> entries() const;  // sorted by name
+
+  // Name after applying this thread's override scopes (innermost first, transitively).
+  std::string resolve(const std::string& name) const;
+
+  template <class T, class Config>
+  std::unique_ptr<T> create(const std::string& name, const Config& config) const {
+    const std::string actual = resolve(name);
+    const RegistryEntry* e = find(actual);
+    if (!e) throw InputError(str("no layer registered under '", actual, "'",
+                                 actual != name ? str(" (override of '", name, "')") : "",
+                                 "; graft layers lists them"));
+    using F = std::function<std::unique_ptr<T>(const Config&)>;
+    const F* f = std::any_cast<F>(&e->factory);
+    GRAFT_CHECK(f != nullptr, "registry entry '", actual, "' has interface ", e->interface.name(),
+                " / config ", e->config.name(), ", asked for ", typeid(T).name(), " / ",
+                typeid(Config).name());
+    return (*f)(config);
+  }
+
+  // Source label recorded for entries added while a plugin loads (see load_plugin).
+  void set_current_source(std::string source);
+
+ private:
+  Registry() = default;
+  std::vector<RegistryEntry> entries_;
+  std::string current_source_ = "builtin";
+};
+
+template <class T, class Config>
+struct Register {
+  Register(const std::string& name, const std::string& kind,
+           std::function<std::unique_ptr<T>(const Config&)> factory) {
+    RegistryEntry e;
+    e.name = name;
+    e.kind = kind;
+    e.interface = typeid(T);
+    e.config = typeid(Config);
+    e.factory = std::move(factory);
+    Registry::global().add(std::move(e));
+  }
+};
+
+// While alive, `from` resolves to `to` on this thread. Scopes nest (inner wins); the destructor
+// restores the previous mapping, also during stack unwinding. Two overrides of one name within
+// one scope, or an override whose target is not registered, are errors.
+class OverrideScope {
+ public:
+  explicit OverrideScope(std::vector<std::pair<std::string, std::string>> overrides);
+  ~OverrideScope();
+  OverrideScope(const OverrideScope&) = delete;
+  OverrideScope& operator=(const OverrideScope&) = delete;
+};
+
+// Loads a shared library whose static registrations add layers or architectures; entries it adds
+// are labelled with its path. Throws InputError naming the file when dlopen fails.
+void load_plugin(const std::string& path);
+
+}  // namespace graft

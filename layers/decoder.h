@@ -1,0 +1,84 @@
+// The contract between a model architecture and its decoder layers.
+//
+// An architecture (layers/models/<arch>.cpp) fills a DecoderConfig from the HF config.json and
+// asks the registry for its decoder layer by name ("llama.decoder_layer"); an OverrideScope may
+// resolve that name to "te.transformer_layer". Both implementations take the same config, hold
+// the same math, and expose their parameters in their own layout; the architecture's weight map
+// (data, see framework/model/weight_map.h) says how each layout maps to HF names.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "framework/registry/module.h"
+
+namespace graft {
+
+enum class NormType { kRMSNorm, kLayerNorm };
+
+// Rotary embedding frequency table (rotate-half form, HF convention).
+struct RopeConfig {
+  double theta = 10000.0;
+  std::string type = "default";  // "default", "llama3", "linear"
+  double factor = 1.0;           // linear / llama3
+  double low_freq_factor = 1.0;  // llama3
+  double high_freq_factor = 4.0; // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+  int64_t rotary_dim = 0;        // 0 = whole head_dim
+};
+
+struct DecoderConfig {
+  int64_t hidden_size = 0;
+  int64_t ffn_hidden_size = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_kv_heads = 0;  // == heads: MHA; 1: MQA; otherwise GQA
+  int64_t head_dim = 0;      // kv_channels
+  NormType normalization = NormType::kRMSNorm;
+  double norm_eps = 1e-5;
+  bool zero_centered_gamma = false;  // Gemma: y = x̂ · (1 + w)
+  std::string activation = "swiglu"; // gated: swiglu, geglu (tanh gelu), reglu; or gelu, relu, ...
+  bool attention_bias = false;       // bias on q/k/v
+  bool attention_out_bias = false;   // bias on o
+  bool mlp_bias = false;
+  bool qk_norm = false;              // Qwen3: per-head RMSNorm on q and k before RoPE
+  RopeConfig rope;
+  int64_t sliding_window = 0;        // 0 = full causal attention; else attend to last W tokens
+  double softmax_scale = 0.0;        // 0 = 1/sqrt(head_dim)
+  int64_t layer_number = 0;          // 0-based index in the stack
+  DType params_dtype = DType::kF32;
+  Device device = Device::cpu();
+};
+
+// Per-call attention inputs shared by every layer of a forward pass.
+struct AttentionInputs {
+  int64_t batch = 0;
+  int64_t seq = 0;                  // query length of this call
+  Tensor positions;                 // i64 [batch, seq] rotary positions
+  Tensor key_padding_mask;          // optional i64/u8 [batch, kv_len]: 1 = token, 0 = padding
+  // Generation with a KV cache: keys/values of earlier tokens are read from `cache` and this
+  // call's keys/values appended at `cache_offset`. Nullptr when training.
+  struct KVCache* cache = nullptr;
+  int64_t cache_offset = 0;
+};
+
+// Per-layer key/value cache, [batch, max_len, kv_heads, head_dim] each, in f32 on CPU.
+struct KVCache {
+  std::vector<Tensor> k, v;  // one per layer
+  int64_t max_len = 0;
+};
+
+class DecoderLayer : public Module {
+ public:
+  using Module::Module;
+  // x: [batch, seq, hidden] -> [batch, seq, hidden]. When `save` is non-null the layer stores
+  // what backward needs in *save.
+  virtual Tensor forward(const Tensor& x, const AttentionInputs& in,
+                         std::unique_ptr<LayerCtx>* save) = 0;
+  // dy: [batch, seq, hidden] -> dx (written); parameter grads accumulated (+=).
+  virtual Tensor backward(const Tensor& dy, LayerCtx& ctx) = 0;
+};
+
+}  // namespace graft

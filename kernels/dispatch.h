@@ -35,19 +35,18 @@ void erase_kernel(const void* p) {
 
 }  // namespace graft::kernels
 
-#define GRAFT_DISPATCH(name, p)                                                        \
-  do {                                                                                 \
-    if ((p).device.is_cuda()) {                                                        \
-      static const ::graft::kernels::ErasedKernel graft_k_ =                           \
-          ::graft::kernels::cuda_kernel(#name);                                        \
-      graft_k_(&(p));                                                                  \
-    } else {                                                                           \
-      ::graft::cpu::name(p);                                                           \
-    }                                                                                  \
+#define GRAFT_DISPATCH(name, p)                                                                    \
+  do {                                                                                             \
+    if ((p).device.is_cuda()) {                                                                    \
+      static const ::graft::kernels::ErasedKernel graft_k_ = ::graft::kernels::cuda_kernel(#name); \
+      graft_k_(&(p));                                                                              \
+    } else {                                                                                       \
+      ::graft::cpu::name(p);                                                                       \
+    }                                                                                              \
   } while (0)
 
-#define GRAFT_REGISTER_CUDA_KERNEL(name, Params, fn)                                          \
-  static const bool graft_cuda_reg_##name = [] {                                             \
+#define GRAFT_REGISTER_CUDA_KERNEL(name, Params, fn)                                            \
+  static const bool graft_cuda_reg_##name = [] {                                                \
     ::graft::kernels::register_cuda_kernel(#name, &::graft::kernels::erase_kernel<Params, fn>); \
-    return true;                                                                             \
+    return true;                                                                                \
   }()

@@ -19,13 +19,20 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kInfo[] = {
-    {DType::kF32, 4, "f32", "F32", true},         {DType::kF16, 2, "f16", "F16", true},
-    {DType::kBF16, 2, "bf16", "BF16", true},      {DType::kF8E4M3, 1, "fp8_e4m3", "F8_E4M3", true},
-    {DType::kF8E5M2, 1, "fp8_e5m2", "F8_E5M2", true}, {DType::kF64, 8, "f64", "F64", true},
-    {DType::kI8, 1, "i8", "I8", false},           {DType::kI16, 2, "i16", "I16", false},
-    {DType::kI32, 4, "i32", "I32", false},        {DType::kI64, 8, "i64", "I64", false},
-    {DType::kU8, 1, "u8", "U8", false},           {DType::kU16, 2, "u16", "U16", false},
-    {DType::kU32, 4, "u32", "U32", false},        {DType::kU64, 8, "u64", "U64", false},
+    {DType::kF32, 4, "f32", "F32", true},
+    {DType::kF16, 2, "f16", "F16", true},
+    {DType::kBF16, 2, "bf16", "BF16", true},
+    {DType::kF8E4M3, 1, "fp8_e4m3", "F8_E4M3", true},
+    {DType::kF8E5M2, 1, "fp8_e5m2", "F8_E5M2", true},
+    {DType::kF64, 8, "f64", "F64", true},
+    {DType::kI8, 1, "i8", "I8", false},
+    {DType::kI16, 2, "i16", "I16", false},
+    {DType::kI32, 4, "i32", "I32", false},
+    {DType::kI64, 8, "i64", "I64", false},
+    {DType::kU8, 1, "u8", "U8", false},
+    {DType::kU16, 2, "u16", "U16", false},
+    {DType::kU32, 4, "u32", "U32", false},
+    {DType::kU64, 8, "u64", "U64", false},
     {DType::kBool, 1, "bool", "BOOL", false},
 };
 
@@ -48,8 +55,8 @@ uint32_t encode_small_float(float x, int exp_bits, int man_bits, double max_fini
   const int min_normal_exp = 1 - bias;
   if (a == 0.0) return sign_bit;
   int e;
-  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-  int exp = e - 1;    // a = 1.f * 2^exp
+  std::frexp(a, &e);                               // a = m * 2^e, m in [0.5, 1)
+  int exp = e - 1;                                 // a = 1.f * 2^exp
   if (exp < min_normal_exp) exp = min_normal_exp;  // subnormal range: fixed quantum
   double quantum = std::ldexp(1.0, exp - man_bits);
   double q = std::nearbyint(a / quantum);  // default rounding mode: ties to even
@@ -95,45 +102,110 @@ void load_as_f64(const void* src, size_t n, double* out) {
 
 double load_one(const uint8_t* p, DType t) {
   switch (t) {
-    case DType::kF32: { float v; std::memcpy(&v, p, 4); return v; }
-    case DType::kF64: { double v; std::memcpy(&v, p, 8); return v; }
-    case DType::kF16: { uint16_t v; std::memcpy(&v, p, 2); return f16_to_f32(v); }
-    case DType::kBF16: { uint16_t v; std::memcpy(&v, p, 2); return bf16_to_f32(v); }
-    case DType::kF8E4M3: return fp8_e4m3_to_f32(*p);
-    case DType::kF8E5M2: return fp8_e5m2_to_f32(*p);
-    case DType::kI8: return static_cast<int8_t>(*p);
-    case DType::kU8: return *p;
-    case DType::kBool: return *p ? 1.0 : 0.0;
-    case DType::kI16: { int16_t v; std::memcpy(&v, p, 2); return v; }
-    case DType::kU16: { uint16_t v; std::memcpy(&v, p, 2); return v; }
-    case DType::kI32: { int32_t v; std::memcpy(&v, p, 4); return v; }
-    case DType::kU32: { uint32_t v; std::memcpy(&v, p, 4); return v; }
-    case DType::kI64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
-    case DType::kU64: { uint64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+    case DType::kF32: {
+      float v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::kF64: {
+      double v;
+      std::memcpy(&v, p, 8);
+      return v;
+    }
+    case DType::kF16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return f16_to_f32(v);
+    }
+    case DType::kBF16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return bf16_to_f32(v);
+    }
+    case DType::kF8E4M3:
+      return fp8_e4m3_to_f32(*p);
+    case DType::kF8E5M2:
+      return fp8_e5m2_to_f32(*p);
+    case DType::kI8:
+      return static_cast<int8_t>(*p);
+    case DType::kU8:
+      return *p;
+    case DType::kBool:
+      return *p ? 1.0 : 0.0;
+    case DType::kI16: {
+      int16_t v;
+      std::memcpy(&v, p, 2);
+      return v;
+    }
+    case DType::kU16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return v;
+    }
+    case DType::kI32: {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::kU32: {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::kI64: {
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      return static_cast<double>(v);
+    }
+    case DType::kU64: {
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      return static_cast<double>(v);
+    }
   }
   GRAFT_CHECK(false, "unhandled dtype");
 }
 
 template <class T>
-void put(uint8_t* p, T v) { std::memcpy(p, &v, sizeof(T)); }
+void put(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+}
 
 void store_one(uint8_t* p, DType t, double v) {
   switch (t) {
-    case DType::kF32: return put(p, static_cast<float>(v));
-    case DType::kF64: return put(p, v);
-    case DType::kF16: return put(p, f32_to_f16(static_cast<float>(v)));
-    case DType::kBF16: return put(p, f32_to_bf16(static_cast<float>(v)));
-    case DType::kF8E4M3: *p = f32_to_fp8_e4m3(static_cast<float>(v)); return;
-    case DType::kF8E5M2: *p = f32_to_fp8_e5m2(static_cast<float>(v)); return;
-    case DType::kI8: return put(p, static_cast<int8_t>(v));
-    case DType::kU8: return put(p, static_cast<uint8_t>(v));
-    case DType::kBool: *p = v != 0.0; return;
-    case DType::kI16: return put(p, static_cast<int16_t>(v));
-    case DType::kU16: return put(p, static_cast<uint16_t>(v));
-    case DType::kI32: return put(p, static_cast<int32_t>(v));
-    case DType::kU32: return put(p, static_cast<uint32_t>(v));
-    case DType::kI64: return put(p, static_cast<int64_t>(v));
-    case DType::kU64: return put(p, static_cast<uint64_t>(v));
+    case DType::kF32:
+      return put(p, static_cast<float>(v));
+    case DType::kF64:
+      return put(p, v);
+    case DType::kF16:
+      return put(p, f32_to_f16(static_cast<float>(v)));
+    case DType::kBF16:
+      return put(p, f32_to_bf16(static_cast<float>(v)));
+    case DType::kF8E4M3:
+      *p = f32_to_fp8_e4m3(static_cast<float>(v));
+      return;
+    case DType::kF8E5M2:
+      *p = f32_to_fp8_e5m2(static_cast<float>(v));
+      return;
+    case DType::kI8:
+      return put(p, static_cast<int8_t>(v));
+    case DType::kU8:
+      return put(p, static_cast<uint8_t>(v));
+    case DType::kBool:
+      *p = v != 0.0;
+      return;
+    case DType::kI16:
+      return put(p, static_cast<int16_t>(v));
+    case DType::kU16:
+      return put(p, static_cast<uint16_t>(v));
+    case DType::kI32:
+      return put(p, static_cast<int32_t>(v));
+    case DType::kU32:
+      return put(p, static_cast<uint32_t>(v));
+    case DType::kI64:
+      return put(p, static_cast<int64_t>(v));
+    case DType::kU64:
+      return put(p, static_cast<uint64_t>(v));
   }
   GRAFT_CHECK(false, "unhandled dtype");
 }

@@ -42,16 +42,16 @@ std::string str(const Args&... args) {
 }  // namespace graft
 
 // Internal invariant: GRAFT_CHECK(n % 8 == 0, "n = ", n, " must be a multiple of 8").
-#define GRAFT_CHECK(cond, ...)                                                            \
-  do {                                                                                    \
-    if (!(cond)) [[unlikely]]                                                             \
-      ::graft::detail::throw_check(__FILE__, __LINE__, #cond,                             \
+#define GRAFT_CHECK(cond, ...)                                                              \
+  do {                                                                                      \
+    if (!(cond)) [[unlikely]]                                                               \
+      ::graft::detail::throw_check(__FILE__, __LINE__, #cond,                               \
                                    ::graft::detail::concat("" __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)
 
 // User input: GRAFT_INPUT_CHECK(tp > 0, path, ": parallel.tp = ", tp, ", expected >= 1").
-#define GRAFT_INPUT_CHECK(cond, ...)                                            \
-  do {                                                                          \
-    if (!(cond)) [[unlikely]]                                                   \
-      throw ::graft::InputError(::graft::detail::concat(__VA_ARGS__));          \
+#define GRAFT_INPUT_CHECK(cond, ...)                                   \
+  do {                                                                 \
+    if (!(cond)) [[unlikely]]                                          \
+      throw ::graft::InputError(::graft::detail::concat(__VA_ARGS__)); \
   } while (0)

@@ -45,7 +45,11 @@ Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
 }
 
 Storage::Storage(void* ptr, size_t bytes, Device device, std::function<void()> on_release)
-    : ptr_(ptr), bytes_(bytes), device_(device), owning_(false), on_release_(std::move(on_release)) {}
+    : ptr_(ptr),
+      bytes_(bytes),
+      device_(device),
+      owning_(false),
+      on_release_(std::move(on_release)) {}
 
 Storage::~Storage() {
   if (!owning_) {
@@ -65,8 +69,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
   t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype),
-                                         device);
+  t.storage_ = std::make_shared<Storage>(
+      static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
   return t;
 }
 
@@ -88,23 +92,23 @@ Tensor Tensor::from_blob(void* ptr, const Shape& shape, DType dtype, Device devi
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
   t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(
-      ptr, static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device,
-      std::move(keep_alive));
+  t.storage_ =
+      std::make_shared<Storage>(ptr, static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype),
+                                device, std::move(keep_alive));
   return t;
 }
 
 Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape) {
-  GRAFT_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-              values.size(), " values for shape ", shape_str(shape));
+  GRAFT_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+              "from_vector: ", values.size(), " values for shape ", shape_str(shape));
   Tensor t = empty(shape, DType::kF32);
   if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(float));
   return t;
 }
 
 Tensor Tensor::from_vector(const std::vector<int64_t>& values, const Shape& shape) {
-  GRAFT_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-              values.size(), " values for shape ", shape_str(shape));
+  GRAFT_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+              "from_vector: ", values.size(), " values for shape ", shape_str(shape));
   Tensor t = empty(shape, DType::kI64);
   if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(int64_t));
   return t;
@@ -116,7 +120,9 @@ int64_t Tensor::size(int dim) const {
   return shape_[dim];
 }
 
-bool Tensor::is_contiguous() const { return strides_ == contiguous_strides(shape_) || numel() <= 1; }
+bool Tensor::is_contiguous() const {
+  return strides_ == contiguous_strides(shape_) || numel() <= 1;
+}
 
 std::string Tensor::str() const {
   if (!defined()) return "<undefined tensor>";
@@ -291,7 +297,8 @@ void Tensor::fill_(float value) {
 }
 
 int64_t Tensor::element_offset(std::initializer_list<int64_t> index) const {
-  GRAFT_CHECK(static_cast<int>(index.size()) == ndim(), "index rank ", index.size(), " for ", str());
+  GRAFT_CHECK(static_cast<int>(index.size()) == ndim(), "index rank ", index.size(), " for ",
+              str());
   int64_t off = 0;
   int d = 0;
   for (int64_t i : index) {

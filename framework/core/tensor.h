@@ -25,7 +25,7 @@ int64_t shape_numel(const Shape& s);
 
 class Storage {
  public:
-  Storage(size_t bytes, Device device);                                    // owning
+  Storage(size_t bytes, Device device);                                               // owning
   Storage(void* ptr, size_t bytes, Device device, std::function<void()> on_release);  // borrowed
   ~Storage();
   Storage(const Storage&) = delete;
@@ -45,11 +45,26 @@ class Storage {
 
 template <class T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::kF32; }
-template <> constexpr DType dtype_of<double>() { return DType::kF64; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::kI32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::kI64; }
-template <> constexpr DType dtype_of<uint8_t>() { return DType::kU8; }
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::kF32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::kF64;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::kI32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::kI64;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::kU8;
+}
 
 class Tensor {
  public:

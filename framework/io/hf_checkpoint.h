@@ -1,8 +1,12 @@
 // Hugging Face checkpoint folders: config.json plus model.safetensors, or
 // model.safetensors.index.json listing shards ({"metadata": {...}, "weight_map": {name: shard}}).
 //
-// Index validation: shard names are plain file names (no '/', no '..'), every listed shard
-// exists, every tensor appears exactly once (in the index and in the shard it is listed under).
+// Index validation: strict JSON (UTF-8, no duplicate keys: a tensor listed twice is an error),
+// only "metadata" (an object) and "weight_map" (tensor name -> shard file) at the top level,
+// shard names are plain file names (no '/', no '..'), every listed shard is an existing regular
+// file; every tensor appears exactly once, in the shard it is listed under (checked per shard by
+// open_shard, for all shards by validate()). Failures throw InputError naming the file (its
+// subclass SafetensorsError for a shard's own format errors and index/shard disagreements).
 #pragma once
 
 #include <map>
@@ -23,14 +27,25 @@ class ShardedCheckpoint {
   const std::string& dir() const { return dir_; }
   const std::vector<std::string>& shards() const { return shards_; }  // file names, sorted
   const std::map<std::string, std::string>& weight_map() const { return weight_map_; }
-  // Maps one shard (callers release it before opening the next to bound memory).
+  // Maps one shard (callers release it before opening the next to bound memory) and checks it
+  // against the index in both directions: every tensor the index lists under this shard is in
+  // it, and every tensor in it is listed under this shard. Throws SafetensorsError otherwise.
   std::shared_ptr<SafetensorsFile> open_shard(const std::string& shard) const;
+  // Tensor names the index lists under `shard`, sorted.
+  const std::vector<std::string>& shard_tensors(const std::string& shard) const;
+  // Opens every shard once (one at a time) with open_shard's checks, so that the index and the
+  // shards agree exactly: each tensor is in exactly one shard, the one the index names.
+  void validate() const;
 
  private:
   std::string dir_;
   std::vector<std::string> shards_;
   std::map<std::string, std::string> weight_map_;
+  std::map<std::string, std::vector<std::string>> shard_tensors_;
 };
+
+inline constexpr const char* kHfIndexFile = "model.safetensors.index.json";
+inline constexpr const char* kHfSingleFile = "model.safetensors";
 
 // Writes tensors as model-0000i-of-0000n.safetensors shards of at most max_shard_bytes each
 // (a larger single tensor gets its own shard) plus model.safetensors.index.json, or a single

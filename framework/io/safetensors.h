@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -38,6 +39,17 @@ std::vector<TensorInfo> parse_safetensors_header(const char* json, size_t size, 
                                                  const std::string& file,
                                                  std::map<std::string, std::string>* metadata);
 
+// A whole file held in memory (the 8-byte length, the header, the data), validated exactly as
+// SafetensorsFile::open validates a file: the length prefix exists, the header length is at most
+// 100 MB (kMaxSafetensorsHeader) and fits in the buffer, and the tensors cover the data section.
+struct SafetensorsLayout {
+  std::vector<TensorInfo> tensors;  // in header order
+  std::map<std::string, std::string> metadata;
+  uint64_t data_start = 0;  // 8 + header length
+};
+inline constexpr uint64_t kMaxSafetensorsHeader = 100'000'000;
+SafetensorsLayout parse_safetensors_buffer(const void* data, size_t size, const std::string& file);
+
 class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
  public:
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
@@ -49,7 +61,10 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   size_t file_size() const { return size_; }
 
-  // Zero-copy CPU view of a tensor; keeps the mapping alive while any view exists.
+  // Zero-copy CPU view of a tensor; keeps the mapping alive while any view exists. The mapping
+  // is read-only: clone() a view before writing to it. (A tensor whose bytes are not aligned to
+  // its element size, possible only in files not padded like the reference writer's, is copied.)
+  // Throws SafetensorsError when the file has no tensor of that name.
   Tensor tensor(const std::string& name) const;
 
  private:
@@ -59,11 +74,15 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   size_t size_ = 0;
   uint64_t data_start_ = 0;
   std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
 };
 
 // Writes CPU tensors (any strides; written contiguous) atomically: temp file in the same folder,
-// fsync, rename, fsync of the folder. Names must be unique.
+// fsync, rename, fsync of the folder. Names must be unique. Layout follows the reference writer:
+// tensors ordered by element size (largest first), then by name, so each stays aligned to its
+// element size; the header is padded with spaces to a multiple of 8. An I/O failure (say, an
+// unwritable folder) throws InputError naming the path; no partial file is left behind.
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});

@@ -1,11 +1,11 @@
 // Float format conversions: round-to-nearest-even, NaN, saturation, subnormals, round trips.
+#include "framework/core/dtype.h"
+
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
 #include <limits>
-
-#include "framework/core/dtype.h"
 
 namespace graft {
 namespace {
@@ -26,8 +26,8 @@ TEST(DType, F16Conversions) {
   EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
   EXPECT_EQ(f32_to_f16(-2.0f), 0xc000);
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
-  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);                       // overflow -> inf (IEEE)
-  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);      // smallest subnormal
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);                          // overflow -> inf (IEEE)
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);         // smallest subnormal
   EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie -> even
   EXPECT_EQ(f16_to_f32(0x3555), 0.333251953125f);
   for (uint32_t b = 0; b < 0x7c00; b += 7) EXPECT_EQ(f32_to_f16(f16_to_f32(b)), b) << b;

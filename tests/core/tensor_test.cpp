@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "framework/core/tensor.h"
+
+#include <gtest/gtest.h>
 
 namespace graft {
 namespace {

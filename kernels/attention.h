@@ -1,0 +1,99 @@
+// Scaled dot-product attention, forward and backward, bshd layout, grouped-query.
+//
+// q [B, Sq, Hq, D], k and v [B, Skv, Hkv, D], out [B, Sq, Hq, D]; Hq % Hkv == 0 and query head h
+// reads kv head h / (Hq / Hkv). For batch b, query head h, query row i, key j:
+//   s_ij = scale * <q_i, k_j>            (scale = 1/sqrt(D) when scale <= 0)
+//   s_ij = -inf where masked(b, i, j)
+//   lse_i = log sum_j exp(s_ij);  p_ij = exp(s_ij - lse_i);  out_i = sum_j p_ij v_j
+// Masks: the query at row i has absolute position a = q_offset + i (keys are at positions
+// 0 .. Skv-1; q_offset > 0 when decoding against a KV cache, then Skv >= q_offset + Sq).
+//   kNoMask:        nothing masked
+//   kCausal:        j > a
+//   kPadding:       key_padding[b, j] == 0
+//   kPaddingCausal: either of the two above
+//   kArbitrary:     mask[b or 0, i, j] != 0 (true = masked)
+//   window > 0 additionally masks j <= a - window (left sliding window: a - W < j <= a).
+// A fully masked row gives out_i = 0 and lse_i = -inf (no NaN); its gradients are zero.
+// Backward from the saved lse, with delta_i = <dout_i, out_i>:
+//   dp_ij = <dout_i, v_j>;  ds_ij = p_ij (dp_ij - delta_i)
+//   dq_i = scale sum_j ds_ij k_j;  dk_j = scale sum_{i, heads of the group} ds_ij q_i;
+//   dv_j = sum_{i, heads of the group} p_ij dout_i
+// Accumulate rule: out, lse, dq, dk, dv are written (=).
+// Strides are in elements per tensor (0 = contiguous [B, S, H, D]); the D channels of a head are
+// contiguous. Non-zero strides let q/k/v be views into a fused qkv buffer.
+// The CPU path requires f32 (lse always f32): O(B Hq Sq Skv D) work in OpenBLAS sgemms over
+// blocks of query rows (f32 dot products), softmax row sums in f64, [block, Skv] scratch.
+#pragma once
+
+#include <cstdint>
+
+#include "framework/core/device.h"
+#include "framework/core/dtype.h"
+#include "kernels/dispatch.h"
+
+namespace graft {
+
+enum class AttnMask { kNoMask, kCausal, kPadding, kPaddingCausal, kArbitrary };
+const char* attn_mask_name(AttnMask m);
+
+// Element strides of a [B, S, H, D] tensor whose D channels are contiguous. 0 = contiguous.
+struct BshdStrides {
+  int64_t b = 0, s = 0, h = 0;
+};
+
+// What forward and backward share: sizes, mask, scale.
+struct AttnShape {
+  int64_t batch = 0, seq_q = 0, seq_kv = 0, heads_q = 0, heads_kv = 0, head_dim = 0;
+  AttnMask mask = AttnMask::kCausal;
+  // kPadding / kPaddingCausal: [B, Skv], non-zero = keep. dtype u8, bool, i32 or i64.
+  const void* key_padding = nullptr;
+  DType key_padding_dtype = DType::kU8;
+  // kArbitrary: [mask_batch, Sq, Skv], non-zero = masked. dtype u8 or bool.
+  const void* arbitrary_mask = nullptr;
+  DType arbitrary_mask_dtype = DType::kU8;
+  int64_t mask_batch = 1;  // 1 (broadcast) or B
+  int64_t window = 0;      // > 0: left sliding window W
+  int64_t q_offset = 0;    // absolute position of query row 0
+  float scale = 0.0f;      // <= 0: 1/sqrt(head_dim)
+};
+
+struct AttnFwdParams {
+  const void* q = nullptr;  // [B, Sq, Hq, D]
+  const void* k = nullptr;  // [B, Skv, Hkv, D]
+  const void* v = nullptr;  // [B, Skv, Hkv, D]
+  void* out = nullptr;      // [B, Sq, Hq, D]
+  float* lse = nullptr;     // [B, Hq, Sq], optional (needed by backward)
+  BshdStrides q_strides, k_strides, v_strides, out_strides;
+  AttnShape shape;
+  DType dtype = DType::kF32;  // q, k, v, out
+  Device device;
+  void* stream = nullptr;
+};
+
+struct AttnBwdParams {
+  const void* q = nullptr;     // [B, Sq, Hq, D]
+  const void* k = nullptr;     // [B, Skv, Hkv, D]
+  const void* v = nullptr;     // [B, Skv, Hkv, D]
+  const void* out = nullptr;   // [B, Sq, Hq, D], the forward output
+  const void* dout = nullptr;  // [B, Sq, Hq, D]
+  const float* lse = nullptr;  // [B, Hq, Sq], from forward
+  void* dq = nullptr;          // [B, Sq, Hq, D] (=)
+  void* dk = nullptr;          // [B, Skv, Hkv, D] (=)
+  void* dv = nullptr;          // [B, Skv, Hkv, D] (=)
+  BshdStrides q_strides, k_strides, v_strides, out_strides, dout_strides;
+  BshdStrides dq_strides, dk_strides, dv_strides;
+  AttnShape shape;
+  DType dtype = DType::kF32;
+  Device device;
+  void* stream = nullptr;
+};
+
+namespace cpu {
+void attn_fwd(const AttnFwdParams& p);
+void attn_bwd(const AttnBwdParams& p);
+}  // namespace cpu
+
+inline void attn_fwd(const AttnFwdParams& p) { GRAFT_DISPATCH(attn_fwd, p); }
+inline void attn_bwd(const AttnBwdParams& p) { GRAFT_DISPATCH(attn_bwd, p); }
+
+}  // namespace graft

@@ -1,0 +1,68 @@
+// Softmax cross-entropy from logits, with ignore_index and mean/sum reduction, chunkable by rows.
+//
+// For row r with target t_r (t_r == ignore_index rows are skipped):
+//   lse_r  = log sum_v exp(logits[r, v]);   loss_r = lse_r - logits[r, t_r]
+//   forward:  *loss (=, or += when accumulate) sum_r loss_r / d
+//   backward: dlogits[r, v] = grad_scale / d * (exp(logits[r, v] - lse_r) - [v == t_r]);
+//             ignored rows get 0
+// where d = 1 for kSum and d = num_valid for kMean. num_valid is the number of non-ignored
+// targets over the WHOLE batch, so a batch processed in row chunks (one call per chunk, forward
+// with accumulate = true after the first) gives the same loss and gradients as one call;
+// num_valid < 0 means "count the non-ignored targets of this call". With d == 0 (every target
+// ignored) the loss and the gradients are 0, not NaN.
+// Accumulate rule: lse, row_loss, dlogits are written (=); *loss is written or accumulated.
+// dlogits may alias logits (in place). A target outside [0, vocab) that is not ignore_index is
+// an InputError naming the row and the value. The CPU path requires f32 logits and sums the
+// (f32) exponentials in f64.
+#pragma once
+
+#include <cstdint>
+
+#include "framework/core/device.h"
+#include "framework/core/dtype.h"
+#include "kernels/dispatch.h"
+
+namespace graft {
+
+enum class Reduction { kMean, kSum };
+
+struct XentFwdParams {
+  const void* logits = nullptr;      // [n, vocab], row stride ld (0 = vocab)
+  const int64_t* targets = nullptr;  // [n]
+  float* loss = nullptr;             // [1], on the logits' device
+  float* lse = nullptr;              // [n], optional (the backward needs it)
+  float* row_loss = nullptr;         // [n], optional: loss_r (0 for ignored rows), unreduced
+  int64_t n = 0, vocab = 0, ld = 0;
+  int64_t ignore_index = -100;
+  Reduction reduction = Reduction::kMean;
+  int64_t num_valid = -1;     // divisor for kMean; < 0 = count in this call
+  bool accumulate = false;    // *loss += instead of =
+  DType dtype = DType::kF32;  // logits
+  Device device;
+  void* stream = nullptr;
+};
+
+struct XentBwdParams {
+  const void* logits = nullptr;      // [n, vocab], row stride ld (0 = vocab)
+  const int64_t* targets = nullptr;  // [n]
+  const float* lse = nullptr;        // [n], from forward
+  void* dlogits = nullptr;           // [n, vocab], row stride ld (=); may alias logits
+  int64_t n = 0, vocab = 0, ld = 0;
+  int64_t ignore_index = -100;
+  Reduction reduction = Reduction::kMean;
+  int64_t num_valid = -1;
+  float grad_scale = 1.0f;    // d(total loss)/d(loss), e.g. 1 / grad_accum_steps
+  DType dtype = DType::kF32;  // logits, dlogits
+  Device device;
+  void* stream = nullptr;
+};
+
+namespace cpu {
+void cross_entropy_fwd(const XentFwdParams& p);
+void cross_entropy_bwd(const XentBwdParams& p);
+}  // namespace cpu
+
+inline void cross_entropy_fwd(const XentFwdParams& p) { GRAFT_DISPATCH(cross_entropy_fwd, p); }
+inline void cross_entropy_bwd(const XentBwdParams& p) { GRAFT_DISPATCH(cross_entropy_bwd, p); }
+
+}  // namespace graft

@@ -1,0 +1,70 @@
+// RMSNorm and LayerNorm over the last dimension of a [rows, cols] matrix.
+//
+//   RMSNorm:   rstd = 1 / sqrt(mean_j(x_j^2) + eps);            x̂ = x * rstd
+//   LayerNorm: mean = mean_j(x_j); rstd = 1 / sqrt(mean_j((x_j - mean)^2) + eps); x̂ = (x - mean) *
+//   rstd y = x̂ * g (+ beta for LayerNorm, when given), with g = gamma, or g = 1 + gamma when
+//   zero_centered_gamma (Gemma).
+// Forward saves rstd (and mean for LayerNorm) per row in f32 for the backward.
+// Backward, with dx̂ = dy * g:
+//   RMSNorm:   dx = rstd * (dx̂ - x̂ * mean_j(dx̂ * x̂))
+//   LayerNorm: dx = rstd * (dx̂ - mean_j(dx̂) - x̂ * mean_j(dx̂ * x̂))
+//   dgamma += sum_rows(dy * x̂), dbeta += sum_rows(dy).
+// Accumulate rule: y and dx are written (=); dgamma and dbeta accumulate (+=), always in f32.
+// Rows are contiguous (row stride = cols). x/y/dy/dx share `dtype`; gamma/beta have `weight_dtype`.
+// The CPU path requires f32 and accumulates in f64.
+#pragma once
+
+#include <cstdint>
+
+#include "framework/core/device.h"
+#include "framework/core/dtype.h"
+#include "kernels/dispatch.h"
+
+namespace graft {
+
+struct NormFwdParams {
+  const void* x = nullptr;      // [rows, cols]
+  const void* gamma = nullptr;  // [cols]
+  const void* beta = nullptr;   // [cols], LayerNorm only, optional
+  void* y = nullptr;            // [rows, cols]; may alias x
+  float* rstd = nullptr;        // [rows], optional (needed by backward)
+  float* mean = nullptr;        // [rows], LayerNorm only, optional (needed by backward)
+  int64_t rows = 0, cols = 0;
+  float eps = 1e-5f;
+  bool zero_centered_gamma = false;
+  DType dtype = DType::kF32;         // x, y
+  DType weight_dtype = DType::kF32;  // gamma, beta
+  Device device;
+  void* stream = nullptr;
+};
+
+struct NormBwdParams {
+  const void* dy = nullptr;     // [rows, cols]
+  const void* x = nullptr;      // [rows, cols], the forward input
+  const void* gamma = nullptr;  // [cols]
+  const float* rstd = nullptr;  // [rows], from forward
+  const float* mean = nullptr;  // [rows], from forward (LayerNorm)
+  void* dx = nullptr;           // [rows, cols] (=); may alias dy
+  float* dgamma = nullptr;      // [cols] (+=), optional
+  float* dbeta = nullptr;       // [cols] (+=), LayerNorm only, optional
+  int64_t rows = 0, cols = 0;
+  bool zero_centered_gamma = false;
+  DType dtype = DType::kF32;         // dy, x, dx
+  DType weight_dtype = DType::kF32;  // gamma
+  Device device;
+  void* stream = nullptr;
+};
+
+namespace cpu {
+void rmsnorm_fwd(const NormFwdParams& p);
+void rmsnorm_bwd(const NormBwdParams& p);
+void layernorm_fwd(const NormFwdParams& p);
+void layernorm_bwd(const NormBwdParams& p);
+}  // namespace cpu
+
+inline void rmsnorm_fwd(const NormFwdParams& p) { GRAFT_DISPATCH(rmsnorm_fwd, p); }
+inline void rmsnorm_bwd(const NormBwdParams& p) { GRAFT_DISPATCH(rmsnorm_bwd, p); }
+inline void layernorm_fwd(const NormFwdParams& p) { GRAFT_DISPATCH(layernorm_fwd, p); }
+inline void layernorm_bwd(const NormBwdParams& p) { GRAFT_DISPATCH(layernorm_bwd, p); }
+
+}  // namespace graft

@@ -17,10 +17,9 @@ RegisterCommand::RegisterCommand(const std::string& name, const std::string& sum
   commands()[name] = Command{summary, std::move(run)};
 }
 
-std::optional<po::variables_map> parse_options(const std::string& command, const std::string& usage,
-                                               const po::options_description& desc,
-                                               const std::vector<std::string>& args,
-                                               const po::positional_options_description* positional) {
+std::optional<po::variables_map> parse_options(
+    const std::string& command, const std::string& usage, const po::options_description& desc,
+    const std::vector<std::string>& args, const po::positional_options_description* positional) {
   po::options_description all("options");
   all.add_options()("help,h", "show this help");
   all.add(desc);

@@ -8,13 +8,12 @@
 // (exit 2) and handles --help.
 #pragma once
 
+#include <boost/program_options.hpp>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <boost/program_options.hpp>
 
 namespace graft::launch {
 

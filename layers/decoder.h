@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "framework/registry/module.h"
+#include "layers/weight_map.h"
 
 namespace graft {
 
@@ -22,12 +23,12 @@ enum class NormType { kRMSNorm, kLayerNorm };
 // Rotary embedding frequency table (rotate-half form, HF convention).
 struct RopeConfig {
   double theta = 10000.0;
-  std::string type = "default";  // "default", "llama3", "linear"
-  double factor = 1.0;           // linear / llama3
-  double low_freq_factor = 1.0;  // llama3
-  double high_freq_factor = 4.0; // llama3
+  std::string type = "default";                     // "default", "llama3", "linear"
+  double factor = 1.0;                              // linear / llama3
+  double low_freq_factor = 1.0;                     // llama3
+  double high_freq_factor = 4.0;                    // llama3
   int64_t original_max_position_embeddings = 8192;  // llama3
-  int64_t rotary_dim = 0;        // 0 = whole head_dim
+  int64_t rotary_dim = 0;                           // 0 = whole head_dim
 };
 
 struct DecoderConfig {
@@ -38,16 +39,16 @@ struct DecoderConfig {
   int64_t head_dim = 0;      // kv_channels
   NormType normalization = NormType::kRMSNorm;
   double norm_eps = 1e-5;
-  bool zero_centered_gamma = false;  // Gemma: y = x̂ · (1 + w)
-  std::string activation = "swiglu"; // gated: swiglu, geglu (tanh gelu), reglu; or gelu, relu, ...
-  bool attention_bias = false;       // bias on q/k/v
-  bool attention_out_bias = false;   // bias on o
+  bool zero_centered_gamma = false;   // Gemma: y = x̂ · (1 + w)
+  std::string activation = "swiglu";  // gated: swiglu, geglu (tanh gelu), reglu; or gelu, relu, ...
+  bool attention_bias = false;        // bias on q/k/v
+  bool attention_out_bias = false;    // bias on o
   bool mlp_bias = false;
-  bool qk_norm = false;              // Qwen3: per-head RMSNorm on q and k before RoPE
+  bool qk_norm = false;  // Qwen3: per-head RMSNorm on q and k before RoPE
   RopeConfig rope;
-  int64_t sliding_window = 0;        // 0 = full causal attention; else attend to last W tokens
-  double softmax_scale = 0.0;        // 0 = 1/sqrt(head_dim)
-  int64_t layer_number = 0;          // 0-based index in the stack
+  int64_t sliding_window = 0;  // 0 = full causal attention; else attend to last W tokens
+  double softmax_scale = 0.0;  // 0 = 1/sqrt(head_dim)
+  int64_t layer_number = 0;    // 0-based index in the stack
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
 };
@@ -55,9 +56,9 @@ struct DecoderConfig {
 // Per-call attention inputs shared by every layer of a forward pass.
 struct AttentionInputs {
   int64_t batch = 0;
-  int64_t seq = 0;                  // query length of this call
-  Tensor positions;                 // i64 [batch, seq] rotary positions
-  Tensor key_padding_mask;          // optional i64/u8 [batch, kv_len]: 1 = token, 0 = padding
+  int64_t seq = 0;          // query length of this call
+  Tensor positions;         // i64 [batch, seq] rotary positions
+  Tensor key_padding_mask;  // optional i64/u8 [batch, kv_len]: 1 = token, 0 = padding
   // Generation with a KV cache: keys/values of earlier tokens are read from `cache` and this
   // call's keys/values appended at `cache_offset`. Nullptr when training.
   struct KVCache* cache = nullptr;
@@ -79,6 +80,9 @@ class DecoderLayer : public Module {
                          std::unique_ptr<LayerCtx>* save) = 0;
   // dy: [batch, seq, hidden] -> dx (written); parameter grads accumulated (+=).
   virtual Tensor backward(const Tensor& dy, LayerCtx& ctx) = 0;
+  // How this layer's parameters map to the HF decoder layer's tensors (names relative to
+  // "model.layers.N." on the HF side and to this layer on ours). Declared beside the layer.
+  virtual WeightMap hf_weight_map() const = 0;
 };
 
 }  // namespace graft

@@ -6,32 +6,32 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "layers/decoder.h"
 
 namespace graft {
 
 struct ModelConfig {
-  std::string arch;           // architecture registry key, e.g. "llama" (from HF model_type)
+  std::string arch;             // architecture registry key, e.g. "llama" (from HF model_type)
   std::string hf_architecture;  // "LlamaForCausalLM"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t num_layers = 0;
   int64_t max_position_embeddings = 0;
-  DecoderConfig decoder;       // template for every layer (layer_number set per layer)
-  std::vector<int64_t> layer_windows;  // per-layer sliding window (0 = full); empty = all decoder.sliding_window
+  DecoderConfig decoder;  // template for every layer (layer_number set per layer)
+  std::vector<int64_t>
+      layer_windows;  // per-layer sliding window (0 = full); empty = all decoder.sliding_window
   bool tie_word_embeddings = false;
-  double embedding_scale = 1.0;  // Gemma: sqrt(hidden_size), applied in the embedding's dtype
+  double embedding_scale = 1.0;      // Gemma: sqrt(hidden_size), applied in the embedding's dtype
   double final_logit_softcap = 0.0;  // 0 = none (rejected by arches that would need it)
   std::vector<int64_t> eos_token_ids;
   int64_t bos_token_id = -1;
   double initializer_range = 0.02;
-  nlohmann::json hf_config;    // the config.json as read (written back by export)
+  nlohmann::json hf_config;  // the config.json as read (written back by export)
   std::string decoder_layer = "llama.decoder_layer";  // registry name the architecture asks for
 };
 
@@ -50,10 +50,20 @@ struct GenerateOptions {
   std::vector<int64_t> stop_ids;  // stop after emitting one of these
 };
 
+class Embedding;
+class Norm;
+class Linear;
+
+// Module tree (parameter names): embed_tokens.weight, layers.N.<decoder layer's own names>,
+// norm.weight, lm_head.weight (absent when tie_word_embeddings: the head reuses
+// embed_tokens.weight). All parameters live on config.decoder.device.
 class CausalLM : public Module {
  public:
   explicit CausalLM(ModelConfig config);  // builds the tree through the registry
+  ~CausalLM() override;
   const ModelConfig& config() const { return config_; }
+  Device device() const;
+  const std::vector<DecoderLayer*>& decoder_layers() const { return layers_; }
 
   // input_ids: i64 [batch, seq]; attention_mask: optional i64 [batch, seq] (1 token, 0 pad).
   // Returns logits f32 [batch, seq, vocab].
@@ -77,7 +87,17 @@ class CausalLM : public Module {
   std::vector<std::string> decoder_layer_types() const;
 
  private:
+  struct Saved;
+  Tensor hidden(const Tensor& ids, const AttentionInputs& in, Saved* save);  // after final norm
+  Tensor head(const Tensor& normed, Saved* save);                            // [rows, vocab] logits
+  std::vector<float> next_token_logits(const Tensor& ids, const AttentionInputs& in);
+  Parameter& embedding_weight();
+
   ModelConfig config_;
+  Embedding* embed_ = nullptr;
+  std::vector<DecoderLayer*> layers_;
+  Norm* norm_ = nullptr;
+  Linear* lm_head_ = nullptr;  // null when tied
 };
 
 // Builds a model for `config` (through the registry; overrides in scope apply).

@@ -20,7 +20,8 @@ Module* Module::child(const std::string& name) {
   return nullptr;
 }
 
-std::vector<std::pair<std::string, Parameter*>> Module::named_parameters(const std::string& prefix) {
+std::vector<std::pair<std::string, Parameter*>> Module::named_parameters(
+    const std::string& prefix) {
   std::vector<std::pair<std::string, Parameter*>> out;
   for (auto& [n, p] : params_) out.emplace_back(prefix + n, &p);
   for (auto& [n, c] : children_) {
@@ -32,7 +33,8 @@ std::vector<std::pair<std::string, Parameter*>> Module::named_parameters(const s
 
 void Module::allocate_grads() {
   for (auto& [n, p] : named_parameters())
-    if (!p->grad.defined()) p->grad = Tensor::zeros(p->value.shape(), DType::kF32, p->value.device());
+    if (!p->grad.defined())
+      p->grad = Tensor::zeros(p->value.shape(), DType::kF32, p->value.device());
 }
 
 void Module::zero_grad() {

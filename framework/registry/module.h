@@ -15,9 +15,9 @@
 namespace graft {
 
 struct Parameter {
-  Tensor value;      // the weights used by forward (f32 on CPU; f32 or bf16 on GPU)
-  Tensor grad;       // same shape, f32; allocated by Module::allocate_grads()
-  bool decay = true; // AdamW weight decay applies (false for norms, biases, embeddings by policy)
+  Tensor value;       // the weights used by forward (f32 on CPU; f32 or bf16 on GPU)
+  Tensor grad;        // same shape, f32; allocated by Module::allocate_grads()
+  bool decay = true;  // AdamW weight decay applies (false for norms, biases, embeddings by policy)
 };
 
 // Base for saved-for-backward state. Layers subclass it privately.

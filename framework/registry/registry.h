@@ -12,7 +12,10 @@
 #pragma once
 
 #include <any>
+#include <cstdint>
+#include <deque>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <typeindex>
@@ -27,7 +30,7 @@ struct RegistryEntry {
   std::string name;    // "te.transformer_layer"
   std::string kind;    // "decoder_layer", "architecture", "norm", ...
   std::string source;  // "builtin" or the plugin path that registered it
-  std::type_index interface{typeid(void)};
+  std::type_index interface { typeid(void) };
   std::type_index config{typeid(void)};
   std::any factory;  // std::function<std::unique_ptr<T>(const Config&)>
 };
@@ -36,9 +39,16 @@ class Registry {
  public:
   static Registry& global();
 
-  void add(RegistryEntry entry);  // duplicate names are an error
-  const RegistryEntry* find(const std::string& name) const;
-  std::vector<RegistryEntry> entries() const;  // sorted by name
+  // A name may carry one factory per (interface, config) signature: "te.transformer_layer" is
+  // both a DecoderLayer built from DecoderConfig and a TransformerLayer built from its own
+  // TransformerLayerConfig. The same name twice with the same signature is an error.
+  void add(RegistryEntry entry);
+  const RegistryEntry* find(const std::string& name) const;  // first entry of that name
+  const RegistryEntry* find(const std::string& name, std::type_index interface,
+                            std::type_index config) const;
+  std::vector<RegistryEntry> entries() const;  // sorted by name, then kind
+  // Registered names of entries with this interface type, sorted (for error messages).
+  std::vector<std::string> names_for(std::type_index interface) const;
 
   // Name after applying this thread's override scopes (innermost first, transitively).
   std::string resolve(const std::string& name) const;
@@ -46,25 +56,27 @@ class Registry {
   template <class T, class Config>
   std::unique_ptr<T> create(const std::string& name, const Config& config) const {
     const std::string actual = resolve(name);
-    const RegistryEntry* e = find(actual);
-    if (!e) throw InputError(str("no layer registered under '", actual, "'",
-                                 actual != name ? str(" (override of '", name, "')") : "",
-                                 "; graft layers lists them"));
+    const RegistryEntry* e = find(actual, typeid(T), typeid(Config));
+    if (!e) throw_not_found(name, actual, typeid(T), typeid(Config));
     using F = std::function<std::unique_ptr<T>(const Config&)>;
     const F* f = std::any_cast<F>(&e->factory);
-    GRAFT_CHECK(f != nullptr, "registry entry '", actual, "' has interface ", e->interface.name(),
-                " / config ", e->config.name(), ", asked for ", typeid(T).name(), " / ",
-                typeid(Config).name());
+    GRAFT_CHECK(f != nullptr, "registry entry '", actual, "' holds a factory of another type");
     return (*f)(config);
   }
 
-  // Source label recorded for entries added while a plugin loads (see load_plugin).
+  // Source label recorded for entries added while a plugin loads (see load_plugin). While the
+  // source is not "builtin", a failing add() is remembered instead of thrown (an exception must
+  // not cross dlopen) and take_deferred_errors() hands the messages to load_plugin.
   void set_current_source(std::string source);
+  std::vector<std::string> take_deferred_errors();
 
  private:
   Registry() = default;
-  std::vector<RegistryEntry> entries_;
+  [[noreturn]] void throw_not_found(const std::string& name, const std::string& actual,
+                                    std::type_index interface, std::type_index config) const;
+  std::deque<RegistryEntry> entries_;  // deque: find() pointers stay valid across add()
   std::string current_source_ = "builtin";
+  std::vector<std::string> deferred_errors_;
 };
 
 template <class T, class Config>
@@ -87,9 +99,15 @@ struct Register {
 class OverrideScope {
  public:
   explicit OverrideScope(std::vector<std::pair<std::string, std::string>> overrides);
+  // OverrideScope scope({{"llama.decoder_layer", "te.transformer_layer"}});
+  OverrideScope(std::initializer_list<std::pair<std::string, std::string>> overrides)
+      : OverrideScope(std::vector<std::pair<std::string, std::string>>(overrides)) {}
   ~OverrideScope();
   OverrideScope(const OverrideScope&) = delete;
   OverrideScope& operator=(const OverrideScope&) = delete;
+
+ private:
+  uint64_t id_ = 0;  // this scope's frame on the thread's stack (removed by id, not position)
 };
 
 // Loads a shared library whose static registrations add layers or architectures; entries it adds

@@ -1,0 +1,52 @@
+#include "framework/data/data_config.h"
+
+#include <glob.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "framework/recipe/recipe_node.h"
+
+namespace graft {
+
+std::vector<std::string> expand_glob(const std::string& pattern) {
+  glob_t g{};
+  std::vector<std::string> out;
+  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; ++i) {
+      if (std::filesystem::is_regular_file(g.gl_pathv[i])) out.emplace_back(g.gl_pathv[i]);
+    }
+  }
+  ::globfree(&g);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+DataConfig parse_data_config(RecipeNode& n) {
+  DataConfig c;
+  c.text = n.get<std::vector<std::string>>("text", {});
+  c.prepared = n.get<std::string>("prepared", "");
+  c.tokenizer = n.get<std::string>("tokenizer", "byte");
+  c.cache_dir = n.get<std::string>("cache_dir", "");
+  c.seq_len = require_positive(n, "seq_len", n.get<int64_t>("seq_len", 256));
+  c.seed = n.get<int64_t>("seed", 1234);
+  n.finish();
+  if (c.text.empty() == c.prepared.empty())
+    n.fail(c.text.empty() ? "text" : "prepared",
+           "expected exactly one of data.text (raw text globs) or data.prepared (a folder from "
+           "`graft data prepare`)");
+  for (const auto& pattern : c.text) {
+    auto files = expand_glob(pattern);
+    if (files.empty()) n.fail("text", str("= '", pattern, "' matches no readable file"));
+    c.files.insert(c.files.end(), files.begin(), files.end());
+  }
+  if (!c.prepared.empty() && !std::filesystem::is_regular_file(c.prepared + "/meta.json"))
+    n.fail("prepared",
+           str("= '", c.prepared, "' has no meta.json (write it with graft data prepare)"));
+  if (c.tokenizer != "byte" && !std::filesystem::is_regular_file(c.tokenizer))
+    n.fail("tokenizer",
+           str("= '", c.tokenizer, "': no such file (expected byte or a tokenizer.json)"));
+  return c;
+}
+
+}  // namespace graft

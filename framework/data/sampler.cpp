@@ -1,0 +1,55 @@
+#include "framework/data/sampler.h"
+
+#include <numeric>
+#include <random>
+
+namespace graft {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+Sampler::Sampler(const TokenDataset* data, SamplerConfig config) : data_(data), config_(config) {
+  GRAFT_CHECK(config.world >= 1 && config.rank >= 0 && config.rank < config.world, "rank ",
+              config.rank, " of ", config.world);
+  GRAFT_CHECK(config.seq_len > 0, "seq_len = ", config.seq_len);
+  GRAFT_INPUT_CHECK(data->size() >= config.seq_len, data->dir(), ": the dataset holds ",
+                    data->size(), " tokens, fewer than data.seq_len = ", config.seq_len);
+  windows_ = data->size() / config.seq_len;
+}
+
+void Sampler::prepare_epoch(uint64_t e) {
+  if (e == epoch_) return;
+  epoch_ = e;
+  const uint64_t s = splitmix64(config_.seed ^ splitmix64(e));
+  const int64_t slack = data_->size() - windows_ * config_.seq_len;
+  offset_ = static_cast<int64_t>(s % static_cast<uint64_t>(slack + 1));
+  perm_.resize(windows_);
+  std::iota(perm_.begin(), perm_.end(), 0);
+  // Fisher-Yates with an explicitly specified generator (std::shuffle's algorithm is not).
+  std::mt19937_64 rng(splitmix64(s));
+  for (int64_t i = windows_ - 1; i > 0; --i) {
+    const int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+    std::swap(perm_[i], perm_[j]);
+  }
+}
+
+void Sampler::sequence(uint64_t g, int64_t* out) {
+  prepare_epoch(g / windows_);
+  const int64_t w = perm_[g % windows_];
+  data_->read(offset_ + w * config_.seq_len, config_.seq_len, out);
+}
+
+Tensor Sampler::next(int64_t batch) {
+  Tensor t = Tensor::empty({batch, config_.seq_len}, DType::kI64);
+  int64_t* p = t.data<int64_t>();
+  const uint64_t base = position_ + static_cast<uint64_t>(config_.rank * batch);
+  for (int64_t b = 0; b < batch; ++b) sequence(base + b, p + b * config_.seq_len);
+  position_ += static_cast<uint64_t>(batch * config_.world);
+  return t;
+}
+
+}  // namespace graft

@@ -1,0 +1,16 @@
+#include <filesystem>
+
+#include "framework/core/error.h"
+#include "framework/data/tokenizer.h"
+#include "framework/data/tokenizer_bpe.h"
+
+namespace graft {
+
+std::unique_ptr<Tokenizer> make_tokenizer(const std::string& spec) {
+  if (spec == "byte") return std::make_unique<ByteTokenizer>();
+  GRAFT_INPUT_CHECK(std::filesystem::is_regular_file(spec), spec,
+                    ": no such tokenizer file (expected byte or a tokenizer.json)");
+  return BpeTokenizer::load(spec);
+}
+
+}  // namespace graft

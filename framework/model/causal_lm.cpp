@@ -1,0 +1,275 @@
+// CausalLM: embedding -> decoder layers -> final norm -> LM head, built through the registry,
+// with explicit forward/backward through each module and the cross-entropy kernel.
+#include "framework/model/causal_lm.h"
+
+#include <cmath>
+
+#include "framework/model/hf_loader.h"
+#include "framework/model/sampling.h"
+#include "framework/registry/registry.h"
+#include "kernels/cross_entropy.h"
+#include "layers/reference/common.h"
+#include "layers/reference/embedding.h"
+#include "layers/reference/linear.h"
+#include "layers/reference/norm.h"
+
+namespace graft {
+namespace {
+
+constexpr const char* kEmbeddingName = "reference.embedding";
+constexpr const char* kNormName = "reference.rmsnorm";
+constexpr const char* kLinearName = "reference.linear";
+
+// Gemma multiplies by tensor(sqrt(hidden), dtype): the scale rounded to the parameter dtype.
+double scale_in_dtype(double s, DType t) {
+  if (t == DType::kBF16) return bf16_to_f32(f32_to_bf16(static_cast<float>(s)));
+  if (t == DType::kF16) return f16_to_f32(f32_to_f16(static_cast<float>(s)));
+  return static_cast<float>(s);
+}
+
+Tensor arange_positions(int64_t batch, int64_t seq, int64_t offset, Device device) {
+  std::vector<int64_t> pos(static_cast<size_t>(batch * seq));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t s = 0; s < seq; ++s) pos[b * seq + s] = offset + s;
+  return Tensor::from_vector(pos, {batch, seq}).to(device);
+}
+
+Tensor on_device_i64(const Tensor& t, Device device, const char* what) {
+  GRAFT_INPUT_CHECK(t.dtype() == DType::kI64 && t.ndim() == 2, what,
+                    ": expected an i64 [batch, seq] tensor, got ", t.str());
+  Tensor c = t.is_contiguous() ? t : t.contiguous();
+  return c.device() == device ? c : c.to(device);
+}
+
+}  // namespace
+
+// Saved state of one training forward pass.
+struct CausalLM::Saved {
+  Tensor ids;
+  std::vector<std::unique_ptr<LayerCtx>> layers;
+  std::unique_ptr<LayerCtx> norm, head;
+  Tensor normed;  // [rows, hidden], the LM head input (tied head)
+};
+
+CausalLM::CausalLM(ModelConfig config) : Module("causal_lm"), config_(std::move(config)) {
+  const ModelConfig& c = config_;
+  GRAFT_INPUT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.num_layers > 0,
+                    "model config: vocab_size, hidden_size and num_hidden_layers must be positive");
+  GRAFT_INPUT_CHECK(
+      c.layer_windows.empty() || static_cast<int64_t>(c.layer_windows.size()) == c.num_layers,
+      "model config: ", c.layer_windows.size(), " layer windows for ", c.num_layers, " layers");
+  GRAFT_INPUT_CHECK(c.final_logit_softcap == 0.0,
+                    "model config: final_logit_softcap = ", c.final_logit_softcap,
+                    " is not supported");
+  const Registry& reg = Registry::global();
+  const DType dt = c.decoder.params_dtype;
+  const Device dev = c.decoder.device;
+
+  EmbeddingConfig ec{c.vocab_size, c.hidden_size, dt, dev};
+  embed_ = &add_child("embed_tokens", reg.create<Embedding, EmbeddingConfig>(kEmbeddingName, ec));
+
+  auto list = std::make_unique<Module>("module_list");
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    DecoderConfig dc = c.decoder;
+    dc.hidden_size = c.hidden_size;
+    dc.layer_number = i;
+    if (!c.layer_windows.empty()) dc.sliding_window = c.layer_windows[static_cast<size_t>(i)];
+    layers_.push_back(&list->add_child(
+        std::to_string(i), reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc)));
+  }
+  add_child("layers", std::move(list));
+
+  NormConfig nc{c.hidden_size,
+                c.decoder.normalization,
+                c.decoder.norm_eps,
+                c.decoder.zero_centered_gamma,
+                dt,
+                dev};
+  norm_ = &add_child("norm", reg.create<Norm, NormConfig>(kNormName, nc));
+  if (!c.tie_word_embeddings) {
+    LinearConfig lc{c.hidden_size, c.vocab_size, false, dt, dev};
+    lm_head_ = &add_child("lm_head", reg.create<Linear, LinearConfig>(kLinearName, lc));
+  }
+}
+
+CausalLM::~CausalLM() = default;
+
+Device CausalLM::device() const { return config_.decoder.device; }
+
+Parameter& CausalLM::embedding_weight() {
+  Parameter* w = embed_->parameter("weight");
+  GRAFT_CHECK(w != nullptr, embed_->type(), " has no parameter 'weight' to tie the LM head to");
+  return *w;
+}
+
+std::vector<std::string> CausalLM::decoder_layer_types() const {
+  std::vector<std::string> out;
+  for (const DecoderLayer* l : layers_) {
+    bool seen = false;
+    for (const auto& t : out) seen = seen || t == l->type();
+    if (!seen) out.push_back(l->type());
+  }
+  return out;
+}
+
+Tensor CausalLM::hidden(const Tensor& ids, const AttentionInputs& in, Saved* save) {
+  const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
+  Tensor h = embed_->forward(ids, scale);
+  if (save) save->layers.resize(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i)
+    h = layers_[i]->forward(h, in, save ? &save->layers[i] : nullptr);
+  return norm_->forward(h, save ? &save->norm : nullptr);
+}
+
+Tensor CausalLM::head(const Tensor& normed, Saved* save) {
+  Tensor rows = layers::as_rows(normed, config_.hidden_size);
+  if (lm_head_) return lm_head_->forward(rows, save ? &save->head : nullptr);
+  if (save) save->normed = rows;
+  return layers::matmul_nt(rows, embedding_weight().value);
+}
+
+Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) {
+  Tensor ids = on_device_i64(input_ids, device(), "forward: input_ids");
+  const int64_t B = ids.size(0), S = ids.size(1);
+  AttentionInputs in;
+  in.batch = B;
+  in.seq = S;
+  in.positions = arange_positions(B, S, 0, device());
+  if (attention_mask.defined()) {
+    GRAFT_INPUT_CHECK(attention_mask.shape() == ids.shape(), "forward: attention_mask ",
+                      attention_mask.str(), " does not match input_ids ", ids.str());
+    in.key_padding_mask = on_device_i64(attention_mask, device(), "forward: attention_mask");
+  }
+  Tensor logits = head(hidden(ids, in, nullptr), nullptr);
+  return logits.view({B, S, config_.vocab_size});
+}
+
+double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
+                                  const Tensor& attention_mask, bool backward, double grad_scale) {
+  Saved save;
+  save.ids = on_device_i64(input_ids, device(), "forward_backward: input_ids");
+  const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
+  GRAFT_INPUT_CHECK(labels.shape() == save.ids.shape() && labels.dtype() == DType::kI64,
+                    "forward_backward: labels ", labels.str(),
+                    " must be i64 shaped like input_ids ", save.ids.str());
+  AttentionInputs in;
+  in.batch = B;
+  in.seq = S;
+  in.positions = arange_positions(B, S, 0, device());
+  if (attention_mask.defined()) {
+    GRAFT_INPUT_CHECK(attention_mask.shape() == save.ids.shape(),
+                      "forward_backward: attention_mask ", attention_mask.str(),
+                      " does not match input_ids ", save.ids.str());
+    in.key_padding_mask =
+        on_device_i64(attention_mask, device(), "forward_backward: attention_mask");
+  }
+  Tensor logits =
+      head(hidden(save.ids, in, backward ? &save : nullptr), backward ? &save : nullptr);
+
+  // Shift: position t predicts labels[t + 1]; the last position predicts nothing.
+  Tensor host_labels = labels.to(Device::cpu()).contiguous();
+  const int64_t* lab = host_labels.data<int64_t>();
+  std::vector<int64_t> targets(static_cast<size_t>(B * S), -100);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s + 1 < S; ++s) targets[b * S + s] = lab[b * S + s + 1];
+  Tensor tgt = Tensor::from_vector(targets, {B * S}).to(device());
+
+  Tensor loss = Tensor::zeros({1}, DType::kF32, device());
+  Tensor lse = Tensor::empty({B * S}, DType::kF32, device());
+  XentFwdParams fp;
+  fp.logits = logits.raw();
+  fp.targets = static_cast<const int64_t*>(tgt.raw());
+  fp.loss = static_cast<float*>(loss.raw());
+  fp.lse = static_cast<float*>(lse.raw());
+  fp.n = B * S;
+  fp.vocab = V;
+  fp.device = device();
+  cross_entropy_fwd(fp);
+  const double value = loss.to(Device::cpu()).item({0});
+  if (!backward) return value;
+
+  XentBwdParams bp;
+  bp.logits = logits.raw();
+  bp.targets = fp.targets;
+  bp.lse = fp.lse;
+  bp.dlogits = logits.raw();  // in place
+  bp.n = B * S;
+  bp.vocab = V;
+  bp.grad_scale = static_cast<float>(grad_scale);
+  bp.device = device();
+  cross_entropy_bwd(bp);
+  Tensor& dlogits = logits;
+
+  Tensor dnormed;
+  if (lm_head_) {
+    dnormed = lm_head_->backward(dlogits, *save.head);
+  } else {
+    Parameter& w = embedding_weight();
+    dnormed = layers::matmul_nn(dlogits, w.value);
+    layers::matmul_tn_acc(dlogits, save.normed, layers::grad_of(w));
+  }
+  Tensor dh = norm_->backward(dnormed.view({B, S, config_.hidden_size}), *save.norm);
+  for (size_t i = layers_.size(); i-- > 0;) dh = layers_[i]->backward(dh, *save.layers[i]);
+  const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
+  embed_->backward(dh, save.ids, scale);
+  return value;
+}
+
+std::vector<float> CausalLM::next_token_logits(const Tensor& ids, const AttentionInputs& in) {
+  Tensor normed = hidden(ids, in, nullptr);  // [1, S, hidden]
+  const int64_t S = ids.size(1);
+  // Row S-1 of the contiguous [S, hidden] matrix: a contiguous view on any device.
+  Tensor last = layers::as_rows(normed, config_.hidden_size).slice(0, S - 1, 1);
+  return head(last, nullptr).to(Device::cpu()).to_f32_vector();
+}
+
+std::vector<int64_t> CausalLM::generate(const std::vector<int64_t>& prompt,
+                                        const GenerateOptions& opt) {
+  GRAFT_INPUT_CHECK(!prompt.empty(), "generate: empty prompt");
+  GRAFT_INPUT_CHECK(opt.max_new_tokens >= 0, "generate: max_new_tokens = ", opt.max_new_tokens,
+                    ", expected >= 0");
+  Sampler sampler(opt);
+  std::vector<int64_t> out = prompt;
+  const int64_t P = static_cast<int64_t>(prompt.size());
+  const int64_t max_len = P + opt.max_new_tokens;
+  KVCache cache;
+  if (opt.use_cache) {
+    cache.max_len = max_len;
+    const DecoderConfig& d = config_.decoder;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      cache.k.push_back(
+          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, DType::kF32, device()));
+      cache.v.push_back(
+          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, DType::kF32, device()));
+    }
+  }
+  for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
+    // Cached: the prompt first, then one token per step at its offset. Uncached: everything.
+    const int64_t offset = (opt.use_cache && step > 0) ? static_cast<int64_t>(out.size()) - 1 : 0;
+    std::vector<int64_t> chunk(out.begin() + offset, out.end());
+    const int64_t S = static_cast<int64_t>(chunk.size());
+    Tensor ids = Tensor::from_vector(chunk, {1, S}).to(device());
+    AttentionInputs in;
+    in.batch = 1;
+    in.seq = S;
+    in.positions = arange_positions(1, S, offset, device());
+    if (opt.use_cache) {
+      in.cache = &cache;
+      in.cache_offset = offset;
+    }
+    const int64_t next = sampler.pick(next_token_logits(ids, in));
+    out.push_back(next);
+    bool stop = false;
+    for (int64_t s : opt.stop_ids) stop = stop || s == next;
+    if (stop) break;
+  }
+  return out;
+}
+
+void CausalLM::init_weights(uint64_t seed) { init_hf_weights(*this, seed); }
+
+std::unique_ptr<CausalLM> build_model(const ModelConfig& config) {
+  return std::make_unique<CausalLM>(config);
+}
+
+}  // namespace graft

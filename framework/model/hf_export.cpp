@@ -1,0 +1,123 @@
+#include "framework/model/hf_export.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "framework/io/hf_checkpoint.h"
+#include "framework/model/weight_table.h"
+
+namespace graft {
+namespace {
+
+const char* torch_dtype_name(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return "float32";
+    case DType::kBF16:
+      return "bfloat16";
+    case DType::kF16:
+      return "float16";
+    default:
+      return "float32";
+  }
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw InputError(str(path, ": cannot write"));
+    f << j.dump(2) << "\n";
+    if (!f) throw InputError(str(path, ": write failed"));
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> export_hf_tensors(CausalLM& model,
+                                                              HfExportSource source, DType dtype) {
+  GRAFT_INPUT_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
+                    "export: dtype ", dtype_name(dtype), " is not supported (f32, bf16, f16)");
+  WeightTable table = build_weight_table(model);
+  std::map<std::string, Tensor> out;
+  std::map<std::string, int64_t> covered;
+  for (const std::string& n : table.hf_names) out[n] = Tensor::empty(table.hf_shapes.at(n), dtype);
+  for (const HfParamEntry& e : table.params) {
+    const Tensor& v = source == HfExportSource::kWeights ? e.parameter->value : e.parameter->grad;
+    GRAFT_CHECK(v.defined(), "export of ", e.param, ": gradient not allocated");
+    Tensor host = v.to(Device::cpu());
+    for (const HfPiece& p : e.pieces) {
+      Tensor& dst = out.at(p.hf_name);
+      dst.slice(p.dim, p.hf_start, p.length).copy_from(host.slice(p.dim, p.start, p.length));
+      covered[p.hf_name] += p.length * (host.numel() / host.size(p.dim));
+    }
+  }
+  std::vector<std::pair<std::string, Tensor>> result;
+  for (const std::string& n : table.hf_names) {
+    GRAFT_CHECK(covered[n] == out.at(n).numel(), "export: ", n, " covered ", covered[n], " of ",
+                out.at(n).numel(), " elements by the weight map");
+    result.emplace_back(n, out.at(n));
+  }
+  return result;
+}
+
+nlohmann::json hf_config_for_export(const ModelConfig& c, DType dtype) {
+  nlohmann::json j = c.hf_config.is_object() ? c.hf_config : nlohmann::json::object();
+  if (!c.hf_config.is_object()) {
+    // Written from the ModelConfig: the fields parse_common reads.
+    const DecoderConfig& d = c.decoder;
+    j["intermediate_size"] = d.ffn_hidden_size;
+    j["num_attention_heads"] = d.num_attention_heads;
+    j["num_key_value_heads"] = d.num_kv_heads;
+    j["head_dim"] = d.head_dim;
+    j["rms_norm_eps"] = d.norm_eps;
+    j["hidden_act"] = d.activation == "geglu"   ? "gelu_pytorch_tanh"
+                      : d.activation == "reglu" ? "relu"
+                                                : "silu";
+    nlohmann::json rope = {{"rope_theta", d.rope.theta}, {"rope_type", d.rope.type}};
+    if (d.rope.type == "linear" || d.rope.type == "llama3") rope["factor"] = d.rope.factor;
+    if (d.rope.type == "llama3") {
+      rope["low_freq_factor"] = d.rope.low_freq_factor;
+      rope["high_freq_factor"] = d.rope.high_freq_factor;
+      rope["original_max_position_embeddings"] = d.rope.original_max_position_embeddings;
+    }
+    j["rope_parameters"] = rope;
+    j["max_position_embeddings"] = c.max_position_embeddings;
+    j["initializer_range"] = c.initializer_range;
+    if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
+    if (!c.eos_token_ids.empty())
+      j["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::json(c.eos_token_ids[0])
+                                                      : nlohmann::json(c.eos_token_ids);
+  }
+  j["model_type"] = c.arch;
+  if (!c.hf_architecture.empty()) j["architectures"] = {c.hf_architecture};
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["num_hidden_layers"] = c.num_layers;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["dtype"] = torch_dtype_name(dtype);
+  if (j.contains("torch_dtype")) j["torch_dtype"] = torch_dtype_name(dtype);
+  return j;
+}
+
+void export_hf_checkpoint(CausalLM& model, const std::string& dir, const HfExportOptions& opt) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw InputError(str(dir, ": cannot create the export folder: ", ec.message()));
+  write_hf_shards(dir, export_hf_tensors(model, HfExportSource::kWeights, opt.dtype),
+                  opt.max_shard_bytes);
+  write_json(dir + "/config.json", hf_config_for_export(model.config(), opt.dtype));
+  const ModelConfig& c = model.config();
+  if (c.bos_token_id >= 0 || !c.eos_token_ids.empty()) {
+    nlohmann::json g = {{"_from_model_config", true}};
+    if (c.bos_token_id >= 0) g["bos_token_id"] = c.bos_token_id;
+    if (!c.eos_token_ids.empty())
+      g["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::json(c.eos_token_ids[0])
+                                                      : nlohmann::json(c.eos_token_ids);
+    write_json(dir + "/generation_config.json", g);
+  }
+}
+
+}  // namespace graft

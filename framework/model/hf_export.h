@@ -1,0 +1,38 @@
+// Export to the Hugging Face layout through the weight table read in reverse: whichever layer set
+// built the model, the tensors come out under HF names in HF layout (fused qkv / fc1 split back
+// into q/k/v and gate/up). export_hf_checkpoint writes config.json (the original config with the
+// fields graft owns updated), generation_config.json when token ids are known, and
+// model-0000i-of-0000n.safetensors shards of at most max_shard_bytes with their index (or a
+// single model.safetensors). Load -> export -> load is bit-exact in the parameter dtype.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "framework/model/causal_lm.h"
+
+namespace graft {
+
+enum class HfExportSource { kWeights, kGrads };
+
+// HF-named CPU tensors of the parameter values (or their gradients: graft parity compares them
+// with transformers' gradients) in `dtype`. Gradients must be allocated for kGrads.
+std::vector<std::pair<std::string, Tensor>> export_hf_tensors(
+    CausalLM& model, HfExportSource source = HfExportSource::kWeights, DType dtype = DType::kF32);
+
+// config.json content for the model: its hf_config with model_type, architectures, sizes,
+// tie_word_embeddings and dtype set from the ModelConfig (written from scratch in the Llama form
+// when the model was not built from a config.json).
+nlohmann::json hf_config_for_export(const ModelConfig& config, DType dtype);
+
+struct HfExportOptions {
+  uint64_t max_shard_bytes = 5ull << 30;  // transformers' default "5GB"
+  DType dtype = DType::kF32;              // f32, bf16 or f16
+};
+
+void export_hf_checkpoint(CausalLM& model, const std::string& dir, const HfExportOptions& opt = {});
+
+}  // namespace graft

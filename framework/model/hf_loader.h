@@ -1,0 +1,52 @@
+// Loading Hugging Face checkpoints (config.json + model.safetensors or sharded safetensors with
+// model.safetensors.index.json) into a CausalLM through the weight table (weight_table.h).
+//
+// Shards are read one at a time, memory-mapped, and released before the next is opened, so peak
+// host memory is the model plus one mapped shard (HfLoadStats records what was mapped at once;
+// tests check it). A parameter whose pieces (q/k/v, gate/up) sit in different shards is filled
+// piece by piece over several shards; coverage is tracked per piece. bf16/f16/f64 tensors are
+// converted to the parameter dtype. At the end every problem — missing tensors, unreadable
+// shards, partly filled parameters, unexpected tensors, wrong shapes or dtypes — is reported in
+// ONE InputError, each with its HF name.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "framework/model/causal_lm.h"
+
+namespace graft {
+
+struct HfLoadOptions {
+  DType params_dtype = DType::kF32;
+  Device device = Device::cpu();
+};
+
+struct HfLoadStats {
+  int64_t shards_read = 0;
+  int64_t tensors_read = 0;
+  uint64_t total_shard_bytes = 0;  // sum of the shard file sizes
+  uint64_t largest_shard_bytes = 0;
+  uint64_t peak_mapped_bytes = 0;  // most shard bytes mapped at the same time
+};
+
+// Reads DIR/config.json (and the eos_token_id of DIR/generation_config.json when present, which
+// is what transformers' generate stops on), builds the model (override scopes in force apply)
+// and loads the weights.
+std::unique_ptr<CausalLM> load_hf_model(const std::string& dir, const HfLoadOptions& opt = {},
+                                        HfLoadStats* stats = nullptr);
+
+// Sets c.eos_token_ids from DIR/generation_config.json when that file has eos_token_id.
+void read_generation_config(const std::string& dir, ModelConfig& c);
+
+// Loads the tensors of the checkpoint in DIR into an existing model.
+HfLoadStats load_hf_weights(CausalLM& model, const std::string& dir);
+
+// Seeded initialisation in HF space: every HF tensor is drawn from its own stream (seed, HF name)
+// — normal(0, initializer_range) for matrices, zeros for biases, ones (zeros for (1 + w) norms)
+// for norm weights — and loaded through the weight table, so a model gets the same weights with
+// either layer set and any parameter layout.
+void init_hf_weights(CausalLM& model, uint64_t seed);
+
+}  // namespace graft

@@ -1,0 +1,207 @@
+#include "framework/model/parity.h"
+
+#include <cmath>
+#include <memory>
+#include <optional>
+
+#include "framework/io/safetensors.h"
+#include "framework/model/hf_export.h"
+#include "framework/model/hf_loader.h"
+#include "framework/registry/registry.h"
+#include "kernels/adamw.h"
+
+namespace graft {
+namespace {
+
+// Fixture settings (reference.json): torch.optim.AdamW on all parameters.
+constexpr float kLr = 1e-2f, kBeta1 = 0.9f, kBeta2 = 0.95f, kEps = 1e-8f, kWd = 0.1f;
+
+double rel_err(const std::vector<float>& out, const std::vector<float>& ref) {
+  GRAFT_CHECK(out.size() == ref.size(), "rel_err: ", out.size(), " vs ", ref.size(), " elements");
+  double num = 0, den = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double d = static_cast<double>(out[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+std::vector<int64_t> to_ids(const Tensor& t) {
+  std::vector<int64_t> out;
+  const Tensor c = t.contiguous();
+  for (int64_t i = 0; i < c.numel(); ++i) out.push_back(c.data<int64_t>()[i]);
+  return out;
+}
+
+class Reference {
+ public:
+  explicit Reference(const std::string& path) : path_(path), file_(SafetensorsFile::open(path)) {}
+  bool has(const std::string& name) const { return file_->find(name) != nullptr; }
+  Tensor get(const std::string& name, DType dtype) const {
+    const TensorInfo* info = file_->find(name);
+    GRAFT_INPUT_CHECK(info != nullptr, path_, ": tensor '", name, "' is missing");
+    GRAFT_INPUT_CHECK(info->dtype == dtype, path_, ": ", name, " is ",
+                      dtype_safetensors_name(info->dtype), ", expected ",
+                      dtype_safetensors_name(dtype));
+    return file_->tensor(name).clone();
+  }
+  void check_shape(const std::string& name, const Tensor& t, const Shape& want) const {
+    GRAFT_INPUT_CHECK(t.shape() == want, path_, ": ", name, " is ", shape_str(t.shape()),
+                      ", the model gives ", shape_str(want));
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::shared_ptr<SafetensorsFile> file_;
+};
+
+// Max rel error over HF-named tensors against `prefix`+name in the reference.
+double compare_named(const Reference& ref, const std::string& prefix,
+                     const std::vector<std::pair<std::string, Tensor>>& ours, std::string* worst) {
+  double max_err = 0;
+  for (const auto& [name, t] : ours) {
+    Tensor r = ref.get(prefix + name, DType::kF32);
+    ref.check_shape(prefix + name, r, t.shape());
+    const double e = rel_err(t.to_f32_vector(), r.to_f32_vector());
+    if (worst->empty() || e > max_err) {
+      max_err = e;
+      *worst = name;
+    }
+  }
+  return max_err;
+}
+
+}  // namespace
+
+bool ParityResult::pass() const {
+  return logits_rel_err <= tol.logits && padded_logits_rel_err <= tol.logits &&
+         grad_max_rel_err <= tol.grads && step1_max_rel_err <= tol.grads &&
+         loss_abs_err <= tol.loss && generate_match;
+}
+
+nlohmann::json ParityResult::to_json() const {
+  return {{"arch", arch},
+          {"layers", layers},
+          {"device", device},
+          {"logits_rel_err", logits_rel_err},
+          {"padded_logits_rel_err", padded_logits_rel_err},
+          {"loss", loss},
+          {"loss_abs_err", loss_abs_err},
+          {"grad_max_rel_err", grad_max_rel_err},
+          {"grad_worst", grad_worst},
+          {"step1_max_rel_err", step1_max_rel_err},
+          {"step1_worst", step1_worst},
+          {"generate_match", generate_match},
+          {"generated", generated},
+          {"tolerances",
+           {{"logits_rel_err", tol.logits},
+            {"padded_logits_rel_err", tol.logits},
+            {"grad_max_rel_err", tol.grads},
+            {"step1_max_rel_err", tol.grads},
+            {"loss_abs_err", tol.loss}}},
+          {"pass", pass()}};
+}
+
+ParityResult run_parity(const ParityOptions& opt) {
+  GRAFT_INPUT_CHECK(opt.layers == "reference" || opt.layers == "te", "--layers = '", opt.layers,
+                    "', expected reference or te");
+  GRAFT_INPUT_CHECK(!opt.checkpoint.empty(), "--checkpoint is required");
+  const std::string ref_path =
+      opt.reference.empty() ? opt.checkpoint + "/reference.safetensors" : opt.reference;
+  Reference ref(ref_path);
+
+  // Build (and load) the model with the decoder layer the option asks for.
+  const ModelConfig cfg = load_hf_config(opt.checkpoint + "/config.json");
+  std::unique_ptr<CausalLM> model;
+  {
+    std::optional<OverrideScope> scope;
+    if (opt.layers == "te")
+      scope.emplace(std::vector<std::pair<std::string, std::string>>{
+          {cfg.decoder_layer, "te.transformer_layer"}});
+    model = load_hf_model(opt.checkpoint, {DType::kF32, opt.device});
+  }
+
+  // Every tensor the comparison needs, checked up front so one error lists all that are missing.
+  std::vector<std::string> need = {
+      "input_ids",           "logits",          "loss",        "attention_mask",
+      "logits_right_padded", "generate_prompt", "generate_ids"};
+  for (const auto& [name, t] : export_hf_tensors(*model)) {
+    need.push_back("grad." + name);
+    need.push_back("step1." + name);
+  }
+  std::string missing;
+  for (const auto& n : need)
+    if (!ref.has(n)) missing += (missing.empty() ? "" : ", ") + n;
+  GRAFT_INPUT_CHECK(missing.empty(), ref_path, ": missing tensors: ", missing);
+
+  ParityResult r;
+  r.arch = cfg.arch;
+  r.layers = opt.layers;
+  r.device = opt.device.str();
+  const int64_t V = cfg.vocab_size;
+
+  const Tensor ids = ref.get("input_ids", DType::kI64);
+  GRAFT_INPUT_CHECK(ids.ndim() == 2, ref_path, ": input_ids is ", shape_str(ids.shape()),
+                    ", expected [batch, seq]");
+  const Shape logits_shape = {ids.size(0), ids.size(1), V};
+  const Tensor ref_logits = ref.get("logits", DType::kF32);
+  ref.check_shape("logits", ref_logits, logits_shape);
+  r.logits_rel_err =
+      rel_err(model->forward(ids).to(Device::cpu()).to_f32_vector(), ref_logits.to_f32_vector());
+
+  // Right padding: compare the positions the mask keeps.
+  const Tensor mask = ref.get("attention_mask", DType::kI64);
+  ref.check_shape("attention_mask", mask, ids.shape());
+  const Tensor ref_padded = ref.get("logits_right_padded", DType::kF32);
+  ref.check_shape("logits_right_padded", ref_padded, logits_shape);
+  const std::vector<float> ours = model->forward(ids, mask).to(Device::cpu()).to_f32_vector();
+  const std::vector<float> theirs = ref_padded.to_f32_vector();
+  const std::vector<int64_t> m = to_ids(mask);
+  std::vector<float> a, b;
+  for (size_t pos = 0; pos < m.size(); ++pos) {
+    if (!m[pos]) continue;
+    a.insert(a.end(), ours.begin() + pos * V, ours.begin() + (pos + 1) * V);
+    b.insert(b.end(), theirs.begin() + pos * V, theirs.begin() + (pos + 1) * V);
+  }
+  r.padded_logits_rel_err = rel_err(a, b);
+
+  // Greedy generation with the KV cache, before the optimizer step changes the weights.
+  const std::vector<int64_t> prompt = to_ids(ref.get("generate_prompt", DType::kI64));
+  r.expected_generation = to_ids(ref.get("generate_ids", DType::kI64));
+  GRAFT_INPUT_CHECK(r.expected_generation.size() >= prompt.size(), ref_path,
+                    ": generate_ids is shorter than generate_prompt");
+  GenerateOptions g;
+  g.max_new_tokens = static_cast<int64_t>(r.expected_generation.size() - prompt.size());
+  g.stop_ids = model->config().eos_token_ids;  // generation_config.json's, as transformers
+  r.generated = model->generate(prompt, g);
+  r.generate_match = r.generated == r.expected_generation;
+
+  // Loss and gradients (labels = input_ids, shifted inside).
+  model->allocate_grads();
+  model->zero_grad();
+  r.loss = model->forward_backward(ids, ids);
+  r.loss_abs_err = std::fabs(r.loss - ref.get("loss", DType::kF32).to_f32_vector().at(0));
+  r.grad_max_rel_err =
+      compare_named(ref, "grad.", export_hf_tensors(*model, HfExportSource::kGrads), &r.grad_worst);
+
+  // One AdamW step on every parameter from those gradients.
+  for (auto& [name, p] : model->named_parameters()) {
+    Tensor mom = Tensor::zeros(p->value.shape(), DType::kF32, p->value.device());
+    Tensor var = Tensor::zeros(p->value.shape(), DType::kF32, p->value.device());
+    AdamWParams ap;
+    ap.param = static_cast<float*>(p->value.raw());
+    ap.grad = static_cast<const float*>(p->grad.raw());
+    ap.m = static_cast<float*>(mom.raw());
+    ap.v = static_cast<float*>(var.raw());
+    ap.n = p->value.numel();
+    ap.hyper = {kLr, kBeta1, kBeta2, kEps, kWd, /*step=*/1, /*grad_scale=*/1.0f};
+    ap.device = p->value.device();
+    adamw_step(ap);
+  }
+  r.step1_max_rel_err = compare_named(ref, "step1.", export_hf_tensors(*model), &r.step1_worst);
+  return r;
+}
+
+}  // namespace graft

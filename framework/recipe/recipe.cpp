@@ -1,0 +1,182 @@
+#include "framework/recipe/recipe.h"
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include "framework/recipe/recipe_node.h"
+
+namespace graft {
+
+std::string emit_yaml(const YAML::Node& node) {
+  YAML::Emitter e;
+  e << node;
+  return std::string(e.c_str()) + "\n";
+}
+
+std::string Recipe::resolved_yaml() const { return emit_yaml(resolved); }
+
+YAML::Node Recipe::identity() const { return recipe_identity(resolved); }
+
+std::string Recipe::config_hash() const { return recipe_hash(resolved); }
+
+YAML::Node recipe_identity(const YAML::Node& resolved) {
+  YAML::Node id = YAML::Clone(resolved);
+  id.remove("checkpoint");
+  id.remove("logging");
+  if (id["train"]) id["train"].remove("stop_after");
+  return id;
+}
+
+namespace {
+// A fresh copy with default styles and plain string scalars, so that a tree loaded from text and
+// one built in memory emit the same bytes when their content is equal.
+YAML::Node canonical(const YAML::Node& n) {
+  if (n.IsMap()) {
+    YAML::Node out(YAML::NodeType::Map);
+    for (auto it = n.begin(); it != n.end(); ++it) out[it->first.Scalar()] = canonical(it->second);
+    return out;
+  }
+  if (n.IsSequence()) {
+    YAML::Node out(YAML::NodeType::Sequence);
+    for (const auto& e : n) out.push_back(canonical(e));
+    return out;
+  }
+  if (n.IsScalar()) return YAML::Node(n.Scalar());
+  return YAML::Node();
+}
+}  // namespace
+
+std::string recipe_hash(const YAML::Node& resolved) {
+  const std::string s = emit_yaml(canonical(recipe_identity(resolved)));
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string first_difference(const YAML::Node& a, const YAML::Node& b, const std::string& path) {
+  auto join = [&](const std::string& k) { return path.empty() ? k : path + "." + k; };
+  if (a.IsMap() && b.IsMap()) {
+    std::set<std::string> keys;
+    for (auto it = a.begin(); it != a.end(); ++it) keys.insert(it->first.Scalar());
+    for (auto it = b.begin(); it != b.end(); ++it) keys.insert(it->first.Scalar());
+    for (const auto& k : keys) {
+      const YAML::Node& ca = a;
+      const YAML::Node& cb = b;
+      YAML::Node x = ca[k], y = cb[k];
+      if (!x.IsDefined() || !y.IsDefined()) return join(k);
+      std::string d = first_difference(x, y, join(k));
+      if (!d.empty()) return d;
+    }
+    return "";
+  }
+  return emit_yaml(canonical(a)) == emit_yaml(canonical(b)) ? "" : (path.empty() ? "(root)" : path);
+}
+
+namespace {
+
+PrecisionConfig parse_precision(RecipeNode& n) {
+  PrecisionConfig c;
+  const std::string p = n.get<std::string>("params", "f32");
+  if (p == "f32")
+    c.params = DType::kF32;
+  else if (p == "bf16")
+    c.params = DType::kBF16;
+  else
+    n.fail("params", str("= ", p, ", expected f32 or bf16"));
+  n.finish();
+  return c;
+}
+
+ParallelConfig parse_parallel(RecipeNode& n) {
+  ParallelConfig c;
+  for (auto [key, dst] : {std::pair{"tp", &c.tp}, {"dp", &c.dp}, {"pp", &c.pp}, {"cp", &c.cp}}) {
+    *dst = n.get<int64_t>(key, 1);
+    if (*dst != 1)
+      n.fail(key, str("= ", *dst, ": parallel layouts other than 1 are not yet supported"));
+  }
+  n.finish();
+  return c;
+}
+
+}  // namespace
+
+Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
+                    const std::vector<std::string>& sets) {
+  auto source = std::make_shared<RecipeSource>();
+  source->file = file;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(str(file, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  for (const auto& s : sets) apply_set_override(root, s, *source);
+
+  Recipe r;
+  r.file = file;
+  r.resolved = YAML::Node(YAML::NodeType::Map);
+  RecipeNode top(root, r.resolved, "", source);
+  // Order matters only for messages: the model first (plugins may add architectures).
+  {
+    RecipeNode n = top.child("model");
+    r.model = parse_model_recipe(n);
+  }
+  {
+    RecipeNode n = top.child("train");
+    r.train = parse_train_config(n);
+  }
+  {
+    RecipeNode n = top.child("data");
+    r.data = parse_data_config(n);
+  }
+  {
+    RecipeNode n = top.child("optim");
+    r.optim = parse_optim_config(n);
+  }
+  {
+    RecipeNode n = top.child("schedule");
+    r.schedule = parse_schedule_config(n, r.train.steps);
+  }
+  {
+    RecipeNode n = top.child("checkpoint");
+    r.checkpoint = parse_checkpoint_config(n);
+  }
+  {
+    RecipeNode n = top.child("logging");
+    r.logging = parse_logging_config(n);
+  }
+  {
+    RecipeNode n = top.child("precision");
+    r.precision = parse_precision(n);
+  }
+  {
+    RecipeNode n = top.child("parallel");
+    r.parallel = parse_parallel(n);
+  }
+  const std::string dev = top.get<std::string>("device", "cpu");
+  r.device = parse_device(dev, top.where("device"));
+  top.finish();
+
+  const int64_t max_pos = r.model.config.max_position_embeddings;
+  if (max_pos > 0 && r.data.seq_len > max_pos) {
+    throw InputError(str(file, ": data.seq_len = ", r.data.seq_len,
+                         " exceeds the model's max_position_embeddings = ", max_pos));
+  }
+  return r;
+}
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& sets) {
+  std::ifstream f(path);
+  GRAFT_INPUT_CHECK(f.good(), path, ": cannot read the recipe file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_recipe(ss.str(), path, sets);
+}
+
+}  // namespace graft

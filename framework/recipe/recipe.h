@@ -1,0 +1,73 @@
+// A training recipe: YAML -> one small typed config per component.
+//
+// Top-level sections: model, data, optim, schedule, train, checkpoint, logging, precision,
+// parallel, device. Each component parses its own section (framework/*/..._config.h) through a
+// RecipeNode, which rejects unknown keys and wrong types with "file:line: key.path ...".
+//
+//   precision:
+//     params: f32        # f32 | bf16. Master weights and optimizer state are always f32. On the
+//                        # CPU, bf16 is emulated: the weights used by forward are the f32 master
+//                        # weights rounded to bf16 after every step.
+//   parallel: {tp: 1, dp: 1, pp: 1, cp: 1}   # only 1 is supported for now
+//   device: cpu          # cpu | cuda
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "framework/core/device.h"
+#include "framework/data/data_config.h"
+#include "framework/optim/optim_config.h"
+#include "framework/recipe/model_recipe.h"
+#include "framework/train/train_config.h"
+
+namespace graft {
+
+struct PrecisionConfig {
+  DType params = DType::kF32;
+};
+
+struct ParallelConfig {
+  int64_t tp = 1, dp = 1, pp = 1, cp = 1;
+};
+
+struct Recipe {
+  std::string file;
+  ModelRecipe model;
+  DataConfig data;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  TrainConfig train;
+  CheckpointConfig checkpoint;
+  LoggingConfig logging;
+  PrecisionConfig precision;
+  ParallelConfig parallel;
+  Device device;
+
+  YAML::Node resolved;  // every key with its effective value (defaults filled in)
+  std::string resolved_yaml() const;
+  // The part of `resolved` that defines the run (all but checkpoint, logging, train.stop_after):
+  // a checkpoint only resumes under the same one.
+  YAML::Node identity() const;
+  std::string config_hash() const;  // 16 hex digits of FNV-1a over identity()
+};
+
+// Reads `path` and applies `sets` ("a.b=c", in order) before validation.
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& sets = {});
+Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
+                    const std::vector<std::string>& sets = {});
+
+// The part of a resolved recipe that defines the run (see Recipe::identity) and its hash.
+YAML::Node recipe_identity(const YAML::Node& resolved);
+std::string recipe_hash(const YAML::Node& resolved);
+
+// The dotted path of the first key whose value differs between two resolved trees, "" if equal.
+std::string first_difference(const YAML::Node& a, const YAML::Node& b,
+                             const std::string& path = "");
+
+std::string emit_yaml(const YAML::Node& node);
+
+}  // namespace graft

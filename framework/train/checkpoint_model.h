@@ -1,0 +1,24 @@
+// Rebuilding a model (and its tokenizer) from a native checkpoint, for generate and export.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "framework/data/tokenizer.h"
+#include "framework/model/causal_lm.h"
+
+namespace graft {
+
+// A checkpoint folder as is, or a checkpoint.dir: its newest complete checkpoint. InputError
+// naming the path when neither.
+std::string resolve_checkpoint(const std::string& path);
+
+// Builds the model from config.json with the layer set and overrides of the checkpoint's
+// recipe.yaml (plugins loaded) and loads model.safetensors.
+std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint,
+                                                Device device = Device::cpu());
+
+// The checkpoint's tokenizer: byte, or its tokenizer.json copy.
+std::unique_ptr<Tokenizer> load_checkpoint_tokenizer(const std::string& checkpoint);
+
+}  // namespace graft

@@ -1,0 +1,79 @@
+// The training loop.
+//
+// Per step: zero the gradients; for each of grad_accum micro-batches, draw batch_size sequences
+// from the sampler and accumulate forward_backward(ids, labels = ids, grad_scale = 1/grad_accum);
+// take the global gradient norm. If the loss or the norm is not finite the step is skipped (no
+// parameter or optimizer state is touched), counted and logged, and more than
+// train.max_consecutive_skips skips in a row end the run with an error. Otherwise the gradients
+// are clipped to optim.grad_clip by global norm and AdamW takes a step with the schedule's lr.
+// Checkpoints every checkpoint.every steps and at the end; a greedy sample at the end.
+//
+// Resume: checkpoint.resume picks a checkpoint (auto = newest complete one in checkpoint.dir);
+// its config hash must equal this recipe's (else InputError naming the first differing key), and
+// model, optimizer state, step and data position are restored, so a resumed run continues
+// bit-identically on the CPU.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/data/sampler.h"
+#include "framework/data/tokenizer.h"
+#include "framework/optim/adamw.h"
+#include "framework/optim/schedule.h"
+#include "framework/recipe/recipe.h"
+#include "framework/train/checkpoint.h"
+#include "framework/train/progress.h"
+
+namespace graft {
+
+struct TrainOptions {
+  std::string metrics_out;  // JSONL file ("" = none)
+  std::ostream* out = &std::cout;
+  bool live_line = false;  // progress mode auto resolves to this (a terminal)
+  // Called after the backward pass of each step, before the norm: tests use it to inject faults.
+  std::function<void(int64_t step, CausalLM& model)> after_backward;
+};
+
+struct TrainResult {
+  std::vector<StepMetrics> steps;  // every step run in this invocation
+  std::string resumed_from;        // "" for a fresh start
+  std::string last_checkpoint;
+  std::string sample;  // decoded greedy sample ("" when disabled)
+  double wall_s = 0;
+};
+
+class Trainer {
+ public:
+  // Prepares data (first use), builds and initialises or loads the model, and resumes.
+  Trainer(Recipe recipe, TrainOptions options);
+  ~Trainer();
+  TrainResult run();
+
+  CausalLM& model() { return *model_; }
+  AdamW& optimizer() { return *optim_; }
+  const TrainerState& state() const { return state_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  void resume(const std::string& checkpoint);
+  std::string save(TrainResult& result);
+
+  Recipe recipe_;
+  TrainOptions options_;
+  std::string data_dir_;
+  std::unique_ptr<TokenDataset> dataset_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<CausalLM> model_;
+  std::unique_ptr<AdamW> optim_;
+  LrSchedule schedule_;
+  TrainerState state_;
+  std::string resumed_from_;
+};
+
+}  // namespace graft

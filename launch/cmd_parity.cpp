@@ -1,0 +1,37 @@
+// graft parity --checkpoint DIR [--reference FILE] [--device cpu|cuda] [--layers reference|te]
+// Prints one JSON line (see framework/model/parity.h); exit 0 only when every figure is within
+// its tolerance, 1 otherwise, 2 on bad input.
+#include <iostream>
+
+#include "framework/model/parity.h"
+#include "launch/command.h"
+
+namespace graft::launch {
+namespace {
+
+int run(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  po::options_description desc("parity");
+  desc.add_options()("checkpoint", po::value<std::string>()->required(),
+                     "HF checkpoint folder (config.json + safetensors)")(
+      "reference", po::value<std::string>()->default_value(""),
+      "reference outputs (default: CHECKPOINT/reference.safetensors)")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu or cuda[:N]")(
+      "layers", po::value<std::string>()->default_value("reference"),
+      "decoder layers: reference (llama.decoder_layer) or te (te.transformer_layer)");
+  auto vm = parse_options("parity", "--checkpoint DIR [options]", desc, args);
+  if (!vm) return 0;
+  ParityOptions opt;
+  opt.checkpoint = (*vm)["checkpoint"].as<std::string>();
+  opt.reference = (*vm)["reference"].as<std::string>();
+  opt.device = parse_device((*vm)["device"].as<std::string>(), "--device");
+  opt.layers = (*vm)["layers"].as<std::string>();
+  const ParityResult r = run_parity(opt);
+  std::cout << r.to_json().dump() << std::endl;
+  return r.pass() ? 0 : 1;
+}
+
+RegisterCommand reg{"parity", "compare a checkpoint's outputs with transformers' reference", run};
+
+}  // namespace
+}  // namespace graft::launch

@@ -1,0 +1,43 @@
+// Reference self-attention, faithful to transformers' LlamaAttention / Qwen2 / Qwen3 / Mistral /
+// Gemma attention:
+//
+//   q = q_proj(x), k = k_proj(x), v = v_proj(x)         (bias per DecoderConfig.attention_bias)
+//   Qwen3: q = q_norm(q), k = k_norm(k)                 (RMSNorm over head_dim, before RoPE)
+//   q, k = rope(q, positions), rope(k, positions)       (rotate-half)
+//   o = softmax(q kᵀ · scale + mask) v                  (GQA: head h reads kv head h / (Hq/Hkv))
+//   y = o_proj(o)                                        (bias per attention_out_bias)
+//
+// Mask: causal, plus the sliding window (DecoderConfig.sliding_window) and the key padding mask
+// of AttentionInputs. With AttentionInputs.cache set, this call's keys/values are written to
+// cache->k/v[layer_number] at [cache_offset, cache_offset + seq) and the queries attend to the
+// cache prefix [0, cache_offset + seq); backward is not available through a cache.
+//
+// Parameters (HF names): q_proj.weight [Hq·D, H], k_proj.weight [Hkv·D, H], v_proj.weight,
+// o_proj.weight [H, Hq·D], optional *.bias, q_norm.weight [D], k_norm.weight [D].
+#pragma once
+
+#include <memory>
+
+#include "layers/decoder.h"
+#include "layers/reference/linear.h"
+#include "layers/reference/norm.h"
+
+namespace graft {
+
+class Attention : public Module {
+ public:
+  explicit Attention(const DecoderConfig& config);
+  // x: [B, S, hidden] -> [B, S, hidden].
+  Tensor forward(const Tensor& x, const AttentionInputs& in, std::unique_ptr<LayerCtx>* save);
+  Tensor backward(const Tensor& dy, LayerCtx& ctx);
+
+ private:
+  DecoderConfig config_;
+  Linear *q_proj_, *k_proj_, *v_proj_, *o_proj_;
+  Norm *q_norm_ = nullptr, *k_norm_ = nullptr;
+};
+
+// Checks a DecoderConfig's sizes (InputError naming the field); shared with te.transformer_layer.
+void validate_decoder_config(const DecoderConfig& c, const std::string& layer);
+
+}  // namespace graft

@@ -1,0 +1,166 @@
+#include "layers/reference/common.h"
+
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+
+namespace graft::layers {
+namespace {
+
+int64_t ld_of(const Tensor& m) {
+  GRAFT_CHECK(m.ndim() == 2 && m.strides()[1] == 1 && m.dtype() == DType::kF32,
+              "expected an f32 matrix with contiguous columns, got ", m.str());
+  return m.strides()[0];
+}
+
+}  // namespace
+
+void check_params_dtype(const std::string& layer, DType dtype, Device device) {
+  GRAFT_INPUT_CHECK(dtype == DType::kF32, layer, ": params_dtype = ", dtype_name(dtype),
+                    " is not supported (only f32 parameters for now, on ", device.str(), ")");
+}
+
+Tensor& grad_of(Parameter& p) {
+  if (!p.grad.defined()) p.grad = Tensor::zeros(p.value.shape(), DType::kF32, p.value.device());
+  return p.grad;
+}
+
+Tensor as_rows(const Tensor& x, int64_t cols) {
+  GRAFT_CHECK(x.defined() && x.ndim() >= 1 && x.size(-1) == cols, "expected [..., ", cols,
+              "], got ", x.defined() ? x.str() : "an undefined tensor");
+  Tensor c = x.is_contiguous() ? x : x.contiguous();
+  return c.view({c.numel() / cols, cols});
+}
+
+void matmul_nt_into(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, float beta) {
+  GRAFT_CHECK(x.size(1) == w.size(1) && y.size(0) == x.size(0) && y.size(1) == w.size(0),
+              "matmul_nt: x ", x.str(), " w ", w.str(), " y ", y.str());
+  GemmParams p;
+  p.a = x.raw();
+  p.b = w.raw();
+  p.c = y.raw();
+  p.bias = bias.defined() ? bias.raw() : nullptr;
+  p.m = x.size(0);
+  p.n = w.size(0);
+  p.k = x.size(1);
+  p.trans_b = true;
+  p.lda = ld_of(x);
+  p.ldb = ld_of(w);
+  p.ldc = ld_of(y);
+  p.beta = beta;
+  p.device = x.device();
+  if (p.m > 0) gemm(p);
+}
+
+Tensor matmul_nt(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  Tensor y = Tensor::empty({x.size(0), w.size(0)}, DType::kF32, x.device());
+  matmul_nt_into(x, w, bias, y, 0.0f);
+  return y;
+}
+
+void matmul_nn_into(const Tensor& dy, const Tensor& w, Tensor& dx, float beta) {
+  GRAFT_CHECK(dy.size(1) == w.size(0) && dx.size(0) == dy.size(0) && dx.size(1) == w.size(1),
+              "matmul_nn: dy ", dy.str(), " w ", w.str(), " dx ", dx.str());
+  GemmParams p;
+  p.a = dy.raw();
+  p.b = w.raw();
+  p.c = dx.raw();
+  p.m = dy.size(0);
+  p.n = w.size(1);
+  p.k = dy.size(1);
+  p.lda = ld_of(dy);
+  p.ldb = ld_of(w);
+  p.ldc = ld_of(dx);
+  p.beta = beta;
+  p.device = dy.device();
+  if (p.m > 0) gemm(p);
+}
+
+Tensor matmul_nn(const Tensor& dy, const Tensor& w) {
+  Tensor dx = Tensor::empty({dy.size(0), w.size(1)}, DType::kF32, dy.device());
+  matmul_nn_into(dy, w, dx, 0.0f);
+  return dx;
+}
+
+void matmul_tn_acc(const Tensor& dy, const Tensor& x, Tensor& dw) {
+  GRAFT_CHECK(dy.size(0) == x.size(0) && dw.size(0) == dy.size(1) && dw.size(1) == x.size(1),
+              "matmul_tn_acc: dy ", dy.str(), " x ", x.str(), " dw ", dw.str());
+  if (dy.size(0) == 0) return;
+  GemmParams p;
+  p.a = dy.raw();
+  p.b = x.raw();
+  p.c = dw.raw();
+  p.m = dy.size(1);
+  p.n = x.size(1);
+  p.k = dy.size(0);
+  p.trans_a = true;
+  p.lda = ld_of(dy);
+  p.ldb = ld_of(x);
+  p.ldc = ld_of(dw);
+  p.beta = 1.0f;
+  p.device = dy.device();
+  gemm(p);
+}
+
+void sum_rows_acc(const Tensor& dy, Tensor& db) {
+  GRAFT_CHECK(db.numel() == dy.size(1) && db.is_contiguous(), "sum_rows_acc: dy ", dy.str(), " db ",
+              db.str());
+  SumRowsParams p;
+  p.x = dy.raw();
+  p.out = static_cast<float*>(db.raw());
+  p.rows = dy.size(0);
+  p.cols = dy.size(1);
+  p.ld = ld_of(dy);
+  p.device = dy.device();
+  if (p.rows > 0) sum_rows(p);
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  GRAFT_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous(), "add: ", a.str(),
+              " + ", b.str());
+  Tensor out = Tensor::empty(a.shape(), DType::kF32, a.device());
+  AddParams p;
+  p.a = a.raw();
+  p.b = b.raw();
+  p.out = out.raw();
+  p.n = a.numel();
+  p.device = a.device();
+  if (p.n > 0) graft::add(p);
+  return out;
+}
+
+void add_into(Tensor& y, const Tensor& x) {
+  GRAFT_CHECK(y.numel() == x.numel() && y.is_contiguous() && x.is_contiguous(),
+              "add_into: ", y.str(), " += ", x.str());
+  AxpyParams p;
+  p.x = x.raw();
+  p.y = y.raw();
+  p.n = x.numel();
+  p.device = x.device();
+  if (p.n > 0) axpy(p);
+}
+
+void copy_matrix(Tensor& dst, const Tensor& src) {
+  GRAFT_CHECK(dst.ndim() == 2 && src.ndim() == 2 && dst.size(0) == src.size(0) &&
+                  dst.size(1) == src.size(1) && dst.dtype() == src.dtype(),
+              "copy_matrix: ", dst.str(), " <- ", src.str());
+  GRAFT_CHECK(dst.strides()[1] == 1 && src.strides()[1] == 1,
+              "copy_matrix needs contiguous columns");
+  Copy2dParams p;
+  p.src = src.raw();
+  p.dst = dst.raw();
+  p.rows = src.size(0);
+  p.cols = src.size(1);
+  p.ld_src = src.strides()[0];
+  p.ld_dst = dst.strides()[0];
+  p.dtype = src.dtype();
+  p.device = src.device();
+  if (p.rows > 0 && p.cols > 0) copy_2d(p);
+}
+
+Tensor column_block(const Tensor& m, int64_t start, int64_t len) {
+  Tensor out = Tensor::empty({m.size(0), len}, m.dtype(), m.device());
+  copy_matrix(out, m.slice(1, start, len));
+  return out;
+}
+
+}  // namespace graft::layers

@@ -1,0 +1,49 @@
+// Small helpers shared by the reference and TE-style layers: parameter checks, row views and
+// the few matrix/element-wise ops every layer needs. All math goes through the kernel entry
+// points (kernels/gemm.h, kernels/elementwise.h) with the device taken from the tensors, so the
+// same layer code runs on the CPU and on CUDA.
+//
+// "Matrix" arguments are 2-D f32 tensors whose columns are contiguous (stride(1) == 1); the row
+// stride may be larger (a column block of a fused buffer: t.slice(1, start, len)).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "framework/core/tensor.h"
+#include "framework/registry/module.h"
+
+namespace graft::layers {
+
+// Parameters are f32 for now. Anything else is an InputError naming the layer and the dtype.
+void check_params_dtype(const std::string& layer, DType dtype, Device device);
+
+// The parameter's f32 gradient, allocated (zeros) on first use.
+Tensor& grad_of(Parameter& p);
+
+// x viewed as a contiguous [rows, cols] matrix (copied only when x is not contiguous).
+Tensor as_rows(const Tensor& x, int64_t cols);
+
+// y = x · Wᵀ (+ bias): x [rows, in], W [out, in] -> new [rows, out].
+Tensor matmul_nt(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+// Same, written (beta = 0) or accumulated (beta = 1) into an existing matrix `y`.
+void matmul_nt_into(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, float beta);
+// dx = dy · W: dy [rows, out], W [out, in] -> new [rows, in].
+Tensor matmul_nn(const Tensor& dy, const Tensor& w);
+// dx (+)= dy · W into an existing matrix.
+void matmul_nn_into(const Tensor& dy, const Tensor& w, Tensor& dx, float beta);
+// dw += dyᵀ · x: dy [rows, out], x [rows, in], dw [out, in] (f32).
+void matmul_tn_acc(const Tensor& dy, const Tensor& x, Tensor& dw);
+// db += Σ_rows dy: dy [rows, out], db [out] (f32).
+void sum_rows_acc(const Tensor& dy, Tensor& db);
+
+// a + b (same shape, contiguous) -> new tensor.
+Tensor add(const Tensor& a, const Tensor& b);
+// y += x (same numel, contiguous).
+void add_into(Tensor& y, const Tensor& x);
+// A contiguous copy of columns [start, start + len) of matrix m.
+Tensor column_block(const Tensor& m, int64_t start, int64_t len);
+// dst = src for two matrices of equal [rows, cols] (either may be a column block).
+void copy_matrix(Tensor& dst, const Tensor& src);
+
+}  // namespace graft::layers

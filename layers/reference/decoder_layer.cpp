@@ -1,0 +1,74 @@
+#include "layers/reference/decoder_layer.h"
+
+#include "framework/registry/registry.h"
+#include "layers/reference/common.h"
+
+namespace graft {
+namespace {
+
+struct DecoderCtx : LayerCtx {
+  std::unique_ptr<LayerCtx> ln1, attn, ln2, mlp;
+};
+
+Norm* make_norm(Module& owner, const char* name, const DecoderConfig& c) {
+  NormConfig nc{c.hidden_size,         c.normalization, c.norm_eps,
+                c.zero_centered_gamma, c.params_dtype,  c.device};
+  const char* reg =
+      c.normalization == NormType::kRMSNorm ? "reference.rmsnorm" : "reference.layernorm";
+  return &owner.add_child(name, Registry::global().create<Norm, NormConfig>(reg, nc));
+}
+
+}  // namespace
+
+LlamaDecoderLayer::LlamaDecoderLayer(const DecoderConfig& c)
+    : DecoderLayer("llama.decoder_layer"), config_(c) {
+  validate_decoder_config(c, "llama.decoder_layer");
+  input_layernorm_ = make_norm(*this, "input_layernorm", c);
+  self_attn_ = &add_child("self_attn", std::make_unique<Attention>(c));
+  post_attention_layernorm_ = make_norm(*this, "post_attention_layernorm", c);
+  mlp_ = &add_child("mlp", std::make_unique<GatedMLP>(c));
+}
+
+Tensor LlamaDecoderLayer::forward(const Tensor& x, const AttentionInputs& in,
+                                  std::unique_ptr<LayerCtx>* save) {
+  GRAFT_CHECK(x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == DType::kF32,
+              "llama.decoder_layer: x must be f32 [B, S, ", config_.hidden_size, "], got ",
+              x.str());
+  auto ctx = save ? std::make_unique<DecoderCtx>() : nullptr;
+  Tensor xc = x.is_contiguous() ? x : x.contiguous();
+  Tensor a = self_attn_->forward(input_layernorm_->forward(xc, ctx ? &ctx->ln1 : nullptr), in,
+                                 ctx ? &ctx->attn : nullptr);
+  Tensor h = layers::add(xc, a);
+  Tensor m = mlp_->forward(post_attention_layernorm_->forward(h, ctx ? &ctx->ln2 : nullptr),
+                           ctx ? &ctx->mlp : nullptr);
+  layers::add_into(m, h);
+  if (ctx) *save = std::move(ctx);
+  return m;
+}
+
+Tensor LlamaDecoderLayer::backward(const Tensor& dy, LayerCtx& ctx_base) {
+  auto& ctx = dynamic_cast<DecoderCtx&>(ctx_base);
+  Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
+  // y = h + mlp(ln2(h)):  dh = dy + ln2ᵀ(mlpᵀ(dy))
+  Tensor dh = post_attention_layernorm_->backward(mlp_->backward(dyc, *ctx.mlp), *ctx.ln2);
+  layers::add_into(dh, dyc);
+  // h = x + attn(ln1(x)): dx = dh + ln1ᵀ(attnᵀ(dh))
+  Tensor dx = input_layernorm_->backward(self_attn_->backward(dh, *ctx.attn), *ctx.ln1);
+  layers::add_into(dx, dh);
+  return dx;
+}
+
+WeightMap LlamaDecoderLayer::hf_weight_map() const {
+  WeightMap map;
+  for (const auto& [name, p] : const_cast<LlamaDecoderLayer*>(this)->named_parameters())
+    map.push_back({name, {WeightPiece{name}}});
+  return map;
+}
+
+static Register<DecoderLayer, DecoderConfig> reg_llama("llama.decoder_layer", "decoder_layer",
+                                                       [](const DecoderConfig& c) {
+                                                         return std::make_unique<LlamaDecoderLayer>(
+                                                             c);
+                                                       });
+
+}  // namespace graft

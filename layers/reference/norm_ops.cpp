@@ -1,0 +1,65 @@
+#include "layers/reference/norm_ops.h"
+
+#include "kernels/norm.h"
+
+namespace graft::layers {
+
+Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                         const NormSpec& spec, NormSaved* save) {
+  GRAFT_CHECK(x.ndim() == 2 && x.is_contiguous() && x.dtype() == DType::kF32, "norm: x ", x.str());
+  const bool ln = spec.type == NormType::kLayerNorm;
+  const int64_t rows = x.size(0);
+  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  Tensor rstd = Tensor::empty({rows}, DType::kF32, x.device());
+  Tensor mean = ln ? Tensor::empty({rows}, DType::kF32, x.device()) : Tensor();
+  NormFwdParams p;
+  p.x = x.raw();
+  p.gamma = gamma.raw();
+  p.beta = ln && beta.defined() ? beta.raw() : nullptr;
+  p.y = y.raw();
+  p.rstd = static_cast<float*>(rstd.raw());
+  p.mean = ln ? static_cast<float*>(mean.raw()) : nullptr;
+  p.rows = rows;
+  p.cols = x.size(1);
+  p.eps = static_cast<float>(spec.eps);
+  p.zero_centered_gamma = spec.zero_centered_gamma;
+  p.device = x.device();
+  if (rows > 0) {
+    if (ln)
+      layernorm_fwd(p);
+    else
+      rmsnorm_fwd(p);
+  }
+  if (save) *save = NormSaved{x, rstd, mean};
+  return y;
+}
+
+Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& gamma, Tensor* dgamma,
+                          Tensor* dbeta, const NormSpec& spec) {
+  GRAFT_CHECK(dy.shape() == s.x.shape() && dy.is_contiguous(), "norm backward: dy ", dy.str(),
+              " x ", s.x.str());
+  const bool ln = spec.type == NormType::kLayerNorm;
+  Tensor dx = Tensor::empty(dy.shape(), DType::kF32, dy.device());
+  NormBwdParams p;
+  p.dy = dy.raw();
+  p.x = s.x.raw();
+  p.gamma = gamma.raw();
+  p.rstd = static_cast<const float*>(s.rstd.raw());
+  p.mean = ln ? static_cast<const float*>(s.mean.raw()) : nullptr;
+  p.dx = dx.raw();
+  p.dgamma = dgamma ? static_cast<float*>(dgamma->raw()) : nullptr;
+  p.dbeta = ln && dbeta ? static_cast<float*>(dbeta->raw()) : nullptr;
+  p.rows = dy.size(0);
+  p.cols = dy.size(1);
+  p.zero_centered_gamma = spec.zero_centered_gamma;
+  p.device = dy.device();
+  if (p.rows > 0) {
+    if (ln)
+      layernorm_bwd(p);
+    else
+      rmsnorm_bwd(p);
+  }
+  return dx;
+}
+
+}  // namespace graft::layers

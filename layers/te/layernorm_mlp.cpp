@@ -1,0 +1,108 @@
+#include "layers/te/layernorm_mlp.h"
+
+#include "framework/registry/registry.h"
+#include "layers/reference/common.h"
+#include "layers/reference/norm_ops.h"
+#include "layers/te/linear.h"
+
+namespace graft::te {
+namespace {
+
+struct LNMLPCtx : LayerCtx {
+  layers::NormSaved norm;
+  Tensor ln, h, a;  // [rows, H], [rows, F'], [rows, F]
+  Shape in_shape;
+};
+
+}  // namespace
+
+LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c) : Module("te.layernorm_mlp"), config_(c) {
+  const std::string name = "te.layernorm_mlp";
+  check_linear_options(name, c.sequence_parallel, c.tp_size, "", c.fuse_wgrad_accumulation);
+  reject_if(c.set_parallel_mode, name, "set_parallel_mode", "true",
+            "tensor parallelism is configured through parallel/");
+  reject_if(c.return_bias && !c.bias, name, "return_bias", "true", "needs bias = true");
+  GRAFT_INPUT_CHECK(c.eps > 0, name, ": eps = ", c.eps, ", expected > 0");
+  GRAFT_INPUT_CHECK(c.hidden_size > 0 && c.ffn_hidden_size > 0, name,
+                    ": hidden_size = ", c.hidden_size, ", ffn_hidden_size = ", c.ffn_hidden_size,
+                    ", expected > 0");
+  norm_ = parse_normalization(name, c.normalization);
+  act_ = parse_te_activation(name, c.activation);
+  gated_ = activation_is_gated(act_);
+  layers::check_params_dtype(name, c.params_dtype, c.device);
+  Tensor g = Tensor::full({c.hidden_size}, c.zero_centered_gamma ? 0.f : 1.f);
+  add_parameter("layer_norm_weight", c.device.is_cpu() ? g : g.to(c.device), false);
+  if (norm_ == NormType::kLayerNorm)
+    add_parameter("layer_norm_bias", Tensor::zeros({c.hidden_size}, DType::kF32, c.device), false);
+  const int64_t f1 = gated_ ? 2 * c.ffn_hidden_size : c.ffn_hidden_size;
+  fc1_.init(*this, name, c.hidden_size, f1, c.bias, {}, "fc1_", c.init_method, c.init_seed,
+            c.params_dtype, c.device);
+  fc2_.init(*this, name, c.ffn_hidden_size, c.hidden_size, c.bias, {}, "fc2_",
+            c.output_layer_init_method, c.init_seed + 1, c.params_dtype, c.device);
+}
+
+TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
+  const int64_t H = config_.hidden_size, F = config_.ffn_hidden_size;
+  auto ctx = save ? std::make_unique<LNMLPCtx>() : nullptr;
+  Tensor x2 = layers::as_rows(x, H);
+  const bool ln = norm_ == NormType::kLayerNorm;
+  Tensor n = layers::norm_rows_forward(x2, parameter("layer_norm_weight")->value,
+                                       ln ? parameter("layer_norm_bias")->value : Tensor(),
+                                       {norm_, config_.eps, config_.zero_centered_gamma},
+                                       ctx ? &ctx->norm : nullptr);
+  Tensor h = fc1_.forward(*this, n, true);
+  const int64_t rows = x2.size(0);
+  Tensor a = Tensor::empty({rows, F}, DType::kF32, x.device());
+  ActFwdParams p;
+  p.x = h.raw();
+  p.y = a.raw();
+  p.rows = rows;
+  p.cols = F;
+  p.act = act_;
+  p.device = x.device();
+  if (rows > 0) activation_fwd(p);
+  TEOutput out;
+  out.out = fc2_.forward(*this, a, !config_.return_bias).view(x.shape());
+  if (config_.return_bias) out.bias = fc2_.bias(*this);
+  if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
+  if (ctx) {
+    ctx->ln = n;
+    ctx->h = h;
+    ctx->a = a;
+    ctx->in_shape = x.shape();
+    *save = std::move(ctx);
+  }
+  return out;
+}
+
+Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
+  auto& ctx = dynamic_cast<LNMLPCtx&>(ctx_base);
+  const int64_t H = config_.hidden_size, F = config_.ffn_hidden_size;
+  Tensor da = fc2_.backward(*this, layers::as_rows(dy, H), ctx.a);
+  const int64_t rows = da.size(0);
+  Tensor dh = Tensor::empty(ctx.h.shape(), DType::kF32, dy.device());
+  ActBwdParams p;
+  p.dy = da.raw();
+  p.x = ctx.h.raw();
+  p.dx = dh.raw();
+  p.rows = rows;
+  p.cols = F;
+  p.act = act_;
+  p.device = dy.device();
+  if (rows > 0) activation_bwd(p);
+  Tensor dln = fc1_.backward(*this, dh, ctx.ln);
+  if (d_ln_out.defined()) layers::add_into(dln, layers::as_rows(d_ln_out, H));
+  const bool ln = norm_ == NormType::kLayerNorm;
+  Parameter* g = parameter("layer_norm_weight");
+  Tensor* db = ln ? &layers::grad_of(*parameter("layer_norm_bias")) : nullptr;
+  Tensor dx = layers::norm_rows_backward(dln, ctx.norm, g->value, &layers::grad_of(*g), db,
+                                         {norm_, config_.eps, config_.zero_centered_gamma});
+  return dx.view(ctx.in_shape);
+}
+
+static Register<LayerNormMLP, LayerNormMLPConfig> reg("te.layernorm_mlp", "layernorm_mlp",
+                                                      [](const LayerNormMLPConfig& c) {
+                                                        return std::make_unique<LayerNormMLP>(c);
+                                                      });
+
+}  // namespace graft::te

@@ -1,0 +1,234 @@
+#include "layers/te/multihead_attention.h"
+
+#include "framework/registry/registry.h"
+#include "layers/reference/common.h"
+#include "layers/reference/norm.h"
+#include "layers/reference/rope_table.h"
+#include "layers/reference/self_attention.h"
+#include "layers/te/layernorm_linear.h"
+#include "layers/te/linear.h"
+#include "layers/te/norm.h"
+
+namespace graft::te {
+namespace {
+
+const char* kName = "te.multihead_attention";
+
+struct MhaCtx : LayerCtx {
+  std::unique_ptr<LayerCtx> qkv, qn, kn, proj;
+  layers::SdpaSaved sdpa;
+  std::shared_ptr<const layers::RopeTable> rope;
+  Tensor positions;
+  Shape x_shape;
+};
+
+// Column offsets of the q block of group g and of k/v head g in the fused qkv output.
+struct QkvLayout {
+  int64_t hq, hkv, d;
+  bool grouped;
+  int64_t n() const { return hq / hkv; }
+  int64_t q_col(int64_t g) const { return grouped ? g * (n() + 2) * d : g * n() * d; }
+  int64_t k_col(int64_t g) const { return grouped ? q_col(g) + n() * d : (hq + g) * d; }
+  int64_t v_col(int64_t g) const { return grouped ? q_col(g) + (n() + 1) * d : (hq + hkv + g) * d; }
+};
+
+// q [N, Hq·D], k, v [N, Hkv·D] (new, contiguous) from qkv [N, (Hq + 2Hkv)·D].
+void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tensor& v) {
+  const int64_t N = qkv.size(0), n = l.n(), d = l.d;
+  q = Tensor::empty({N, l.hq * d}, DType::kF32, qkv.device());
+  k = Tensor::empty({N, l.hkv * d}, DType::kF32, qkv.device());
+  v = Tensor::empty({N, l.hkv * d}, DType::kF32, qkv.device());
+  for (int64_t g = 0; g < l.hkv; ++g) {
+    Tensor qd = q.slice(1, g * n * d, n * d), kd = k.slice(1, g * d, d), vd = v.slice(1, g * d, d);
+    layers::copy_matrix(qd, qkv.slice(1, l.q_col(g), n * d));
+    layers::copy_matrix(kd, qkv.slice(1, l.k_col(g), d));
+    layers::copy_matrix(vd, qkv.slice(1, l.v_col(g), d));
+  }
+}
+
+// The inverse: dqkv [N, (Hq + 2Hkv)·D] (new) from dq, dk, dv.
+Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const QkvLayout& l) {
+  const int64_t N = dq.size(0), n = l.n(), d = l.d;
+  Tensor out = Tensor::empty({N, (l.hq + 2 * l.hkv) * d}, DType::kF32, dq.device());
+  for (int64_t g = 0; g < l.hkv; ++g) {
+    Tensor qd = out.slice(1, l.q_col(g), n * d), kd = out.slice(1, l.k_col(g), d),
+           vd = out.slice(1, l.v_col(g), d);
+    layers::copy_matrix(qd, dq.slice(1, g * n * d, n * d));
+    layers::copy_matrix(kd, dk.slice(1, g * d, d));
+    layers::copy_matrix(vd, dv.slice(1, g * d, d));
+  }
+  return out;
+}
+
+}  // namespace
+
+MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c)
+    : Module(kName), config_(c) {
+  GRAFT_INPUT_CHECK(c.hidden_size > 0 && c.num_attention_heads > 0, kName,
+                    ": hidden_size = ", c.hidden_size,
+                    ", num_attention_heads = ", c.num_attention_heads, ", expected > 0");
+  d_ = c.kv_channels > 0 ? c.kv_channels : c.hidden_size / c.num_attention_heads;
+  GRAFT_INPUT_CHECK(c.kv_channels > 0 || c.hidden_size % c.num_attention_heads == 0, kName,
+                    ": kv_channels unset and hidden_size = ", c.hidden_size,
+                    " is not a multiple of num_attention_heads = ", c.num_attention_heads);
+  kv_ = c.num_gqa_groups > 0 ? c.num_gqa_groups : c.num_attention_heads;
+  GRAFT_INPUT_CHECK(c.num_attention_heads % kv_ == 0, kName, ": num_gqa_groups = ", kv_,
+                    " must divide num_attention_heads = ", c.num_attention_heads);
+  reject_if(c.attention_type != "self", kName, "attention_type", c.attention_type,
+            "only self-attention is implemented");
+  reject_if(c.qkv_format != "bshd", kName, "qkv_format", c.qkv_format,
+            "MultiheadAttention takes [batch, seq, hidden] (bshd) inputs");
+  reject_if(c.sequence_parallel, kName, "sequence_parallel", "true",
+            "sequence parallelism is configured through parallel/");
+  reject_if(c.tp_size != 1, kName, "tp_size", str(c.tp_size),
+            "tensor parallelism is configured through parallel/");
+  reject_if(!c.qk_norm_type.empty() && c.qk_norm_type != "RMSNorm" && c.qk_norm_type != "LayerNorm",
+            kName, "qk_norm_type", c.qk_norm_type, "expected RMSNorm or LayerNorm");
+  reject_if(c.return_layernorm_output && !c.input_layernorm, kName, "return_layernorm_output",
+            "true", "needs input_layernorm = true");
+  const int64_t hq = c.num_attention_heads, total = (hq + 2 * kv_) * d_;
+  const bool qkv_bias = c.qkv_bias.value_or(c.bias), proj_bias = c.proj_bias.value_or(c.bias);
+  ParametersSplit split;
+  if (!c.fuse_qkv_params) split = {{"query", hq * d_}, {"key", kv_ * d_}, {"value", kv_ * d_}};
+  if (c.input_layernorm) {
+    LayerNormLinearConfig lc;
+    lc.in_features = c.hidden_size;
+    lc.out_features = total;
+    lc.eps = c.layernorm_epsilon;
+    lc.bias = qkv_bias;
+    lc.normalization = c.normalization;
+    lc.zero_centered_gamma = c.zero_centered_gamma;
+    lc.return_layernorm_output = c.return_layernorm_output;
+    lc.parameters_split = split;
+    lc.init_method = c.init_method;
+    lc.init_seed = c.init_seed;
+    lc.params_dtype = c.params_dtype;
+    lc.device = c.device;
+    layernorm_qkv_ = &add_child("layernorm_qkv",
+                                Registry::global().create<LayerNormLinear, LayerNormLinearConfig>(
+                                    "te.layernorm_linear", lc));
+  } else {
+    LinearConfig lc;
+    lc.in_features = c.hidden_size;
+    lc.out_features = total;
+    lc.bias = qkv_bias;
+    lc.parameters_split = split;
+    lc.init_method = c.init_method;
+    lc.init_seed = c.init_seed;
+    lc.params_dtype = c.params_dtype;
+    lc.device = c.device;
+    qkv_ = &add_child("qkv", Registry::global().create<Linear, LinearConfig>("te.linear", lc));
+  }
+  if (!c.qk_norm_type.empty()) {
+    NormConfig nc{d_, c.qk_norm_eps, c.zero_centered_gamma, c.params_dtype, c.device};
+    const char* reg = c.qk_norm_type == "RMSNorm" ? "te.rmsnorm" : "te.layernorm";
+    q_norm_ = &add_child("q_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc));
+    k_norm_ = &add_child("k_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc));
+  }
+  DotProductAttentionConfig dc;
+  dc.num_attention_heads = hq;
+  dc.kv_channels = d_;
+  dc.num_gqa_groups = kv_;
+  dc.attention_dropout = c.attention_dropout;
+  dc.attn_mask_type = c.attn_mask_type;
+  dc.window_size = c.window_size;
+  dc.qkv_format = "bshd";
+  dc.softmax_scale = c.softmax_scale;
+  dc.layer_number = c.layer_number;
+  core_ = &add_child("core_attention", std::make_unique<DotProductAttention>(dc));
+  reject_if(core_->mask() == AttnMask::kArbitrary, kName, "attn_mask_type", "arbitrary",
+            "self-attention layers take masks from AttentionInputs (causal/padding/window)");
+  LinearConfig pc;
+  pc.in_features = hq * d_;
+  pc.out_features = c.hidden_size;
+  pc.bias = proj_bias;
+  pc.return_bias = c.return_bias;
+  pc.init_method = c.output_layer_init_method;
+  pc.init_seed = c.init_seed + 7;
+  pc.params_dtype = c.params_dtype;
+  pc.device = c.device;
+  proj_ = &add_child("proj", Registry::global().create<Linear, LinearConfig>("te.linear", pc));
+  if (c.rotary) layers::rope_table(c.rope, d_, 1, c.device);  // validates now
+}
+
+TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
+                                     std::unique_ptr<LayerCtx>* save) {
+  const MultiheadAttentionConfig& c = config_;
+  GRAFT_CHECK(x.ndim() == 3 && x.size(2) == c.hidden_size, kName, ": x ", x.str());
+  const int64_t B = x.size(0), S = x.size(1), N = B * S, hq = c.num_attention_heads;
+  auto ctx = save ? std::make_unique<MhaCtx>() : nullptr;
+  TEOutput res = layernorm_qkv_ ? layernorm_qkv_->forward(x, ctx ? &ctx->qkv : nullptr)
+                                : qkv_->forward(x, ctx ? &ctx->qkv : nullptr);
+  Tensor q, k, v;
+  split_qkv(res.out.view({N, (hq + 2 * kv_) * d_}), {hq, kv_, d_, c.fuse_qkv_params}, q, k, v);
+  auto* qn = dynamic_cast<graft::Norm*>(q_norm_);
+  auto* kn = dynamic_cast<graft::Norm*>(k_norm_);
+  auto norm_qk = [&] {
+    if (!qn) return;
+    q = qn->forward(q.view({N * hq, d_}), ctx ? &ctx->qn : nullptr).view({N, hq * d_});
+    k = kn->forward(k.view({N * kv_, d_}), ctx ? &ctx->kn : nullptr).view({N, kv_ * d_});
+  };
+  if (c.qk_norm_before_rope) norm_qk();
+  Tensor q4 = q.view({B, S, hq, d_}), k4 = k.view({B, S, kv_, d_});
+  std::shared_ptr<const layers::RopeTable> rope;
+  if (c.rotary) {
+    rope = layers::rope_table(c.rope, d_, layers::rope_positions_needed(in), x.device());
+    layers::rope_apply(q4, in.positions, *rope, false);
+    layers::rope_apply(k4, in.positions, *rope, false);
+  }
+  if (!c.qk_norm_before_rope) {
+    norm_qk();
+    q4 = q.view({B, S, hq, d_});
+    k4 = k.view({B, S, kv_, d_});
+  }
+  layers::SelfAttnOptions opt;
+  opt.mask = core_->mask();
+  opt.window = core_->kernel_window();
+  opt.scale = c.softmax_scale;
+  opt.cache_index = c.layer_number - 1;
+  opt.layer = kName;
+  Tensor o = layers::self_attention_forward(q4, k4, v.view({B, S, kv_, d_}), in, opt,
+                                            ctx ? &ctx->sdpa : nullptr);
+  TEOutput out = proj_->forward(o.view({B, S, hq * d_}), ctx ? &ctx->proj : nullptr);
+  if (c.return_layernorm_output) out.ln_out = res.ln_out;
+  if (ctx) {
+    ctx->rope = rope;
+    ctx->positions = in.positions;
+    ctx->x_shape = x.shape();
+    *save = std::move(ctx);
+  }
+  return out;
+}
+
+Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
+  auto& ctx = dynamic_cast<MhaCtx&>(ctx_base);
+  const MultiheadAttentionConfig& c = config_;
+  const int64_t B = ctx.x_shape[0], S = ctx.x_shape[1], N = B * S, hq = c.num_attention_heads;
+  Tensor d_o = proj_->backward(dy, *ctx.proj).view({B, S, hq, d_});
+  Tensor dq, dk, dv;
+  layers::self_attention_backward(d_o, ctx.sdpa, dq, dk, dv);
+  auto* qn = dynamic_cast<graft::Norm*>(q_norm_);
+  auto* kn = dynamic_cast<graft::Norm*>(k_norm_);
+  auto norm_qk_bwd = [&] {
+    if (!qn) return;
+    dq = qn->backward(dq.view({N * hq, d_}), *ctx.qn).view({B, S, hq, d_});
+    dk = kn->backward(dk.view({N * kv_, d_}), *ctx.kn).view({B, S, kv_, d_});
+  };
+  if (!c.qk_norm_before_rope) norm_qk_bwd();
+  if (ctx.rope) {
+    layers::rope_apply(dq, ctx.positions, *ctx.rope, true);
+    layers::rope_apply(dk, ctx.positions, *ctx.rope, true);
+  }
+  if (c.qk_norm_before_rope) norm_qk_bwd();
+  Tensor dqkv = merge_qkv(dq.view({N, hq * d_}), dk.view({N, kv_ * d_}), dv.view({N, kv_ * d_}),
+                          {hq, kv_, d_, c.fuse_qkv_params});
+  Tensor dqkv3 = dqkv.view({B, S, dqkv.size(1)});
+  return layernorm_qkv_ ? layernorm_qkv_->backward(dqkv3, *ctx.qkv, d_ln_out)
+                        : qkv_->backward(dqkv3, *ctx.qkv);
+}
+
+static Register<MultiheadAttention, MultiheadAttentionConfig> reg(
+    kName, "attention",
+    [](const MultiheadAttentionConfig& c) { return std::make_unique<MultiheadAttention>(c); });
+
+}  // namespace graft::te

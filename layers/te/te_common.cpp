@@ -1,0 +1,121 @@
+#include "layers/te/te_common.h"
+
+#include <random>
+
+#include "layers/reference/common.h"
+
+namespace graft::te {
+
+NormType parse_normalization(const std::string& layer, const std::string& value) {
+  if (value == "LayerNorm") return NormType::kLayerNorm;
+  if (value == "RMSNorm") return NormType::kRMSNorm;
+  throw InputError(str(layer, ": normalization = '", value, "' is not supported (expected ",
+                       "LayerNorm or RMSNorm)"));
+}
+
+const char* normalization_name(NormType t) {
+  return t == NormType::kLayerNorm ? "LayerNorm" : "RMSNorm";
+}
+
+Activation parse_te_activation(const std::string& layer, const std::string& value) {
+  if (value == "gelu") return Activation::kGeluTanh;  // TE's gelu is the tanh approximation
+  if (value == "geglu") return Activation::kGeglu;
+  if (value == "qgelu") return Activation::kQGelu;
+  if (value == "relu") return Activation::kRelu;
+  if (value == "reglu") return Activation::kReglu;
+  if (value == "squared_relu") return Activation::kSquaredRelu;
+  if (value == "swiglu") return Activation::kSwiglu;
+  throw InputError(str(layer, ": activation = '", value, "' is not supported (expected gelu, ",
+                       "geglu, qgelu, relu, reglu, squared_relu or swiglu)"));
+}
+
+void reject_if(bool set, const std::string& layer, const std::string& option,
+               const std::string& value, const std::string& why) {
+  if (set)
+    throw InputError(str(layer, ": ", option, " = ", value, " is not supported (", why, ")"));
+}
+
+void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int64_t out, bool bias,
+                        const ParametersSplit& split, const std::string& prefix,
+                        const InitMethod& init, uint64_t init_seed, DType params_dtype,
+                        Device device) {
+  GRAFT_INPUT_CHECK(in > 0 && out > 0, layer, ": in_features = ", in, ", out_features = ", out,
+                    ", expected > 0");
+  layers::check_params_dtype(layer, params_dtype, device);
+  in_ = in;
+  out_ = out;
+  bias_ = bias;
+  blocks_.clear();
+  if (split.empty()) {
+    blocks_.push_back({prefix + "weight", prefix + "bias", 0, out});
+  } else {
+    int64_t off = 0;
+    for (const auto& [raw, size] : split) {
+      std::string name = raw;
+      while (!name.empty() && name.back() == '_') name.pop_back();
+      GRAFT_INPUT_CHECK(!name.empty() && size > 0, layer, ": parameters_split entry '", raw,
+                        "' = ", size, ", expected a name and a positive size");
+      blocks_.push_back({name + "_weight", name + "_bias", off, size});
+      off += size;
+    }
+    GRAFT_INPUT_CHECK(off == out, layer, ": parameters_split sizes add up to ", off,
+                      ", expected out_features = ", out);
+  }
+  std::mt19937_64 rng(init_seed);
+  std::normal_distribution<float> normal(0.0f, 0.023f);
+  for (const auto& b : blocks_) {
+    Tensor w = Tensor::empty({b.size, in}, DType::kF32);
+    if (init) {
+      init(w);
+      GRAFT_INPUT_CHECK(w.shape() == Shape({b.size, in}), layer, ": init_method changed the ",
+                        "weight's shape to ", shape_str(w.shape()));
+    } else {
+      float* d = w.data<float>();
+      for (int64_t i = 0; i < w.numel(); ++i) d[i] = normal(rng);
+    }
+    owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device));
+    if (bias)
+      owner.add_parameter(b.bias, Tensor::zeros({b.size}, params_dtype, device), /*decay=*/false);
+  }
+}
+
+Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias) const {
+  GRAFT_CHECK(x.ndim() == 2 && x.size(1) == in_, "te linear: x ", x.str(), ", in = ", in_);
+  Tensor y = Tensor::empty({x.size(0), out_}, DType::kF32, x.device());
+  for (const auto& b : blocks_) {
+    Tensor yb = y.slice(1, b.offset, b.size);
+    Tensor bias = add_bias && bias_ ? owner.parameter(b.bias)->value : Tensor();
+    layers::matmul_nt_into(x, owner.parameter(b.weight)->value, bias, yb, 0.0f);
+  }
+  return y;
+}
+
+Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const Tensor& x) const {
+  GRAFT_CHECK(dy.ndim() == 2 && dy.size(1) == out_ && dy.size(0) == x.size(0),
+              "te linear backward: dy ", dy.str(), " x ", x.str());
+  Tensor dx = Tensor::empty({x.size(0), in_}, DType::kF32, x.device());
+  bool first = true;
+  for (const auto& b : blocks_) {
+    Tensor dyb = dy.slice(1, b.offset, b.size);
+    Parameter* w = owner.parameter(b.weight);
+    layers::matmul_tn_acc(dyb, x, layers::grad_of(*w));
+    if (bias_) layers::sum_rows_acc(dyb, layers::grad_of(*owner.parameter(b.bias)));
+    layers::matmul_nn_into(dyb, w->value, dx, first ? 0.0f : 1.0f);
+    first = false;
+  }
+  return dx;
+}
+
+Tensor LinearBlocks::bias(Module& owner) const {
+  if (!bias_) return Tensor();
+  if (blocks_.size() == 1) return owner.parameter(blocks_[0].bias)->value;
+  Tensor out =
+      Tensor::empty({1, out_}, DType::kF32, owner.parameter(blocks_[0].bias)->value.device());
+  for (const auto& b : blocks_) {
+    Tensor dst = out.slice(1, b.offset, b.size);
+    layers::copy_matrix(dst, owner.parameter(b.bias)->value.view({1, b.size}));
+  }
+  return out.view({out_});
+}
+
+}  // namespace graft::te

@@ -1,0 +1,71 @@
+// Shared pieces of the TE-style fused layers (layers/te/*): option parsing with errors that name
+// the option, the output bundle of TE's return_bias / return_layernorm_output, and LinearBlocks,
+// the weight (+ bias) of a TE Linear optionally split into several named parameters along dim 0
+// (TE's parameters_split).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "framework/registry/module.h"
+#include "kernels/activation.h"
+#include "layers/decoder.h"
+
+namespace graft::te {
+
+// Called on each freshly created weight (TE's init_method). Unset: normal(0, 0.023) from a
+// generator seeded with the layer's init_seed (TE's default initialiser).
+using InitMethod = std::function<void(Tensor& weight)>;
+
+// TE's parameters_split as an ordered list of (name, rows). Empty: one "weight"/"bias".
+using ParametersSplit = std::vector<std::pair<std::string, int64_t>>;
+
+// What a TE module's forward returns: `out`; `bias` when return_bias (not added to out); and
+// `ln_out` (the normalised input) when return_layernorm_output.
+struct TEOutput {
+  Tensor out, bias, ln_out;
+};
+
+// "LayerNorm" / "RMSNorm" (TE spelling). Anything else: InputError naming `layer`.normalization.
+NormType parse_normalization(const std::string& layer, const std::string& value);
+const char* normalization_name(NormType t);
+// TE activation names: gelu (tanh approximation, as TE's kernels), geglu, qgelu, relu, reglu,
+// squared_relu, swiglu. Anything else: InputError naming `layer`.activation.
+Activation parse_te_activation(const std::string& layer, const std::string& value);
+// Rejects an option that is set but not supported: InputError "layer: option = value is not
+// supported (why)".
+void reject_if(bool set, const std::string& layer, const std::string& option,
+               const std::string& value, const std::string& why);
+
+class LinearBlocks {
+ public:
+  // Adds the parameters to `owner`: `prefix`weight / `prefix`bias, or, with a split,
+  // <name>_weight / <name>_bias per block (trailing underscores of the name stripped).
+  void init(Module& owner, const std::string& layer, int64_t in, int64_t out, bool bias,
+            const ParametersSplit& split, const std::string& prefix, const InitMethod& init,
+            uint64_t init_seed, DType params_dtype, Device device);
+  int64_t in() const { return in_; }
+  int64_t out() const { return out_; }
+  bool has_bias() const { return bias_; }
+
+  // x [rows, in] -> [rows, out]; the bias is added when add_bias.
+  Tensor forward(Module& owner, const Tensor& x, bool add_bias) const;
+  // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy.
+  Tensor backward(Module& owner, const Tensor& dy, const Tensor& x) const;
+  // The whole bias [out] (a copy when split), for return_bias.
+  Tensor bias(Module& owner) const;
+
+ private:
+  struct Block {
+    std::string weight, bias;
+    int64_t offset = 0, size = 0;
+  };
+  std::vector<Block> blocks_;
+  int64_t in_ = 0, out_ = 0;
+  bool bias_ = false;
+};
+
+}  // namespace graft::te

@@ -1,0 +1,163 @@
+// HF checkpoint loading: every problem of a checkpoint reported in one error, dtype conversion,
+// and the memory bound (one shard mapped at a time).
+#include <filesystem>
+
+#include "framework/io/safetensors.h"
+#include "framework/model/hf_export.h"
+#include "framework/model/hf_loader.h"
+#include "tests/model/test_util.h"
+
+namespace graft {
+namespace {
+
+using test::TempDir;
+
+// A tiny Llama exported to `dir` in small shards; returns its HF tensors.
+std::vector<std::pair<std::string, Tensor>> export_tiny(const std::string& dir, bool te = false) {
+  auto m = test::tiny_model("llama", te, 11);
+  export_hf_checkpoint(*m, dir, {.max_shard_bytes = 4096, .dtype = DType::kF32});
+  return export_hf_tensors(*m);
+}
+
+// Writes `tensors` as a checkpoint in `dir` with the tiny Llama config.
+void write_checkpoint(const std::string& dir,
+                      const std::vector<std::pair<std::string, Tensor>>& t) {
+  std::filesystem::create_directories(dir);
+  write_hf_shards(dir, t, 4096);
+  std::ofstream(dir + "/config.json") << find_architecture("llama", "")->tiny_config().dump();
+}
+
+std::vector<std::pair<std::string, Tensor>> without(std::vector<std::pair<std::string, Tensor>> t,
+                                                    const std::set<std::string>& names) {
+  std::erase_if(t, [&](const auto& p) { return names.count(p.first) > 0; });
+  return t;
+}
+
+std::string load_error(const std::string& dir, bool te = false) {
+  ModelConfig c = load_hf_config(dir + "/config.json");
+  auto m = test::with_layers(te, c, [&] { return build_model(c); });
+  try {
+    load_hf_weights(*m, dir);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "loading " << dir << " did not fail";
+  return "";
+}
+
+void expect_contains(const std::string& msg, const std::vector<std::string>& parts) {
+  for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << p << " not in: " << msg;
+}
+
+TEST(HfLoader, MissingTensors) {
+  TempDir d;
+  auto t = export_tiny(d.sub("a"));
+  write_checkpoint(d.sub("b"), without(t, {"model.layers.0.self_attn.k_proj.weight",
+                                           "model.layers.1.mlp.down_proj.bias", "lm_head.weight"}));
+  expect_contains(load_error(d.sub("b")),
+                  {"3 missing tensors", "model.layers.0.self_attn.k_proj.weight",
+                   "model.layers.1.mlp.down_proj.bias", "lm_head.weight"});
+}
+
+TEST(HfLoader, ExtraAndWrongShapeAndDtype) {
+  TempDir d;
+  auto t = export_tiny(d.sub("a"));
+  t.emplace_back("model.layers.0.self_attn.extra.weight", Tensor::zeros({3, 4}, DType::kF32));
+  t.emplace_back("model.rotary_emb.inv_freq", Tensor::zeros({4}, DType::kF32));  // dropped key
+  for (auto& [name, v] : t) {
+    if (name == "model.norm.weight") v = Tensor::zeros({33}, DType::kF32);
+    if (name == "model.layers.1.input_layernorm.weight") v = Tensor::zeros({32}, DType::kI64);
+  }
+  write_checkpoint(d.sub("b"), t);
+  const std::string msg = load_error(d.sub("b"));
+  expect_contains(msg, {"1 unexpected tensors", "model.layers.0.self_attn.extra.weight",
+                        "1 wrong shapes", "model.norm.weight is [33]", "expected [32]",
+                        "1 wrong dtypes", "model.layers.1.input_layernorm.weight is I64"});
+  EXPECT_EQ(msg.find("inv_freq"), std::string::npos) << "dropped keys are not errors: " << msg;
+}
+
+TEST(HfLoader, AllProblemsInOneError) {
+  TempDir d;
+  auto t = without(export_tiny(d.sub("a")), {"model.layers.1.mlp.up_proj.weight"});
+  t.emplace_back("model.layers.7.mlp.up_proj.weight", Tensor::zeros({2, 2}, DType::kF32));
+  for (auto& [name, v] : t)
+    if (name == "model.embed_tokens.weight") v = Tensor::zeros({60, 32}, DType::kF32);
+  write_checkpoint(d.sub("b"), t);
+  expect_contains(load_error(d.sub("b")),
+                  {"missing tensors: model.layers.1.mlp.up_proj.weight",
+                   "unexpected tensors: model.layers.7.mlp.up_proj.weight",
+                   "wrong shapes: model.embed_tokens.weight is [60, 32]", "expected [61, 32]"});
+}
+
+TEST(HfLoader, HalfOfFusedParameterMissing) {
+  if (!test::te_registered()) GTEST_SKIP() << "te.transformer_layer is not registered yet";
+  TempDir d;
+  auto t = export_tiny(d.sub("a"), /*te=*/true);
+  write_checkpoint(d.sub("b"), without(t, {"model.layers.0.mlp.up_proj.weight",
+                                           "model.layers.1.self_attn.v_proj.weight"}));
+  // The fused parameters are partly filled: gate_proj / q,k_proj loaded, up_proj / v_proj not.
+  expect_contains(
+      load_error(d.sub("b"), /*te=*/true),
+      {"2 missing tensors", "model.layers.0.mlp.up_proj.weight",
+       "model.layers.1.self_attn.v_proj.weight", "2 partly filled parameters",
+       "has model.layers.0.mlp.gate_proj.weight", "lacks model.layers.0.mlp.up_proj.weight",
+       "lacks model.layers.1.self_attn.v_proj.weight"});
+}
+
+TEST(HfLoader, MissingShardFiles) {
+  TempDir d;
+  export_tiny(d.path);
+  ShardedCheckpoint ck = ShardedCheckpoint::open(d.path);
+  ASSERT_GE(ck.shards().size(), 4u);
+  std::vector<std::string> gone = {ck.shards()[1], ck.shards()[3]};
+  std::vector<std::string> lost;
+  for (const auto& [name, shard] : ck.weight_map())
+    if (shard == gone[0] || shard == gone[1]) lost.push_back(name);
+  for (const auto& g : gone) std::filesystem::remove(d.sub(g));
+  std::vector<std::string> parts = {"2 missing shard files", gone[0], gone[1]};
+  parts.insert(parts.end(), lost.begin(), lost.end());
+  expect_contains(load_error(d.path), parts);
+}
+
+TEST(HfLoader, ConvertsHalfPrecision) {
+  TempDir d;
+  auto m = test::tiny_model("llama", false, 5);
+  export_hf_checkpoint(*m, d.path, {.max_shard_bytes = 1 << 20, .dtype = DType::kBF16});
+  auto loaded = load_hf_model(d.path);
+  auto ref = export_hf_tensors(*m);
+  auto got = export_hf_tensors(*loaded);
+  ASSERT_EQ(ref.size(), got.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    // Exactly the bf16 rounding of the original weights.
+    Tensor rounded = ref[i].second.to(DType::kBF16).to(DType::kF32);
+    EXPECT_TRUE(test::bit_equal(rounded, got[i].second)) << ref[i].first;
+  }
+}
+
+// Peak host memory while loading is the model plus one mapped shard. The loader maps one shard,
+// copies its tensors into the parameters, and checks that the mapping is gone (no view outlives
+// it) before opening the next; HfLoadStats records the most shard bytes mapped at once. With
+// twelve shards that is the largest shard, not the checkpoint.
+TEST(HfLoader, MapsOneShardAtATime) {
+  const std::string dir = test::fixture_dir("llama-gqa");
+  HfLoadStats s;
+  auto m = load_hf_model(dir, {}, &s);
+  uint64_t total = 0, largest = 0;
+  int64_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("model-", 0) == 0 && e.path().extension() == ".safetensors") {
+      total += e.file_size();
+      largest = std::max<uint64_t>(largest, e.file_size());
+      ++files;
+    }
+  }
+  EXPECT_EQ(s.shards_read, files);
+  EXPECT_EQ(s.total_shard_bytes, total);
+  EXPECT_EQ(s.peak_mapped_bytes, largest);
+  EXPECT_LT(s.peak_mapped_bytes * 3, total) << "the fixture's shards are small against the model";
+  EXPECT_EQ(s.tensors_read, static_cast<int64_t>(export_hf_tensors(*m).size()));
+}
+
+}  // namespace
+}  // namespace graft

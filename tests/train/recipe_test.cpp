@@ -1,0 +1,227 @@
+// Recipe parsing: typed sections, unknown/misplaced keys with file and line, wrong types,
+// impossible values, --set overrides, resolved output and hash.
+#include "framework/recipe/recipe.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests/train/test_util.h"
+
+namespace graft {
+namespace {
+
+using test::TempDir;
+
+// Runs `f` and returns the InputError message ("" when it did not throw one).
+template <class F>
+std::string input_error(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Recipe, MicroRecipeParsesIntoTypedSections) {
+  TempDir d;
+  Recipe r = test::micro(d.path());
+  EXPECT_EQ(r.model.config.arch, "llama");
+  EXPECT_EQ(r.model.config.hidden_size, 32);
+  EXPECT_EQ(r.data.seq_len, 16);
+  EXPECT_EQ(r.data.files.size(), 2u);
+  EXPECT_EQ(r.train.steps, 6);
+  EXPECT_DOUBLE_EQ(r.optim.lr, 1e-2);
+  EXPECT_EQ(r.schedule.type, ScheduleType::kCosine);
+  EXPECT_TRUE(r.device.is_cpu());
+  EXPECT_EQ(r.model.overrides.size(), 0u);
+}
+
+TEST(Recipe, UnknownKeyNamesFileLineAndPath) {
+  TempDir d;
+  // "lrr" is on line 21 of the micro recipe (optim: is line 20).
+  std::string text = test::micro_recipe(d.path());
+  const size_t at = text.find("  lr: 1.0e-2\n");
+  text.insert(at, "  lrr: 3\n");
+  int line = 1;
+  for (size_t i = 0; i < at; ++i) line += text[i] == '\n';
+  test::write_text(d / "r.yaml", text);
+  const std::string msg = input_error([&] { load_recipe(d / "r.yaml"); });
+  EXPECT_NE(msg.find(str(d / "r.yaml", ":", line, ": optim.lrr")), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("unknown key"), std::string::npos) << msg;
+}
+
+TEST(Recipe, MisplacedKeyIsUnknownInItsSection) {
+  TempDir d;
+  const std::string msg =
+      input_error([&] { test::micro(d.path(), {}, "checkpoint:\n  lr: 0.1\n"); });
+  EXPECT_NE(msg.find("checkpoint.lr: unknown key"), std::string::npos) << msg;
+}
+
+TEST(Recipe, UnknownTopLevelSection) {
+  TempDir d;
+  const std::string msg = input_error([&] { test::micro(d.path(), {}, "optimizer:\n  lr: 1\n"); });
+  EXPECT_NE(msg.find("optimizer: unknown key"), std::string::npos) << msg;
+}
+
+TEST(Recipe, WrongTypeNamesKeyValueAndExpectation) {
+  TempDir d;
+  std::string msg = input_error([&] { test::micro(d.path(), {"train.steps=ten"}); });
+  EXPECT_NE(msg.find("--set train.steps=ten: train.steps = ten, expected an integer"),
+            std::string::npos)
+      << msg;
+  msg = input_error([&] { test::micro(d.path(), {"optim.betas=0.9"}); });
+  EXPECT_NE(msg.find("optim.betas = 0.9, expected a list"), std::string::npos) << msg;
+  msg = input_error([&] { test::micro(d.path(), {"data=3"}); });
+  EXPECT_NE(msg.find("data must be a mapping"), std::string::npos) << msg;
+}
+
+TEST(Recipe, WrongTypeInFileCarriesLine) {
+  TempDir d;
+  std::string text = test::micro_recipe(d.path());
+  const size_t at = text.find("  steps: 6");
+  text.replace(at, 10, "  steps: [1, 2]");
+  int line = 1;
+  for (size_t i = 0; i < at; ++i) line += text[i] == '\n';
+  test::write_text(d / "r.yaml", text);
+  const std::string msg = input_error([&] { load_recipe(d / "r.yaml"); });
+  EXPECT_NE(msg.find(str(":", line, ": train.steps = a list, expected an integer")),
+            std::string::npos)
+      << msg;
+}
+
+TEST(Recipe, ImpossibleValues) {
+  TempDir d;
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"train.batch_size=0"});
+            }).find("train.batch_size = 0, expected a positive integer"),
+            std::string::npos);
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"schedule.warmup_steps=7"});
+            }).find("schedule.warmup_steps = 7"),
+            std::string::npos);
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"schedule.type=step"});
+            }).find("expected constant, cosine, linear or wsd"),
+            std::string::npos);
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"data.seq_len=65"});
+            }).find("max_position_embeddings = 64"),
+            std::string::npos);
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"precision.params=f16"});
+            }).find("precision.params = f16, expected f32 or bf16"),
+            std::string::npos);
+}
+
+TEST(Recipe, ParallelLayoutsOtherThanOneAreNotYetSupported) {
+  TempDir d;
+  const std::string msg = input_error([&] { test::micro(d.path(), {"parallel.tp=2"}); });
+  EXPECT_NE(msg.find("parallel.tp = 2: parallel layouts other than 1 are not yet supported"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(Recipe, MissingDataFile) {
+  TempDir d;
+  const std::string msg =
+      input_error([&] { test::micro(d.path(), {"data.text=[" + d.path() + "/nope/*.txt]"}); });
+  EXPECT_NE(msg.find("data.text = '" + d.path() + "/nope/*.txt' matches no readable file"),
+            std::string::npos)
+      << msg;
+  const std::string msg2 = input_error([&] {
+    test::micro(d.path(), {"data.text=[]", "data.prepared=" + d.path() + "/none"});
+  });
+  EXPECT_NE(msg2.find("data.prepared"), std::string::npos) << msg2;
+}
+
+TEST(Recipe, UnwritableCheckpointFolder) {
+  TempDir d;
+  test::write_text(d / "file", "x");  // a file where a folder should go
+  const std::string msg =
+      input_error([&] { test::micro(d.path(), {"checkpoint.dir=" + (d / "file") + "/ckpt"}); });
+  EXPECT_NE(msg.find("checkpoint.dir = '" + (d / "file") + "/ckpt' cannot be created or written"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(Recipe, ModelConfigErrorsNameTheSection) {
+  TempDir d;
+  const std::string msg =
+      input_error([&] { test::micro(d.path(), {"model.config.hidden_size=-3"}); });
+  EXPECT_NE(msg.find("model.config"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("hidden_size"), std::string::npos) << msg;
+  const std::string both = input_error([&] { test::micro(d.path(), {"model.from=hf:/x"}); });
+  EXPECT_NE(both.find("exactly one of model.from"), std::string::npos) << both;
+}
+
+TEST(Recipe, SetOverridesAnyKeyAndCreatesSections) {
+  TempDir d;
+  Recipe r = test::micro(d.path(), {"train.steps=9", "optim.betas=[0.8, 0.9]",
+                                    "checkpoint.keep_last=1", "model.layers=te"});
+  EXPECT_EQ(r.train.steps, 9);
+  EXPECT_DOUBLE_EQ(r.optim.beta1, 0.8);
+  EXPECT_EQ(r.checkpoint.keep_last, 1);
+  ASSERT_EQ(r.model.overrides.size(), 1u);
+  EXPECT_EQ(r.model.overrides[0].second, "te.transformer_layer");
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"train.steps.x=1"});
+            }).find("train.steps is not a mapping"),
+            std::string::npos);
+  EXPECT_NE(input_error([&] { test::micro(d.path(), {"train.steps"}); }).find("key.path=value"),
+            std::string::npos);
+}
+
+TEST(Recipe, ResolvedRecipeRoundTripsWithSameHash) {
+  TempDir d;
+  Recipe a = test::micro(d.path(), {"optim.lr=0.003"});
+  EXPECT_NE(a.resolved_yaml().find("lr: 0.003\n"), std::string::npos) << a.resolved_yaml();
+  test::write_text(d / "resolved.yaml", a.resolved_yaml());
+  Recipe b = load_recipe(d / "resolved.yaml");
+  EXPECT_EQ(a.config_hash(), b.config_hash());
+  // Keys outside the run's identity do not change the hash; others do, and are named.
+  Recipe c = test::micro(d.path(), {"optim.lr=0.003", "logging.every=5", "train.stop_after=2"});
+  EXPECT_EQ(a.config_hash(), c.config_hash());
+  Recipe e = test::micro(d.path(), {"optim.lr=0.004"});
+  EXPECT_NE(a.config_hash(), e.config_hash());
+  EXPECT_EQ(first_difference(a.identity(), e.identity()), "optim.lr");
+}
+
+TEST(Recipe, ShippedRecipesParse) {
+  const std::string dir = std::string(GRAFT_SOURCE_DIR) + "/recipes";
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".yaml") continue;
+    ++n;
+    // Real-shape recipes target a GPU and keep checkpoints; parse them with a temp folder.
+    TempDir d;
+    Recipe r = load_recipe(e.path().string(), {"checkpoint.dir=" + (d / "ckpt")});
+    EXPECT_GT(r.model.config.hidden_size, 0) << e.path();
+    EXPECT_GT(r.train.steps, 0) << e.path();
+  }
+  EXPECT_GE(n, 6);
+}
+
+TEST(Recipe, ShippedShapesMatchTheirHfConfigs) {
+  const std::string dir = std::string(GRAFT_SOURCE_DIR) + "/recipes/";
+  TempDir d;
+  const std::vector<std::string> sets = {"checkpoint.dir=" + (d / "ckpt")};
+  Recipe l1 = load_recipe(dir + "llama-3.2-1b.yaml", sets);
+  EXPECT_EQ(l1.model.config.num_layers, 16);
+  EXPECT_EQ(l1.model.config.decoder.num_kv_heads, 8);
+  EXPECT_TRUE(l1.model.config.tie_word_embeddings);
+  EXPECT_EQ(l1.model.config.decoder.rope.type, "llama3");
+  Recipe g = load_recipe(dir + "gemma-2b.yaml", sets);
+  EXPECT_EQ(g.model.config.decoder.head_dim, 256);
+  EXPECT_EQ(g.model.config.decoder.num_kv_heads, 1);
+  Recipe q = load_recipe(dir + "qwen3-0.6b.yaml", sets);
+  EXPECT_TRUE(q.model.config.decoder.qk_norm);
+  EXPECT_EQ(q.model.config.vocab_size, 151936);
+  Recipe t = load_recipe(dir + "tiny-cpu.yaml");
+  EXPECT_EQ(t.model.config.vocab_size, 258);
+}
+
+}  // namespace
+}  // namespace graft

@@ -1,0 +1,134 @@
+// The CUDA DeviceBackend, registered at static-initialisation time (this object file is linked
+// into every executable, so the registration is never dropped).
+//
+// Memory: device memory through the stream-ordered CachingAllocator on the current stream;
+// pinned host memory through a small size-keyed cache of cudaHostAlloc blocks.
+// Copies: host<->device copies are synchronous with respect to the host (queued on the current
+// stream, then that stream is synchronised). Device->device copies are queued on the current
+// stream and not waited for: every later device use is ordered after them on that stream and
+// every host read goes through a device->host copy, which waits, so no observer can tell.
+// Kernel-detected bad input (input_errors.h) surfaces as InputError at synchronize() and at
+// every copy that waits.
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "framework/core/cuda/caching_allocator.h"
+#include "framework/core/cuda/cuda_check.h"
+#include "framework/core/cuda/input_errors.h"
+#include "framework/core/cuda/stream.h"
+#include "framework/core/device.h"
+
+namespace graft::cuda {
+namespace {
+
+class PinnedCache {
+ public:
+  void* allocate(size_t bytes) {
+    const size_t size = CachingAllocator::round_size(bytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(size);
+    void* p = nullptr;
+    if (it != free_.end()) {
+      p = it->second;
+      free_.erase(it);
+    } else {
+      GRAFT_CUDA_CHECK(cudaHostAlloc(&p, size, cudaHostAllocPortable));
+    }
+    live_[p] = size;
+    return p;
+  }
+  void release(void* p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(p);
+    GRAFT_CHECK(it != live_.end(), "release_pinned of a pointer not from allocate_pinned");
+    free_.emplace(it->second, p);
+    live_.erase(it);
+  }
+
+ private:
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> live_;
+};
+
+class CudaBackend final : public DeviceBackend {
+ public:
+  int device_count() override { return cuda::device_count(); }
+
+  void* allocate(size_t bytes, Device device) override {
+    check(device);
+    return CachingAllocator::instance().allocate(bytes, device.index, current_stream(device.index));
+  }
+  void release(void* ptr, size_t, Device) override { CachingAllocator::instance().release(ptr); }
+
+  void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) override {
+    if (bytes == 0) return;
+    if (dst_dev.is_cuda() && src_dev.is_cuda()) {
+      const int d = dst_dev.index;
+      DeviceGuard g(d);
+      cudaStream_t s = current_stream(d);
+      if (dst_dev.index == src_dev.index) {
+        GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
+      } else {
+        // The source device's pending work must be done before a peer copy reads it.
+        GRAFT_CUDA_CHECK(cudaStreamSynchronize(current_stream(src_dev.index)));
+        GRAFT_CUDA_CHECK(cudaMemcpyPeerAsync(dst, d, src, src_dev.index, bytes, s));
+      }
+      return;
+    }
+    const Device gpu = dst_dev.is_cuda() ? dst_dev : src_dev;
+    GRAFT_CHECK(gpu.is_cuda(), "CUDA backend asked to copy host to host");
+    check(gpu);
+    DeviceGuard g(gpu.index);
+    cudaStream_t s = current_stream(gpu.index);
+    const cudaMemcpyKind kind = dst_dev.is_cuda() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
+    GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
+    GRAFT_CUDA_CHECK(cudaStreamSynchronize(s));
+    check_input_errors(gpu.index);
+  }
+
+  void memset_zero(void* ptr, size_t bytes, Device device) override {
+    if (bytes == 0) return;
+    check(device);
+    DeviceGuard g(device.index);
+    GRAFT_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, current_stream(device.index)));
+  }
+
+  void synchronize(Device device) override {
+    check(device);
+    DeviceGuard g(device.index);
+    GRAFT_CUDA_CHECK(cudaStreamSynchronize(current_stream(device.index)));
+    check_input_errors(device.index);
+  }
+
+  void* allocate_pinned(size_t bytes) override { return pinned_.allocate(bytes); }
+  void release_pinned(void* ptr) override { pinned_.release(ptr); }
+
+  size_t current_bytes(Device device) override {
+    return CachingAllocator::instance().current_bytes(device.index);
+  }
+  size_t peak_bytes(Device device) override {
+    return CachingAllocator::instance().peak_bytes(device.index);
+  }
+  void reset_peak(Device device) override { CachingAllocator::instance().reset_peak(device.index); }
+
+ private:
+  void check(Device device) {
+    GRAFT_CHECK(device.is_cuda(), "CUDA backend called for ", device.str());
+    GRAFT_INPUT_CHECK(device.index >= 0 && device.index < device_count(), "device ", device.str(),
+                      " requested but ", device_count(), " CUDA GPU(s) are visible");
+  }
+  PinnedCache pinned_;
+};
+
+const bool registered = [] {
+  static CudaBackend* backend = new CudaBackend();  // leaked: outlives static tensors
+  register_device_backend(backend);
+  return true;
+}();
+
+}  // namespace
+}  // namespace graft::cuda

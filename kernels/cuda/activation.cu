@@ -1,0 +1,154 @@
+// Plain and gated activations on CUDA, forward and backward (the math is in kernels/activation.h).
+// One grid-stride elementwise kernel per direction, templated on the activation so the gate and
+// the product are one pass (gated: x = [rows, 2*cols] as gate | up, y = [rows, cols]).
+// Evaluated in f32; the CPU reference evaluates in f64.
+#include "kernels/activation.h"
+#include "kernels/cuda/common.cuh"
+
+namespace graft::cuda {
+namespace {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kInvSqrt2 = 0.7071067811865476f;
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;
+
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// f(x) and f'(x) for each base activation, written without cancellation so that f32 keeps its
+// relative accuracy in the tails: 1 + erf(z) = erfc(-z); 1 + tanh(u) = 2 σ(2u);
+// 1 - tanh(u)^2 = 4 σ(2u) σ(-2u); 1 - σ(x) = σ(-x).
+template <Activation A>
+__device__ __forceinline__ float act_f(float x) {
+  if constexpr (A == Activation::kGelu) return 0.5f * x * erfcf(-x * kInvSqrt2);
+  if constexpr (A == Activation::kGeluTanh || A == Activation::kGeglu) {
+    return x * sigmoid(2.0f * kSqrt2OverPi * (x + 0.044715f * x * x * x));
+  }
+  if constexpr (A == Activation::kSilu || A == Activation::kSwiglu) return x * sigmoid(x);
+  if constexpr (A == Activation::kRelu || A == Activation::kReglu) return x > 0.0f ? x : 0.0f;
+  if constexpr (A == Activation::kSquaredRelu) return x > 0.0f ? x * x : 0.0f;
+  if constexpr (A == Activation::kQGelu) return x * sigmoid(1.702f * x);
+  return 0.0f;
+}
+
+template <Activation A>
+__device__ __forceinline__ float act_df(float x) {
+  if constexpr (A == Activation::kGelu) {
+    return 0.5f * erfcf(-x * kInvSqrt2) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+  }
+  if constexpr (A == Activation::kGeluTanh || A == Activation::kGeglu) {
+    // d/dx [x σ(2u)] = σ(2u) + 2 x σ(2u) σ(-2u) u'
+    const float u2 = 2.0f * kSqrt2OverPi * (x + 0.044715f * x * x * x);
+    const float du = kSqrt2OverPi * (1.0f + 3.0f * 0.044715f * x * x);
+    const float sp = sigmoid(u2), sm = sigmoid(-u2);
+    return sp * (1.0f + 2.0f * x * sm * du);
+  }
+  if constexpr (A == Activation::kSilu || A == Activation::kSwiglu) {
+    return sigmoid(x) * (1.0f + x * sigmoid(-x));
+  }
+  if constexpr (A == Activation::kRelu || A == Activation::kReglu) return x > 0.0f ? 1.0f : 0.0f;
+  if constexpr (A == Activation::kSquaredRelu) return x > 0.0f ? 2.0f * x : 0.0f;
+  if constexpr (A == Activation::kQGelu) {
+    return sigmoid(1.702f * x) * (1.0f + 1.702f * x * sigmoid(-1.702f * x));
+  }
+  return 0.0f;
+}
+
+constexpr bool gated(Activation a) {
+  return a == Activation::kSwiglu || a == Activation::kGeglu || a == Activation::kReglu;
+}
+
+template <class T, Activation A>
+__global__ void act_fwd_kernel(const T* x, T* y, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    if constexpr (gated(A)) {
+      const int64_t r = i / cols, c = i % cols;
+      const float gt = to_f32(x[r * 2 * cols + c]), up = to_f32(x[r * 2 * cols + cols + c]);
+      y[i] = from_f32<T>(act_f<A>(gt) * up);
+    } else {
+      y[i] = from_f32<T>(act_f<A>(to_f32(x[i])));
+    }
+  }
+}
+
+template <class T, Activation A>
+__global__ void act_bwd_kernel(const T* dy, const T* x, T* dx, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float d = to_f32(dy[i]);
+    if constexpr (gated(A)) {
+      const int64_t r = i / cols, c = i % cols;
+      const int64_t gi = r * 2 * cols + c, ui = gi + cols;
+      const float gt = to_f32(x[gi]), up = to_f32(x[ui]);
+      dx[gi] = from_f32<T>(d * up * act_df<A>(gt));
+      dx[ui] = from_f32<T>(d * act_f<A>(gt));
+    } else {
+      dx[i] = from_f32<T>(d * act_df<A>(to_f32(x[i])));
+    }
+  }
+}
+
+// Calls body.template operator()<A>() with the compile-time activation.
+template <class F>
+void with_activation(Activation a, F&& body) {
+  switch (a) {
+    case Activation::kGelu:
+      return body.template operator()<Activation::kGelu>();
+    case Activation::kGeluTanh:
+      return body.template operator()<Activation::kGeluTanh>();
+    case Activation::kSilu:
+      return body.template operator()<Activation::kSilu>();
+    case Activation::kRelu:
+      return body.template operator()<Activation::kRelu>();
+    case Activation::kSquaredRelu:
+      return body.template operator()<Activation::kSquaredRelu>();
+    case Activation::kQGelu:
+      return body.template operator()<Activation::kQGelu>();
+    case Activation::kSwiglu:
+      return body.template operator()<Activation::kSwiglu>();
+    case Activation::kGeglu:
+      return body.template operator()<Activation::kGeglu>();
+    case Activation::kReglu:
+      return body.template operator()<Activation::kReglu>();
+  }
+  GRAFT_CHECK(false, "activation: unknown activation ", static_cast<int>(a));
+}
+
+void launch_activation_fwd(const ActFwdParams& p) {
+  const int64_t total = p.rows * p.cols;
+  if (total == 0) return;
+  DeviceGuard g(p.device.index);
+  cudaStream_t s = stream_of(p);
+  GRAFT_FLOAT_SWITCH(p.dtype, T, "activation_fwd", {
+    with_activation(p.act, [&]<Activation A>() {
+      act_fwd_kernel<T, A><<<grid_for(total, 256), 256, 0, s>>>(
+          static_cast<const T*>(p.x), static_cast<T*>(p.y), p.rows, p.cols);
+    });
+  });
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+void launch_activation_bwd(const ActBwdParams& p) {
+  const int64_t total = p.rows * p.cols;
+  if (total == 0) return;
+  DeviceGuard g(p.device.index);
+  cudaStream_t s = stream_of(p);
+  GRAFT_FLOAT_SWITCH(p.dtype, T, "activation_bwd", {
+    with_activation(p.act, [&]<Activation A>() {
+      act_bwd_kernel<T, A><<<grid_for(total, 256), 256, 0, s>>>(
+          static_cast<const T*>(p.dy), static_cast<const T*>(p.x), static_cast<T*>(p.dx), p.rows,
+          p.cols);
+    });
+  });
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+}  // namespace graft::cuda
+
+namespace graft {
+GRAFT_REGISTER_CUDA_KERNEL(activation_fwd, ActFwdParams, cuda::launch_activation_fwd);
+GRAFT_REGISTER_CUDA_KERNEL(activation_bwd, ActBwdParams, cuda::launch_activation_bwd);
+}  // namespace graft

@@ -1,0 +1,232 @@
+// AdamW and the global gradient norm on CUDA (the math is in kernels/adamw.h).
+//
+// Multi-tensor: up to kMaxTensors tensors per launch travel in the kernel's parameter block
+// (CUDA 12.1+ allows 32 KiB of parameters). Each tensor is cut into chunks of kChunk elements;
+// a block walks chunks b, b + grid, ... and finds each chunk's tensor by binary search over the
+// chunk prefix sums. One launch covers every parameter of a model up to kMaxTensors tensors.
+// Global norm: per-block f64 partial sums of g² over the same chunking, then one block adds the
+// partials in a fixed order (deterministic), writes sqrt(sum) or the sum.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/adamw.h"
+#include "kernels/cuda/common.cuh"
+
+namespace graft::cuda {
+namespace {
+
+constexpr int kMaxTensors = 160;
+constexpr int64_t kChunk = 4096;
+constexpr int kThreads = 256;
+
+struct AdamWPack {
+  float* param[kMaxTensors];
+  const float* grad[kMaxTensors];
+  float* m[kMaxTensors];
+  float* v[kMaxTensors];
+  void* copy[kMaxTensors];
+  int64_t n[kMaxTensors];
+  float wd[kMaxTensors];
+  int64_t chunk_start[kMaxTensors + 1];  // prefix sums of chunks per tensor
+  int count;
+};
+
+struct NormPack {
+  const float* grad[kMaxTensors];
+  int64_t n[kMaxTensors];
+  int64_t chunk_start[kMaxTensors + 1];
+  int count;
+};
+
+__device__ __forceinline__ int find_tensor(const int64_t* chunk_start, int count, int64_t chunk) {
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {  // last tensor whose first chunk <= chunk
+    const int mid = (lo + hi + 1) / 2;
+    if (chunk_start[mid] <= chunk)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+struct AdamWScalars {
+  float lr, beta1, beta2, eps, grad_scale, step_size, bc2_sqrt;
+};
+
+template <class C>
+__global__ void adamw_kernel(const AdamWPack pk, AdamWScalars h) {
+  const int64_t total = pk.chunk_start[pk.count];
+  for (int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
+    const int t = find_tensor(pk.chunk_start, pk.count, chunk);
+    const int64_t begin = (chunk - pk.chunk_start[t]) * kChunk;
+    const int64_t end = min(begin + kChunk, pk.n[t]);
+    float* p = pk.param[t];
+    float* m = pk.m[t];
+    float* v = pk.v[t];
+    const float* g = pk.grad[t];
+    C* cp = static_cast<C*>(pk.copy[t]);
+    const float decay = 1.0f - h.lr * pk.wd[t];
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+      const float gi = g[i] * h.grad_scale;
+      float pi = p[i] * decay;
+      const float mi = h.beta1 * m[i] + (1.0f - h.beta1) * gi;
+      const float vi = h.beta2 * v[i] + (1.0f - h.beta2) * gi * gi;
+      pi -= h.step_size * mi / (sqrtf(vi) / h.bc2_sqrt + h.eps);
+      p[i] = pi;
+      m[i] = mi;
+      v[i] = vi;
+      if (cp) cp[i] = from_f32<C>(pi);
+    }
+  }
+}
+
+__global__ void sumsq_partials_kernel(const NormPack pk, double* partials) {
+  __shared__ double sh[kThreads];
+  const int64_t total = pk.chunk_start[pk.count];
+  double acc = 0.0;
+  for (int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
+    const int t = find_tensor(pk.chunk_start, pk.count, chunk);
+    const int64_t begin = (chunk - pk.chunk_start[t]) * kChunk;
+    const int64_t end = min(begin + kChunk, pk.n[t]);
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+      const double gi = pk.grad[t][i];
+      acc += gi * gi;
+    }
+  }
+  sh[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
+}
+
+// One block adds `count` partials (the previous launches' results) in a fixed order.
+__global__ void sumsq_finish_kernel(const double* partials, int count, float* out, bool squared) {
+  __shared__ double sh[kThreads];
+  double acc = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
+  sh[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = static_cast<float>(squared ? sh[0] : sqrt(sh[0]));
+}
+
+int grid_for_chunks(int64_t chunks) {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n > 0 ? n : 80;
+  }();
+  return static_cast<int>(std::min<int64_t>(chunks, int64_t{sms} * 8));
+}
+
+AdamWScalars scalars(const AdamWHyper& h) {
+  GRAFT_CHECK(h.step >= 1, "adamw: step = ", h.step, " (1-based)");
+  const double bc1 = 1.0 - std::pow(static_cast<double>(h.beta1), static_cast<double>(h.step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(h.beta2), static_cast<double>(h.step));
+  return AdamWScalars{h.lr,
+                      h.beta1,
+                      h.beta2,
+                      h.eps,
+                      h.grad_scale,
+                      static_cast<float>(h.lr / bc1),
+                      static_cast<float>(std::sqrt(bc2))};
+}
+
+void adamw_launch_pack(const AdamWPack& pk, DType copy_dtype, const AdamWScalars& h,
+                       cudaStream_t s) {
+  const int64_t chunks = pk.chunk_start[pk.count];
+  if (chunks == 0) return;
+  const unsigned grid = static_cast<unsigned>(grid_for_chunks(chunks));
+  GRAFT_FLOAT_SWITCH(copy_dtype, C, "adamw copy",
+                     { adamw_kernel<C><<<grid, kThreads, 0, s>>>(pk, h); });
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+void run_adamw(const std::vector<AdamWTensor>& tensors, DType copy_dtype, const AdamWHyper& hyper,
+               Device device, void* stream) {
+  DeviceGuard g(device.index);
+  cudaStream_t s = stream_or_current(stream, device);
+  const AdamWScalars h = scalars(hyper);
+  AdamWPack pk{};
+  auto flush = [&] {
+    adamw_launch_pack(pk, copy_dtype, h, s);
+    pk = AdamWPack{};
+  };
+  for (const AdamWTensor& t : tensors) {
+    if (t.n == 0) continue;
+    const int i = pk.count;
+    pk.param[i] = t.param;
+    pk.grad[i] = t.grad;
+    pk.m[i] = t.m;
+    pk.v[i] = t.v;
+    pk.copy[i] = t.param_copy;
+    pk.n[i] = t.n;
+    pk.wd[i] = t.weight_decay;
+    pk.chunk_start[i + 1] = pk.chunk_start[i] + ceil_div(t.n, kChunk);
+    if (++pk.count == kMaxTensors) flush();
+  }
+  if (pk.count) flush();
+}
+
+void launch_adamw_step(const AdamWParams& p) {
+  AdamWTensor t{p.param, p.grad, p.m, p.v, p.param_copy, p.n, p.hyper.weight_decay};
+  run_adamw({t}, p.copy_dtype, p.hyper, p.device, p.stream);
+}
+
+void launch_adamw_multi_step(const AdamWMultiParams& p) {
+  run_adamw(p.tensors, p.copy_dtype, p.hyper, p.device, p.stream);
+}
+
+void launch_grad_norm(const GradNormParams& p) {
+  GRAFT_CHECK(p.grads.size() == p.sizes.size(), "grad_norm: ", p.grads.size(), " grads but ",
+              p.sizes.size(), " sizes");
+  const int dev = p.device.index;
+  DeviceGuard g(dev);
+  cudaStream_t s = stream_of(p);
+  // Partials of every launch go to one scratch array, finished by one block in order.
+  std::vector<NormPack> packs(1);
+  for (size_t i = 0; i < p.grads.size(); ++i) {
+    if (p.sizes[i] == 0) continue;
+    NormPack& pk = packs.back();
+    const int j = pk.count;
+    pk.grad[j] = p.grads[i];
+    pk.n[j] = p.sizes[i];
+    pk.chunk_start[j + 1] = pk.chunk_start[j] + ceil_div(p.sizes[i], kChunk);
+    if (++pk.count == kMaxTensors) packs.emplace_back();
+  }
+  std::vector<int> grids;
+  int total_partials = 0;
+  for (const NormPack& pk : packs) {
+    const int64_t chunks = pk.chunk_start[pk.count];
+    grids.push_back(chunks ? grid_for_chunks(chunks) : 0);
+    total_partials += grids.back();
+  }
+  Scratch partials(static_cast<size_t>(std::max(total_partials, 1)) * sizeof(double), dev, s);
+  int offset = 0;
+  for (size_t i = 0; i < packs.size(); ++i) {
+    if (!grids[i]) continue;
+    sumsq_partials_kernel<<<grids[i], kThreads, 0, s>>>(packs[i], partials.as<double>() + offset);
+    GRAFT_CUDA_CHECK_LAUNCH();
+    offset += grids[i];
+  }
+  sumsq_finish_kernel<<<1, kThreads, 0, s>>>(partials.as<double>(), total_partials, p.out,
+                                             p.squared);
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+}  // namespace graft::cuda
+
+namespace graft {
+GRAFT_REGISTER_CUDA_KERNEL(adamw_step, AdamWParams, cuda::launch_adamw_step);
+GRAFT_REGISTER_CUDA_KERNEL(adamw_multi_step, AdamWMultiParams, cuda::launch_adamw_multi_step);
+GRAFT_REGISTER_CUDA_KERNEL(grad_norm, GradNormParams, cuda::launch_grad_norm);
+}  // namespace graft

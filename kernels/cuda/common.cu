@@ -1,0 +1,14 @@
+#include "kernels/cuda/common.cuh"
+
+namespace graft::cuda {
+
+__global__ void column_finish_kernel(const double* partials, float* out, int64_t chunks,
+                                     int64_t cols) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= cols) return;
+  double acc = out[c];
+  for (int64_t k = 0; k < chunks; ++k) acc += partials[k * cols + c];
+  out[c] = static_cast<float>(acc);
+}
+
+}  // namespace graft::cuda

@@ -1,0 +1,152 @@
+// RMSNorm and LayerNorm forward/backward on CUDA (the math is in kernels/norm.h).
+//
+// Forward: one block per row; statistics in f32 (LayerNorm two-pass: mean, then centred
+// variance), y written directly in the activation dtype (the norm and its output cast are one
+// kernel). Backward: one block per row for dx (=); dgamma/dbeta (+=) through the deterministic
+// column sum of common.cuh, launched before dx so that dx may alias dy.
+//   x, y, dy, dx: [rows, cols] in T;  gamma, beta: [cols] in W;  rstd, mean: [rows] f32.
+#include "kernels/cuda/common.cuh"
+#include "kernels/norm.h"
+
+namespace graft::cuda {
+namespace {
+
+template <class T, class W, bool kLayer>
+__global__ void norm_fwd_kernel(const T* x, const W* gamma, const W* beta, T* y, float* rstd_out,
+                                float* mean_out, int64_t cols, float eps, bool zero_centered) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * cols;
+  T* yr = y + row * cols;
+  float mean = 0.0f;
+  if (kLayer) {
+    float s = 0.0f;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += to_f32(xr[j]);
+    mean = block_sum(s, scratch) / static_cast<float>(cols);
+  }
+  float ss = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float d = to_f32(xr[j]) - mean;
+    ss += d * d;
+  }
+  const float rstd = rsqrtf(block_sum(ss, scratch) / static_cast<float>(cols) + eps);
+  if (threadIdx.x == 0) {
+    if (rstd_out) rstd_out[row] = rstd;
+    if (kLayer && mean_out) mean_out[row] = mean;
+  }
+  const float g_off = zero_centered ? 1.0f : 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    float v = (to_f32(xr[j]) - mean) * rstd * (to_f32(gamma[j]) + g_off);
+    if (kLayer && beta) v += to_f32(beta[j]);
+    yr[j] = from_f32<T>(v);
+  }
+}
+
+template <class T, class W, bool kLayer>
+__global__ void norm_bwd_dx_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
+                                   const float* mean, T* dx, int64_t cols, bool zero_centered) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x;
+  const T* dyr = dy + row * cols;
+  const T* xr = x + row * cols;
+  const float rs = rstd[row];
+  const float mu = kLayer ? mean[row] : 0.0f;
+  const float g_off = zero_centered ? 1.0f : 0.0f;
+  float s_dxh = 0.0f, s_dxh_xh = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float xh = (to_f32(xr[j]) - mu) * rs;
+    const float dxh = to_f32(dyr[j]) * (to_f32(gamma[j]) + g_off);
+    s_dxh += dxh;
+    s_dxh_xh += dxh * xh;
+  }
+  const float inv = 1.0f / static_cast<float>(cols);
+  const float m_dxh = kLayer ? block_sum(s_dxh, scratch) * inv : 0.0f;
+  const float m_dxh_xh = block_sum(s_dxh_xh, scratch) * inv;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float xh = (to_f32(xr[j]) - mu) * rs;
+    const float dxh = to_f32(dyr[j]) * (to_f32(gamma[j]) + g_off);
+    dx[row * cols + j] = from_f32<T>(rs * (dxh - m_dxh - xh * m_dxh_xh));
+  }
+}
+
+// Column-sum terms for the weight gradients.
+template <class T>
+struct DGammaTerm {
+  const T* dy;
+  const T* x;
+  const float* rstd;
+  const float* mean;  // null for RMSNorm
+  int64_t cols;
+  __device__ float operator()(int64_t r, int64_t c) const {
+    const float mu = mean ? mean[r] : 0.0f;
+    return to_f32(dy[r * cols + c]) * (to_f32(x[r * cols + c]) - mu) * rstd[r];
+  }
+};
+template <class T>
+struct DBetaTerm {
+  const T* dy;
+  int64_t cols;
+  __device__ float operator()(int64_t r, int64_t c) const { return to_f32(dy[r * cols + c]); }
+};
+
+template <bool kLayer>
+void norm_fwd(const NormFwdParams& p) {
+  const char* name = kLayer ? "layernorm_fwd" : "rmsnorm_fwd";
+  GRAFT_CHECK(p.rows >= 0 && p.cols > 0, name, ": rows = ", p.rows, ", cols = ", p.cols);
+  if (p.rows == 0) return;
+  DeviceGuard g(p.device.index);
+  cudaStream_t s = stream_of(p);
+  const int threads = row_threads(p.cols);
+  GRAFT_FLOAT_SWITCH(p.dtype, T, name, {
+    GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name, {
+      norm_fwd_kernel<T, W, kLayer><<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
+          static_cast<const T*>(p.x), static_cast<const W*>(p.gamma), static_cast<const W*>(p.beta),
+          static_cast<T*>(p.y), p.rstd, p.mean, p.cols, p.eps, p.zero_centered_gamma);
+    });
+  });
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+template <bool kLayer>
+void norm_bwd(const NormBwdParams& p) {
+  const char* name = kLayer ? "layernorm_bwd" : "rmsnorm_bwd";
+  GRAFT_CHECK(p.rows >= 0 && p.cols > 0, name, ": rows = ", p.rows, ", cols = ", p.cols);
+  GRAFT_CHECK(p.rstd && (!kLayer || p.mean), name, ": the forward statistics are required");
+  if (p.rows == 0) return;
+  const int dev = p.device.index;
+  DeviceGuard g(dev);
+  cudaStream_t s = stream_of(p);
+  const int threads = row_threads(p.cols);
+  GRAFT_FLOAT_SWITCH(p.dtype, T, name, {
+    const T* dy = static_cast<const T*>(p.dy);
+    const T* x = static_cast<const T*>(p.x);
+    if (p.dgamma) {
+      column_sum_accumulate(DGammaTerm<T>{dy, x, p.rstd, kLayer ? p.mean : nullptr, p.cols},
+                            p.dgamma, p.rows, p.cols, dev, s);
+    }
+    if (kLayer && p.dbeta) {
+      column_sum_accumulate(DBetaTerm<T>{dy, p.cols}, p.dbeta, p.rows, p.cols, dev, s);
+    }
+    GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name, {
+      norm_bwd_dx_kernel<T, W, kLayer><<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
+          dy, x, static_cast<const W*>(p.gamma), p.rstd, p.mean, static_cast<T*>(p.dx), p.cols,
+          p.zero_centered_gamma);
+    });
+  });
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+void launch_rmsnorm_fwd(const NormFwdParams& p) { norm_fwd<false>(p); }
+void launch_layernorm_fwd(const NormFwdParams& p) { norm_fwd<true>(p); }
+void launch_rmsnorm_bwd(const NormBwdParams& p) { norm_bwd<false>(p); }
+void launch_layernorm_bwd(const NormBwdParams& p) { norm_bwd<true>(p); }
+
+}  // namespace
+}  // namespace graft::cuda
+
+namespace graft {
+GRAFT_REGISTER_CUDA_KERNEL(rmsnorm_fwd, NormFwdParams, cuda::launch_rmsnorm_fwd);
+GRAFT_REGISTER_CUDA_KERNEL(layernorm_fwd, NormFwdParams, cuda::launch_layernorm_fwd);
+GRAFT_REGISTER_CUDA_KERNEL(rmsnorm_bwd, NormBwdParams, cuda::launch_rmsnorm_bwd);
+GRAFT_REGISTER_CUDA_KERNEL(layernorm_bwd, NormBwdParams, cuda::launch_layernorm_bwd);
+}  // namespace graft

@@ -1,0 +1,125 @@
+// CUDA AdamW (single and multi-tensor, bf16 copies, per-tensor decay) and the global gradient
+// norm against the CPU reference.
+#include "kernels/adamw.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tests/cuda/cuda_test_util.h"
+
+namespace graft {
+namespace {
+
+using namespace cuda_test;
+
+struct Slot {
+  Tensor p, g, m, v;  // host f32
+  Tensor dp, dg, dm, dv, dcopy;
+};
+
+TEST(CudaAdamW, MultiTensorMatchesCpuOverSteps) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  // Many tensors of awkward sizes (more than one launch's worth) including empty ones.
+  std::vector<int64_t> sizes;
+  for (int i = 0; i < 170; ++i) sizes.push_back(i % 17 == 0 ? 0 : (i * 977) % 5003 + 1);
+  sizes.push_back(71 * 229);
+  std::vector<Slot> s(sizes.size());
+  AdamWMultiParams cpu_p, gpu_p;
+  cpu_p.copy_dtype = gpu_p.copy_dtype = DType::kBF16;
+  gpu_p.device = gpu();
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t n = sizes[i];
+    s[i].p = random_host({n}, rng);
+    s[i].g = random_host({n}, rng, DType::kF32, -0.1f, 0.1f);
+    s[i].m = random_host({n}, rng, DType::kF32, -0.01f, 0.01f);
+    s[i].v = random_host({n}, rng, DType::kF32, 0.0f, 0.001f);
+    s[i].dp = s[i].p.to(gpu()), s[i].dg = s[i].g.to(gpu());
+    s[i].dm = s[i].m.to(gpu()), s[i].dv = s[i].v.to(gpu());
+    s[i].dcopy = poisoned({n}, DType::kBF16);
+    const float wd = i % 3 == 0 ? 0.0f : 0.1f;
+    cpu_p.tensors.push_back({s[i].p.data<float>(), s[i].g.data<float>(), s[i].m.data<float>(),
+                             s[i].v.data<float>(), nullptr, n, wd});
+    gpu_p.tensors.push_back({static_cast<float*>(s[i].dp.raw()),
+                             static_cast<const float*>(s[i].dg.raw()),
+                             static_cast<float*>(s[i].dm.raw()), static_cast<float*>(s[i].dv.raw()),
+                             s[i].dcopy.raw(), n, wd});
+  }
+  for (int64_t step = 1; step <= 3; ++step) {
+    AdamWHyper h;
+    h.lr = 1e-2f, h.step = step, h.grad_scale = 0.8f;
+    cpu_p.hyper = gpu_p.hyper = h;
+    adamw_multi_step(cpu_p);
+    adamw_multi_step(gpu_p);
+  }
+  // Same f32 formula on both sides; the GPU may contract a*b+c into one FMA (one rounding
+  // instead of two), a difference of about an ulp per operation over 3 steps.
+  Tol t{1e-6, 2e-5};
+  for (size_t i = 0; i < s.size(); i += 7) {
+    if (sizes[i] == 0) continue;
+    expect_close(s[i].dp, s[i].p, t, str("param ", i));
+    expect_close(s[i].dm, s[i].m, t, str("m ", i));
+    expect_close(s[i].dv, s[i].v, t, str("v ", i));
+    expect_close(s[i].dcopy, s[i].p, kBF16Tol, str("bf16 copy ", i));
+  }
+}
+
+TEST(CudaAdamW, SingleTensorMatchesCpu) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t n = 29 * 541;
+  Tensor p = random_host({n}, rng), g = random_host({n}, rng), m = random_host({n}, rng);
+  Tensor v = random_host({n}, rng, DType::kF32, 0.0f, 1.0f);
+  Tensor dp = p.to(gpu()), dg = g.to(gpu()), dm = m.to(gpu()), dv = v.to(gpu());
+  AdamWParams a;
+  a.n = n, a.hyper.lr = 3e-3f, a.hyper.weight_decay = 0.05f, a.hyper.step = 7;
+  AdamWParams c = a;
+  c.param = p.data<float>(), c.grad = g.data<float>(), c.m = m.data<float>(), c.v = v.data<float>();
+  adamw_step(c);
+  AdamWParams d = a;
+  d.param = static_cast<float*>(dp.raw()), d.grad = static_cast<const float*>(dg.raw());
+  d.m = static_cast<float*>(dm.raw()), d.v = static_cast<float*>(dv.raw()), d.device = gpu();
+  adamw_step(d);
+  Tol t{1e-6, 2e-5};
+  expect_close(dp, p, t, "param");
+  expect_close(dm, m, t, "m");
+  expect_close(dv, v, t, "v");
+}
+
+TEST(CudaGradNorm, MatchesCpuAndIsDeterministic) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  std::vector<int64_t> sizes;
+  for (int i = 0; i < 200; ++i) sizes.push_back(i % 13 == 0 ? 0 : (i * 7919) % 20011 + 1);
+  std::vector<Tensor> host, dev;
+  GradNormParams c, g;
+  for (int64_t n : sizes) {
+    host.push_back(random_host({n}, rng));
+    dev.push_back(host.back().to(gpu()));
+    c.grads.push_back(host.back().data<float>());
+    g.grads.push_back(static_cast<const float*>(dev.back().raw()));
+  }
+  c.sizes = g.sizes = sizes;
+  for (bool squared : {false, true}) {
+    Tensor out_h = Tensor::empty({1}, DType::kF32);
+    c.out = out_h.data<float>(), c.squared = squared;
+    grad_norm(c);
+    std::vector<float> first;
+    for (int run = 0; run < 2; ++run) {
+      Tensor out_d = poisoned({1}, DType::kF32);
+      g.out = static_cast<float*>(out_d.raw()), g.squared = squared, g.device = gpu();
+      grad_norm(g);
+      // Both accumulate in f64; only the final rounding to f32 remains.
+      expect_close(out_d, out_h, kF32Tol, squared ? "sum of squares" : "norm");
+      auto v = to_host_f32(out_d).to_f32_vector();
+      if (run == 0)
+        first = v;
+      else
+        EXPECT_EQ(v, first);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace graft

@@ -1,0 +1,211 @@
+// CUDA attention (unfused: cuBLASLt GEMMs + masked softmax) forward and backward against the
+// CPU reference: every mask type, GQA, sliding window, padding, q_offset (decode), fully masked
+// rows, and q/k/v as strided views into one fused qkv buffer.
+#include "kernels/attention.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+#include "tests/cuda/cuda_test_util.h"
+
+namespace graft {
+namespace {
+
+using namespace cuda_test;
+
+struct AttnCase {
+  const char* name;
+  int64_t batch, seq_q, seq_kv, heads_q, heads_kv, head_dim;
+  AttnMask mask;
+  int64_t window, q_offset;
+  bool fused;  // q, k, v inside one [B, S, Hq + 2 Hkv, D] buffer (needs seq_q == seq_kv)
+  DType dt;
+  bool cudnn;  // cuDNN fused attention must accept this case (it runs under both backends)
+};
+
+// Sets GRAFT_ATTN_BACKEND for a scope.
+class BackendScope {
+ public:
+  explicit BackendScope(const char* v) {
+    const char* old = std::getenv("GRAFT_ATTN_BACKEND");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv("GRAFT_ATTN_BACKEND", v, 1);
+  }
+  ~BackendScope() {
+    if (had_)
+      setenv("GRAFT_ATTN_BACKEND", old_.c_str(), 1);
+    else
+      unsetenv("GRAFT_ATTN_BACKEND");
+  }
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
+  GRAFT_REQUIRE_CUDA();
+  const AttnCase c = GetParam();
+  auto rng = rng_for(c.name);
+  const int64_t B = c.batch, Sq = c.seq_q, Skv = c.seq_kv, Hq = c.heads_q, Hkv = c.heads_kv;
+  const int64_t D = c.head_dim, Ht = Hq + 2 * Hkv;
+  AttnShape sh;
+  sh.batch = B, sh.seq_q = Sq, sh.seq_kv = Skv, sh.heads_q = Hq, sh.heads_kv = Hkv;
+  sh.head_dim = D, sh.mask = c.mask, sh.window = c.window, sh.q_offset = c.q_offset;
+  // Padding: batch entry b keeps keys j >= 5 b (entry 1 then has fully masked causal rows).
+  std::vector<int64_t> keep(static_cast<size_t>(B * Skv));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < Skv; ++j) keep[b * Skv + j] = j >= 5 * b ? 1 : 0;
+  Tensor pad = Tensor::from_vector(keep, {B, Skv});
+  Tensor arb = Tensor::empty({B, Sq, Skv}, DType::kU8);
+  std::bernoulli_distribution coin(0.3);
+  for (int64_t i = 0; i < arb.numel(); ++i) arb.data<uint8_t>()[i] = coin(rng) ? 1 : 0;
+  for (int64_t j = 0; j < Skv; ++j) arb.data<uint8_t>()[j] = 1;  // one fully masked row
+  sh.key_padding_dtype = DType::kI64, sh.arbitrary_mask_dtype = DType::kU8, sh.mask_batch = B;
+
+  Tensor q, k, v;  // host f32 (rounded through dt)
+  BshdStrides qs, ks, vs;
+  Tensor fused;
+  int64_t k_off = 0, v_off = 0;
+  if (c.fused) {
+    fused = random_host({B, Sq, Ht, D}, rng, c.dt);
+    qs = ks = vs = BshdStrides{Sq * Ht * D, Ht * D, D};
+    k_off = Hq * D, v_off = (Hq + Hkv) * D;
+  } else {
+    q = random_host({B, Sq, Hq, D}, rng, c.dt);
+    k = random_host({B, Skv, Hkv, D}, rng, c.dt);
+    v = random_host({B, Skv, Hkv, D}, rng, c.dt);
+  }
+  Tensor dout = random_host({B, Sq, Hq, D}, rng, c.dt);
+
+  // ---- CPU reference.
+  Tensor pad_h = pad, arb_h = arb;
+  Tensor out_h = Tensor::empty({B, Sq, Hq, D}, DType::kF32),
+         lse_h = Tensor::empty({B, Hq, Sq}, DType::kF32);
+  Tensor dq_h = Tensor::empty({B, Sq, Hq, D}, DType::kF32);
+  Tensor dk_h = Tensor::empty({B, Skv, Hkv, D}, DType::kF32),
+         dv_h = Tensor::empty({B, Skv, Hkv, D}, DType::kF32);
+  auto host_ptrs = [&](const void*& qp, const void*& kp, const void*& vp) {
+    if (c.fused) {
+      const float* base = fused.data<float>();
+      qp = base, kp = base + k_off, vp = base + v_off;
+    } else {
+      qp = q.raw(), kp = k.raw(), vp = v.raw();
+    }
+  };
+  AttnShape shc = sh;
+  shc.key_padding = pad_h.raw(), shc.arbitrary_mask = arb_h.raw();
+  AttnFwdParams fc;
+  host_ptrs(fc.q, fc.k, fc.v);
+  fc.out = out_h.raw(), fc.lse = lse_h.data<float>(), fc.shape = shc;
+  fc.q_strides = qs, fc.k_strides = ks, fc.v_strides = vs;
+  attn_fwd(fc);
+  AttnBwdParams bc;
+  host_ptrs(bc.q, bc.k, bc.v);
+  bc.out = out_h.raw(), bc.dout = dout.raw(), bc.lse = lse_h.data<float>();
+  bc.dq = dq_h.raw(), bc.dk = dk_h.raw(), bc.dv = dv_h.raw(), bc.shape = shc;
+  bc.q_strides = qs, bc.k_strides = ks, bc.v_strides = vs;
+  attn_bwd(bc);
+
+  // For the bf16 backward the CPU reference must see the rounded out as well.
+  Tensor out_ref = to_gpu(out_h, c.dt);
+  if (c.dt != DType::kF32) {
+    Tensor out_r = to_host_f32(out_ref);
+    Tensor dq_r = Tensor::empty({B, Sq, Hq, D}, DType::kF32);
+    Tensor dk_r = Tensor::empty({B, Skv, Hkv, D}, DType::kF32);
+    Tensor dv_r = Tensor::empty({B, Skv, Hkv, D}, DType::kF32);
+    bc.out = out_r.raw(), bc.dq = dq_r.raw(), bc.dk = dk_r.raw(), bc.dv = dv_r.raw();
+    attn_bwd(bc);
+    dq_h = dq_r, dk_h = dk_r, dv_h = dv_r;
+  }
+
+  // f32: two GEMMs (D, then Skv terms) summed in a different order than the CPU, whose dot
+  // products are f32 too; rounding errors of such sums grow like a random walk, typically
+  // sqrt(D + Skv) u per unit of magnitude: atol 1e-6 + 4 sqrt(D + Skv) u.
+  // bf16: P and dS are rounded to bf16 before their GEMMs (the unfused path, like flash
+  // attention), which perturbs each output by up to 2^-9 of the sum of |terms|:
+  // atol 2^-7 max|ref|, rtol 1e-2.
+  auto tol = [&](const Tensor& ref) {
+    if (c.dt == DType::kF32) {
+      return Tol{kF32Tol.atol + 4.0 * std::sqrt(double(D + Skv)) * kU32, kF32Tol.rtol};
+    }
+    double mx = 0.0;
+    for (float x : ref.to_f32_vector()) mx = std::max(mx, std::fabs(static_cast<double>(x)));
+    return Tol{std::ldexp(mx, -7), kBF16Tol.rtol};
+  };
+
+  std::vector<const char*> backends{"unfused"};
+  if (c.cudnn) backends.push_back("cudnn");  // strict: a fallback would throw
+  for (const char* backend : backends) {
+    SCOPED_TRACE(backend);
+    BackendScope scope(backend);
+    const size_t es = dtype_size(c.dt);
+    Tensor q_d, k_d, v_d, fused_d;
+    const void *qp, *kp, *vp;
+    if (c.fused) {
+      fused_d = to_gpu(fused, c.dt);
+      const char* base = static_cast<const char*>(fused_d.raw());
+      qp = base, kp = base + k_off * es, vp = base + v_off * es;
+    } else {
+      q_d = to_gpu(q, c.dt), k_d = to_gpu(k, c.dt), v_d = to_gpu(v, c.dt);
+      qp = q_d.raw(), kp = k_d.raw(), vp = v_d.raw();
+    }
+    Tensor pad_d = pad.to(gpu()), arb_d = arb.to(gpu());
+    AttnShape shg = sh;
+    shg.key_padding = pad_d.raw(), shg.arbitrary_mask = arb_d.raw();
+    Tensor out_d = poisoned({B, Sq, Hq, D}, c.dt), lse_d = poisoned({B, Hq, Sq}, DType::kF32);
+    AttnFwdParams fg;
+    fg.q = qp, fg.k = kp, fg.v = vp, fg.out = out_d.raw();
+    fg.lse = static_cast<float*>(lse_d.raw());
+    fg.q_strides = qs, fg.k_strides = ks, fg.v_strides = vs, fg.shape = shg;
+    fg.dtype = c.dt, fg.device = gpu();
+    attn_fwd(fg);
+    // Backward from the CPU's out and lse, so that it is checked on its own.
+    Tensor lse_ref = lse_h.to(gpu()), dout_d = to_gpu(dout, c.dt);
+    Tensor dq_d = poisoned({B, Sq, Hq, D}, c.dt), dk_d = poisoned({B, Skv, Hkv, D}, c.dt);
+    Tensor dv_d = poisoned({B, Skv, Hkv, D}, c.dt);
+    AttnBwdParams bg;
+    bg.q = qp, bg.k = kp, bg.v = vp, bg.out = out_ref.raw(), bg.dout = dout_d.raw();
+    bg.lse = static_cast<const float*>(lse_ref.raw());
+    bg.dq = dq_d.raw(), bg.dk = dk_d.raw(), bg.dv = dv_d.raw();
+    bg.q_strides = qs, bg.k_strides = ks, bg.v_strides = vs, bg.shape = shg;
+    bg.dtype = c.dt, bg.device = gpu();
+    attn_bwd(bg);
+    const std::string tag = std::string(" ") + backend;
+    expect_close(out_d, out_h, tol(out_h), "out" + tag);
+    expect_close(lse_d, lse_h, Tol{kF32Tol.atol + 4.0 * D * kU32, kF32Tol.rtol}, "lse" + tag);
+    expect_close(dq_d, dq_h, tol(dq_h), "dq" + tag);
+    expect_close(dk_d, dk_h, tol(dk_h), "dk" + tag);
+    expect_close(dv_d, dv_h, tol(dv_h), "dv" + tag);
+  }
+}
+
+constexpr DType F = DType::kF32, B = DType::kBF16;
+using M = AttnMask;
+INSTANTIATE_TEST_SUITE_P(
+    Masks, CudaAttention,
+    ::testing::Values(
+        AttnCase{"causal_gqa", 2, 29, 29, 4, 2, 16, M::kCausal, 0, 0, false, F, false},
+        AttnCase{"nomask_mha", 2, 29, 37, 3, 3, 32, M::kNoMask, 0, 0, false, F, false},
+        AttnCase{"window_offset", 2, 7, 37, 6, 3, 32, M::kCausal, 8, 30, false, F, false},
+        AttnCase{"padding", 3, 29, 29, 2, 1, 64, M::kPadding, 0, 0, false, F, false},
+        AttnCase{"padding_causal", 3, 29, 29, 4, 2, 16, M::kPaddingCausal, 0, 0, false, F, false},
+        AttnCase{"arbitrary", 2, 29, 41, 4, 2, 16, M::kArbitrary, 0, 0, false, F, false},
+        AttnCase{"decode_seq1", 2, 1, 41, 8, 2, 64, M::kCausal, 0, 40, false, F, false},
+        AttnCase{"fused_qkv", 2, 29, 29, 4, 2, 32, M::kCausal, 0, 0, true, F, false},
+        AttnCase{"causal_gqa_bf16", 2, 71, 71, 4, 2, 64, M::kCausal, 0, 0, false, B, true},
+        AttnCase{"nomask_bf16", 2, 29, 37, 4, 4, 32, M::kNoMask, 0, 0, false, B, true},
+        AttnCase{"bottom_right_bf16", 2, 7, 37, 6, 3, 64, M::kCausal, 0, 30, false, B, true},
+        AttnCase{"window_fused_bf16", 2, 29, 29, 4, 1, 64, M::kCausal, 5, 0, true, B, true},
+        AttnCase{"decode_seq1_bf16", 1, 1, 41, 8, 2, 128, M::kCausal, 0, 40, false, B, true},
+        AttnCase{"padding_bf16", 3, 29, 29, 4, 2, 64, M::kPaddingCausal, 0, 0, false, B, false}),
+    [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
+
+}  // namespace
+}  // namespace graft

@@ -1,0 +1,141 @@
+// CUDA softmax cross-entropy (forward/backward, ignore_index, mean/sum, row chunks, in place)
+// against the CPU reference (f64).
+#include "kernels/cross_entropy.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tests/cuda/cuda_test_util.h"
+
+namespace graft {
+namespace {
+
+using namespace cuda_test;
+
+struct XentCase {
+  int64_t n, vocab;
+  Reduction red;
+  DType dt;
+  bool in_place;
+};
+
+class CudaXent : public ::testing::TestWithParam<XentCase> {};
+
+TEST_P(CudaXent, ForwardAndBackwardMatchCpu) {
+  GRAFT_REQUIRE_CUDA();
+  const XentCase c = GetParam();
+  auto rng = rng_for(str(c.n, "_", c.vocab, static_cast<int>(c.red), dtype_name(c.dt)));
+  Tensor logits = random_host({c.n, c.vocab}, rng, c.dt, -8.0f, 8.0f);
+  std::uniform_int_distribution<int64_t> tdist(0, c.vocab - 1);
+  std::vector<int64_t> tg(static_cast<size_t>(c.n));
+  for (int64_t i = 0; i < c.n; ++i) tg[i] = i % 5 == 3 ? -100 : tdist(rng);
+  Tensor targets = Tensor::from_vector(tg, {c.n});
+
+  Tensor loss_h = Tensor::empty({1}, DType::kF32), lse_h = Tensor::empty({c.n}, DType::kF32);
+  Tensor rl_h = Tensor::empty({c.n}, DType::kF32),
+         dl_h = Tensor::empty({c.n, c.vocab}, DType::kF32);
+  XentFwdParams f;
+  f.n = c.n, f.vocab = c.vocab, f.reduction = c.red;
+  XentBwdParams b;
+  b.n = c.n, b.vocab = c.vocab, b.reduction = c.red, b.grad_scale = 0.5f;
+  XentFwdParams fc = f;
+  fc.logits = logits.raw(), fc.targets = targets.data<int64_t>(), fc.loss = loss_h.data<float>();
+  fc.lse = lse_h.data<float>(), fc.row_loss = rl_h.data<float>();
+  cross_entropy_fwd(fc);
+  XentBwdParams bc = b;
+  bc.logits = logits.raw(), bc.targets = targets.data<int64_t>(), bc.lse = lse_h.data<float>();
+  bc.dlogits = dl_h.raw();
+  cross_entropy_bwd(bc);
+
+  Tensor lg_d = to_gpu(logits, c.dt), tg_d = targets.to(gpu());
+  Tensor loss_d = poisoned({1}, DType::kF32), lse_d = poisoned({c.n}, DType::kF32);
+  Tensor rl_d = poisoned({c.n}, DType::kF32);
+  XentFwdParams fg = f;
+  fg.logits = lg_d.raw(), fg.targets = static_cast<const int64_t*>(tg_d.raw());
+  fg.loss = static_cast<float*>(loss_d.raw()), fg.lse = static_cast<float*>(lse_d.raw());
+  fg.row_loss = static_cast<float*>(rl_d.raw()), fg.dtype = c.dt, fg.device = gpu();
+  cross_entropy_fwd(fg);
+  // Backward from the CPU's lse (checked on its own), in place over the logits when asked.
+  Tensor lse_ref = lse_h.to(gpu());
+  Tensor dl_d = c.in_place ? lg_d.clone() : poisoned({c.n, c.vocab}, c.dt);
+  XentBwdParams bg = b;
+  bg.logits = c.in_place ? dl_d.raw() : lg_d.raw();
+  bg.targets = static_cast<const int64_t*>(tg_d.raw());
+  bg.lse = static_cast<const float*>(lse_ref.raw()), bg.dlogits = dl_d.raw();
+  bg.dtype = c.dt, bg.device = gpu();
+  cross_entropy_bwd(bg);
+
+  // lse: an f32 sum of `vocab` exponentials vs f64; loss: f32 row values summed in f64.
+  Tol t_lse = kF32Tol;
+  t_lse.atol += 4.0 * std::sqrt(static_cast<double>(c.vocab)) * kU32 * 8.0;
+  expect_close(lse_d, lse_h, t_lse, "lse");
+  expect_close(rl_d, rl_h, t_lse, "row_loss");
+  expect_close(loss_d, loss_h, t_lse, "loss");
+  Tol t = tol_for(c.dt);
+  t.atol += kU32;  // dlogits ~ 1/(n vocab): exp of an f32 difference, a few ulp of 1
+  expect_close(dl_d, dl_h, t, "dlogits");
+}
+
+constexpr DType F = DType::kF32, B = DType::kBF16;
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaXent,
+                         ::testing::Values(XentCase{71, 229, Reduction::kMean, F, false},
+                                           XentCase{29, 541, Reduction::kSum, F, false},
+                                           XentCase{1, 4099, Reduction::kMean, F, true},
+                                           XentCase{29, 32000, Reduction::kMean, F, false},
+                                           XentCase{71, 229, Reduction::kMean, B, true},
+                                           XentCase{29, 541, Reduction::kSum, B, false}));
+
+// Two row chunks (accumulate, global num_valid) give the loss and gradients of one call.
+TEST(CudaXentChunks, ChunkedEqualsWhole) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t n = 71, vocab = 541, split = 30;
+  Tensor logits = random_host({n, vocab}, rng, DType::kF32, -4.0f, 4.0f);
+  std::vector<int64_t> tg(n);
+  std::uniform_int_distribution<int64_t> tdist(0, vocab - 1);
+  int64_t valid = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    tg[i] = i % 7 == 0 ? -100 : tdist(rng);
+    valid += tg[i] != -100;
+  }
+  Tensor lg = logits.to(gpu()), targets = Tensor::from_vector(tg, {n}).to(gpu());
+  Tensor whole = poisoned({1}, DType::kF32), chunked = poisoned({1}, DType::kF32);
+  XentFwdParams p;
+  p.logits = lg.raw(), p.targets = static_cast<const int64_t*>(targets.raw());
+  p.n = n, p.vocab = vocab, p.device = gpu(), p.loss = static_cast<float*>(whole.raw());
+  cross_entropy_fwd(p);
+  const float* lbase = static_cast<const float*>(lg.raw());
+  const int64_t* tbase = static_cast<const int64_t*>(targets.raw());
+  for (int chunk = 0; chunk < 2; ++chunk) {
+    XentFwdParams q = p;
+    q.logits = lbase + (chunk ? split * vocab : 0), q.targets = tbase + (chunk ? split : 0);
+    q.n = chunk ? n - split : split, q.num_valid = valid, q.accumulate = chunk == 1;
+    q.loss = static_cast<float*>(chunked.raw());
+    cross_entropy_fwd(q);
+  }
+  Tol t = kF32Tol;
+  expect_close(chunked, whole, t, "chunked loss");
+  // With every target ignored the loss is 0, not NaN.
+  Tensor ign = Tensor::from_vector(std::vector<int64_t>(n, -100), {n}).to(gpu());
+  XentFwdParams q = p;
+  q.targets = static_cast<const int64_t*>(ign.raw());
+  cross_entropy_fwd(q);
+  EXPECT_EQ(to_host_f32(whole).to_f32_vector()[0], 0.0f);
+}
+
+TEST(CudaXentInput, TargetOutOfRangeIsAnInputError) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  Tensor lg = to_gpu(random_host({2, 5}, rng), DType::kF32);
+  Tensor targets = Tensor::from_vector(std::vector<int64_t>{1, 5}, {2}).to(gpu());
+  Tensor loss = poisoned({1}, DType::kF32);
+  XentFwdParams p;
+  p.logits = lg.raw(), p.targets = static_cast<const int64_t*>(targets.raw());
+  p.loss = static_cast<float*>(loss.raw()), p.n = 2, p.vocab = 5, p.device = gpu();
+  cross_entropy_fwd(p);
+  EXPECT_THROW(device_backend().synchronize(gpu()), InputError);
+}
+
+}  // namespace
+}  // namespace graft

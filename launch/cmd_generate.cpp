@@ -4,6 +4,7 @@
 // (when a tokenizer is known) and the token ids of prompt + continuation.
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <sstream>
 
 #include "framework/core/error.h"
@@ -100,14 +101,14 @@ int run_generate(const std::vector<std::string>& args) {
   if (tok) {
     std::vector<int64_t> fresh(out.begin() + static_cast<std::ptrdiff_t>(prompt.size()), out.end());
     const std::string head = vm->count("prompt") ? (*vm)["prompt"].as<std::string>() : "";
-    std::printf("%s%s\n", head.c_str(), tok->decode(fresh).c_str());
+    std::cout << head << tok->decode(fresh) << "\n";  // may hold NUL bytes: not printf
   }
   std::string ids;
   for (size_t i = 0; i < out.size(); ++i) {
     if (i) ids += ',';
     ids += std::to_string(out[i]);
   }
-  std::printf("ids: %s\n", ids.c_str());
+  std::cout << "ids: " << ids << std::endl;
   return 0;
 }
 

@@ -1,8 +1,10 @@
 // graft parity --checkpoint DIR [--reference FILE] [--device cpu|cuda] [--layers reference|te]
+//              [--dtype f32|bf16]
 // Prints one JSON line (see framework/model/parity.h); exit 0 only when every figure is within
 // its tolerance, 1 otherwise, 2 on bad input.
 #include <iostream>
 
+#include "framework/core/error.h"
 #include "framework/model/parity.h"
 #include "launch/command.h"
 
@@ -18,7 +20,9 @@ int run(const std::vector<std::string>& args) {
       "reference outputs (default: CHECKPOINT/reference.safetensors)")(
       "device", po::value<std::string>()->default_value("cpu"), "cpu or cuda[:N]")(
       "layers", po::value<std::string>()->default_value("reference"),
-      "decoder layers: reference (llama.decoder_layer) or te (te.transformer_layer)");
+      "decoder layers: reference (llama.decoder_layer) or te (te.transformer_layer)")(
+      "dtype", po::value<std::string>()->default_value("f32"),
+      "parameters and activations: f32, or bf16 (cuda; f32 gradients and master weights)");
   auto vm = parse_options("parity", "--checkpoint DIR [options]", desc, args);
   if (!vm) return 0;
   ParityOptions opt;
@@ -26,6 +30,10 @@ int run(const std::vector<std::string>& args) {
   opt.reference = (*vm)["reference"].as<std::string>();
   opt.device = parse_device((*vm)["device"].as<std::string>(), "--device");
   opt.layers = (*vm)["layers"].as<std::string>();
+  const std::string dtype = (*vm)["dtype"].as<std::string>();
+  GRAFT_INPUT_CHECK(dtype == "f32" || dtype == "bf16", "--dtype = '", dtype,
+                    "', expected f32 or bf16");
+  opt.dtype = dtype == "bf16" ? DType::kBF16 : DType::kF32;
   const ParityResult r = run_parity(opt);
   std::cout << r.to_json().dump() << std::endl;
   return r.pass() ? 0 : 1;

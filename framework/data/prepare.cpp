@@ -72,7 +72,9 @@ std::string ensure_dataset(const DataConfig& c, bool* prepared_now) {
   if (prepared_now) *prepared_now = false;
   if (!c.prepared.empty()) return c.prepared;
   std::string key_text = "tokenizer=" + c.tokenizer + "\n";
-  for (const auto& f : c.files) {
+  std::vector<std::string> keyed = c.files;
+  if (c.tokenizer != "byte") keyed.push_back(c.tokenizer);  // a changed tokenizer file re-prepares
+  for (const auto& f : keyed) {
     struct stat st {};
     GRAFT_INPUT_CHECK(::stat(f.c_str(), &st) == 0, f, ": cannot stat the data file");
     key_text += str(fs::absolute(f).string(), " ", st.st_size, " ", st.st_mtim.tv_sec, "\n");

@@ -24,8 +24,8 @@ PrepareStats prepare_dataset(const std::vector<std::string>& files, const Tokeni
                              const std::string& out_dir, int64_t shard_tokens = 1 << 26);
 
 // The folder of tokens for a data section: `prepared` as is, or `text` prepared on first use into
-// cache_dir/<key> (key: tokenizer and each file's path, size and mtime). Prepared into a temp
-// folder and renamed, so concurrent or interrupted runs never see half a dataset.
+// cache_dir/<key> (key: the path, size and mtime of each file and of the tokenizer file). Prepared
+// into a temp folder and renamed, so concurrent or interrupted runs never see half a dataset.
 std::string ensure_dataset(const DataConfig& c, bool* prepared_now = nullptr);
 
 // $XDG_CACHE_HOME/graft/data, else $HOME/.cache/graft/data, else ./.cache/graft/data.

@@ -206,6 +206,11 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::load(const std::string& path) {
 }
 
 void BpeTokenizer::encode_word(const std::string& word, std::vector<int64_t>& out) const {
+  if (auto hit = cache_.find(word); hit != cache_.end()) {
+    out.insert(out.end(), hit->second.begin(), hit->second.end());
+    return;
+  }
+  const size_t first = out.size();
   std::vector<std::string> sym;
   for (unsigned char c : word) sym.push_back(byte_to_unicode_[c]);
   while (sym.size() > 1) {
@@ -225,6 +230,8 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int64_t>& ou
                       "' (an incomplete byte alphabet?)");
     out.push_back(it->second);
   }
+  if (cache_.size() < (1u << 20))
+    cache_.emplace(word, std::vector<int64_t>(out.begin() + first, out.end()));
 }
 
 std::vector<int64_t> BpeTokenizer::encode(std::string_view text) const {

@@ -50,6 +50,8 @@ class BpeTokenizer : public Tokenizer {
   std::vector<bool> is_added_;
   int64_t vocab_size_ = 0, eos_id_ = -1, bos_id_ = -1;
   std::string byte_to_unicode_[256];
+  // Pre-token -> ids; words repeat a lot in text. Not thread-safe (one tokenizer per thread).
+  mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;
   std::unordered_map<std::string, unsigned char> unicode_to_byte_;
 };
 

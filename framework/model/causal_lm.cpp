@@ -8,6 +8,7 @@
 #include "framework/model/sampling.h"
 #include "framework/registry/registry.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
 #include "layers/reference/common.h"
 #include "layers/reference/embedding.h"
 #include "layers/reference/linear.h"
@@ -141,6 +142,18 @@ Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) 
     in.key_padding_mask = on_device_i64(attention_mask, device(), "forward: attention_mask");
   }
   Tensor logits = head(hidden(ids, in, nullptr), nullptr);
+  if (logits.dtype() != DType::kF32) {  // bf16 activations: the logits are returned in f32
+    Tensor f = Tensor::empty(logits.shape(), DType::kF32, device());
+    CastParams cp;
+    cp.src = logits.raw();
+    cp.dst = f.raw();
+    cp.n = logits.numel();
+    cp.src_dtype = logits.dtype();
+    cp.dst_dtype = DType::kF32;
+    cp.device = device();
+    cast(cp);
+    logits = f;
+  }
   return logits.view({B, S, config_.vocab_size});
 }
 
@@ -183,6 +196,7 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
   fp.lse = static_cast<float*>(lse.raw());
   fp.n = B * S;
   fp.vocab = V;
+  fp.dtype = logits.dtype();
   fp.device = device();
   cross_entropy_fwd(fp);
   const double value = loss.to(Device::cpu()).item({0});
@@ -196,6 +210,7 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
   bp.n = B * S;
   bp.vocab = V;
   bp.grad_scale = static_cast<float>(grad_scale);
+  bp.dtype = logits.dtype();
   bp.device = device();
   cross_entropy_bwd(bp);
   Tensor& dlogits = logits;
@@ -235,12 +250,12 @@ std::vector<int64_t> CausalLM::generate(const std::vector<int64_t>& prompt,
   KVCache cache;
   if (opt.use_cache) {
     cache.max_len = max_len;
-    const DecoderConfig& d = config_.decoder;
+    const DecoderConfig& d = config_.decoder;  // the cache holds the activations' dtype
     for (size_t i = 0; i < layers_.size(); ++i) {
       cache.k.push_back(
-          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, DType::kF32, device()));
+          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, d.params_dtype, device()));
       cache.v.push_back(
-          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, DType::kF32, device()));
+          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, d.params_dtype, device()));
     }
   }
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {

@@ -66,7 +66,7 @@ class CausalLM : public Module {
   const std::vector<DecoderLayer*>& decoder_layers() const { return layers_; }
 
   // input_ids: i64 [batch, seq]; attention_mask: optional i64 [batch, seq] (1 token, 0 pad).
-  // Returns logits f32 [batch, seq, vocab].
+  // Returns logits f32 [batch, seq, vocab] (cast from bf16 when the parameters are bf16).
   Tensor forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor());
 
   // Causal-LM loss with HF semantics: position t predicts labels[t+1]; labels == -100 ignored;

@@ -1,6 +1,8 @@
 // Parity with transformers on an HF checkpoint and the outputs transformers computed for it
 // (reference.safetensors, format in tests/fixtures/hf/README.md). Used by `graft parity` and the
-// model tests. Everything runs in float32; relative errors are ||out - ref|| / ||ref|| per tensor.
+// model tests. Runs in float32 (default) or, on CUDA, with bf16 parameters and activations
+// (f32 gradients and AdamW master weights); relative errors are ||out - ref|| / ||ref|| per
+// tensor against transformers' float32 outputs.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "framework/core/device.h"
+#include "framework/core/dtype.h"
 
 namespace graft {
 
@@ -17,16 +20,25 @@ struct ParityOptions {
   std::string reference;   // default: checkpoint/reference.safetensors
   Device device = Device::cpu();
   std::string layers = "reference";  // "reference" or "te" (override of the decoder layer)
+  DType dtype = DType::kF32;         // parameters/activations: f32, or bf16 (CUDA only)
 };
 
 struct ParityTolerances {
   double logits = 1e-4;  // logits_rel_err and padded_logits_rel_err
   double grads = 1e-3;   // grad_max_rel_err and step1_max_rel_err
   double loss = 1e-5;    // loss_abs_err
+  // bf16 against an f32 reference: bf16 keeps 8 significant bits (unit roundoff 2^-9 ≈ 2e-3),
+  // and every weight, activation and GEMM output is rounded to it, so the error of a tensor grows
+  // as that roundoff times about the square root of the roundings on its path (tens through a
+  // decoder stack): logits 2e-2, loss 2e-2 (absolute, on a loss of about ln(vocab)), and 1e-1
+  // for gradients and step-1 weights (a gradient is the product of a bf16 backward chain, and
+  // AdamW's first step moves each weight by about lr·sign(g), so a sign flipped by rounding on a
+  // near-zero gradient moves that weight the other way).
+  static ParityTolerances for_dtype(DType t);
 };
 
 struct ParityResult {
-  std::string arch, layers, device;
+  std::string arch, layers, device, dtype = "f32";
   double logits_rel_err = 0, padded_logits_rel_err = 0, loss = 0, loss_abs_err = 0;
   double grad_max_rel_err = 0, step1_max_rel_err = 0;
   std::string grad_worst, step1_worst;  // HF names of the largest errors

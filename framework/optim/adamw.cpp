@@ -3,8 +3,32 @@
 #include <cmath>
 
 #include "kernels/adamw.h"
+#include "kernels/elementwise.h"
 
 namespace graft {
+namespace {
+
+// dst = src converted to dst's dtype; on a GPU through the cast kernel (Tensor::copy_from
+// converts only on the host).
+void convert_into(Tensor& dst, const Tensor& src) {
+  if (dst.dtype() == src.dtype() || (dst.device().is_cpu() && src.device().is_cpu())) {
+    dst.copy_from(src);
+    return;
+  }
+  GRAFT_CHECK(dst.device() == src.device() && dst.is_contiguous() && src.is_contiguous() &&
+                  dst.numel() == src.numel(),
+              "convert_into: ", src.str(), " -> ", dst.str());
+  CastParams p;
+  p.src = src.raw();
+  p.dst = dst.raw();
+  p.n = src.numel();
+  p.src_dtype = src.dtype();
+  p.dst_dtype = dst.dtype();
+  p.device = dst.device();
+  if (p.n > 0) cast(p);
+}
+
+}  // namespace
 
 ParamKind classify_parameter(const std::string& name, const Tensor& value) {
   if (name.find("embed") != std::string::npos) return ParamKind::kEmbedding;
@@ -42,7 +66,7 @@ AdamW::AdamW(std::vector<std::pair<std::string, Parameter*>> params, const Optim
       s.master = p->value;
     } else {
       s.master = Tensor::empty(p->value.shape(), DType::kF32, dev);
-      s.master.copy_from(p->value);
+      convert_into(s.master, p->value);
       s.own_master = true;
     }
     s.m = Tensor::zeros(p->value.shape(), DType::kF32, dev);
@@ -115,7 +139,7 @@ void AdamW::sync_weights() {
       float* dst = s.param->value.data<float>();
       for (int64_t i = 0; i < s.master.numel(); ++i) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
     } else {
-      s.param->value.copy_from(s.master);
+      convert_into(s.param->value, s.master);
     }
   }
 }

@@ -44,6 +44,9 @@ std::string RecipeNode::where(const std::string& key) const {
     if (dot == std::string::npos) break;
     q = q.substr(0, dot);
   }
+  // A section that only --set created ("--set foo.bar=1" for an unknown "foo").
+  for (const auto& [k, arg] : source_->set_args)
+    if (k.rfind(p + ".", 0) == 0) return str(arg, ": ", p);
   int line = -1;
   YAML::Node n = lookup(key);
   if (n.IsDefined()) line = n.Mark().line;

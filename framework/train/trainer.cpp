@@ -37,30 +37,16 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   sc.seed = static_cast<uint64_t>(r.data.seed);
   sampler_ = std::make_unique<Sampler>(dataset_.get(), sc);
 
-  // Model. bf16 on the CPU is emulated (f32 storage holding bf16 values), see recipe.h.
-  ModelRecipe m = r.model;
-  m.config.decoder.device = r.device;
-  const bool emulate_bf16 = r.precision.params == DType::kBF16 && r.device.is_cpu();
-  m.config.decoder.params_dtype = emulate_bf16 ? DType::kF32 : r.precision.params;
-  model_ = build_model_from_recipe(m);
-  if (!m.hf_dir.empty())
-    load_hf_weights(*model_, m.hf_dir);
-  else
-    model_->init_weights(static_cast<uint64_t>(r.train.seed));
-  model_->allocate_grads();
-  optim_ = std::make_unique<AdamW>(model_->named_parameters(), r.optim, emulate_bf16);
-  optim_->sync_weights();  // with emulated bf16: the forward weights start bf16-rounded
-
-  schedule_.config = r.schedule;
-  schedule_.peak_lr = r.optim.lr;
-  schedule_.total_steps = r.train.steps;
   state_.data_seed = r.data.seed;
   state_.init_seed = r.train.seed;
   state_.schedule = schedule_name(r.schedule.type);
   state_.config_hash = r.config_hash();
   state_.tokenizer = dataset_->tokenizer() == "byte" ? "byte" : "tokenizer.json";
+  schedule_.config = r.schedule;
+  schedule_.peak_lr = r.optim.lr;
+  schedule_.total_steps = r.train.steps;
 
-  // Resume.
+  // The checkpoint to resume from, checked against this recipe before anything heavy happens.
   std::string ckpt;
   if (r.checkpoint.resume == "auto") {
     if (!r.checkpoint.dir.empty()) ckpt = find_latest_checkpoint(r.checkpoint.dir);
@@ -70,12 +56,29 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
                       " is not a complete checkpoint (no trainer_state.json, model.safetensors "
                       "or optimizer.safetensors)");
   }
+  if (!ckpt.empty()) check_resume(ckpt);
+
+  // Model. bf16 on the CPU is emulated (f32 storage holding bf16 values), see recipe.h.
+  ModelRecipe m = r.model;
+  m.config.decoder.device = r.device;
+  const bool emulate_bf16 = r.precision.params == DType::kBF16 && r.device.is_cpu();
+  m.config.decoder.params_dtype = emulate_bf16 ? DType::kF32 : r.precision.params;
+  model_ = build_model_from_recipe(m);
+  if (!ckpt.empty())
+    load_model_weights(*model_, ckpt);
+  else if (!m.hf_dir.empty())
+    load_hf_weights(*model_, m.hf_dir);
+  else
+    model_->init_weights(static_cast<uint64_t>(r.train.seed));
+  model_->allocate_grads();
+  optim_ = std::make_unique<AdamW>(model_->named_parameters(), r.optim, emulate_bf16);
   if (!ckpt.empty()) resume(ckpt);
+  optim_->sync_weights();  // with emulated bf16: the forward weights hold bf16 values
 }
 
 Trainer::~Trainer() = default;
 
-void Trainer::resume(const std::string& ckpt) {
+void Trainer::check_resume(const std::string& ckpt) {
   TrainerState s = read_trainer_state(ckpt);
   if (s.config_hash != state_.config_hash) {
     std::string key = "(unknown)";
@@ -89,7 +92,10 @@ void Trainer::resume(const std::string& ckpt) {
                          "'); restore the key or set checkpoint.resume: none / a new "
                          "checkpoint.dir"));
   }
-  load_model_weights(*model_, ckpt);
+}
+
+void Trainer::resume(const std::string& ckpt) {
+  TrainerState s = read_trainer_state(ckpt);
   optim_->load_state(*SafetensorsFile::open(ckpt + "/optimizer.safetensors"));
   optim_->set_steps_taken(s.optimizer_steps);
   sampler_->set_position(s.data_position);
@@ -128,10 +134,13 @@ TrainResult Trainer::run() {
     for (auto& [name, p] : model_->named_parameters()) n += p->value.numel();
     return n;
   }();
+  std::string layer_types;
+  for (const auto& t : model_->decoder_layer_types())
+    layer_types += (layer_types.empty() ? "" : ", ") + t;
   if (state_.step < end)
-    log.message(str("training ", r.model.config.arch, " (", params, " parameters, ",
-                    model_->decoder_layer_types().front(), ") for steps ", state_.step + 1, "..",
-                    end, " of ", r.train.steps, " on ", r.device.str()));
+    log.message(str("training ", r.model.config.arch, " (", params, " parameters, ", layer_types,
+                    ") for steps ", state_.step + 1, "..", end, " of ", r.train.steps, " on ",
+                    r.device.str()));
   const double t_start = now_s();
   double window_tokens = 0, window_time = 0;
   const double tokens_per_step =

@@ -60,7 +60,8 @@ class Trainer {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
  private:
-  void resume(const std::string& checkpoint);
+  void check_resume(const std::string& checkpoint);  // same recipe, else InputError
+  void resume(const std::string& checkpoint);        // optimizer state, step, data position
   std::string save(TrainResult& result);
 
   Recipe recipe_;

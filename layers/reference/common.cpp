@@ -6,17 +6,30 @@
 namespace graft::layers {
 namespace {
 
+bool is_float_dtype(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
+
 int64_t ld_of(const Tensor& m) {
-  GRAFT_CHECK(m.ndim() == 2 && m.strides()[1] == 1 && m.dtype() == DType::kF32,
-              "expected an f32 matrix with contiguous columns, got ", m.str());
+  GRAFT_CHECK(m.ndim() == 2 && m.strides()[1] == 1 && is_float_dtype(m.dtype()),
+              "expected a floating-point matrix with contiguous columns, got ", m.str());
   return m.strides()[0];
+}
+
+// A and B share one dtype; C (and the bias, which must match C or be f32) may differ: bf16
+// activations with f32 accumulation into f32 weight gradients.
+void set_dtypes(GemmParams& p, const Tensor& a, const Tensor& b, const Tensor& c,
+                const Tensor& bias) {
+  GRAFT_CHECK(a.dtype() == b.dtype(), "gemm operands differ in dtype: ", a.str(), " and ", b.str());
+  p.dtype = a.dtype();
+  p.c_dtype = c.dtype();
+  p.bias_dtype = bias.defined() ? bias.dtype() : c.dtype();
 }
 
 }  // namespace
 
 void check_params_dtype(const std::string& layer, DType dtype, Device device) {
-  GRAFT_INPUT_CHECK(dtype == DType::kF32, layer, ": params_dtype = ", dtype_name(dtype),
-                    " is not supported (only f32 parameters for now, on ", device.str(), ")");
+  GRAFT_INPUT_CHECK(dtype == DType::kF32 || (dtype == DType::kBF16 && device.is_cuda()), layer,
+                    ": params_dtype = ", dtype_name(dtype), " is not supported on ", device.str(),
+                    " (f32 everywhere; bf16 on cuda)");
 }
 
 Tensor& grad_of(Parameter& p) {
@@ -47,12 +60,13 @@ void matmul_nt_into(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor
   p.ldb = ld_of(w);
   p.ldc = ld_of(y);
   p.beta = beta;
+  set_dtypes(p, x, w, y, bias);
   p.device = x.device();
   if (p.m > 0) gemm(p);
 }
 
 Tensor matmul_nt(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  Tensor y = Tensor::empty({x.size(0), w.size(0)}, DType::kF32, x.device());
+  Tensor y = Tensor::empty({x.size(0), w.size(0)}, x.dtype(), x.device());
   matmul_nt_into(x, w, bias, y, 0.0f);
   return y;
 }
@@ -71,12 +85,13 @@ void matmul_nn_into(const Tensor& dy, const Tensor& w, Tensor& dx, float beta) {
   p.ldb = ld_of(w);
   p.ldc = ld_of(dx);
   p.beta = beta;
+  set_dtypes(p, dy, w, dx, Tensor());
   p.device = dy.device();
   if (p.m > 0) gemm(p);
 }
 
 Tensor matmul_nn(const Tensor& dy, const Tensor& w) {
-  Tensor dx = Tensor::empty({dy.size(0), w.size(1)}, DType::kF32, dy.device());
+  Tensor dx = Tensor::empty({dy.size(0), w.size(1)}, dy.dtype(), dy.device());
   matmul_nn_into(dy, w, dx, 0.0f);
   return dx;
 }
@@ -97,6 +112,7 @@ void matmul_tn_acc(const Tensor& dy, const Tensor& x, Tensor& dw) {
   p.ldb = ld_of(x);
   p.ldc = ld_of(dw);
   p.beta = 1.0f;
+  set_dtypes(p, dy, x, dw, Tensor());
   p.device = dy.device();
   gemm(p);
 }
@@ -110,31 +126,36 @@ void sum_rows_acc(const Tensor& dy, Tensor& db) {
   p.rows = dy.size(0);
   p.cols = dy.size(1);
   p.ld = ld_of(dy);
+  p.dtype = dy.dtype();
   p.device = dy.device();
   if (p.rows > 0) sum_rows(p);
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  GRAFT_CHECK(a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous(), "add: ", a.str(),
-              " + ", b.str());
-  Tensor out = Tensor::empty(a.shape(), DType::kF32, a.device());
+  GRAFT_CHECK(
+      a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous() && a.dtype() == b.dtype(),
+      "add: ", a.str(), " + ", b.str());
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   AddParams p;
   p.a = a.raw();
   p.b = b.raw();
   p.out = out.raw();
   p.n = a.numel();
+  p.dtype = a.dtype();
   p.device = a.device();
   if (p.n > 0) graft::add(p);
   return out;
 }
 
 void add_into(Tensor& y, const Tensor& x) {
-  GRAFT_CHECK(y.numel() == x.numel() && y.is_contiguous() && x.is_contiguous(),
-              "add_into: ", y.str(), " += ", x.str());
+  GRAFT_CHECK(
+      y.numel() == x.numel() && y.is_contiguous() && x.is_contiguous() && y.dtype() == x.dtype(),
+      "add_into: ", y.str(), " += ", x.str());
   AxpyParams p;
   p.x = x.raw();
   p.y = y.raw();
   p.n = x.numel();
+  p.dtype = x.dtype();
   p.device = x.device();
   if (p.n > 0) axpy(p);
 }

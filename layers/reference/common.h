@@ -3,8 +3,10 @@
 // points (kernels/gemm.h, kernels/elementwise.h) with the device taken from the tensors, so the
 // same layer code runs on the CPU and on CUDA.
 //
-// "Matrix" arguments are 2-D f32 tensors whose columns are contiguous (stride(1) == 1); the row
-// stride may be larger (a column block of a fused buffer: t.slice(1, start, len)).
+// "Matrix" arguments are 2-D f32 or bf16 tensors whose columns are contiguous (stride(1) == 1);
+// the row stride may be larger (a column block of a fused buffer: t.slice(1, start, len)).
+// Activations carry the parameters' dtype (bf16 on a GPU run): new outputs take the dtype of the
+// input, GEMMs accumulate in f32, and weight/bias gradients are always f32 (+=, beta = 1).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +17,7 @@
 
 namespace graft::layers {
 
-// Parameters are f32 for now. Anything else is an InputError naming the layer and the dtype.
+// Parameters are f32, or bf16 on CUDA. Anything else is an InputError naming the layer and dtype.
 void check_params_dtype(const std::string& layer, DType dtype, Device device);
 
 // The parameter's f32 gradient, allocated (zeros) on first use.

@@ -31,9 +31,10 @@ LlamaDecoderLayer::LlamaDecoderLayer(const DecoderConfig& c)
 
 Tensor LlamaDecoderLayer::forward(const Tensor& x, const AttentionInputs& in,
                                   std::unique_ptr<LayerCtx>* save) {
-  GRAFT_CHECK(x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == DType::kF32,
-              "llama.decoder_layer: x must be f32 [B, S, ", config_.hidden_size, "], got ",
-              x.str());
+  GRAFT_CHECK(
+      x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == config_.params_dtype,
+      "llama.decoder_layer: x must be ", dtype_name(config_.params_dtype), " [B, S, ",
+      config_.hidden_size, "], got ", x.str());
   auto ctx = save ? std::make_unique<DecoderCtx>() : nullptr;
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
   Tensor a = self_attn_->forward(input_layernorm_->forward(xc, ctx ? &ctx->ln1 : nullptr), in,

@@ -24,16 +24,18 @@ Tensor Embedding::forward(const Tensor& ids, double scale) {
   Tensor flat = ids.is_contiguous() ? ids : ids.contiguous();
   Shape out_shape = ids.shape();
   out_shape.push_back(config_.hidden_size);
-  Tensor out = Tensor::empty(out_shape, DType::kF32, flat.device());
+  const Tensor& w = parameter("weight")->value;
+  Tensor out = Tensor::empty(out_shape, w.dtype(), flat.device());
   EmbeddingFwdParams p;
   p.ids = flat.raw();
-  p.weight = parameter("weight")->value.raw();
+  p.weight = w.raw();
   p.out = out.raw();
   p.n = flat.numel();
   p.vocab = config_.vocab_size;
   p.hidden = config_.hidden_size;
   p.scale = static_cast<float>(scale);
   p.ids_dtype = flat.dtype();
+  p.dtype = w.dtype();
   p.device = flat.device();
   embedding_fwd(p);
   return out;
@@ -52,6 +54,7 @@ void Embedding::backward(const Tensor& dy, const Tensor& ids, double scale) {
   p.hidden = config_.hidden_size;
   p.scale = static_cast<float>(scale);
   p.ids_dtype = flat.dtype();
+  p.dtype = dy2.dtype();
   p.device = flat.device();
   embedding_bwd(p);
 }

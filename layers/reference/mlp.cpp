@@ -39,17 +39,18 @@ Tensor GatedMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
   Tensor g = gate_proj_->forward(x, ctx ? &ctx->gate : nullptr);
   Tensor u = up_proj_->forward(x, ctx ? &ctx->up : nullptr);
   const int64_t rows = g.numel() / F;
-  Tensor gu = Tensor::empty({rows, 2 * F}, DType::kF32, x.device());
+  Tensor gu = Tensor::empty({rows, 2 * F}, g.dtype(), x.device());
   Tensor gu_g = gu.slice(1, 0, F), gu_u = gu.slice(1, F, F);
   layers::copy_matrix(gu_g, g.view({rows, F}));
   layers::copy_matrix(gu_u, u.view({rows, F}));
-  Tensor h = Tensor::empty({rows, F}, DType::kF32, x.device());
+  Tensor h = Tensor::empty({rows, F}, g.dtype(), x.device());
   ActFwdParams p;
   p.x = gu.raw();
   p.y = h.raw();
   p.rows = rows;
   p.cols = F;
   p.act = gated_activation(config_.activation);
+  p.dtype = gu.dtype();
   p.device = x.device();
   if (rows > 0) activation_fwd(p);
   Shape hs = x.shape();
@@ -67,7 +68,7 @@ Tensor GatedMLP::backward(const Tensor& dy, LayerCtx& ctx_base) {
   const int64_t F = config_.ffn_hidden_size;
   const int64_t rows = ctx.gu.size(0);
   Tensor dh = down_proj_->backward(dy, *ctx.down);
-  Tensor dgu = Tensor::empty({rows, 2 * F}, DType::kF32, dy.device());
+  Tensor dgu = Tensor::empty({rows, 2 * F}, dh.dtype(), dy.device());
   ActBwdParams p;
   p.dy = dh.raw();
   p.x = ctx.gu.raw();
@@ -75,6 +76,7 @@ Tensor GatedMLP::backward(const Tensor& dy, LayerCtx& ctx_base) {
   p.rows = rows;
   p.cols = F;
   p.act = gated_activation(config_.activation);
+  p.dtype = dgu.dtype();
   p.device = dy.device();
   if (rows > 0) activation_bwd(p);
   Shape fs = dy.shape();

@@ -6,10 +6,11 @@ namespace graft::layers {
 
 Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                          const NormSpec& spec, NormSaved* save) {
-  GRAFT_CHECK(x.ndim() == 2 && x.is_contiguous() && x.dtype() == DType::kF32, "norm: x ", x.str());
+  GRAFT_CHECK(x.ndim() == 2 && x.is_contiguous() && x.dtype() == gamma.dtype(), "norm: x ", x.str(),
+              " gamma ", gamma.str());
   const bool ln = spec.type == NormType::kLayerNorm;
   const int64_t rows = x.size(0);
-  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor rstd = Tensor::empty({rows}, DType::kF32, x.device());
   Tensor mean = ln ? Tensor::empty({rows}, DType::kF32, x.device()) : Tensor();
   NormFwdParams p;
@@ -23,6 +24,8 @@ Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& bet
   p.cols = x.size(1);
   p.eps = static_cast<float>(spec.eps);
   p.zero_centered_gamma = spec.zero_centered_gamma;
+  p.dtype = x.dtype();
+  p.weight_dtype = gamma.dtype();
   p.device = x.device();
   if (rows > 0) {
     if (ln)
@@ -39,7 +42,8 @@ Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& ga
   GRAFT_CHECK(dy.shape() == s.x.shape() && dy.is_contiguous(), "norm backward: dy ", dy.str(),
               " x ", s.x.str());
   const bool ln = spec.type == NormType::kLayerNorm;
-  Tensor dx = Tensor::empty(dy.shape(), DType::kF32, dy.device());
+  GRAFT_CHECK(dy.dtype() == s.x.dtype(), "norm backward: dy ", dy.str(), " x ", s.x.str());
+  Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
   NormBwdParams p;
   p.dy = dy.raw();
   p.x = s.x.raw();
@@ -52,6 +56,8 @@ Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& ga
   p.rows = dy.size(0);
   p.cols = dy.size(1);
   p.zero_centered_gamma = spec.zero_centered_gamma;
+  p.dtype = dy.dtype();
+  p.weight_dtype = gamma.dtype();
   p.device = dy.device();
   if (p.rows > 0) {
     if (ln)

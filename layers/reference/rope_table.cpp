@@ -71,6 +71,7 @@ void rope_apply(Tensor& x, const Tensor& positions, const RopeTable& table, bool
   p.stride_s = x.strides()[1];
   p.stride_h = x.strides()[2];
   p.pos_stride_b = positions.strides()[0];
+  p.dtype = x.dtype();
   p.device = x.device();
   if (x.numel() == 0) return;
   if (backward)

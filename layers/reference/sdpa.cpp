@@ -4,8 +4,10 @@ namespace graft::layers {
 namespace {
 
 BshdStrides strides_of(const Tensor& t, const char* what) {
-  GRAFT_CHECK(t.ndim() == 4 && t.strides()[3] == 1 && t.dtype() == DType::kF32, "sdpa: ", what,
-              " must be f32 [B, S, H, D] with contiguous channels, got ", t.str());
+  GRAFT_CHECK(t.ndim() == 4 && t.strides()[3] == 1 &&
+                  (t.dtype() == DType::kF32 || t.dtype() == DType::kBF16),
+              "sdpa: ", what, " must be f32/bf16 [B, S, H, D] with contiguous channels, got ",
+              t.str());
   return {t.strides()[0], t.strides()[1], t.strides()[2]};
 }
 
@@ -64,6 +66,9 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaO
   p.k_strides = strides_of(k, "k");
   p.v_strides = strides_of(v, "v");
   p.out_strides = strides_of(out, "out");
+  GRAFT_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype() && out.dtype() == q.dtype(),
+              "sdpa: q ", q.str(), " k ", k.str(), " v ", v.str(), " out ", out.str());
+  p.dtype = q.dtype();
   p.device = q.device();
   Tensor lse;
   if (save) {
@@ -98,6 +103,10 @@ void sdpa_backward(const Tensor& dout, const SdpaSaved& s, Tensor& dq, Tensor& d
   p.dq_strides = strides_of(dq, "dq");
   p.dk_strides = strides_of(dk, "dk");
   p.dv_strides = strides_of(dv, "dv");
+  GRAFT_CHECK(dout.dtype() == s.q.dtype() && dq.dtype() == s.q.dtype() &&
+                  dk.dtype() == s.q.dtype() && dv.dtype() == s.q.dtype(),
+              "sdpa_backward: dtypes of dout ", dout.str(), " and q ", s.q.str());
+  p.dtype = s.q.dtype();
   p.device = dout.device();
   if (s.q.numel() > 0) attn_bwd(p);
 }

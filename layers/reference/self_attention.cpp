@@ -41,7 +41,7 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   } else {
     so.mask = causal ? AttnMask::kCausal : AttnMask::kNoMask;
   }
-  Tensor out = Tensor::empty(q.shape(), DType::kF32, q.device());
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   if (!in.cache) {
     sdpa_forward(q, k, v, so, out, save);
     return out;
@@ -55,7 +55,7 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   Tensor& cv = c.v[opt.cache_index];
   GRAFT_CHECK(ck.ndim() == 4 && ck.size(0) == B && ck.size(2) == k.size(2) &&
                   ck.size(3) == k.size(3) && ck.is_contiguous() && cv.shape() == ck.shape() &&
-                  cv.is_contiguous() && ck.dtype() == DType::kF32,
+                  cv.is_contiguous() && ck.dtype() == k.dtype() && cv.dtype() == v.dtype(),
               opt.layer, ": KV cache tensor ", ck.str(), " does not fit keys ", k.str());
   GRAFT_INPUT_CHECK(in.cache_offset >= 0 && in.cache_offset + S <= ck.size(1), opt.layer,
                     ": KV cache holds ", ck.size(1), " positions, call needs ",
@@ -73,9 +73,9 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
 
 void self_attention_backward(const Tensor& dout, const SdpaSaved& saved, Tensor& dq, Tensor& dk,
                              Tensor& dv) {
-  dq = Tensor::empty(saved.q.shape(), DType::kF32, dout.device());
-  dk = Tensor::empty(saved.k.shape(), DType::kF32, dout.device());
-  dv = Tensor::empty(saved.v.shape(), DType::kF32, dout.device());
+  dq = Tensor::empty(saved.q.shape(), saved.q.dtype(), dout.device());
+  dk = Tensor::empty(saved.k.shape(), saved.k.dtype(), dout.device());
+  dv = Tensor::empty(saved.v.shape(), saved.v.dtype(), dout.device());
   Tensor d = dout.is_contiguous() ? dout : dout.contiguous();
   sdpa_backward(d, saved, dq, dk, dv);
 }

@@ -87,7 +87,7 @@ Tensor DotProductAttention::forward(const Tensor& q, const Tensor& k, const Tens
   // bshd views of the inputs and of a fresh output in the caller's format.
   auto bshd = [&](const Tensor& t) { return sbhd_ ? t.transpose(0, 1) : t; };
   Tensor qb = bshd(q), kb = bshd(k), vb = bshd(v);
-  Tensor out = Tensor::empty(q.shape(), DType::kF32, q.device());
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor outb = bshd(out);
   layers::SdpaOptions opt;
   opt.mask = mask_;
@@ -114,9 +114,9 @@ DotProductAttention::Grads DotProductAttention::backward(const Tensor& dout, Lay
     return sbhd_ ? Shape{b.size(1), b.size(0), b.size(2), b.size(3)} : b.shape();
   };
   Grads g;
-  g.dq = Tensor::empty(fmt(s.q), DType::kF32, dout.device());
-  g.dk = Tensor::empty(fmt(s.k), DType::kF32, dout.device());
-  g.dv = Tensor::empty(fmt(s.v), DType::kF32, dout.device());
+  g.dq = Tensor::empty(fmt(s.q), s.q.dtype(), dout.device());
+  g.dk = Tensor::empty(fmt(s.k), s.k.dtype(), dout.device());
+  g.dv = Tensor::empty(fmt(s.v), s.v.dtype(), dout.device());
   Tensor dqb = bshd(g.dq), dkb = bshd(g.dk), dvb = bshd(g.dv);
   Tensor d = dout.is_contiguous() ? dout : dout.contiguous();
   Tensor dob = bshd(d.view(g.dq.shape()));
@@ -140,7 +140,7 @@ Tensor DotProductAttention::forward_thd(const Tensor& q_in, const Tensor& k_in, 
   check_cu(m.cu_seqlens_kv, k.size(0), "cu_seqlens_kv");
   GRAFT_INPUT_CHECK(m.cu_seqlens_q.size() == m.cu_seqlens_kv.size(),
                     "te.dot_product_attention: cu_seqlens_q and cu_seqlens_kv differ in length");
-  Tensor out = Tensor::empty(q.shape(), DType::kF32, q.device());
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   layers::SdpaOptions opt;
   opt.mask = mask_ == AttnMask::kPaddingCausal ? AttnMask::kCausal
              : mask_ == AttnMask::kPadding     ? AttnMask::kNoMask
@@ -176,9 +176,9 @@ DotProductAttention::Grads DotProductAttention::backward_thd(const Tensor& dout,
                                                              LayerCtx& ctx_base) {
   auto& ctx = dynamic_cast<ThdCtx&>(ctx_base);
   Grads g;
-  g.dq = Tensor::zeros(ctx.q_shape, DType::kF32, dout.device());
-  g.dk = Tensor::zeros(ctx.k_shape, DType::kF32, dout.device());
-  g.dv = Tensor::zeros(ctx.k_shape, DType::kF32, dout.device());
+  g.dq = Tensor::zeros(ctx.q_shape, dout.dtype(), dout.device());
+  g.dk = Tensor::zeros(ctx.k_shape, dout.dtype(), dout.device());
+  g.dv = Tensor::zeros(ctx.k_shape, dout.dtype(), dout.device());
   Tensor d = (dout.is_contiguous() ? dout : dout.contiguous()).view(ctx.q_shape);
   size_t s = 0;
   for (size_t i = 0; i + 1 < ctx.cu_q.size(); ++i) {

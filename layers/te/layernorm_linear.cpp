@@ -27,11 +27,11 @@ LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c)
   GRAFT_INPUT_CHECK(c.eps > 0, name, ": eps = ", c.eps, ", expected > 0");
   norm_ = parse_normalization(name, c.normalization);
   layers::check_params_dtype(name, c.params_dtype, c.device);
-  Tensor g =
-      Tensor::full({c.in_features > 0 ? c.in_features : 1}, c.zero_centered_gamma ? 0.f : 1.f);
+  Tensor g = Tensor::full({c.in_features > 0 ? c.in_features : 1},
+                          c.zero_centered_gamma ? 0.f : 1.f, c.params_dtype);
   add_parameter("layer_norm_weight", c.device.is_cpu() ? g : g.to(c.device), false);
   if (norm_ == NormType::kLayerNorm)
-    add_parameter("layer_norm_bias", Tensor::zeros(g.shape(), DType::kF32, c.device), false);
+    add_parameter("layer_norm_bias", Tensor::zeros(g.shape(), c.params_dtype, c.device), false);
   blocks_.init(*this, name, c.in_features, c.out_features, c.bias, c.parameters_split, "",
                c.init_method, c.init_seed, c.params_dtype, c.device);
 }

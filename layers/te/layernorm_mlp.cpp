@@ -30,10 +30,11 @@ LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c) : Module("te.layernorm_m
   act_ = parse_te_activation(name, c.activation);
   gated_ = activation_is_gated(act_);
   layers::check_params_dtype(name, c.params_dtype, c.device);
-  Tensor g = Tensor::full({c.hidden_size}, c.zero_centered_gamma ? 0.f : 1.f);
+  Tensor g = Tensor::full({c.hidden_size}, c.zero_centered_gamma ? 0.f : 1.f, c.params_dtype);
   add_parameter("layer_norm_weight", c.device.is_cpu() ? g : g.to(c.device), false);
   if (norm_ == NormType::kLayerNorm)
-    add_parameter("layer_norm_bias", Tensor::zeros({c.hidden_size}, DType::kF32, c.device), false);
+    add_parameter("layer_norm_bias", Tensor::zeros({c.hidden_size}, c.params_dtype, c.device),
+                  false);
   const int64_t f1 = gated_ ? 2 * c.ffn_hidden_size : c.ffn_hidden_size;
   fc1_.init(*this, name, c.hidden_size, f1, c.bias, {}, "fc1_", c.init_method, c.init_seed,
             c.params_dtype, c.device);
@@ -52,13 +53,14 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
                                        ctx ? &ctx->norm : nullptr);
   Tensor h = fc1_.forward(*this, n, true);
   const int64_t rows = x2.size(0);
-  Tensor a = Tensor::empty({rows, F}, DType::kF32, x.device());
+  Tensor a = Tensor::empty({rows, F}, h.dtype(), x.device());
   ActFwdParams p;
   p.x = h.raw();
   p.y = a.raw();
   p.rows = rows;
   p.cols = F;
   p.act = act_;
+  p.dtype = h.dtype();
   p.device = x.device();
   if (rows > 0) activation_fwd(p);
   TEOutput out;
@@ -80,7 +82,7 @@ Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor
   const int64_t H = config_.hidden_size, F = config_.ffn_hidden_size;
   Tensor da = fc2_.backward(*this, layers::as_rows(dy, H), ctx.a);
   const int64_t rows = da.size(0);
-  Tensor dh = Tensor::empty(ctx.h.shape(), DType::kF32, dy.device());
+  Tensor dh = Tensor::empty(ctx.h.shape(), da.dtype(), dy.device());
   ActBwdParams p;
   p.dy = da.raw();
   p.x = ctx.h.raw();
@@ -88,6 +90,7 @@ Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor
   p.rows = rows;
   p.cols = F;
   p.act = act_;
+  p.dtype = da.dtype();
   p.device = dy.device();
   if (rows > 0) activation_bwd(p);
   Tensor dln = fc1_.backward(*this, dh, ctx.ln);

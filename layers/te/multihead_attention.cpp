@@ -35,9 +35,9 @@ struct QkvLayout {
 // q [N, Hq·D], k, v [N, Hkv·D] (new, contiguous) from qkv [N, (Hq + 2Hkv)·D].
 void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tensor& v) {
   const int64_t N = qkv.size(0), n = l.n(), d = l.d;
-  q = Tensor::empty({N, l.hq * d}, DType::kF32, qkv.device());
-  k = Tensor::empty({N, l.hkv * d}, DType::kF32, qkv.device());
-  v = Tensor::empty({N, l.hkv * d}, DType::kF32, qkv.device());
+  q = Tensor::empty({N, l.hq * d}, qkv.dtype(), qkv.device());
+  k = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
+  v = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
   for (int64_t g = 0; g < l.hkv; ++g) {
     Tensor qd = q.slice(1, g * n * d, n * d), kd = k.slice(1, g * d, d), vd = v.slice(1, g * d, d);
     layers::copy_matrix(qd, qkv.slice(1, l.q_col(g), n * d));
@@ -49,7 +49,7 @@ void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tens
 // The inverse: dqkv [N, (Hq + 2Hkv)·D] (new) from dq, dk, dv.
 Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const QkvLayout& l) {
   const int64_t N = dq.size(0), n = l.n(), d = l.d;
-  Tensor out = Tensor::empty({N, (l.hq + 2 * l.hkv) * d}, DType::kF32, dq.device());
+  Tensor out = Tensor::empty({N, (l.hq + 2 * l.hkv) * d}, dq.dtype(), dq.device());
   for (int64_t g = 0; g < l.hkv; ++g) {
     Tensor qd = out.slice(1, l.q_col(g), n * d), kd = out.slice(1, l.k_col(g), d),
            vd = out.slice(1, l.v_col(g), d);

@@ -73,6 +73,7 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
       float* d = w.data<float>();
       for (int64_t i = 0; i < w.numel(); ++i) d[i] = normal(rng);
     }
+    if (params_dtype != DType::kF32) w = w.to(params_dtype);
     owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device));
     if (bias)
       owner.add_parameter(b.bias, Tensor::zeros({b.size}, params_dtype, device), /*decay=*/false);
@@ -81,7 +82,7 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
 
 Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias) const {
   GRAFT_CHECK(x.ndim() == 2 && x.size(1) == in_, "te linear: x ", x.str(), ", in = ", in_);
-  Tensor y = Tensor::empty({x.size(0), out_}, DType::kF32, x.device());
+  Tensor y = Tensor::empty({x.size(0), out_}, x.dtype(), x.device());
   for (const auto& b : blocks_) {
     Tensor yb = y.slice(1, b.offset, b.size);
     Tensor bias = add_bias && bias_ ? owner.parameter(b.bias)->value : Tensor();
@@ -93,7 +94,7 @@ Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias) cons
 Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const Tensor& x) const {
   GRAFT_CHECK(dy.ndim() == 2 && dy.size(1) == out_ && dy.size(0) == x.size(0),
               "te linear backward: dy ", dy.str(), " x ", x.str());
-  Tensor dx = Tensor::empty({x.size(0), in_}, DType::kF32, x.device());
+  Tensor dx = Tensor::empty({x.size(0), in_}, dy.dtype(), x.device());
   bool first = true;
   for (const auto& b : blocks_) {
     Tensor dyb = dy.slice(1, b.offset, b.size);
@@ -109,8 +110,8 @@ Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const Tensor& x) 
 Tensor LinearBlocks::bias(Module& owner) const {
   if (!bias_) return Tensor();
   if (blocks_.size() == 1) return owner.parameter(blocks_[0].bias)->value;
-  Tensor out =
-      Tensor::empty({1, out_}, DType::kF32, owner.parameter(blocks_[0].bias)->value.device());
+  const Tensor& b0 = owner.parameter(blocks_[0].bias)->value;
+  Tensor out = Tensor::empty({1, out_}, b0.dtype(), b0.device());
   for (const auto& b : blocks_) {
     Tensor dst = out.slice(1, b.offset, b.size);
     layers::copy_matrix(dst, owner.parameter(b.bias)->value.view({1, b.size}));

@@ -133,8 +133,10 @@ TransformerLayer::TransformerLayer(const TransformerLayerConfig& c)
 
 Tensor TransformerLayer::forward(const Tensor& x, const AttentionInputs& in,
                                  std::unique_ptr<LayerCtx>* save) {
-  GRAFT_CHECK(x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == DType::kF32, kName,
-              ": x must be f32 [B, S, ", config_.hidden_size, "], got ", x.str());
+  GRAFT_CHECK(
+      x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == config_.params_dtype, kName,
+      ": x must be ", dtype_name(config_.params_dtype), " [B, S, ", config_.hidden_size, "], got ",
+      x.str());
   auto ctx = save ? std::make_unique<TLCtx>() : nullptr;
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
   TEOutput a = self_attention_->forward(xc, in, ctx ? &ctx->attn : nullptr);

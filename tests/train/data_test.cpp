@@ -16,17 +16,8 @@
 namespace graft {
 namespace {
 
+using test::input_error;
 using test::TempDir;
-
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(TokenShard, RoundTripU16AndU32) {
   TempDir d;

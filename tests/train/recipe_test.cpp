@@ -11,18 +11,8 @@
 namespace graft {
 namespace {
 
+using test::input_error;
 using test::TempDir;
-
-// Runs `f` and returns the InputError message ("" when it did not throw one).
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Recipe, MicroRecipeParsesIntoTypedSections) {
   TempDir d;
@@ -48,8 +38,7 @@ TEST(Recipe, UnknownKeyNamesFileLineAndPath) {
   for (size_t i = 0; i < at; ++i) line += text[i] == '\n';
   test::write_text(d / "r.yaml", text);
   const std::string msg = input_error([&] { load_recipe(d / "r.yaml"); });
-  EXPECT_NE(msg.find(str(d / "r.yaml", ":", line, ": optim.lrr")), std::string::npos)
-      << msg;
+  EXPECT_NE(msg.find(str(d / "r.yaml", ":", line, ": optim.lrr")), std::string::npos) << msg;
   EXPECT_NE(msg.find("unknown key"), std::string::npos) << msg;
 }
 
@@ -171,6 +160,10 @@ TEST(Recipe, SetOverridesAnyKeyAndCreatesSections) {
             }).find("train.steps is not a mapping"),
             std::string::npos);
   EXPECT_NE(input_error([&] { test::micro(d.path(), {"train.steps"}); }).find("key.path=value"),
+            std::string::npos);
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"trian.steps=3"});
+            }).find("--set trian.steps=3: trian: unknown key"),
             std::string::npos);
 }
 

@@ -13,6 +13,17 @@
 
 namespace graft::test {
 
+// Runs `f` and returns the InputError message ("" when it did not throw one).
+template <class F>
+std::string input_error(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // A fresh folder under the system temp dir, removed when the object dies.
 class TempDir {
  public:

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "framework/model/hf_export.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
@@ -168,9 +169,7 @@ TEST(Trainer, TooManyConsecutiveSkipsStopTheRun) {
 
 TEST(Trainer, EmulatedBf16KeepsWeightsOnTheBf16GridAndTrains) {
   TempDir d;
-  std::ostringstream sink;
-  TrainOptions opt;
-  opt.out = &sink;
+  TrainOptions opt = quiet();
   Trainer t(test::micro(d.path(), {"precision.params=bf16", "train.steps=10"}), opt);
   TrainResult r = t.run();
   for (auto& [name, p] : t.model().named_parameters())
@@ -192,9 +191,7 @@ TEST(Trainer, GradAccumulationMatchesTheLargerBatchLoss) {
 
 TEST(Generate, KvCacheMatchesUncachedGreedy) {
   TempDir d;
-  std::ostringstream sink;
-  TrainOptions opt;
-  opt.out = &sink;
+  TrainOptions opt = quiet();
   Trainer t(test::micro(d.path(), {"train.steps=15"}), opt);
   t.run();
   GenerateOptions g;
@@ -206,6 +203,57 @@ TEST(Generate, KvCacheMatchesUncachedGreedy) {
   auto uncached = t.model().generate(prompt, g);
   ASSERT_EQ(cached.size(), prompt.size() + 20);
   EXPECT_EQ(cached, uncached);
+}
+
+TEST(Progress, LiveLineOnATerminalPlainLinesOtherwise) {
+  StepMetrics m;
+  m.step = 1;
+  m.total = 2;
+  m.loss = 3.25;
+  m.lr = 1e-3;
+  m.grad_norm = 0.5;
+  m.tokens_per_s = 12345;
+  m.eta_s = 65;
+  std::ostringstream live, plain;
+  {
+    ProgressLog a(live, true, ""), b(plain, false, "");
+    a.log(m);
+    b.log(m);
+    m.step = 2;
+    a.log(m);
+    b.log(m);
+  }
+  EXPECT_EQ(plain.str(),
+            "step 1/2 | loss 3.2500 | lr 1.00e-03 | gnorm 0.500 | 12.3k tok/s | ETA 1m05s\n"
+            "step 2/2 | loss 3.2500 | lr 1.00e-03 | gnorm 0.500 | 12.3k tok/s | ETA 1m05s\n");
+  EXPECT_EQ(
+      live.str(),
+      "\rstep 1/2 | loss 3.2500 | lr 1.00e-03 | gnorm 0.500 | 12.3k tok/s | ETA 1m05s\x1b[K"
+      "\rstep 2/2 | loss 3.2500 | lr 1.00e-03 | gnorm 0.500 | 12.3k tok/s | ETA 1m05s\x1b[K\n");
+  EXPECT_EQ(format_duration(3725), "1h02m");
+  EXPECT_EQ(format_duration(9), "9s");
+}
+
+// model.from: hf:DIR starts from the checkpoint's weights (here one exported from a trained run).
+TEST(Trainer, StartsFromAnHfCheckpoint) {
+  TempDir d;
+  TrainOptions opt = quiet();
+  Trainer a(test::micro(d.path(), {"train.steps=5"}), opt);
+  a.run();
+  export_hf_checkpoint(a.model(), d / "hf");
+  Recipe r =
+      test::micro(d.path(), {"train.steps=2", "model.config=null", "model.from=hf:" + (d / "hf")});
+  EXPECT_EQ(r.model.hf_dir, d / "hf");
+  Trainer b(r, opt);
+  auto pa = a.model().named_parameters(), pb = b.model().named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_EQ(pa[i].second->value.to_f32_vector(), pb[i].second->value.to_f32_vector())
+        << pa[i].first;
+  const std::string msg = test::input_error([&] {
+    test::micro(d.path(), {"model.config=null", "model.from=hf:" + (d / "nothing")});
+  });
+  EXPECT_NE(msg.find("model.from = 'hf:" + (d / "nothing") + "'"), std::string::npos) << msg;
 }
 
 }  // namespace

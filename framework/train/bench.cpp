@@ -1,0 +1,215 @@
+#include "framework/train/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "framework/core/device_timer.h"
+#include "framework/optim/adamw.h"
+#include "kernels/gemm.h"
+
+namespace graft {
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Times `fn` once: CUDA events on a GPU, the steady clock on the CPU. Milliseconds.
+template <class F>
+double time_ms(Device dev, F&& fn) {
+  if (dev.is_cpu()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+  DeviceTimer& t = device_timer();
+  void* a = t.record(dev);
+  fn();
+  void* b = t.record(dev);
+  const double ms = t.elapsed_ms(a, b);
+  t.destroy(a);
+  t.destroy(b);
+  return ms;
+}
+
+// Uniform values in [-1, 1) as bf16, on `dev` (an LCG: fast, and not all zeros, which would
+// flatter the GEMM's power draw).
+Tensor random_bf16(int64_t rows, int64_t cols, uint64_t seed, Device dev) {
+  Tensor h = Tensor::empty({rows, cols}, DType::kF32);
+  float* d = h.data<float>();
+  uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+  for (int64_t i = 0; i < h.numel(); ++i) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    d[i] = static_cast<float>(static_cast<int64_t>(s >> 40) - (1LL << 23)) / (1 << 23);
+  }
+  return h.to(DType::kBF16).to(dev);
+}
+
+// Median TFLOP/s of a bf16 n³ GEMM (bf16 out, f32 accumulation) through graft::gemm.
+double gemm_peak_tflops(Device dev, int64_t n, int64_t reps) {
+  Tensor a = random_bf16(n, n, 1, dev), b = random_bf16(n, n, 2, dev);
+  Tensor c = Tensor::empty({n, n}, DType::kBF16, dev);
+  GemmParams p;
+  p.a = a.raw();
+  p.b = b.raw();
+  p.c = c.raw();
+  p.m = p.n = p.k = n;
+  p.dtype = DType::kBF16;
+  p.c_dtype = DType::kBF16;
+  p.device = dev;
+  for (int i = 0; i < 3; ++i) gemm(p);
+  std::vector<double> ms;
+  for (int64_t i = 0; i < reps; ++i) ms.push_back(time_ms(dev, [&] { gemm(p); }));
+  return 2.0 * static_cast<double>(n) * n * n / (median(ms) * 1e-3) / 1e12;
+}
+
+// Which attention implementation the step runs (the kernel's stderr line says the same):
+// cuDNN takes bf16, head_dim % 8 == 0 and <= 128 without a padding mask.
+std::string attention_backend(const Recipe& r, DType dtype) {
+  if (r.device.is_cpu()) return "cpu";
+  const char* env = std::getenv("GRAFT_ATTN_BACKEND");
+  const std::string choice = env && *env ? env : "auto";
+  if (choice == "unfused") return "unfused (GRAFT_ATTN_BACKEND=unfused)";
+  const int64_t d = r.model.config.decoder.head_dim;
+  const bool cudnn = dtype == DType::kBF16 && d % 8 == 0 && d <= 128;
+  return str(cudnn ? "cudnn" : "unfused", " (GRAFT_ATTN_BACKEND=", choice, ")");
+}
+
+}  // namespace
+
+double model_flops_per_token(const ModelConfig& c, int64_t seq) {
+  const double h = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_layers);
+  const double f = static_cast<double>(c.decoder.ffn_hidden_size);
+  const double V = static_cast<double>(c.vocab_size);
+  const double hd = static_cast<double>(c.hidden_size / c.decoder.num_attention_heads);
+  const double kv = static_cast<double>(c.decoder.num_kv_heads) * hd;
+  const double per_layer = h * h + 2 * h * kv + h * h + 3 * h * f;
+  const double dense = L * per_layer + h * V;
+  return 6 * dense + 6 * L * static_cast<double>(seq) * h;
+}
+
+nlohmann::json BenchResult::to_json() const {
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  auto r3 = [](double v) { return std::round(v * 1000) / 1000; };
+  return {{"arch", arch},
+          {"layers", layers},
+          {"layer_types", layer_types},
+          {"device", device},
+          {"dtype", dtype},
+          {"attention", attention},
+          {"params", params},
+          {"num_layers", num_layers},
+          {"batch", batch},
+          {"seq", seq},
+          {"warmup", warmup},
+          {"steps", steps},
+          {"ms_per_step", r3(ms_per_step)},
+          {"ms_min", r3(ms_min)},
+          {"ms_max", r3(ms_max)},
+          {"tokens_per_s", std::round(tokens_per_s)},
+          {"flops_per_token", flops_per_token},
+          {"model_tflops", r3(model_tflops)},
+          {"gemm_peak_tflops",
+           opt(gemm_peak_tflops ? std::optional<double>(r3(*gemm_peak_tflops)) : std::nullopt)},
+          {"mfu", opt(mfu ? std::optional<double>(r3(*mfu)) : std::nullopt)},
+          {"peak_mem_gib", r3(peak_mem_gib)},
+          {"first_loss", r3(first_loss)},
+          {"last_loss", r3(last_loss)}};
+}
+
+BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
+  GRAFT_INPUT_CHECK(opt.steps >= 1 && opt.warmup >= 0, "bench: steps = ", opt.steps,
+                    ", warmup = ", opt.warmup, ", expected steps >= 1 and warmup >= 0");
+  const Device dev = r.device;
+  const int64_t B = r.train.batch_size, S = r.data.seq_len;
+  auto say = [&](const std::string& s) {
+    if (opt.log) *opt.log << "bench: " << s << std::endl;
+  };
+  BenchResult res;
+  res.device = dev.str();
+  res.warmup = opt.warmup;
+  res.steps = opt.steps;
+  res.batch = B;
+  res.seq = S;
+
+  if (dev.is_cuda()) {
+    res.gemm_peak_tflops = gemm_peak_tflops(dev, opt.gemm_size, opt.gemm_reps);
+    say(str("bf16 ", opt.gemm_size, "^3 GEMM: ", *res.gemm_peak_tflops, " TFLOP/s"));
+    device_backend().synchronize(dev);
+    device_backend().reset_peak(dev);
+  }
+
+  // The model as the trainer builds it (bf16 on the CPU is emulated in f32).
+  ModelRecipe m = r.model;
+  m.config.decoder.device = dev;
+  const bool emulate_bf16 = r.precision.params == DType::kBF16 && dev.is_cpu();
+  m.config.decoder.params_dtype = emulate_bf16 ? DType::kF32 : r.precision.params;
+  std::unique_ptr<CausalLM> model = build_model_from_recipe(m);
+  model->init_weights(static_cast<uint64_t>(r.train.seed));
+  model->allocate_grads();
+  AdamW optim(model->named_parameters(), r.optim, emulate_bf16);
+  optim.sync_weights();
+  const ModelConfig& c = model->config();
+  res.arch = c.arch;
+  res.layers = r.model.layers;
+  res.layer_types = model->decoder_layer_types();
+  res.dtype = dtype_name(r.precision.params);
+  if (emulate_bf16) res.dtype += " (emulated in f32)";
+  res.attention = attention_backend(r, r.precision.params);
+  res.num_layers = c.num_layers;
+  for (auto& [name, p] : model->named_parameters()) res.params += p->value.numel();
+
+  // Seeded random token ids, uploaded once; the labels stay on the host (the loss reads them).
+  std::mt19937_64 rng(static_cast<uint64_t>(r.data.seed));
+  std::uniform_int_distribution<int64_t> tok(0, c.vocab_size - 1);
+  std::vector<int64_t> ids(static_cast<size_t>(B * S));
+  for (auto& t : ids) t = tok(rng);
+  const Tensor ids_host = Tensor::from_vector(ids, {B, S});
+  const Tensor ids_dev = dev.is_cpu() ? ids_host : ids_host.to(dev);
+
+  const double lr = r.optim.lr;
+  double loss = 0;
+  auto step = [&] {
+    model->zero_grad();
+    loss = model->forward_backward(ids_dev, ids_host, Tensor(), true, 1.0);
+    const double norm = optim.grad_norm();
+    const double scale =
+        (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
+    optim.step(lr, scale);
+  };
+  say(str(res.arch, " ", res.params, " parameters, ", res.layers, " layers, ", res.dtype,
+          ", batch ", B, " x ", S, " on ", res.device, ": ", opt.warmup, " warm-up + ", opt.steps,
+          " steps"));
+  for (int64_t i = 0; i < opt.warmup; ++i) {
+    step();
+    if (i == 0) res.first_loss = loss;
+  }
+  std::vector<double> ms;
+  for (int64_t i = 0; i < opt.steps; ++i) {
+    ms.push_back(time_ms(dev, step));
+    if (opt.warmup == 0 && i == 0) res.first_loss = loss;
+    say(str("step ", i + 1, ": ", ms.back(), " ms, loss ", loss));
+  }
+  res.last_loss = loss;
+  res.ms_per_step = median(ms);
+  res.ms_min = *std::min_element(ms.begin(), ms.end());
+  res.ms_max = *std::max_element(ms.begin(), ms.end());
+  const double tokens = static_cast<double>(B * S);
+  res.tokens_per_s = tokens / (res.ms_per_step * 1e-3);
+  res.flops_per_token = model_flops_per_token(c, S);
+  res.model_tflops = res.flops_per_token * tokens / (res.ms_per_step * 1e-3) / 1e12;
+  if (res.gemm_peak_tflops) res.mfu = res.model_tflops / *res.gemm_peak_tflops;
+  if (dev.is_cuda())
+    res.peak_mem_gib = static_cast<double>(device_backend().peak_bytes(dev)) / (1ULL << 30);
+  return res;
+}
+
+}  // namespace graft

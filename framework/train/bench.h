@@ -1,0 +1,58 @@
+// `graft bench`: the speed of one full training step of a recipe's model.
+//
+// The recipe's model is built on the recipe's device with its precision (bf16 parameters with
+// f32 master weights on a GPU; emulated bf16 on the CPU, as the trainer does) and seeded random
+// weights. Each step runs on seeded random token ids [train.batch_size, data.seq_len] (one
+// micro-batch; train.grad_accum is not applied): zero grads, forward, backward, global grad
+// norm, clipping to optim.grad_clip, AdamW at optim.lr. Warm-up steps first, then every step is
+// timed alone (CUDA events on a GPU, the steady clock on the CPU) and the median is reported.
+//
+// Model FLOPs per token (the formula of the PyTorch baseline, so ratios are comparable):
+//   h = hidden, L = layers, f = ffn, V = vocab, kv = kv_heads · (h / heads), s = seq_len
+//   dense = L · (2h² + 2h·kv + 3h·f) + h·V
+//   flops/token = 6 · dense + 6 · L · s · h      (causal attention: half of 12·L·s·h)
+// model_tflops = flops/token · tokens / time; mfu = model_tflops / gemm_peak_tflops, where the
+// peak is the median time of a bf16 8192³ GEMM through the same GEMM entry point (cuBLASLt),
+// measured in the same run (CPU: no peak, mfu null).
+#pragma once
+
+#include <cstdint>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "framework/model/causal_lm.h"
+#include "framework/recipe/recipe.h"
+
+namespace graft {
+
+struct BenchOptions {
+  int64_t warmup = 3;
+  int64_t steps = 10;      // timed steps (>= 1)
+  int64_t gemm_reps = 10;  // timed 8192³ GEMMs (GPU)
+  int64_t gemm_size = 8192;
+  std::ostream* log = &std::cerr;  // progress lines ("" to silence: nullptr)
+};
+
+struct BenchResult {
+  std::string arch, layers, device, dtype, attention;
+  std::vector<std::string> layer_types;
+  int64_t params = 0, num_layers = 0, batch = 0, seq = 0;
+  int64_t warmup = 0, steps = 0;
+  double ms_per_step = 0, ms_min = 0, ms_max = 0;
+  double tokens_per_s = 0, flops_per_token = 0, model_tflops = 0;
+  std::optional<double> gemm_peak_tflops, mfu;
+  double peak_mem_gib = 0;  // allocator peak (GPU); 0 on the CPU
+  double first_loss = 0, last_loss = 0;
+
+  nlohmann::json to_json() const;  // the one line graft bench prints
+};
+
+// flops/token of the formula above for `c` at sequence length `seq`.
+double model_flops_per_token(const ModelConfig& c, int64_t seq);
+
+// InputError for bad options (steps < 1, ...) or an unusable recipe.
+BenchResult run_bench(const Recipe& recipe, const BenchOptions& opt = {});
+
+}  // namespace graft

@@ -1,0 +1,41 @@
+// `graft bench --recipe R [--set k=v ...] [--steps N] [--warmup N]`: times the full training
+// step of the recipe's model (framework/train/bench.h) and prints one JSON line on stdout;
+// progress goes to stderr.
+#include <iostream>
+
+#include "framework/recipe/recipe.h"
+#include "framework/train/bench.h"
+#include "launch/command.h"
+
+namespace graft::launch {
+namespace {
+
+int run_bench_cmd(const std::vector<std::string>& args) {
+  namespace po = boost::program_options;
+  po::options_description desc;
+  desc.add_options()("recipe", po::value<std::string>()->required(), "recipe YAML file")(
+      "set", po::value<std::vector<std::string>>()->composing(),
+      "override a recipe key: --set model.layers=te (repeatable)")(
+      "steps", po::value<int64_t>()->default_value(10), "timed steps (median reported)")(
+      "warmup", po::value<int64_t>()->default_value(3), "untimed warm-up steps")(
+      "gemm-reps", po::value<int64_t>()->default_value(10),
+      "timed bf16 8192^3 GEMMs for the peak (GPU)");
+  auto vm = parse_options("bench", "--recipe FILE [--set key=value ...]", desc, args);
+  if (!vm) return 0;
+  std::vector<std::string> sets;
+  if (vm->count("set")) sets = (*vm)["set"].as<std::vector<std::string>>();
+  Recipe recipe = load_recipe((*vm)["recipe"].as<std::string>(), sets);
+  BenchOptions opt;
+  opt.steps = (*vm)["steps"].as<int64_t>();
+  opt.warmup = (*vm)["warmup"].as<int64_t>();
+  opt.gemm_reps = (*vm)["gemm-reps"].as<int64_t>();
+  GRAFT_INPUT_CHECK(opt.gemm_reps >= 1, "--gemm-reps = ", opt.gemm_reps, ", expected >= 1");
+  const BenchResult r = run_bench(recipe, opt);
+  std::cout << r.to_json().dump() << std::endl;
+  return 0;
+}
+
+RegisterCommand reg{"bench", "time the full training step of a recipe's model", run_bench_cmd};
+
+}  // namespace
+}  // namespace graft::launch

@@ -1,0 +1,80 @@
+// `graft bench` (framework/train/bench.h): the FLOP formula against the model's own parameter
+// count, and the JSON line on the CPU (everywhere) and on the GPU (with the GEMM peak and MFU).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "framework/train/bench.h"
+#include "tests/cuda/cuda_test_util.h"
+
+namespace graft {
+namespace {
+
+Recipe tiny(const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> sets = {"train.batch_size=2", "data.seq_len=32"};
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  return load_recipe(std::string(GRAFT_SOURCE_DIR) + "/recipes/tiny-cpu.yaml", sets);
+}
+
+// The formula's dense term counts every matrix once plus the LM head: for the untied tiny model
+// that is the parameter count minus the embedding and the norm vectors (2 per layer + final).
+TEST(Bench, FlopsPerTokenCountsEveryMatrixOfTheModel) {
+  const Recipe r = tiny();
+  auto model = build_model_from_recipe(r.model);
+  const ModelConfig& c = model->config();
+  ASSERT_FALSE(c.tie_word_embeddings);
+  int64_t params = 0;
+  for (auto& [name, p] : model->named_parameters()) params += p->value.numel();
+  const double h = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_layers);
+  const double dense =
+      static_cast<double>(params) - static_cast<double>(c.vocab_size) * h - (2 * L + 1) * h;
+  const int64_t seq = 100;
+  EXPECT_DOUBLE_EQ(model_flops_per_token(c, seq), 6 * dense + 6 * L * seq * h);
+}
+
+TEST(Bench, CpuRunPrintsConsistentFigures) {
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 3;
+  o.log = nullptr;
+  const BenchResult r = run_bench(tiny(), o);
+  const nlohmann::json j = r.to_json();
+  for (const char* k : {"ms_per_step", "tokens_per_s", "model_tflops", "mfu", "peak_mem_gib",
+                        "layers", "attention", "dtype", "gemm_peak_tflops"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_TRUE(j["mfu"].is_null());
+  EXPECT_TRUE(j["gemm_peak_tflops"].is_null());
+  EXPECT_GE(r.ms_per_step, r.ms_min);
+  EXPECT_LE(r.ms_per_step, r.ms_max);
+  EXPECT_NEAR(r.tokens_per_s * r.ms_per_step / 1e3, 2.0 * 32, 1e-6);
+  EXPECT_NEAR(r.model_tflops, r.flops_per_token * r.tokens_per_s / 1e12, 1e-12);
+  EXPECT_LT(r.last_loss, r.first_loss) << "AdamW steps on one batch must lower its loss";
+}
+
+TEST(Bench, BadStepCountIsAnInputError) {
+  BenchOptions o;
+  o.steps = 0;
+  EXPECT_THROW(run_bench(tiny(), o), InputError);
+}
+
+TEST(Bench, GpuRunMeasuresPeakAndMfu) {
+  GRAFT_REQUIRE_CUDA();
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 3;
+  o.gemm_size = 2048;
+  o.gemm_reps = 3;
+  o.log = nullptr;
+  const BenchResult r = run_bench(tiny({"device=cuda", "precision.params=bf16"}), o);
+  ASSERT_TRUE(r.gemm_peak_tflops.has_value());
+  EXPECT_GT(*r.gemm_peak_tflops, 1.0);
+  ASSERT_TRUE(r.mfu.has_value());
+  EXPECT_NEAR(*r.mfu, r.model_tflops / *r.gemm_peak_tflops, 1e-12);
+  EXPECT_GT(r.peak_mem_gib, 0.0);
+  EXPECT_EQ(r.dtype, "bf16");
+  EXPECT_LT(r.last_loss, r.first_loss);
+}
+
+}  // namespace
+}  // namespace graft

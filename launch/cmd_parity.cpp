@@ -1,5 +1,5 @@
 // graft parity --checkpoint DIR [--reference FILE] [--device cpu|cuda] [--layers reference|te]
-//              [--dtype f32|bf16]
+//              [--dtype f32|bf16] [--step1-grads reference|own]
 // Prints one JSON line (see framework/model/parity.h); exit 0 only when every figure is within
 // its tolerance, 1 otherwise, 2 on bad input.
 #include <iostream>
@@ -22,7 +22,9 @@ int run(const std::vector<std::string>& args) {
       "layers", po::value<std::string>()->default_value("reference"),
       "decoder layers: reference (llama.decoder_layer) or te (te.transformer_layer)")(
       "dtype", po::value<std::string>()->default_value("f32"),
-      "parameters and activations: f32, or bf16 (cuda; f32 gradients and master weights)");
+      "parameters and activations: f32, or bf16 (cuda; f32 gradients and master weights)")(
+      "step1-grads", po::value<std::string>()->default_value("reference"),
+      "gradients the checked AdamW step starts from: reference (transformers') or own");
   auto vm = parse_options("parity", "--checkpoint DIR [options]", desc, args);
   if (!vm) return 0;
   ParityOptions opt;
@@ -34,6 +36,10 @@ int run(const std::vector<std::string>& args) {
   GRAFT_INPUT_CHECK(dtype == "f32" || dtype == "bf16", "--dtype = '", dtype,
                     "', expected f32 or bf16");
   opt.dtype = dtype == "bf16" ? DType::kBF16 : DType::kF32;
+  const std::string step1 = (*vm)["step1-grads"].as<std::string>();
+  GRAFT_INPUT_CHECK(step1 == "reference" || step1 == "own", "--step1-grads = '", step1,
+                    "', expected reference or own");
+  opt.step1_from_reference_grads = step1 == "reference";
   const ParityResult r = run_parity(opt);
   std::cout << r.to_json().dump() << std::endl;
   return r.pass() ? 0 : 1;

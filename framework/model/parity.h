@@ -21,6 +21,9 @@ struct ParityOptions {
   Device device = Device::cpu();
   std::string layers = "reference";  // "reference" or "te" (override of the decoder layer)
   DType dtype = DType::kF32;         // parameters/activations: f32, or bf16 (CUDA only)
+  // step1 compares one AdamW step taken from transformers' gradients (true: isolates optimizer
+  // and layout) or from ours (false); the other figure is reported as step1_own_grads_*.
+  bool step1_from_reference_grads = true;
 };
 
 struct ParityTolerances {
@@ -41,7 +44,10 @@ struct ParityResult {
   std::string arch, layers, device, dtype = "f32";
   double logits_rel_err = 0, padded_logits_rel_err = 0, loss = 0, loss_abs_err = 0;
   double grad_max_rel_err = 0, step1_max_rel_err = 0;
-  std::string grad_worst, step1_worst;  // HF names of the largest errors
+  std::string grad_worst, step1_worst;
+  std::string step1_grads;                 // "reference" or "own": what step1 stepped from
+  double step1_own_grads_max_rel_err = 0;  // informational: the step from our gradients
+  std::string step1_own_grads_worst;       // HF names of the largest errors
   bool generate_match = false;
   std::vector<int64_t> generated, expected_generation;
   ParityTolerances tol;

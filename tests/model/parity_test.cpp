@@ -52,6 +52,39 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// The checkpoints of tests/model/fixtures (written by transformers, see its README).
+class ExtraParity : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(ExtraParity, MatchesTransformers) {
+  const auto [fixture, layers] = GetParam();
+  ParityOptions opt;
+  opt.checkpoint = std::string(GRAFT_SOURCE_DIR) + "/tests/model/fixtures/" + fixture;
+  opt.layers = layers;
+  const ParityResult r = run_parity(opt);
+  SCOPED_TRACE(r.to_json().dump());
+  EXPECT_LE(r.logits_rel_err, 1e-4);
+  EXPECT_LE(r.padded_logits_rel_err, 1e-4);
+  EXPECT_LE(r.loss_abs_err, 1e-5);
+  EXPECT_LE(r.grad_max_rel_err, 1e-3);
+  EXPECT_LE(r.step1_max_rel_err, 1e-3);
+  EXPECT_EQ(r.step1_grads, "reference");
+  EXPECT_TRUE(r.generate_match);
+  EXPECT_TRUE(r.pass());
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, ExtraParity,
+                         ::testing::Combine(::testing::Values("mistral-window", "qwen2-bias-tied",
+                                                              "llama3-rope-mlpbias-mha",
+                                                              "llama-linear-rope", "qwen3-window",
+                                                              "gemma-mha"),
+                                            ::testing::Values("reference", "te")),
+                         [](const auto& info) {
+                           std::string n =
+                               std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
 std::string graft_bin() {
   const char* env = std::getenv("GRAFT_BIN");
   return env ? env : std::string(GRAFT_BINARY_DIR) + "/bin/graft";

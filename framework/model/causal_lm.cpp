@@ -47,7 +47,8 @@ Tensor on_device_i64(const Tensor& t, Device device, const char* what) {
 // Saved state of one training forward pass.
 struct CausalLM::Saved {
   Tensor ids;
-  std::vector<std::unique_ptr<LayerCtx>> layers;
+  std::vector<std::unique_ptr<LayerCtx>> layers;  // empty slots under activation recompute
+  std::vector<Tensor> layer_inputs;               // activation recompute: each layer's input
   std::unique_ptr<LayerCtx> norm, head;
   Tensor normed;  // [rows, hidden], the LM head input (tied head)
 };
@@ -117,8 +118,15 @@ Tensor CausalLM::hidden(const Tensor& ids, const AttentionInputs& in, Saved* sav
   const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
   Tensor h = embed_->forward(ids, scale);
   if (save) save->layers.resize(layers_.size());
-  for (size_t i = 0; i < layers_.size(); ++i)
-    h = layers_[i]->forward(h, in, save ? &save->layers[i] : nullptr);
+  if (save && recompute_) save->layer_inputs.resize(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (save && recompute_) {
+      save->layer_inputs[i] = h;
+      h = layers_[i]->forward(h, in, nullptr);
+    } else {
+      h = layers_[i]->forward(h, in, save ? &save->layers[i] : nullptr);
+    }
+  }
   return norm_->forward(h, save ? &save->norm : nullptr);
 }
 
@@ -224,7 +232,14 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
     layers::matmul_tn_acc(dlogits, save.normed, layers::grad_of(w));
   }
   Tensor dh = norm_->backward(dnormed.view({B, S, config_.hidden_size}), *save.norm);
-  for (size_t i = layers_.size(); i-- > 0;) dh = layers_[i]->backward(dh, *save.layers[i]);
+  for (size_t i = layers_.size(); i-- > 0;) {
+    if (recompute_) {  // re-run this layer's forward, saving, then free it after its backward
+      layers_[i]->forward(save.layer_inputs[i], in, &save.layers[i]);
+      save.layer_inputs[i] = Tensor();
+    }
+    dh = layers_[i]->backward(dh, *save.layers[i]);
+    save.layers[i].reset();
+  }
   const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
   embed_->backward(dh, save.ids, scale);
   return value;

@@ -60,6 +60,11 @@ class Linear;
 class CausalLM : public Module {
  public:
   explicit CausalLM(ModelConfig config);  // builds the tree through the registry
+  // Activation recompute (memory for time): when on, a training forward keeps only each decoder
+  // layer's input and backward re-runs that layer's forward before its backward. Exact: the
+  // layers are deterministic, so gradients are bit-identical to the saved-activation path.
+  void set_activation_recompute(bool on) { recompute_ = on; }
+  bool activation_recompute() const { return recompute_; }
   ~CausalLM() override;
   const ModelConfig& config() const { return config_; }
   Device device() const;
@@ -87,6 +92,7 @@ class CausalLM : public Module {
   std::vector<std::string> decoder_layer_types() const;
 
  private:
+  bool recompute_ = false;
   struct Saved;
   Tensor hidden(const Tensor& ids, const AttentionInputs& in, Saved* save);  // after final norm
   Tensor head(const Tensor& normed, Saved* save);                            // [rows, vocab] logits

@@ -21,6 +21,7 @@ TrainConfig parse_train_config(RecipeNode& n) {
   c.sample_tokens = n.get<int64_t>("sample_tokens", c.sample_tokens);
   if (c.sample_tokens < 0) n.fail("sample_tokens", str("= ", c.sample_tokens, ", expected >= 0"));
   c.sample_prompt = n.get<std::string>("sample_prompt", c.sample_prompt);
+  c.recompute = n.get<bool>("recompute", c.recompute);
   n.finish();
   return c;
 }

@@ -10,6 +10,7 @@
 //     max_consecutive_skips: 5 # non-finite steps in a row that end the run
 //     sample_tokens: 64        # greedy sample printed at the end (0 = none)
 //     sample_prompt: "The "
+//     recompute: false         # activation recompute per decoder layer (memory for time)
 //   checkpoint:
 //     dir: ""                  # "" = no checkpoints
 //     every: 0                 # steps between checkpoints (0 = only at the end)
@@ -36,6 +37,7 @@ struct TrainConfig {
   int64_t max_consecutive_skips = 5;
   int64_t sample_tokens = 64;
   std::string sample_prompt = "The ";
+  bool recompute = false;
 };
 
 struct CheckpointConfig {

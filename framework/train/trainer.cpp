@@ -71,6 +71,7 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   else
     model_->init_weights(static_cast<uint64_t>(r.train.seed));
   model_->allocate_grads();
+  model_->set_activation_recompute(r.train.recompute);
   optim_ = std::make_unique<AdamW>(model_->named_parameters(), r.optim, emulate_bf16);
   if (!ckpt.empty()) resume(ckpt);
   optim_->sync_weights();  // with emulated bf16: the forward weights hold bf16 values

@@ -126,7 +126,7 @@ nlohmann::json BenchResult::to_json() const {
 }
 
 BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
-  GRAFT_INPUT_CHECK(opt.steps >= 1 && opt.warmup >= 0, "bench: steps = ", opt.steps,
+  GRAFT_INPUT_CHECK(opt.steps >= 1 && opt.warmup >= 0, "steps = ", opt.steps,
                     ", warmup = ", opt.warmup, ", expected steps >= 1 and warmup >= 0");
   const Device dev = r.device;
   const int64_t B = r.train.batch_size, S = r.data.seq_len;

@@ -258,10 +258,14 @@ std::vector<int64_t> CausalLM::generate(const std::vector<int64_t>& prompt,
   GRAFT_INPUT_CHECK(!prompt.empty(), "generate: empty prompt");
   GRAFT_INPUT_CHECK(opt.max_new_tokens >= 0, "generate: max_new_tokens = ", opt.max_new_tokens,
                     ", expected >= 0");
-  Sampler sampler(opt);
+  TokenSampler sampler(opt);
   std::vector<int64_t> out = prompt;
   const int64_t P = static_cast<int64_t>(prompt.size());
   const int64_t max_len = P + opt.max_new_tokens;
+  GRAFT_INPUT_CHECK(
+      config_.max_position_embeddings <= 0 || max_len <= config_.max_position_embeddings,
+      "generate: prompt (", P, " tokens) + max_new_tokens (", opt.max_new_tokens, ") = ", max_len,
+      " exceeds max_position_embeddings = ", config_.max_position_embeddings);
   KVCache cache;
   if (opt.use_cache) {
     cache.max_len = max_len;

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <map>
 
+#include "framework/io/atomic_file.h"
 #include "framework/io/hf_checkpoint.h"
 #include "framework/model/weight_table.h"
 
@@ -21,17 +22,6 @@ const char* torch_dtype_name(DType t) {
     default:
       return "float32";
   }
-}
-
-void write_json(const std::string& path, const nlohmann::json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    if (!f) throw InputError(str(path, ": cannot write"));
-    f << j.dump(2) << "\n";
-    if (!f) throw InputError(str(path, ": write failed"));
-  }
-  std::filesystem::rename(tmp, path);
 }
 
 }  // namespace
@@ -108,7 +98,8 @@ void export_hf_checkpoint(CausalLM& model, const std::string& dir, const HfExpor
   if (ec) throw InputError(str(dir, ": cannot create the export folder: ", ec.message()));
   write_hf_shards(dir, export_hf_tensors(model, HfExportSource::kWeights, opt.dtype),
                   opt.max_shard_bytes);
-  write_json(dir + "/config.json", hf_config_for_export(model.config(), opt.dtype));
+  io::write_file_atomic(dir + "/config.json",
+                        hf_config_for_export(model.config(), opt.dtype).dump(2) + "\n");
   const ModelConfig& c = model.config();
   if (c.bos_token_id >= 0 || !c.eos_token_ids.empty()) {
     nlohmann::json g = {{"_from_model_config", true}};
@@ -116,7 +107,7 @@ void export_hf_checkpoint(CausalLM& model, const std::string& dir, const HfExpor
     if (!c.eos_token_ids.empty())
       g["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::json(c.eos_token_ids[0])
                                                       : nlohmann::json(c.eos_token_ids);
-    write_json(dir + "/generation_config.json", g);
+    io::write_file_atomic(dir + "/generation_config.json", g.dump(2) + "\n");
   }
 }
 

@@ -8,7 +8,7 @@
 
 namespace graft {
 
-Sampler::Sampler(const GenerateOptions& opt) : opt_(opt), rng_(opt.seed) {
+TokenSampler::TokenSampler(const GenerateOptions& opt) : opt_(opt), rng_(opt.seed) {
   GRAFT_INPUT_CHECK(opt.temperature >= 0, "generate: temperature = ", opt.temperature,
                     ", expected >= 0");
   GRAFT_INPUT_CHECK(opt.top_k >= 0, "generate: top_k = ", opt.top_k, ", expected >= 0");
@@ -16,7 +16,7 @@ Sampler::Sampler(const GenerateOptions& opt) : opt_(opt), rng_(opt.seed) {
                     ", expected in (0, 1]");
 }
 
-int64_t Sampler::pick(const std::vector<float>& logits) {
+int64_t TokenSampler::pick(const std::vector<float>& logits) {
   GRAFT_CHECK(!logits.empty(), "sampler: no logits");
   const int64_t V = static_cast<int64_t>(logits.size());
   if (opt_.temperature == 0.0) {

@@ -15,10 +15,10 @@
 
 namespace graft {
 
-class Sampler {
+class TokenSampler {
  public:
   // InputError for temperature < 0, top_k < 0 or top_p outside (0, 1].
-  explicit Sampler(const GenerateOptions& opt);
+  explicit TokenSampler(const GenerateOptions& opt);
   int64_t pick(const std::vector<float>& logits);
 
  private:

@@ -30,12 +30,17 @@ void convert_into(Tensor& dst, const Tensor& src) {
 
 }  // namespace
 
+// By shape first, then by the last name component: every matrix (>= 2-D) decays unless it is an
+// embedding, whatever the module is called (TE's "layernorm_qkv.weight" and
+// "layernorm_mlp.fc1_weight" are matrices of fused linears, not norms); 1-D tensors are biases
+// when their last component says so and norm gains otherwise.
 ParamKind classify_parameter(const std::string& name, const Tensor& value) {
   if (name.find("embed") != std::string::npos) return ParamKind::kEmbedding;
-  if (name.find("norm") != std::string::npos) return ParamKind::kNorm;
-  if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) return ParamKind::kBias;
-  if (value.ndim() <= 1) return ParamKind::kNorm;
-  return ParamKind::kMatrix;
+  if (value.ndim() >= 2) return ParamKind::kMatrix;
+  const std::string leaf = name.substr(name.rfind('.') + 1);
+  const bool bias = leaf.size() >= 4 && leaf.compare(leaf.size() - 4, 4, "bias") == 0;
+  if (bias && leaf.find("norm") == std::string::npos) return ParamKind::kBias;
+  return ParamKind::kNorm;
 }
 
 const char* param_kind_name(ParamKind k) {

@@ -83,15 +83,19 @@ std::string attention_backend(const Recipe& r, DType dtype) {
 
 }  // namespace
 
+// hf_baseline.py's formula, written with the real head_dim: q/o project to heads·head_dim, which
+// equals hidden when head_dim = hidden/heads (every Llama, so the figures stay comparable) and
+// differs for Gemma and Qwen3 (head_dim 256 / 128).
 double model_flops_per_token(const ModelConfig& c, int64_t seq) {
   const double h = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_layers);
   const double f = static_cast<double>(c.decoder.ffn_hidden_size);
   const double V = static_cast<double>(c.vocab_size);
-  const double hd = static_cast<double>(c.hidden_size / c.decoder.num_attention_heads);
+  const double hd = static_cast<double>(c.decoder.head_dim);
+  const double q = static_cast<double>(c.decoder.num_attention_heads) * hd;
   const double kv = static_cast<double>(c.decoder.num_kv_heads) * hd;
-  const double per_layer = h * h + 2 * h * kv + h * h + 3 * h * f;
+  const double per_layer = h * q + 2 * h * kv + q * h + 3 * h * f;
   const double dense = L * per_layer + h * V;
-  return 6 * dense + 6 * L * static_cast<double>(seq) * h;
+  return 6 * dense + 6 * L * static_cast<double>(seq) * q;  // causal attention: half of 12·L·s·q
 }
 
 nlohmann::json BenchResult::to_json() const {

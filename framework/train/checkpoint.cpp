@@ -62,6 +62,25 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
+// Moves `tmp` to `final_path`. When a checkpoint of that step already exists (a re-save), the two
+// folders are swapped atomically (renameat2 RENAME_EXCHANGE), so at no moment is there no
+// complete folder under the final name; the old one, now at `tmp`, is then deleted. Filesystems
+// without the exchange get rename-aside + rename, a short window instead of delete + rename.
+void replace_folder(const std::string& tmp, const std::string& final_path) {
+  if (!fs::exists(final_path)) {
+    fs::rename(tmp, final_path);
+    return;
+  }
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(tmp);
+    return;
+  }
+  const std::string aside = tmp + ".old";
+  fs::rename(final_path, aside);
+  fs::rename(tmp, final_path);
+  fs::remove_all(aside);
+}
+
 void fsync_dir(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
@@ -145,8 +164,7 @@ std::string save_checkpoint(const std::string& dir, const CheckpointContents& c,
       io::write_file_atomic(tmp + "/tokenizer.json", read_text(c.tokenizer_file));
     io::write_file_atomic(tmp + "/trainer_state.json", c.state.to_json().dump(2) + "\n");
     fsync_dir(tmp);
-    if (fs::exists(final_path)) fs::remove_all(final_path);
-    fs::rename(tmp, final_path);
+    replace_folder(tmp, final_path);
     fsync_dir(dir);
   } catch (const fs::filesystem_error& e) {
     fs::remove_all(tmp, ec);

@@ -21,10 +21,11 @@ std::string format_duration(double s) {
   return buf;
 }
 
-ProgressLog::ProgressLog(std::ostream& out, bool live_line, const std::string& metrics_path)
+ProgressLog::ProgressLog(std::ostream& out, bool live_line, const std::string& metrics_path,
+                         bool append)
     : out_(out), live_(live_line), metrics_path_(metrics_path) {
   if (!metrics_path.empty()) {
-    metrics_.open(metrics_path, std::ios::out | std::ios::trunc);
+    metrics_.open(metrics_path, std::ios::out | (append ? std::ios::app : std::ios::trunc));
     GRAFT_INPUT_CHECK(metrics_.good(), metrics_path,
                       ": cannot create the metrics file (--metrics-out)");
   }

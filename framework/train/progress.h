@@ -25,7 +25,9 @@ struct StepMetrics {
 class ProgressLog {
  public:
   // metrics_path "" = no metrics file. InputError when it cannot be created.
-  ProgressLog(std::ostream& out, bool live_line, const std::string& metrics_path);
+  // append: keep earlier records in metrics_path (a resumed run continues the same file).
+  ProgressLog(std::ostream& out, bool live_line, const std::string& metrics_path,
+              bool append = false);
   ~ProgressLog();
   void log(const StepMetrics& m);
   // A message on its own line (ends a live line first).

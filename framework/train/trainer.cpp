@@ -125,7 +125,7 @@ TrainResult Trainer::run() {
   ProgressLog log(*options_.out,
                   r.logging.progress == ProgressMode::kLine ||
                       (r.logging.progress == ProgressMode::kAuto && options_.live_line),
-                  options_.metrics_out);
+                  options_.metrics_out, /*append=*/!resumed_from_.empty());
   const int64_t end =
       r.train.stop_after > 0 ? std::min(r.train.stop_after, r.train.steps) : r.train.steps;
   if (!resumed_from_.empty())

@@ -19,18 +19,23 @@ Recipe tiny(const std::vector<std::string>& extra = {}) {
 
 // The formula's dense term counts every matrix once plus the LM head: for the untied tiny model
 // that is the parameter count minus the embedding and the norm vectors (2 per layer + final).
+// head_dim 32 (q width 128 != hidden 256) checks that q/o and attention use heads·head_dim.
 TEST(Bench, FlopsPerTokenCountsEveryMatrixOfTheModel) {
-  const Recipe r = tiny();
-  auto model = build_model_from_recipe(r.model);
-  const ModelConfig& c = model->config();
-  ASSERT_FALSE(c.tie_word_embeddings);
-  int64_t params = 0;
-  for (auto& [name, p] : model->named_parameters()) params += p->value.numel();
-  const double h = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_layers);
-  const double dense =
-      static_cast<double>(params) - static_cast<double>(c.vocab_size) * h - (2 * L + 1) * h;
-  const int64_t seq = 100;
-  EXPECT_DOUBLE_EQ(model_flops_per_token(c, seq), 6 * dense + 6 * L * seq * h);
+  for (const char* head_dim : {"64", "32"}) {
+    SCOPED_TRACE(head_dim);
+    const Recipe r = tiny({std::string("model.config.head_dim=") + head_dim});
+    auto model = build_model_from_recipe(r.model);
+    const ModelConfig& c = model->config();
+    ASSERT_FALSE(c.tie_word_embeddings);
+    int64_t params = 0;
+    for (auto& [name, p] : model->named_parameters()) params += p->value.numel();
+    const double h = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_layers);
+    const double q = static_cast<double>(c.decoder.num_attention_heads * c.decoder.head_dim);
+    const double dense =
+        static_cast<double>(params) - static_cast<double>(c.vocab_size) * h - (2 * L + 1) * h;
+    const int64_t seq = 100;
+    EXPECT_DOUBLE_EQ(model_flops_per_token(c, seq), 6 * dense + 6 * L * seq * q);
+  }
 }
 
 TEST(Bench, CpuRunPrintsConsistentFigures) {

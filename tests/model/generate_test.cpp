@@ -10,7 +10,6 @@ namespace {
 TEST(Generate, CachedEqualsUncachedGreedy) {
   for (const std::string& arch : architecture_names()) {
     for (bool te : {false, true}) {
-      if (te && !test::te_registered()) continue;
       SCOPED_TRACE(arch + (te ? " te" : " reference"));
       auto m = test::tiny_model(arch, te, 21);
       // Larger weights than the init default so the greedy choice is not one token forever.
@@ -61,11 +60,11 @@ TEST(Generate, SamplingIsSeeded) {
 TEST(Generate, SamplerFilters) {
   const std::vector<float> logits = {0.0f, 3.0f, 2.9f, -1.0f, 1.0f};
   GenerateOptions opt;
-  EXPECT_EQ(Sampler(opt).pick(logits), 1);
+  EXPECT_EQ(TokenSampler(opt).pick(logits), 1);
   opt.temperature = 1.0;
   opt.top_k = 2;
   opt.seed = 1;
-  Sampler s(opt);
+  TokenSampler s(opt);
   std::map<int64_t, int> counts;
   for (int i = 0; i < 400; ++i) ++counts[s.pick(logits)];
   EXPECT_EQ(counts.size(), 2u);  // only tokens 1 and 2
@@ -73,10 +72,10 @@ TEST(Generate, SamplerFilters) {
   EXPECT_GT(counts[2], 120);
   opt.top_k = 0;
   opt.top_p = 0.3;  // token 1 alone has probability ~0.47 >= 0.3
-  Sampler p(opt);
+  TokenSampler p(opt);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(p.pick(logits), 1);
   opt.top_p = 1.5;
-  test::expect_input_error([&] { Sampler bad(opt); }, {"top_p"});
+  test::expect_input_error([&] { TokenSampler bad(opt); }, {"top_p"});
 }
 
 }  // namespace

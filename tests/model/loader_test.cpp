@@ -90,7 +90,6 @@ TEST(HfLoader, AllProblemsInOneError) {
 }
 
 TEST(HfLoader, HalfOfFusedParameterMissing) {
-  if (!test::te_registered()) GTEST_SKIP() << "te.transformer_layer is not registered yet";
   TempDir d;
   auto t = export_tiny(d.sub("a"), /*te=*/true);
   write_checkpoint(d.sub("b"), without(t, {"model.layers.0.mlp.up_proj.weight",

@@ -22,8 +22,6 @@ class Parity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Parity, MatchesTransformers) {
   const Case c = GetParam();
-  if (std::string(c.layers) == "te" && !test::te_registered())
-    GTEST_SKIP() << "te.transformer_layer is not registered yet";
   ParityOptions opt;
   opt.checkpoint = test::fixture_dir(c.fixture);
   opt.layers = c.layers;

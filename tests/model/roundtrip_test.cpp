@@ -11,7 +11,6 @@ class RoundTrip : public ::testing::TestWithParam<std::tuple<const char*, bool>>
 
 TEST_P(RoundTrip, FixtureIsBitExact) {
   const auto [fixture, te] = GetParam();
-  if (te && !test::te_registered()) GTEST_SKIP() << "te.transformer_layer is not registered yet";
   const std::string dir = test::fixture_dir(fixture);
   const ModelConfig c = load_hf_config(dir + "/config.json");
   auto a = test::with_layers(te, c, [&] { return load_hf_model(dir); });

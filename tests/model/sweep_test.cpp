@@ -14,7 +14,6 @@ namespace {
 constexpr double kLogitsTol = 1e-5, kGradTol = 1e-4, kLossTol = 1e-6;
 
 TEST(ArchitectureSweep, ReferenceAndTeLayersAgree) {
-  if (!test::te_registered()) GTEST_SKIP() << "te.transformer_layer is not registered yet";
   for (const std::string& arch : architecture_names()) {
     SCOPED_TRACE(arch);
     auto ref = test::tiny_model(arch, false, 3);
@@ -52,7 +51,6 @@ TEST(ArchitectureSweep, ReferenceAndTeLayersAgree) {
 TEST(ArchitectureSweep, ExportLoadRoundTrip) {
   for (const std::string& arch : architecture_names()) {
     for (bool te : {false, true}) {
-      if (te && !test::te_registered()) continue;
       SCOPED_TRACE(arch + (te ? " te" : " reference"));
       auto a = test::tiny_model(arch, te, 9);
       test::TempDir d;

@@ -67,11 +67,6 @@ struct TempDir {
   std::string sub(const std::string& name) const { return path + "/" + name; }
 };
 
-inline bool te_registered() {
-  return Registry::global().find("te.transformer_layer", typeid(DecoderLayer),
-                                 typeid(DecoderConfig)) != nullptr;
-}
-
 // Builds the model, with the TE decoder layer in place of the config's when `te`.
 template <class Fn>
 auto with_layers(bool te, const ModelConfig& c, Fn&& fn) {

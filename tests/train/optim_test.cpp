@@ -80,6 +80,13 @@ TEST(AdamW, ClassifiesParameterKinds) {
   EXPECT_EQ(classify_parameter("layers.0.mlp.fc1.weight", m), ParamKind::kMatrix);
   EXPECT_EQ(classify_parameter("lm_head.weight", m), ParamKind::kMatrix);
   EXPECT_EQ(classify_parameter("layers.0.scale", v), ParamKind::kNorm);
+  // TE fused linears carry "layernorm" in their module name but are matrices (they decay).
+  EXPECT_EQ(classify_parameter("layers.0.self_attention.layernorm_qkv.weight", m),
+            ParamKind::kMatrix);
+  EXPECT_EQ(classify_parameter("layers.0.layernorm_mlp.fc1_weight", m), ParamKind::kMatrix);
+  EXPECT_EQ(classify_parameter("layers.0.layernorm_mlp.fc2_weight", m), ParamKind::kMatrix);
+  EXPECT_EQ(classify_parameter("layers.0.layernorm_mlp.fc1_bias", v), ParamKind::kBias);
+  EXPECT_EQ(classify_parameter("layers.0.layernorm_mlp.layer_norm_bias", v), ParamKind::kNorm);
 }
 
 struct Params {

@@ -4,6 +4,6 @@
 # Extra arguments go to `graft train` (e.g. --set train.steps=100).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" graft  # the executable only; scripts/test.sh builds the tests
 cd "$root"
 exec "${GRAFT_BUILD_DIR:-$root/build}/bin/graft" train --recipe recipes/tiny-cpu.yaml "$@"

@@ -4,6 +4,7 @@
 #   GRAFT_BUILD_DIR   build folder (default: build)
 #   GRAFT_CUDA        ON / OFF / AUTO (default AUTO: on when /usr/local/cuda/bin/nvcc exists)
 #   GRAFT_JOBS        parallel compile jobs (default: number of cores)
+# Arguments: build targets (default: everything, tests included).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${GRAFT_BUILD_DIR:-$root/build}"
@@ -32,4 +33,4 @@ fi
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGRAFT_CUDA="${GRAFT_CUDA:-AUTO}"
 fi
-cmake --build "$build" -j "$jobs"
+cmake --build "$build" -j "$jobs" ${1:+--target "$@"}

@@ -152,14 +152,7 @@ Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) 
   Tensor logits = head(hidden(ids, in, nullptr), nullptr);
   if (logits.dtype() != DType::kF32) {  // bf16 activations: the logits are returned in f32
     Tensor f = Tensor::empty(logits.shape(), DType::kF32, device());
-    CastParams cp;
-    cp.src = logits.raw();
-    cp.dst = f.raw();
-    cp.n = logits.numel();
-    cp.src_dtype = logits.dtype();
-    cp.dst_dtype = DType::kF32;
-    cp.device = device();
-    cast(cp);
+    layers::cast_into(f, logits);
     logits = f;
   }
   return logits.view({B, S, config_.vocab_size});

@@ -4,31 +4,10 @@
 
 #include "kernels/adamw.h"
 #include "kernels/elementwise.h"
+#include "layers/reference/common.h"
 
 namespace graft {
-namespace {
-
-// dst = src converted to dst's dtype; on a GPU through the cast kernel (Tensor::copy_from
-// converts only on the host).
-void convert_into(Tensor& dst, const Tensor& src) {
-  if (dst.dtype() == src.dtype() || (dst.device().is_cpu() && src.device().is_cpu())) {
-    dst.copy_from(src);
-    return;
-  }
-  GRAFT_CHECK(dst.device() == src.device() && dst.is_contiguous() && src.is_contiguous() &&
-                  dst.numel() == src.numel(),
-              "convert_into: ", src.str(), " -> ", dst.str());
-  CastParams p;
-  p.src = src.raw();
-  p.dst = dst.raw();
-  p.n = src.numel();
-  p.src_dtype = src.dtype();
-  p.dst_dtype = dst.dtype();
-  p.device = dst.device();
-  if (p.n > 0) cast(p);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 // By shape first, then by the last name component: every matrix (>= 2-D) decays unless it is an
 // embedding, whatever the module is called (TE's "layernorm_qkv.weight" and
@@ -71,7 +50,7 @@ AdamW::AdamW(std::vector<std::pair<std::string, Parameter*>> params, const Optim
       s.master = p->value;
     } else {
       s.master = Tensor::empty(p->value.shape(), DType::kF32, dev);
-      convert_into(s.master, p->value);
+      layers::cast_into(s.master, p->value);
       s.own_master = true;
     }
     s.m = Tensor::zeros(p->value.shape(), DType::kF32, dev);
@@ -144,7 +123,7 @@ void AdamW::sync_weights() {
       float* dst = s.param->value.data<float>();
       for (int64_t i = 0; i < s.master.numel(); ++i) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
     } else {
-      convert_into(s.param->value, s.master);
+      layers::cast_into(s.param->value, s.master);
     }
   }
 }

@@ -160,6 +160,24 @@ void add_into(Tensor& y, const Tensor& x) {
   if (p.n > 0) axpy(p);
 }
 
+void cast_into(Tensor& dst, const Tensor& src) {
+  if (dst.dtype() == src.dtype() || (dst.device().is_cpu() && src.device().is_cpu())) {
+    dst.copy_from(src);
+    return;
+  }
+  GRAFT_CHECK(dst.device() == src.device() && dst.is_contiguous() && src.is_contiguous() &&
+                  dst.numel() == src.numel(),
+              "cast_into: ", src.str(), " -> ", dst.str());
+  CastParams p;
+  p.src = src.raw();
+  p.dst = dst.raw();
+  p.n = src.numel();
+  p.src_dtype = src.dtype();
+  p.dst_dtype = dst.dtype();
+  p.device = dst.device();
+  if (p.n > 0) cast(p);
+}
+
 void copy_matrix(Tensor& dst, const Tensor& src) {
   GRAFT_CHECK(dst.ndim() == 2 && src.ndim() == 2 && dst.size(0) == src.size(0) &&
                   dst.size(1) == src.size(1) && dst.dtype() == src.dtype(),

@@ -43,6 +43,9 @@ void sum_rows_acc(const Tensor& dy, Tensor& db);
 Tensor add(const Tensor& a, const Tensor& b);
 // y += x (same numel, contiguous).
 void add_into(Tensor& y, const Tensor& x);
+// dst = src converted to dst's dtype (same element count, contiguous); on a GPU through the cast
+// kernel, since Tensor::copy_from converts dtypes only on the host.
+void cast_into(Tensor& dst, const Tensor& src);
 // A contiguous copy of columns [start, start + len) of matrix m.
 Tensor column_block(const Tensor& m, int64_t start, int64_t len);
 // dst = src for two matrices of equal [rows, cols] (either may be a column block).

@@ -66,11 +66,16 @@ void AtomicFile::commit() {
   if (rc != 0) fail("close failed");
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) fail("rename failed");
   committed_ = true;
-  int dir = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) fail("cannot open its folder to fsync it");
-  rc = ::fsync(dir);
-  ::close(dir);
-  if (rc != 0) fail("fsync of its folder failed");
+  fsync_dir(parent_dir(path_));
+}
+
+void fsync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  GRAFT_INPUT_CHECK(fd >= 0, dir, ": cannot open the folder to fsync it: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  GRAFT_INPUT_CHECK(rc == 0, dir, ": fsync of the folder failed: ", std::strerror(err));
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {

@@ -30,4 +30,7 @@ class AtomicFile {
 // Writes `text` to `path` atomically.
 void write_file_atomic(const std::string& path, const std::string& text);
 
+// fsyncs a folder so that renames into it are durable. InputError naming it on failure.
+void fsync_dir(const std::string& dir);
+
 }  // namespace graft::io

@@ -81,14 +81,6 @@ void replace_folder(const std::string& tmp, const std::string& final_path) {
   fs::remove_all(aside);
 }
 
-void fsync_dir(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 int64_t parse_step(const std::string& name) {
   if (name.rfind("step-", 0) != 0 || name.size() <= 5) return -1;
   const std::string digits = name.substr(5);
@@ -163,9 +155,9 @@ std::string save_checkpoint(const std::string& dir, const CheckpointContents& c,
     if (!c.tokenizer_file.empty())
       io::write_file_atomic(tmp + "/tokenizer.json", read_text(c.tokenizer_file));
     io::write_file_atomic(tmp + "/trainer_state.json", c.state.to_json().dump(2) + "\n");
-    fsync_dir(tmp);
+    io::fsync_dir(tmp);
     replace_folder(tmp, final_path);
-    fsync_dir(dir);
+    io::fsync_dir(dir);
   } catch (const fs::filesystem_error& e) {
     fs::remove_all(tmp, ec);
     throw InputError(str(final_path, ": writing the checkpoint failed: ", e.what()));

@@ -27,10 +27,10 @@ std::unique_ptr<Architecture> find_architecture(const std::string& model_type,
     throw InputError(str(path, ": model_type = \"", model_type,
                          "\" is not a registered architecture (known: ", known, ")"));
   }
-  using F = std::function<std::unique_ptr<Architecture>(const ArchitectureArgs&)>;
+  using F = Register<Architecture, ArchitectureArgs>::Factory;
   const F* f = std::any_cast<F>(&e->factory);
   GRAFT_CHECK(f != nullptr, "architecture entry '", model_type, "' has the wrong factory type");
-  return (*f)(ArchitectureArgs{});
+  return (*f)(ArchitectureArgs{}, BuildContext{});
 }
 
 ModelConfig parse_hf_config(const nlohmann::json& config, const std::string& path) {

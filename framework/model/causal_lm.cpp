@@ -53,7 +53,10 @@ struct CausalLM::Saved {
   Tensor normed;  // [rows, hidden], the LM head input (tied head)
 };
 
-CausalLM::CausalLM(ModelConfig config) : Module("causal_lm"), config_(std::move(config)) {
+CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
+    : Module("causal_lm"), config_(std::move(config)), ctx_(std::move(ctx)) {
+  config_.decoder.device = ctx_.device;  // the context is the one source (build_context.h)
+  config_.decoder.params_dtype = ctx_.dtype;
   const ModelConfig& c = config_;
   GRAFT_INPUT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.num_layers > 0,
                     "model config: vocab_size, hidden_size and num_hidden_layers must be positive");
@@ -68,7 +71,8 @@ CausalLM::CausalLM(ModelConfig config) : Module("causal_lm"), config_(std::move(
   const Device dev = c.decoder.device;
 
   EmbeddingConfig ec{c.vocab_size, c.hidden_size, dt, dev};
-  embed_ = &add_child("embed_tokens", reg.create<Embedding, EmbeddingConfig>(kEmbeddingName, ec));
+  embed_ =
+      &add_child("embed_tokens", reg.create<Embedding, EmbeddingConfig>(kEmbeddingName, ec, ctx_));
 
   auto list = std::make_unique<Module>("module_list");
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -77,7 +81,7 @@ CausalLM::CausalLM(ModelConfig config) : Module("causal_lm"), config_(std::move(
     dc.layer_number = i;
     if (!c.layer_windows.empty()) dc.sliding_window = c.layer_windows[static_cast<size_t>(i)];
     layers_.push_back(&list->add_child(
-        std::to_string(i), reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc)));
+        std::to_string(i), reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc, ctx_)));
   }
   add_child("layers", std::move(list));
 
@@ -87,10 +91,10 @@ CausalLM::CausalLM(ModelConfig config) : Module("causal_lm"), config_(std::move(
                 c.decoder.zero_centered_gamma,
                 dt,
                 dev};
-  norm_ = &add_child("norm", reg.create<Norm, NormConfig>(kNormName, nc));
+  norm_ = &add_child("norm", reg.create<Norm, NormConfig>(kNormName, nc, ctx_));
   if (!c.tie_word_embeddings) {
     LinearConfig lc{c.hidden_size, c.vocab_size, false, dt, dev};
-    lm_head_ = &add_child("lm_head", reg.create<Linear, LinearConfig>(kLinearName, lc));
+    lm_head_ = &add_child("lm_head", reg.create<Linear, LinearConfig>(kLinearName, lc, ctx_));
   }
 }
 
@@ -295,8 +299,12 @@ std::vector<int64_t> CausalLM::generate(const std::vector<int64_t>& prompt,
 
 void CausalLM::init_weights(uint64_t seed) { init_hf_weights(*this, seed); }
 
+std::unique_ptr<CausalLM> build_model(const ModelConfig& config, const BuildContext& ctx) {
+  return std::make_unique<CausalLM>(config, ctx);
+}
+
 std::unique_ptr<CausalLM> build_model(const ModelConfig& config) {
-  return std::make_unique<CausalLM>(config);
+  return build_model(config, local_context(config.decoder));
 }
 
 }  // namespace graft

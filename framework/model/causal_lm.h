@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/registry/build_context.h"
 #include "layers/decoder.h"
 
 namespace graft {
@@ -59,7 +60,8 @@ class Linear;
 // embed_tokens.weight). All parameters live on config.decoder.device.
 class CausalLM : public Module {
  public:
-  explicit CausalLM(ModelConfig config);  // builds the tree through the registry
+  // Builds the tree through the registry; device, dtype and groups come from `ctx`.
+  CausalLM(ModelConfig config, BuildContext ctx);
   // Activation recompute (memory for time): when on, a training forward keeps only each decoder
   // layer's input and backward re-runs that layer's forward before its backward. Exact: the
   // layers are deterministic, so gradients are bit-identical to the saved-activation path.
@@ -67,6 +69,7 @@ class CausalLM : public Module {
   bool activation_recompute() const { return recompute_; }
   ~CausalLM() override;
   const ModelConfig& config() const { return config_; }
+  const BuildContext& context() const { return ctx_; }
   Device device() const;
   const std::vector<DecoderLayer*>& decoder_layers() const { return layers_; }
 
@@ -100,6 +103,7 @@ class CausalLM : public Module {
   Parameter& embedding_weight();
 
   ModelConfig config_;
+  BuildContext ctx_;
   Embedding* embed_ = nullptr;
   std::vector<DecoderLayer*> layers_;
   Norm* norm_ = nullptr;
@@ -107,6 +111,8 @@ class CausalLM : public Module {
 };
 
 // Builds a model for `config` (through the registry; overrides in scope apply).
+std::unique_ptr<CausalLM> build_model(const ModelConfig& config, const BuildContext& ctx);
+// A single process on config.decoder's device and dtype.
 std::unique_ptr<CausalLM> build_model(const ModelConfig& config);
 
 }  // namespace graft

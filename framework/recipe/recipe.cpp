@@ -18,15 +18,27 @@ std::string emit_yaml(const YAML::Node& node) {
 
 std::string Recipe::resolved_yaml() const { return emit_yaml(resolved); }
 
-YAML::Node Recipe::identity() const { return recipe_identity(resolved); }
+YAML::Node Recipe::identity(int64_t dp) const { return recipe_identity(resolved, dp); }
 
-std::string Recipe::config_hash() const { return recipe_hash(resolved); }
+std::string Recipe::config_hash(int64_t dp) const { return recipe_hash(resolved, dp); }
 
-YAML::Node recipe_identity(const YAML::Node& resolved) {
+// The layout is not part of a run's identity (a checkpoint resumes into another layout), but the
+// global batch is: train.batch_size is per data-parallel rank, so the identity holds
+// train.global_batch_size = batch_size * dp instead (dp as resolved for the world, see
+// ParallelConfig; 1 when the recipe leaves it to be inferred and no world is known).
+YAML::Node recipe_identity(const YAML::Node& resolved, int64_t dp) {
   YAML::Node id = YAML::Clone(resolved);
   id.remove("checkpoint");
   id.remove("logging");
-  if (id["train"]) id["train"].remove("stop_after");
+  id.remove("parallel");
+  if (id["train"]) {
+    id["train"].remove("stop_after");
+    if (id["train"]["batch_size"]) {
+      const int64_t b = id["train"]["batch_size"].as<int64_t>();
+      id["train"].remove("batch_size");
+      id["train"]["global_batch_size"] = std::to_string(b * dp);
+    }
+  }
   return id;
 }
 
@@ -49,8 +61,8 @@ YAML::Node canonical(const YAML::Node& n) {
 }
 }  // namespace
 
-std::string recipe_hash(const YAML::Node& resolved) {
-  const std::string s = emit_yaml(canonical(recipe_identity(resolved)));
+std::string recipe_hash(const YAML::Node& resolved, int64_t dp) {
+  const std::string s = emit_yaml(canonical(recipe_identity(resolved, dp)));
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   char buf[17];
@@ -94,11 +106,29 @@ PrecisionConfig parse_precision(RecipeNode& n) {
 
 ParallelConfig parse_parallel(RecipeNode& n) {
   ParallelConfig c;
-  for (auto [key, dst] : {std::pair{"tp", &c.tp}, {"dp", &c.dp}, {"pp", &c.pp}, {"cp", &c.cp}}) {
+  for (auto [key, dst] : {std::pair{"tp", &c.tp}, {"cp", &c.cp}}) {
     *dst = n.get<int64_t>(key, 1);
-    if (*dst != 1)
-      n.fail(key, str("= ", *dst, ": parallel layouts other than 1 are not yet supported"));
+    if (*dst < 1) n.fail(key, str("= ", *dst, ", expected >= 1"));
   }
+  // dp: 0 = inferred as world / (tp * cp) when the groups are made.
+  c.dp = n.get<int64_t>("dp", 0);
+  if (c.dp < 0) n.fail("dp", str("= ", c.dp, ", expected >= 1 (or 0: world / (tp * cp))"));
+  c.pp = n.get<int64_t>("pp", 1);
+  if (c.pp != 1) n.fail("pp", str("= ", c.pp, ": pipeline parallelism is not supported"));
+  c.sequence_parallel = n.get<bool>("sequence_parallel", false);
+  if (c.sequence_parallel && c.tp == 1) n.fail("sequence_parallel", "= true needs parallel.tp > 1");
+  c.order = n.get<std::string>("order", "tp-cp-dp");
+  if (c.order != "tp-cp-dp" && c.order != "tp-dp-cp")
+    n.fail("order", str("= ", c.order, ", expected tp-cp-dp or tp-dp-cp"));
+  c.zero = n.get<int64_t>("zero", 0);
+  if (c.zero != 0 && c.zero != 1) n.fail("zero", str("= ", c.zero, ", expected 0 or 1"));
+  c.bucket_mb = n.get<double>("bucket_mb", 25.0);
+  if (!(c.bucket_mb > 0)) n.fail("bucket_mb", str("= ", c.bucket_mb, ", expected > 0"));
+  c.timeout_s = n.get<double>("timeout_s", 600.0);
+  if (!(c.timeout_s > 0)) n.fail("timeout_s", str("= ", c.timeout_s, ", expected > 0"));
+  c.backend = n.get<std::string>("backend", "auto");
+  if (c.backend != "auto" && c.backend != "nccl" && c.backend != "mpi")
+    n.fail("backend", str("= ", c.backend, ", expected auto, nccl or mpi"));
   n.finish();
   return c;
 }

@@ -8,7 +8,8 @@
 //     params: f32        # f32 | bf16. Master weights and optimizer state are always f32. On the
 //                        # CPU, bf16 is emulated: the weights used by forward are the f32 master
 //                        # weights rounded to bf16 after every step.
-//   parallel: {tp: 1, dp: 1, pp: 1, cp: 1}   # only 1 is supported for now
+//   parallel: {tp, cp, dp, sequence_parallel, order, zero, bucket_mb, timeout_s, backend}
+//                        # see parallel/layout.h; tp * cp * dp = the world size
 //   device: cpu          # cpu | cuda
 #pragma once
 
@@ -23,15 +24,12 @@
 #include "framework/optim/optim_config.h"
 #include "framework/recipe/model_recipe.h"
 #include "framework/train/train_config.h"
+#include "parallel/layout.h"
 
 namespace graft {
 
 struct PrecisionConfig {
   DType params = DType::kF32;
-};
-
-struct ParallelConfig {
-  int64_t tp = 1, dp = 1, pp = 1, cp = 1;
 };
 
 struct Recipe {
@@ -49,10 +47,11 @@ struct Recipe {
 
   YAML::Node resolved;  // every key with its effective value (defaults filled in)
   std::string resolved_yaml() const;
-  // The part of `resolved` that defines the run (all but checkpoint, logging, train.stop_after):
-  // a checkpoint only resumes under the same one.
-  YAML::Node identity() const;
-  std::string config_hash() const;  // 16 hex digits of FNV-1a over identity()
+  // The part of `resolved` that defines the run (all but checkpoint, logging, parallel,
+  // train.stop_after; the per-rank batch_size as the global batch for `dp` data-parallel ranks):
+  // a checkpoint only resumes under the same one, in any layout.
+  YAML::Node identity(int64_t dp = 1) const;
+  std::string config_hash(int64_t dp = 1) const;  // 16 hex digits of FNV-1a over identity()
 };
 
 // Reads `path` and applies `sets` ("a.b=c", in order) before validation.
@@ -61,8 +60,8 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
                     const std::vector<std::string>& sets = {});
 
 // The part of a resolved recipe that defines the run (see Recipe::identity) and its hash.
-YAML::Node recipe_identity(const YAML::Node& resolved);
-std::string recipe_hash(const YAML::Node& resolved);
+YAML::Node recipe_identity(const YAML::Node& resolved, int64_t dp = 1);
+std::string recipe_hash(const YAML::Node& resolved, int64_t dp = 1);
 
 // The dotted path of the first key whose value differs between two resolved trees, "" if equal.
 std::string first_difference(const YAML::Node& a, const YAML::Node& b,

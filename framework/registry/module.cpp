@@ -3,8 +3,15 @@
 namespace graft {
 
 Parameter& Module::add_parameter(const std::string& name, Tensor value, bool decay) {
+  ShardSpec spec = ShardSpec::replicated(value.shape());
+  return add_parameter(name, std::move(value), decay, std::move(spec));
+}
+
+Parameter& Module::add_parameter(const std::string& name, Tensor value, bool decay,
+                                 ShardSpec spec) {
   GRAFT_CHECK(parameter(name) == nullptr, type_, ": parameter '", name, "' added twice");
-  params_.emplace_back(name, Parameter{std::move(value), Tensor(), decay});
+  spec.check(value.shape(), str(type_, ".", name));
+  params_.emplace_back(name, Parameter{std::move(value), Tensor(), decay, std::move(spec)});
   return params_.back().second;
 }
 

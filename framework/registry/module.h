@@ -10,15 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "framework/core/parameter.h"
 #include "framework/core/tensor.h"
 
 namespace graft {
-
-struct Parameter {
-  Tensor value;       // the weights used by forward (f32 on CPU; f32 or bf16 on GPU)
-  Tensor grad;        // same shape, f32; allocated by Module::allocate_grads()
-  bool decay = true;  // AdamW weight decay applies (false for norms, biases, embeddings by policy)
-};
 
 // Base for saved-for-backward state. Layers subclass it privately.
 struct LayerCtx {
@@ -35,7 +30,9 @@ class Module {
   // The registry name this module was built from ("llama.decoder_layer", "te.transformer_layer").
   const std::string& type() const { return type_; }
 
+  // Replicated unless `spec` says how the tensor is split (its global shape and offsets).
   Parameter& add_parameter(const std::string& name, Tensor value, bool decay = true);
+  Parameter& add_parameter(const std::string& name, Tensor value, bool decay, ShardSpec spec);
   template <class M>
   M& add_child(const std::string& name, std::unique_ptr<M> child) {
     M& ref = *child;

@@ -5,10 +5,15 @@
 //
 //   static graft::Register<DecoderLayer, DecoderConfig> reg(
 //       "llama.decoder_layer", "decoder_layer",
-//       [](const DecoderConfig& c) { return std::make_unique<LlamaDecoderLayer>(c); });
+//       [](const DecoderConfig& c, const BuildContext& ctx) {
+//         return std::make_unique<LlamaDecoderLayer>(c, ctx);
+//       });
 //
-// Construction goes through create<T, Config>(name, config) only; it resolves the name through
-// the OverrideScopes alive on the calling thread first. Nothing else switches on a name.
+// Construction goes through create<T, Config>(name, config, ctx) only; it resolves the name
+// through the OverrideScopes alive on the calling thread first. Nothing else switches on a name.
+// The BuildContext (device, dtype, process groups) reaches every factory; configs that carry
+// `device` / `params_dtype` members get them from the context (see build_context.h). A factory
+// that needs no context may take the config alone.
 #pragma once
 
 #include <any>
@@ -18,11 +23,13 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <typeindex>
 #include <utility>
 #include <vector>
 
 #include "framework/core/error.h"
+#include "framework/registry/build_context.h"
 
 namespace graft {
 
@@ -32,7 +39,7 @@ struct RegistryEntry {
   std::string source;  // "builtin" or the plugin path that registered it
   std::type_index interface { typeid(void) };
   std::type_index config{typeid(void)};
-  std::any factory;  // std::function<std::unique_ptr<T>(const Config&)>
+  std::any factory;  // std::function<std::unique_ptr<T>(const Config&, const BuildContext&)>
 };
 
 class Registry {
@@ -54,14 +61,26 @@ class Registry {
   std::string resolve(const std::string& name) const;
 
   template <class T, class Config>
-  std::unique_ptr<T> create(const std::string& name, const Config& config) const {
+  std::unique_ptr<T> create(const std::string& name, const Config& config,
+                            const BuildContext& ctx) const {
     const std::string actual = resolve(name);
     const RegistryEntry* e = find(actual, typeid(T), typeid(Config));
     if (!e) throw_not_found(name, actual, typeid(T), typeid(Config));
-    using F = std::function<std::unique_ptr<T>(const Config&)>;
+    using F = std::function<std::unique_ptr<T>(const Config&, const BuildContext&)>;
     const F* f = std::any_cast<F>(&e->factory);
     GRAFT_CHECK(f != nullptr, "registry entry '", actual, "' holds a factory of another type");
-    return (*f)(config);
+    GRAFT_CHECK(ctx.groups != nullptr, "creating '", actual, "': the build context has no groups");
+    if constexpr (requires(Config c) {
+                    c.device = ctx.device;
+                    c.params_dtype = ctx.dtype;
+                  }) {
+      Config c = config;
+      c.device = ctx.device;
+      c.params_dtype = ctx.dtype;
+      return (*f)(c, ctx);
+    } else {
+      return (*f)(config, ctx);
+    }
   }
 
   // Source label recorded for entries added while a plugin loads (see load_plugin). While the
@@ -81,8 +100,9 @@ class Registry {
 
 template <class T, class Config>
 struct Register {
-  Register(const std::string& name, const std::string& kind,
-           std::function<std::unique_ptr<T>(const Config&)> factory) {
+  using Factory = std::function<std::unique_ptr<T>(const Config&, const BuildContext&)>;
+  using ConfigOnlyFactory = std::function<std::unique_ptr<T>(const Config&)>;
+  Register(const std::string& name, const std::string& kind, Factory factory) {
     RegistryEntry e;
     e.name = name;
     e.kind = kind;
@@ -91,6 +111,14 @@ struct Register {
     e.factory = std::move(factory);
     Registry::global().add(std::move(e));
   }
+  // A factory that needs nothing from the context (leaf layers of plugins, tests).
+  template <class F>
+  requires(std::is_invocable_r_v<std::unique_ptr<T>, F, const Config&> &&
+           !std::is_invocable_v<F, const Config&, const BuildContext&>)
+      Register(const std::string& name, const std::string& kind, F factory)
+      : Register(name, kind,
+                 Factory([f = ConfigOnlyFactory(std::move(factory))](
+                             const Config& c, const BuildContext&) { return f(c); })) {}
 };
 
 // While alive, `from` resolves to `to` on this thread. Scopes nest (inner wins); the destructor

@@ -17,17 +17,18 @@ struct AttnCtx : LayerCtx {
 };
 
 Linear* make_linear(Module& owner, const char* name, int64_t in, int64_t out, bool bias,
-                    const DecoderConfig& c) {
+                    const DecoderConfig& c, const BuildContext& ctx) {
   LinearConfig lc{in, out, bias, c.params_dtype, c.device};
-  return &owner.add_child(name,
-                          Registry::global().create<Linear, LinearConfig>("reference.linear", lc));
+  return &owner.add_child(
+      name, Registry::global().create<Linear, LinearConfig>("reference.linear", lc, ctx));
 }
 
-Norm* make_head_norm(Module& owner, const char* name, const DecoderConfig& c) {
+Norm* make_head_norm(Module& owner, const char* name, const DecoderConfig& c,
+                     const BuildContext& ctx) {
   NormConfig nc{c.head_dim, NormType::kRMSNorm, c.norm_eps, c.zero_centered_gamma, c.params_dtype,
                 c.device};
-  return &owner.add_child(name,
-                          Registry::global().create<Norm, NormConfig>("reference.rmsnorm", nc));
+  return &owner.add_child(
+      name, Registry::global().create<Norm, NormConfig>("reference.rmsnorm", nc, ctx));
 }
 
 }  // namespace
@@ -50,17 +51,18 @@ void validate_decoder_config(const DecoderConfig& c, const std::string& layer) {
                     ", expected >= 0");
 }
 
-Attention::Attention(const DecoderConfig& c) : Module("reference.attention"), config_(c) {
+Attention::Attention(const DecoderConfig& c, const BuildContext& ctx)
+    : Module("reference.attention"), config_(c), ctx_(ctx) {
   validate_decoder_config(c, "reference.attention");
   const int64_t H = c.hidden_size, q = c.num_attention_heads * c.head_dim,
                 kv = c.num_kv_heads * c.head_dim;
-  q_proj_ = make_linear(*this, "q_proj", H, q, c.attention_bias, c);
-  k_proj_ = make_linear(*this, "k_proj", H, kv, c.attention_bias, c);
-  v_proj_ = make_linear(*this, "v_proj", H, kv, c.attention_bias, c);
-  o_proj_ = make_linear(*this, "o_proj", q, H, c.attention_out_bias, c);
+  q_proj_ = make_linear(*this, "q_proj", H, q, c.attention_bias, c, ctx);
+  k_proj_ = make_linear(*this, "k_proj", H, kv, c.attention_bias, c, ctx);
+  v_proj_ = make_linear(*this, "v_proj", H, kv, c.attention_bias, c, ctx);
+  o_proj_ = make_linear(*this, "o_proj", q, H, c.attention_out_bias, c, ctx);
   if (c.qk_norm) {
-    q_norm_ = make_head_norm(*this, "q_norm", c);
-    k_norm_ = make_head_norm(*this, "k_norm", c);
+    q_norm_ = make_head_norm(*this, "q_norm", c, ctx);
+    k_norm_ = make_head_norm(*this, "k_norm", c, ctx);
   }
   layers::rope_table(c.rope, c.head_dim, 1, c.device);  // validates the rope config now
 }

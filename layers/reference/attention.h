@@ -18,6 +18,7 @@
 
 #include <memory>
 
+#include "framework/registry/build_context.h"
 #include "layers/decoder.h"
 #include "layers/reference/linear.h"
 #include "layers/reference/norm.h"
@@ -26,13 +27,14 @@ namespace graft {
 
 class Attention : public Module {
  public:
-  explicit Attention(const DecoderConfig& config);
+  Attention(const DecoderConfig& config, const BuildContext& ctx);
   // x: [B, S, hidden] -> [B, S, hidden].
   Tensor forward(const Tensor& x, const AttentionInputs& in, std::unique_ptr<LayerCtx>* save);
   Tensor backward(const Tensor& dy, LayerCtx& ctx);
 
  private:
   DecoderConfig config_;
+  BuildContext ctx_;
   Linear *q_proj_, *k_proj_, *v_proj_, *o_proj_;
   Norm *q_norm_ = nullptr, *k_norm_ = nullptr;
 };

@@ -10,23 +10,23 @@ struct DecoderCtx : LayerCtx {
   std::unique_ptr<LayerCtx> ln1, attn, ln2, mlp;
 };
 
-Norm* make_norm(Module& owner, const char* name, const DecoderConfig& c) {
+Norm* make_norm(Module& owner, const char* name, const DecoderConfig& c, const BuildContext& ctx) {
   NormConfig nc{c.hidden_size,         c.normalization, c.norm_eps,
                 c.zero_centered_gamma, c.params_dtype,  c.device};
   const char* reg =
       c.normalization == NormType::kRMSNorm ? "reference.rmsnorm" : "reference.layernorm";
-  return &owner.add_child(name, Registry::global().create<Norm, NormConfig>(reg, nc));
+  return &owner.add_child(name, Registry::global().create<Norm, NormConfig>(reg, nc, ctx));
 }
 
 }  // namespace
 
-LlamaDecoderLayer::LlamaDecoderLayer(const DecoderConfig& c)
-    : DecoderLayer("llama.decoder_layer"), config_(c) {
+LlamaDecoderLayer::LlamaDecoderLayer(const DecoderConfig& c, const BuildContext& ctx)
+    : DecoderLayer("llama.decoder_layer"), config_(c), ctx_(ctx) {
   validate_decoder_config(c, "llama.decoder_layer");
-  input_layernorm_ = make_norm(*this, "input_layernorm", c);
-  self_attn_ = &add_child("self_attn", std::make_unique<Attention>(c));
-  post_attention_layernorm_ = make_norm(*this, "post_attention_layernorm", c);
-  mlp_ = &add_child("mlp", std::make_unique<GatedMLP>(c));
+  input_layernorm_ = make_norm(*this, "input_layernorm", c, ctx);
+  self_attn_ = &add_child("self_attn", std::make_unique<Attention>(c, ctx));
+  post_attention_layernorm_ = make_norm(*this, "post_attention_layernorm", c, ctx);
+  mlp_ = &add_child("mlp", std::make_unique<GatedMLP>(c, ctx));
 }
 
 Tensor LlamaDecoderLayer::forward(const Tensor& x, const AttentionInputs& in,
@@ -66,10 +66,9 @@ WeightMap LlamaDecoderLayer::hf_weight_map() const {
   return map;
 }
 
-static Register<DecoderLayer, DecoderConfig> reg_llama("llama.decoder_layer", "decoder_layer",
-                                                       [](const DecoderConfig& c) {
-                                                         return std::make_unique<LlamaDecoderLayer>(
-                                                             c);
-                                                       });
+static Register<DecoderLayer, DecoderConfig> reg_llama(
+    "llama.decoder_layer", "decoder_layer", [](const DecoderConfig& c, const BuildContext& ctx) {
+      return std::make_unique<LlamaDecoderLayer>(c, ctx);
+    });
 
 }  // namespace graft

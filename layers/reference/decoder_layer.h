@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "framework/registry/build_context.h"
 #include "layers/reference/attention.h"
 #include "layers/reference/mlp.h"
 #include "layers/reference/norm.h"
@@ -14,7 +15,7 @@ namespace graft {
 // Its hf_weight_map() is the identity rename table of the HF decoder layer.
 class LlamaDecoderLayer : public DecoderLayer {
  public:
-  explicit LlamaDecoderLayer(const DecoderConfig& config);
+  LlamaDecoderLayer(const DecoderConfig& config, const BuildContext& ctx);
   Tensor forward(const Tensor& x, const AttentionInputs& in,
                  std::unique_ptr<LayerCtx>* save) override;
   Tensor backward(const Tensor& dy, LayerCtx& ctx) override;
@@ -22,6 +23,7 @@ class LlamaDecoderLayer : public DecoderLayer {
 
  private:
   DecoderConfig config_;
+  BuildContext ctx_;
   Norm *input_layernorm_, *post_attention_layernorm_;
   Attention* self_attn_;
   GatedMLP* mlp_;

@@ -21,12 +21,13 @@ Activation gated_activation(const std::string& name) {
 
 }  // namespace
 
-GatedMLP::GatedMLP(const DecoderConfig& c) : Module("reference.mlp"), config_(c) {
+GatedMLP::GatedMLP(const DecoderConfig& c, const BuildContext& ctx)
+    : Module("reference.mlp"), config_(c), ctx_(ctx) {
   gated_activation(c.activation);
   auto make = [&](const char* name, int64_t in, int64_t out) {
     LinearConfig lc{in, out, c.mlp_bias, c.params_dtype, c.device};
-    return &add_child(name,
-                      Registry::global().create<Linear, LinearConfig>("reference.linear", lc));
+    return &add_child(
+        name, Registry::global().create<Linear, LinearConfig>("reference.linear", lc, ctx_));
   };
   gate_proj_ = make("gate_proj", c.hidden_size, c.ffn_hidden_size);
   up_proj_ = make("up_proj", c.hidden_size, c.ffn_hidden_size);

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "framework/registry/build_context.h"
 #include "layers/decoder.h"
 #include "layers/reference/linear.h"
 
@@ -14,12 +15,13 @@ namespace graft {
 // when DecoderConfig.mlp_bias).
 class GatedMLP : public Module {
  public:
-  explicit GatedMLP(const DecoderConfig& config);
+  GatedMLP(const DecoderConfig& config, const BuildContext& ctx);
   Tensor forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);
   Tensor backward(const Tensor& dy, LayerCtx& ctx);
 
  private:
   DecoderConfig config_;
+  BuildContext ctx_;
   Linear *gate_proj_, *up_proj_, *down_proj_;
 };
 

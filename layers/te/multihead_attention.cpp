@@ -62,8 +62,8 @@ Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Qkv
 
 }  // namespace
 
-MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c)
-    : Module(kName), config_(c) {
+MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const BuildContext& ctx)
+    : Module(kName), config_(c), ctx_(ctx) {
   GRAFT_INPUT_CHECK(c.hidden_size > 0 && c.num_attention_heads > 0, kName,
                     ": hidden_size = ", c.hidden_size,
                     ", num_attention_heads = ", c.num_attention_heads, ", expected > 0");
@@ -106,7 +106,7 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c)
     lc.device = c.device;
     layernorm_qkv_ = &add_child("layernorm_qkv",
                                 Registry::global().create<LayerNormLinear, LayerNormLinearConfig>(
-                                    "te.layernorm_linear", lc));
+                                    "te.layernorm_linear", lc, ctx_));
   } else {
     LinearConfig lc;
     lc.in_features = c.hidden_size;
@@ -117,13 +117,16 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c)
     lc.init_seed = c.init_seed;
     lc.params_dtype = c.params_dtype;
     lc.device = c.device;
-    qkv_ = &add_child("qkv", Registry::global().create<Linear, LinearConfig>("te.linear", lc));
+    qkv_ =
+        &add_child("qkv", Registry::global().create<Linear, LinearConfig>("te.linear", lc, ctx_));
   }
   if (!c.qk_norm_type.empty()) {
     NormConfig nc{d_, c.qk_norm_eps, c.zero_centered_gamma, c.params_dtype, c.device};
     const char* reg = c.qk_norm_type == "RMSNorm" ? "te.rmsnorm" : "te.layernorm";
-    q_norm_ = &add_child("q_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc));
-    k_norm_ = &add_child("k_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc));
+    q_norm_ =
+        &add_child("q_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc, ctx_));
+    k_norm_ =
+        &add_child("k_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc, ctx_));
   }
   DotProductAttentionConfig dc;
   dc.num_attention_heads = hq;
@@ -147,7 +150,8 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c)
   pc.init_seed = c.init_seed + 7;
   pc.params_dtype = c.params_dtype;
   pc.device = c.device;
-  proj_ = &add_child("proj", Registry::global().create<Linear, LinearConfig>("te.linear", pc));
+  proj_ =
+      &add_child("proj", Registry::global().create<Linear, LinearConfig>("te.linear", pc, ctx_));
   if (c.rotary) layers::rope_table(c.rope, d_, 1, c.device);  // validates now
 }
 
@@ -228,7 +232,8 @@ Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const 
 }
 
 static Register<MultiheadAttention, MultiheadAttentionConfig> reg(
-    kName, "attention",
-    [](const MultiheadAttentionConfig& c) { return std::make_unique<MultiheadAttention>(c); });
+    kName, "attention", [](const MultiheadAttentionConfig& c, const BuildContext& ctx) {
+      return std::make_unique<MultiheadAttention>(c, ctx);
+    });
 
 }  // namespace graft::te

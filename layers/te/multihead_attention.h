@@ -29,6 +29,7 @@
 #include <string>
 #include <utility>
 
+#include "framework/registry/build_context.h"
 #include "layers/decoder.h"
 #include "layers/te/dot_product_attention.h"
 #include "layers/te/te_common.h"
@@ -75,7 +76,7 @@ struct MultiheadAttentionConfig {
 
 class MultiheadAttention : public Module {
  public:
-  explicit MultiheadAttention(const MultiheadAttentionConfig& config);
+  MultiheadAttention(const MultiheadAttentionConfig& config, const BuildContext& ctx);
   const MultiheadAttentionConfig& config() const { return config_; }
   int64_t heads_kv() const { return kv_; }
   int64_t head_dim() const { return d_; }
@@ -86,6 +87,7 @@ class MultiheadAttention : public Module {
 
  private:
   MultiheadAttentionConfig config_;
+  BuildContext ctx_;
   int64_t kv_ = 0, d_ = 0;
   LayerNormLinear* layernorm_qkv_ = nullptr;
   Linear* qkv_ = nullptr;

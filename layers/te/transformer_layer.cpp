@@ -52,8 +52,8 @@ TransformerLayerConfig transformer_layer_config(const DecoderConfig& c) {
   return t;
 }
 
-TransformerLayer::TransformerLayer(const TransformerLayerConfig& c)
-    : DecoderLayer(kName), config_(c) {
+TransformerLayer::TransformerLayer(const TransformerLayerConfig& c, const BuildContext& ctx)
+    : DecoderLayer(kName), config_(c), ctx_(ctx) {
   reject_if(c.hidden_dropout != 0.0, kName, "hidden_dropout", str(c.hidden_dropout),
             "dropout is not implemented");
   reject_if(c.attention_dropout != 0.0, kName, "attention_dropout", str(c.attention_dropout),
@@ -100,7 +100,7 @@ TransformerLayer::TransformerLayer(const TransformerLayerConfig& c)
   a.tp_size = c.tp_size;
   self_attention_ = &add_child(
       "self_attention", Registry::global().create<MultiheadAttention, MultiheadAttentionConfig>(
-                            "te.multihead_attention", a));
+                            "te.multihead_attention", a, ctx_));
   LayerNormMLPConfig m;
   m.hidden_size = c.hidden_size;
   m.ffn_hidden_size = c.ffn_hidden_size;
@@ -119,7 +119,7 @@ TransformerLayer::TransformerLayer(const TransformerLayerConfig& c)
   m.tp_size = c.tp_size;
   layernorm_mlp_ = &add_child(
       "layernorm_mlp",
-      Registry::global().create<LayerNormMLP, LayerNormMLPConfig>("te.layernorm_mlp", m));
+      Registry::global().create<LayerNormMLP, LayerNormMLPConfig>("te.layernorm_mlp", m, ctx_));
   if (c.output_layernorm) {
     NormConfig nc{c.hidden_size, c.layernorm_epsilon, c.zero_centered_gamma, c.params_dtype,
                   c.device};
@@ -127,7 +127,7 @@ TransformerLayer::TransformerLayer(const TransformerLayerConfig& c)
                           ? "te.rmsnorm"
                           : "te.layernorm";
     layernorm_ =
-        &add_child("layernorm", Registry::global().create<graft::Norm, NormConfig>(reg, nc));
+        &add_child("layernorm", Registry::global().create<graft::Norm, NormConfig>(reg, nc, ctx_));
   }
 }
 
@@ -238,11 +238,13 @@ WeightMap TransformerLayer::hf_weight_map() const {
 }
 
 static Register<TransformerLayer, TransformerLayerConfig> reg_typed(
-    kName, "transformer_layer",
-    [](const TransformerLayerConfig& c) { return std::make_unique<TransformerLayer>(c); });
+    kName, "transformer_layer", [](const TransformerLayerConfig& c, const BuildContext& ctx) {
+      return std::make_unique<TransformerLayer>(c, ctx);
+    });
 static Register<DecoderLayer, DecoderConfig> reg_decoder(
-    kName, "decoder_layer", [](const DecoderConfig& c) -> std::unique_ptr<DecoderLayer> {
-      return std::make_unique<TransformerLayer>(transformer_layer_config(c));
+    kName, "decoder_layer",
+    [](const DecoderConfig& c, const BuildContext& ctx) -> std::unique_ptr<DecoderLayer> {
+      return std::make_unique<TransformerLayer>(transformer_layer_config(c), ctx);
     });
 
 }  // namespace graft::te

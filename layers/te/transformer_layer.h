@@ -38,6 +38,7 @@
 #include <string>
 #include <utility>
 
+#include "framework/registry/build_context.h"
 #include "layers/decoder.h"
 #include "layers/te/te_common.h"
 
@@ -89,7 +90,7 @@ TransformerLayerConfig transformer_layer_config(const DecoderConfig& c);
 
 class TransformerLayer : public DecoderLayer {
  public:
-  explicit TransformerLayer(const TransformerLayerConfig& config);
+  TransformerLayer(const TransformerLayerConfig& config, const BuildContext& ctx);
   const TransformerLayerConfig& config() const { return config_; }
 
   Tensor forward(const Tensor& x, const AttentionInputs& in,
@@ -101,6 +102,7 @@ class TransformerLayer : public DecoderLayer {
 
  private:
   TransformerLayerConfig config_;
+  BuildContext ctx_;
   MultiheadAttention* self_attention_;
   LayerNormMLP* layernorm_mlp_;
   Module* layernorm_ = nullptr;  // output_layernorm

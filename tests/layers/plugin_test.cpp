@@ -47,11 +47,13 @@ TEST(Plugin, LoadsRegistersAndBuildsThroughOverride) {
   c.num_attention_heads = 2;
   c.num_kv_heads = 1;
   c.head_dim = 4;
-  auto ref = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+  auto ref = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                                    local_context(c));
   std::unique_ptr<DecoderLayer> plug;
   {
     OverrideScope s({{"llama.decoder_layer", "example.scaled_decoder_layer"}});
-    plug = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+    plug = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                                  local_context(c));
   }
   EXPECT_EQ(plug->type(), "example.scaled_decoder_layer");
   std::mt19937 rng(5);

@@ -31,8 +31,8 @@ void check_module_grads(Module& m, Tensor& x, const Tensor& dx, Fwd loss, std::m
 TEST(ReferenceGrad, Linear) {
   std::mt19937 rng(1);
   for (bool bias : {false, true}) {
-    auto lin = Registry::global().create<Linear, LinearConfig>("reference.linear",
-                                                               LinearConfig{7, 5, bias});
+    auto lin = Registry::global().create<Linear, LinearConfig>(
+        "reference.linear", LinearConfig{7, 5, bias}, BuildContext{});
     test::randomize(*lin, rng);
     Tensor x = test::randn({3, 2, 7}, rng), r = test::randn({3, 2, 5}, rng);
     std::unique_ptr<LayerCtx> ctx;
@@ -49,7 +49,8 @@ TEST(ReferenceGrad, NormsAllForms) {
   for (NormType t : {NormType::kRMSNorm, NormType::kLayerNorm}) {
     for (bool zc : {false, true}) {
       NormConfig c{9, t, 1e-5, zc};
-      auto n = Registry::global().create<Norm, NormConfig>("reference.rmsnorm", c);
+      auto n =
+          Registry::global().create<Norm, NormConfig>("reference.rmsnorm", c, local_context(c));
       test::randomize(*n, rng);
       Tensor x = test::randn({4, 9}, rng), r = test::randn({4, 9}, rng);
       std::unique_ptr<LayerCtx> ctx;
@@ -63,8 +64,8 @@ TEST(ReferenceGrad, NormsAllForms) {
 
 TEST(ReferenceGrad, EmbeddingAccumulatesScaledRows) {
   std::mt19937 rng(3);
-  auto e = Registry::global().create<Embedding, EmbeddingConfig>("reference.embedding",
-                                                                 EmbeddingConfig{11, 6});
+  auto e = Registry::global().create<Embedding, EmbeddingConfig>(
+      "reference.embedding", EmbeddingConfig{11, 6}, BuildContext{});
   test::randomize(*e, rng);
   Tensor ids = Tensor::from_vector(std::vector<int64_t>{1, 4, 4, 10, 0, 1}, {2, 3});
   Tensor r = test::randn({2, 3, 6}, rng);
@@ -106,7 +107,8 @@ TEST_P(ReferenceDecoderGrad, MatchesFiniteDifferences) {
   c.zero_centered_gamma = k.zero_centered;
   c.activation = k.act;
   c.sliding_window = k.window;
-  auto layer = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+  auto layer = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                                      local_context(c));
   test::randomize(*layer, rng, 0.4f);
   const int64_t B = 2, S = 5;
   AttentionInputs in;

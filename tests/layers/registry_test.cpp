@@ -39,7 +39,7 @@ Register<Widget, WidgetConfig> reg_c("test.widget_c", "widget",
                                      });
 
 std::string make(const std::string& name, WidgetConfig c = {}) {
-  return Registry::global().create<Widget, WidgetConfig>(name, c)->id();
+  return Registry::global().create<Widget, WidgetConfig>(name, c, local_context(c))->id();
 }
 
 TEST(Registry, DuplicateNameIsAnError) {
@@ -63,8 +63,9 @@ TEST(Registry, UnknownNameListsRegisteredNames) {
 }
 
 TEST(Registry, WrongInterfaceIsAnInputError) {
-  EXPECT_THROW((Registry::global().create<DecoderLayer, DecoderConfig>("test.widget_a", {})),
-               InputError);
+  EXPECT_THROW(
+      (Registry::global().create<DecoderLayer, DecoderConfig>("test.widget_a", {}, BuildContext{})),
+      InputError);
 }
 
 TEST(Registry, EntriesCarryKindAndSource) {
@@ -139,11 +140,14 @@ TEST(OverrideScope, ConcurrentBuildInAnotherThreadIsUnaffected) {
   std::vector<std::string> seen(20);
   std::thread t([&] {
     for (auto& s : seen)
-      s = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c)->type();
+      s = Registry::global()
+              .create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c, local_context(c))
+              ->type();
   });
   for (int i = 0; i < 20; ++i) {
     OverrideScope s({{"llama.decoder_layer", "te.transformer_layer"}});
-    auto layer = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+    auto layer = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                                        local_context(c));
     EXPECT_EQ(layer->type(), "te.transformer_layer");
   }
   t.join();

@@ -43,7 +43,8 @@ TEST(TeLinear, ParametersSplitReturnBiasAndInit) {
     ++init_calls;
     w.fill_(0.25f);
   };
-  auto lin = Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c);
+  auto lin =
+      Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c, local_context(c));
   EXPECT_EQ(init_calls, 2);
   ASSERT_NE(lin->parameter("query_weight"), nullptr);
   ASSERT_NE(lin->parameter("key_bias"), nullptr);
@@ -88,7 +89,7 @@ TEST(TeLayerNormLinear, ReturnsLayernormOutputAndItsGradient) {
     c.zero_centered_gamma = true;
     c.return_layernorm_output = true;
     auto m = Registry::global().create<te::LayerNormLinear, te::LayerNormLinearConfig>(
-        "te.layernorm_linear", c);
+        "te.layernorm_linear", c, local_context(c));
     test::randomize(*m, rng);
     Tensor x = test::randn({4, 6}, rng), r1 = test::randn({4, 5}, rng),
            r2 = test::randn({4, 6}, rng);
@@ -139,8 +140,8 @@ TEST(TeLayerNormMLP, EveryActivationMatchesTheFormulaAndFiniteDifferences) {
     c.ffn_hidden_size = 5;
     c.normalization = "RMSNorm";
     c.activation = act;
-    auto m =
-        Registry::global().create<te::LayerNormMLP, te::LayerNormMLPConfig>("te.layernorm_mlp", c);
+    auto m = Registry::global().create<te::LayerNormMLP, te::LayerNormMLPConfig>(
+        "te.layernorm_mlp", c, local_context(c));
     const bool gated = act == "geglu" || act == "reglu" || act == "swiglu";
     EXPECT_EQ(m->parameter("fc1_weight")->value.size(0), gated ? 10 : 5) << act;
     test::randomize(*m, rng, 0.5f);
@@ -191,9 +192,9 @@ TEST(TeDotProductAttention, SbhdEqualsBshdAndGradientsAgree) {
   std::mt19937 rng(14);
   const int64_t B = 2, S = 5;
   auto bshd = Registry::global().create<te::DotProductAttention, te::DotProductAttentionConfig>(
-      "te.dot_product_attention", dpa_config("bshd", "causal"));
+      "te.dot_product_attention", dpa_config("bshd", "causal"), BuildContext{});
   auto sbhd = Registry::global().create<te::DotProductAttention, te::DotProductAttentionConfig>(
-      "te.dot_product_attention", dpa_config("sbhd", "causal"));
+      "te.dot_product_attention", dpa_config("sbhd", "causal"), BuildContext{});
   Tensor q = test::randn({B, S, 4, 3}, rng), k = test::randn({B, S, 2, 3}, rng),
          v = test::randn({B, S, 2, 3}, rng), r = test::randn({B, S, 12}, rng);
   auto t = [](const Tensor& a) { return a.transpose(0, 1).contiguous(); };
@@ -219,7 +220,7 @@ TEST(TeDotProductAttention, ArbitraryCausalMaskAndWindowMatchBuiltins) {
          v = test::randn({B, S, 2, 3}, rng);
   auto make = [](te::DotProductAttentionConfig c) {
     return Registry::global().create<te::DotProductAttention, te::DotProductAttentionConfig>(
-        "te.dot_product_attention", c);
+        "te.dot_product_attention", c, local_context(c));
   };
   Tensor causal = make(dpa_config("bshd", "causal"))->forward(q, k, v, {}, nullptr);
   // Arbitrary mask with true above the diagonal (TE: true = masked) is the causal mask.
@@ -247,7 +248,7 @@ TEST(TeDotProductAttention, ThdPackedEqualsEachSequenceAlone) {
   const int64_t T = 8;
   auto make = [](const char* fmt) {
     return Registry::global().create<te::DotProductAttention, te::DotProductAttentionConfig>(
-        "te.dot_product_attention", dpa_config(fmt, "padding_causal"));
+        "te.dot_product_attention", dpa_config(fmt, "padding_causal"), BuildContext{});
   };
   auto thd = make("thd");
   auto bshd = make("bshd");

@@ -41,7 +41,7 @@ AttentionInputs inputs(int64_t B, int64_t S) {
 
 std::unique_ptr<te::TransformerLayer> make(const te::TransformerLayerConfig& c) {
   return Registry::global().create<te::TransformerLayer, te::TransformerLayerConfig>(
-      "te.transformer_layer", c);
+      "te.transformer_layer", c, local_context(c));
 }
 
 struct Variant {
@@ -180,7 +180,7 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
       c.kv_channels = 4;
       f(c);
       Registry::global().create<te::DotProductAttention, te::DotProductAttentionConfig>(
-          "te.dot_product_attention", c);
+          "te.dot_product_attention", c, local_context(c));
     };
   };
   expect_rejected(dpa([](auto& c) { c.qkv_format = "bhsd"; }), "qkv_format");
@@ -196,7 +196,7 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
         te::LinearConfig c;
         c.in_features = c.out_features = 4;
         c.parallel_mode = "column";
-        Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c);
+        Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c, local_context(c));
       },
       "parallel_mode");
   expect_rejected(
@@ -204,7 +204,7 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
         te::LinearConfig c;
         c.in_features = c.out_features = 4;
         c.parameters_split = {{"a", 1}, {"b", 2}};
-        Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c);
+        Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c, local_context(c));
       },
       "parameters_split");
   expect_rejected(
@@ -213,7 +213,7 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
         c.in_features = c.out_features = 4;
         c.return_layernorm_output_gathered = true;
         Registry::global().create<te::LayerNormLinear, te::LayerNormLinearConfig>(
-            "te.layernorm_linear", c);
+            "te.layernorm_linear", c, local_context(c));
       },
       "return_layernorm_output_gathered");
   expect_rejected(
@@ -223,7 +223,7 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
         c.num_attention_heads = 2;
         c.attention_type = "cross";
         Registry::global().create<te::MultiheadAttention, te::MultiheadAttentionConfig>(
-            "te.multihead_attention", c);
+            "te.multihead_attention", c, local_context(c));
       },
       "attention_type");
   expect_rejected(
@@ -235,7 +235,8 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
         c.num_kv_heads = 2;
         c.head_dim = 4;
         c.activation = "gelu";
-        Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+        Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                               local_context(c));
       },
       "activation");
   expect_rejected(
@@ -246,7 +247,8 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
         c.num_attention_heads = 3;
         c.num_kv_heads = 2;
         c.head_dim = 4;
-        Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+        Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                               local_context(c));
       },
       "num_kv_heads");
 }
@@ -263,7 +265,8 @@ TEST_P(KVCacheDecode, PrefillPlusDecodeEqualsFullForward) {
   c.qk_norm = true;
   c.sliding_window = 3;
   c.layer_number = 1;  // cache entry 1 of 2
-  auto layer = Registry::global().create<DecoderLayer, DecoderConfig>(GetParam(), c);
+  auto layer =
+      Registry::global().create<DecoderLayer, DecoderConfig>(GetParam(), c, local_context(c));
   std::mt19937 rng(23);
   test::randomize(*layer, rng);
   const int64_t B = 2, S = 6, P = 3;

@@ -78,11 +78,13 @@ TEST_P(TeVsReference, ForwardAndAllGradientsAgree) {
                    k.out_bias, k.mlp_bias, " qk_norm ", k.qk_norm, " zc ", k.zero_centered, " act ",
                    k.act, " window ", k.window, " padding ", k.padding, " layernorm ",
                    k.norm == NormType::kLayerNorm));
-  auto ref = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+  auto ref = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                                    local_context(c));
   std::unique_ptr<DecoderLayer> te;
   {
     OverrideScope scope({{"llama.decoder_layer", "te.transformer_layer"}});
-    te = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c);
+    te = Registry::global().create<DecoderLayer, DecoderConfig>("llama.decoder_layer", c,
+                                                                local_context(c));
   }
   ASSERT_EQ(te->type(), "te.transformer_layer");
   std::mt19937 rng(GetParam() + 100);

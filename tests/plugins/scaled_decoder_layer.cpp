@@ -28,11 +28,11 @@ void scale_in_place(Tensor& t) {
 
 class ScaledDecoderLayer : public DecoderLayer {
  public:
-  explicit ScaledDecoderLayer(const DecoderConfig& c)
+  ScaledDecoderLayer(const DecoderConfig& c, const BuildContext& ctx)
       : DecoderLayer("example.scaled_decoder_layer") {
     // Built directly, not through the registry: the override that selects this layer renames
     // llama.decoder_layer, so asking the registry for it would come back here.
-    inner_ = &add_child("inner", std::make_unique<LlamaDecoderLayer>(c));
+    inner_ = &add_child("inner", std::make_unique<LlamaDecoderLayer>(c, ctx));
   }
   Tensor forward(const Tensor& x, const AttentionInputs& in,
                  std::unique_ptr<LayerCtx>* save) override {
@@ -56,8 +56,10 @@ class ScaledDecoderLayer : public DecoderLayer {
 };
 
 static Register<DecoderLayer, DecoderConfig> reg("example.scaled_decoder_layer", "decoder_layer",
-                                                 [](const DecoderConfig& c) {
-                                                   return std::make_unique<ScaledDecoderLayer>(c);
+                                                 [](const DecoderConfig& c,
+                                                    const BuildContext& ctx) {
+                                                   return std::make_unique<ScaledDecoderLayer>(c,
+                                                                                               ctx);
                                                  });
 
 }  // namespace example

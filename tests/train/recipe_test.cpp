@@ -105,12 +105,34 @@ TEST(Recipe, ImpossibleValues) {
             std::string::npos);
 }
 
-TEST(Recipe, ParallelLayoutsOtherThanOneAreNotYetSupported) {
+TEST(Recipe, ParallelKeysAreValidated) {
   TempDir d;
-  const std::string msg = input_error([&] { test::micro(d.path(), {"parallel.tp=2"}); });
-  EXPECT_NE(msg.find("parallel.tp = 2: parallel layouts other than 1 are not yet supported"),
-            std::string::npos)
-      << msg;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"parallel.tp=0", "parallel.tp = 0, expected >= 1"},
+      {"parallel.dp=-2", "parallel.dp = -2, expected >= 1"},
+      {"parallel.pp=2", "parallel.pp = 2: pipeline parallelism is not supported"},
+      {"parallel.zero=2", "parallel.zero = 2, expected 0 or 1"},
+      {"parallel.order=dp-tp", "parallel.order = dp-tp, expected tp-cp-dp or tp-dp-cp"},
+      {"parallel.backend=gloo", "parallel.backend = gloo, expected auto, nccl or mpi"},
+      {"parallel.timeout_s=0", "parallel.timeout_s = 0, expected > 0"},
+      {"parallel.sequence_parallel=true",
+       "parallel.sequence_parallel = true needs parallel.tp > 1"},
+      {"parallel.tpp=2", "parallel.tpp"},
+  };
+  for (const auto& [set, want] : cases) {
+    const std::string msg = input_error([&] { test::micro(d.path(), {set}); });
+    EXPECT_NE(msg.find(want), std::string::npos) << set << " -> " << msg;
+  }
+}
+
+TEST(Recipe, LayoutIsNotPartOfTheRunIdentityButTheGlobalBatchIs) {
+  TempDir d;
+  Recipe a = test::micro(d.path(), {"parallel.dp=2", "train.batch_size=2"});
+  Recipe b = test::micro(d.path(), {"parallel.dp=1", "parallel.zero=1", "train.batch_size=4"});
+  EXPECT_EQ(a.config_hash(2), b.config_hash(1));
+  EXPECT_NE(a.config_hash(2), a.config_hash(1));
+  EXPECT_EQ(a.parallel.dp, 2);
+  EXPECT_EQ(b.parallel.zero, 1);
 }
 
 TEST(Recipe, MissingDataFile) {

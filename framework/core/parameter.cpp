@@ -1,0 +1,70 @@
+#include "framework/core/parameter.h"
+
+namespace graft {
+
+const char* layout_group_name(LayoutGroup g) {
+  switch (g) {
+    case LayoutGroup::kNone:
+      return "none";
+    case LayoutGroup::kTP:
+      return "tp";
+    case LayoutGroup::kCP:
+      return "cp";
+    case LayoutGroup::kDP:
+      return "dp";
+  }
+  return "?";
+}
+
+ShardSpec ShardSpec::replicated(const Shape& shape) {
+  ShardSpec s;
+  s.global_shape = shape;
+  s.dims.assign(shape.size(), DimShard{});
+  return s;
+}
+
+ShardSpec ShardSpec::split(const Shape& global, int dim, LayoutGroup group, int64_t offset) {
+  ShardSpec s = replicated(global);
+  GRAFT_CHECK(dim >= 0 && dim < static_cast<int>(global.size()), "split dim ", dim, " of ",
+              shape_str(global));
+  s.dims[static_cast<size_t>(dim)] = DimShard{group, offset};
+  return s;
+}
+
+bool ShardSpec::is_split() const {
+  for (const auto& d : dims)
+    if (d.group != LayoutGroup::kNone) return true;
+  return false;
+}
+
+void ShardSpec::check(const Shape& local, const std::string& what) const {
+  GRAFT_CHECK(local.size() == global_shape.size() && dims.size() == local.size(), what,
+              ": shard spec ", str(), " does not fit the local shape ", shape_str(local));
+  for (size_t d = 0; d < local.size(); ++d) {
+    const DimShard& s = dims[d];
+    if (s.group == LayoutGroup::kNone) {
+      GRAFT_CHECK(local[d] == global_shape[d], what, ": dimension ", d, " is whole in ", str(),
+                  " but the local shape is ", shape_str(local));
+    } else {
+      GRAFT_CHECK(s.offset >= 0 && s.offset + local[d] <= global_shape[d], what, ": dimension ", d,
+                  " piece [", s.offset, ", ", s.offset + local[d], ") outside ", str());
+    }
+  }
+}
+
+std::string ShardSpec::str() const {
+  std::string out = shape_str(global_shape);
+  bool any = false;
+  for (size_t d = 0; d < dims.size(); ++d) {
+    if (dims[d].group == LayoutGroup::kNone) continue;
+    out += graft::str(" split dim ", d, " over ", layout_group_name(dims[d].group), " at ",
+                      dims[d].offset);
+    any = true;
+  }
+  if (!any) out += " replicated";
+  for (LayoutGroup g : grad_sum_over)
+    out += graft::str(" (grad summed over ", layout_group_name(g), ")");
+  return out;
+}
+
+}  // namespace graft

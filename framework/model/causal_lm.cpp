@@ -221,14 +221,19 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
   Tensor& dlogits = logits;
 
   Tensor dnormed;
+  auto done = [&](Module& m) {
+    if (backward_hook_) backward_hook_(m);
+  };
   if (lm_head_) {
     dnormed = lm_head_->backward(dlogits, *save.head);
+    done(*lm_head_);
   } else {
     Parameter& w = embedding_weight();
     dnormed = layers::matmul_nn(dlogits, w.value);
     layers::matmul_tn_acc(dlogits, save.normed, layers::grad_of(w));
   }
   Tensor dh = norm_->backward(dnormed.view({B, S, config_.hidden_size}), *save.norm);
+  done(*norm_);
   for (size_t i = layers_.size(); i-- > 0;) {
     if (recompute_) {  // re-run this layer's forward, saving, then free it after its backward
       layers_[i]->forward(save.layer_inputs[i], in, &save.layers[i]);
@@ -236,9 +241,11 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
     }
     dh = layers_[i]->backward(dh, *save.layers[i]);
     save.layers[i].reset();
+    done(*layers_[i]);
   }
   const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
   embed_->backward(dh, save.ids, scale);
+  done(*embed_);
   return value;
 }
 

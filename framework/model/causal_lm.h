@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -66,6 +67,10 @@ class CausalLM : public Module {
   // layer's input and backward re-runs that layer's forward before its backward. Exact: the
   // layers are deterministic, so gradients are bit-identical to the saved-activation path.
   void set_activation_recompute(bool on) { recompute_ = on; }
+  // Called during backward with each module whose parameters' gradients are now complete (LM
+  // head, final norm, each decoder layer from the last, the embedding last: it also receives the
+  // tied head's gradient). The data-parallel reduction starts a bucket's collective from here.
+  void set_backward_hook(std::function<void(Module&)> hook) { backward_hook_ = std::move(hook); }
   bool activation_recompute() const { return recompute_; }
   ~CausalLM() override;
   const ModelConfig& config() const { return config_; }
@@ -96,6 +101,7 @@ class CausalLM : public Module {
 
  private:
   bool recompute_ = false;
+  std::function<void(Module&)> backward_hook_;
   struct Saved;
   Tensor hidden(const Tensor& ids, const AttentionInputs& in, Saved* save);  // after final norm
   Tensor head(const Tensor& normed, Saved* save);                            // [rows, vocab] logits

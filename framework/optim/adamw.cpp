@@ -40,29 +40,48 @@ AdamW::AdamW(std::vector<std::pair<std::string, Parameter*>> params, const Optim
              bool emulate_bf16)
     : config_(config), emulate_bf16_(emulate_bf16) {
   for (auto& [name, p] : params) {
-    Slot s;
-    s.name = name;
-    s.param = p;
-    const Device dev = p->value.device();
     GRAFT_CHECK(p->value.is_contiguous(), "parameter ", name, " is not contiguous");
-    if (!p->grad.defined()) p->grad = Tensor::zeros(p->value.shape(), DType::kF32, dev);
-    if (p->value.dtype() == DType::kF32 && !emulate_bf16) {
-      s.master = p->value;
-    } else {
-      s.master = Tensor::empty(p->value.shape(), DType::kF32, dev);
-      layers::cast_into(s.master, p->value);
-      s.own_master = true;
-    }
-    s.m = Tensor::zeros(p->value.shape(), DType::kF32, dev);
-    s.v = Tensor::zeros(p->value.shape(), DType::kF32, dev);
-    const ParamKind k = classify_parameter(name, p->value);
-    const bool decay = (k == ParamKind::kMatrix) || (k == ParamKind::kNorm && config.decay_norms) ||
-                       (k == ParamKind::kBias && config.decay_biases) ||
-                       (k == ParamKind::kEmbedding && config.decay_embeddings);
-    p->decay = decay;
-    s.weight_decay = decay ? static_cast<float>(config.weight_decay) : 0.0f;
-    slots_.push_back(std::move(s));
+    if (!p->grad.defined())
+      p->grad = Tensor::zeros(p->value.shape(), DType::kF32, p->value.device());
+    add_slot(ParamPiece{name, p, 0, p->value.numel()});
   }
+}
+
+AdamW::AdamW(std::vector<ParamPiece> pieces, const OptimConfig& config, bool emulate_bf16,
+             const ProcessGroup* shard_group)
+    : config_(config), emulate_bf16_(emulate_bf16), shard_group_(shard_group) {
+  for (const auto& piece : pieces) {
+    GRAFT_CHECK(piece.param->value.is_contiguous() && piece.param->grad.defined(), "parameter ",
+                piece.name, " must be contiguous and have a gradient");
+    add_slot(piece);
+  }
+}
+
+void AdamW::add_slot(const ParamPiece& piece) {
+  Parameter* p = piece.param;
+  Slot s;
+  s.name = piece.name;
+  s.param = p;
+  s.piece = piece;
+  const Device dev = p->value.device();
+  Tensor value = piece.value();
+  if (p->value.dtype() == DType::kF32 && !emulate_bf16_) {
+    s.master = value;
+  } else {
+    s.master = Tensor::empty({piece.numel}, DType::kF32, dev);
+    layers::cast_into(s.master, value);
+    s.own_master = true;
+  }
+  s.m = Tensor::zeros({piece.numel}, DType::kF32, dev);
+  s.v = Tensor::zeros({piece.numel}, DType::kF32, dev);
+  const ParamKind k = classify_parameter(piece.name, p->value);
+  const bool decay = (k == ParamKind::kMatrix) || (k == ParamKind::kNorm && config_.decay_norms) ||
+                     (k == ParamKind::kBias && config_.decay_biases) ||
+                     (k == ParamKind::kEmbedding && config_.decay_embeddings);
+  p->decay = decay;
+  s.weight_decay = decay ? static_cast<float>(config_.weight_decay) : 0.0f;
+  slots_.push_back(std::move(s));
+  pieces_.push_back(piece);
 }
 
 bool AdamW::decays(const std::string& name) const {
@@ -71,18 +90,37 @@ bool AdamW::decays(const std::string& name) const {
   return false;
 }
 
+bool AdamW::has_master() const {
+  for (const auto& s : slots_)
+    if (s.own_master) return true;
+  return false;
+}
+
+size_t AdamW::state_bytes() const {
+  size_t n = 0;
+  for (const auto& s : slots_)
+    n += s.m.nbytes() + s.v.nbytes() + (s.own_master ? s.master.nbytes() : 0);
+  return n;
+}
+
 double AdamW::grad_norm() const {
-  if (slots_.empty()) return 0.0;
-  GradNormParams g;
-  g.device = slots_.front().param->grad.device();
-  for (const auto& s : slots_) {
-    g.grads.push_back(static_cast<const float*>(s.param->grad.raw()));
-    g.sizes.push_back(s.param->grad.numel());
+  double sq = 0.0;
+  if (!slots_.empty()) {
+    GradNormParams g;
+    g.device = slots_.front().param->grad.device();
+    for (const auto& s : slots_) {
+      g.grads.push_back(static_cast<const float*>(s.piece.grad().raw()));
+      g.sizes.push_back(s.piece.numel);
+    }
+    g.squared = true;
+    Tensor out = Tensor::zeros({1}, DType::kF32, g.device);
+    g.out = static_cast<float*>(out.raw());
+    ::graft::grad_norm(g);
+    sq = out.to(Device::cpu()).to_f32_vector()[0];
   }
-  Tensor out = Tensor::zeros({1}, DType::kF32, g.device);
-  g.out = static_cast<float*>(out.raw());
-  ::graft::grad_norm(g);
-  return out.to(Device::cpu()).to_f32_vector()[0];
+  if (shard_group_ && shard_group_->size() > 1)
+    sq = const_cast<ProcessGroup*>(shard_group_)->all_reduce_scalar(sq, ReduceOp::kSum);
+  return std::sqrt(sq);
 }
 
 void AdamW::step(double lr, double grad_scale) {
@@ -100,13 +138,13 @@ void AdamW::step(double lr, double grad_scale) {
   for (auto& s : slots_) {
     AdamWTensor t;
     t.param = static_cast<float*>(s.master.raw());
-    t.grad = static_cast<const float*>(s.param->grad.raw());
+    t.grad = static_cast<const float*>(s.piece.grad().raw());
     t.m = static_cast<float*>(s.m.raw());
     t.v = static_cast<float*>(s.v.raw());
-    t.n = s.master.numel();
+    t.n = s.piece.numel;
     t.weight_decay = s.weight_decay;
     if (s.own_master && copy_back) {
-      t.param_copy = s.param->value.raw();
+      t.param_copy = s.piece.value().raw();
       p.copy_dtype = s.param->value.dtype();
     }
     p.tensors.push_back(t);
@@ -118,22 +156,44 @@ void AdamW::step(double lr, double grad_scale) {
 void AdamW::sync_weights() {
   for (auto& s : slots_) {
     if (!s.own_master) continue;
+    Tensor value = s.piece.value();
     if (emulate_bf16_) {
       const float* src = s.master.data<float>();
-      float* dst = s.param->value.data<float>();
-      for (int64_t i = 0; i < s.master.numel(); ++i) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+      float* dst = value.data<float>();
+      for (int64_t i = 0; i < s.piece.numel; ++i) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
     } else {
-      layers::cast_into(s.param->value, s.master);
+      layers::cast_into(value, s.master);
     }
   }
+}
+
+std::vector<AdamW::StatePiece> AdamW::state_pieces() const {
+  std::vector<StatePiece> out;
+  for (const auto& s : slots_) {
+    out.push_back({"m", s.piece, s.m.to(Device::cpu())});
+    out.push_back({"v", s.piece, s.v.to(Device::cpu())});
+    if (s.own_master) out.push_back({"master", s.piece, s.master.to(Device::cpu())});
+  }
+  return out;
+}
+
+Tensor AdamW::state_slot(size_t i, const std::string& kind) {
+  Slot& s = slots_.at(i);
+  if (kind == "m") return s.m;
+  if (kind == "v") return s.v;
+  GRAFT_CHECK(kind == "master", "unknown optimizer state kind ", kind);
+  return s.master;
 }
 
 std::vector<std::pair<std::string, Tensor>> AdamW::state_tensors() const {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const auto& s : slots_) {
-    out.emplace_back("m." + s.name, s.m.to(Device::cpu()));
-    out.emplace_back("v." + s.name, s.v.to(Device::cpu()));
-    if (s.own_master) out.emplace_back("master." + s.name, s.master.to(Device::cpu()));
+    GRAFT_CHECK(s.piece.whole(), "state_tensors: ", s.name,
+                " is sharded (ZeRO); use state_pieces()");
+    const Shape& shape = s.param->value.shape();
+    out.emplace_back("m." + s.name, s.m.view(shape).to(Device::cpu()));
+    out.emplace_back("v." + s.name, s.v.view(shape).to(Device::cpu()));
+    if (s.own_master) out.emplace_back("master." + s.name, s.master.view(shape).to(Device::cpu()));
   }
   return out;
 }
@@ -156,19 +216,22 @@ void AdamW::load_state(const SafetensorsFile& file) {
   };
   size_t expected = 0;
   for (auto& s : slots_) {
+    GRAFT_CHECK(s.piece.whole(), "load_state: ", s.name, " is sharded (ZeRO)");
+    const Shape& shape = s.param->value.shape();
     expected += s.own_master ? 3 : 2;
-    check("m." + s.name, s.m);
-    check("v." + s.name, s.v);
-    if (s.own_master) check("master." + s.name, s.master);
+    check("m." + s.name, s.m.view(shape));
+    check("v." + s.name, s.v.view(shape));
+    if (s.own_master) check("master." + s.name, s.master.view(shape));
   }
   if (file.tensors().size() != expected && problems.empty())
     problems = str(file.tensors().size(), " tensors, expected ", expected);
   GRAFT_INPUT_CHECK(problems.empty(), file.path(),
                     ": optimizer state does not match this model: ", problems);
   for (auto& s : slots_) {
-    s.m.copy_from(file.tensor("m." + s.name));
-    s.v.copy_from(file.tensor("v." + s.name));
-    if (s.own_master) s.master.copy_from(file.tensor("master." + s.name));
+    const Shape& shape = s.param->value.shape();
+    s.m.view(shape).copy_from(file.tensor("m." + s.name));
+    s.v.view(shape).copy_from(file.tensor("v." + s.name));
+    if (s.own_master) s.master.view(shape).copy_from(file.tensor("master." + s.name));
   }
 }
 

@@ -7,8 +7,14 @@
 // the rounded weights back after each step; on the CPU, `emulate_bf16` keeps the forward weights
 // f32 but rounds them to bf16 values after each step (see recipe.h, precision.params).
 //
+// What it updates: pieces of parameters (parallel/grad_buckets.h). Whole parameters in a single
+// process or plain data parallelism; under ZeRO-1 the ranges of this rank's shard, so masters and
+// moments exist only for those (memory per parameter 2 + 4 + 12 / dp bytes with bf16 weights).
+// With a `shard_group`, the gradient norm sums the squares of every rank's pieces over it.
+//
 // Checkpoint state: state_tensors() names "m.<param>", "v.<param>" and (with a master copy)
-// "master.<param>"; load_state() checks every name and shape and reports all problems at once.
+// "master.<param>" (whole pieces only); state_pieces() lists the same per piece with offsets;
+// load_state() checks every name and shape and reports all problems at once.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +25,7 @@
 #include "framework/io/safetensors.h"
 #include "framework/optim/optim_config.h"
 #include "framework/registry/module.h"
+#include "parallel/grad_buckets.h"
 
 namespace graft {
 
@@ -32,6 +39,10 @@ class AdamW {
  public:
   AdamW(std::vector<std::pair<std::string, Parameter*>> params, const OptimConfig& config,
         bool emulate_bf16 = false);
+  // Updates exactly `pieces`; `shard_group` (not owned) when the pieces are this rank's shard of
+  // a model partitioned over that group (ZeRO-1), null when every rank updates everything.
+  AdamW(std::vector<ParamPiece> pieces, const OptimConfig& config, bool emulate_bf16,
+        const ProcessGroup* shard_group);
 
   // sqrt(sum of squares of every gradient) (f64 accumulation on the CPU).
   double grad_norm() const;
@@ -45,6 +56,19 @@ class AdamW {
   bool decays(const std::string& name) const;
 
   std::vector<std::pair<std::string, Tensor>> state_tensors() const;
+  // One entry per (piece, kind): kind "m", "v" or "master"; data is a CPU copy [piece.numel].
+  struct StatePiece {
+    std::string kind;
+    ParamPiece piece;
+    Tensor data;
+  };
+  std::vector<StatePiece> state_pieces() const;
+  // The f32 tensor holding `kind` of the piece at index i of pieces() (for loading in place).
+  Tensor state_slot(size_t i, const std::string& kind);
+  const std::vector<ParamPiece>& pieces() const { return pieces_; }
+  bool has_master() const;
+  size_t state_bytes() const;  // masters (when separate) and moments held by this rank  // masters
+                               // are separate tensors (low-precision or emulated weights)
   // `file` labels errors (it is the optimizer.safetensors being read).
   void load_state(const SafetensorsFile& file);
 
@@ -52,13 +76,17 @@ class AdamW {
   struct Slot {
     std::string name;
     Parameter* param;
-    Tensor master;  // f32; shares the parameter's storage when it is f32 and not emulated
+    ParamPiece piece;
+    Tensor master;  // f32 [n]; shares the parameter's storage when it is f32 and not emulated
     Tensor m, v;
     bool own_master = false;
     float weight_decay = 0.0f;
   };
+  void add_slot(const ParamPiece& piece);
   OptimConfig config_;
   bool emulate_bf16_ = false;
+  const ProcessGroup* shard_group_ = nullptr;
+  std::vector<ParamPiece> pieces_;
   int64_t steps_ = 0;
   std::vector<Slot> slots_;
 };

@@ -93,4 +93,9 @@ std::unique_ptr<CausalLM> build_model_from_recipe(const ModelRecipe& m) {
   return build_model(m.config);
 }
 
+std::unique_ptr<CausalLM> build_model_from_recipe(const ModelRecipe& m, const BuildContext& ctx) {
+  OverrideScope scope(m.overrides);
+  return build_model(m.config, ctx);
+}
+
 }  // namespace graft

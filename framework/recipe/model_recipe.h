@@ -39,6 +39,8 @@ ModelRecipe parse_model_recipe(RecipeNode& n);
 // Builds the model inside an OverrideScope holding the recipe's overrides. Weights are
 // uninitialised: call init_weights or load a checkpoint.
 std::unique_ptr<CausalLM> build_model_from_recipe(const ModelRecipe& m);
+// The same under a layout: device, dtype and process groups from `ctx`.
+std::unique_ptr<CausalLM> build_model_from_recipe(const ModelRecipe& m, const BuildContext& ctx);
 
 // YAML -> JSON with scalar typing (quoted scalars stay strings; true/false, null, integers and
 // floats are typed).

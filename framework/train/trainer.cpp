@@ -1,5 +1,6 @@
 #include "framework/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -7,6 +8,8 @@
 #include "framework/data/prepare.h"
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
+#include "parallel/launch.h"
+#include "parallel/watchdog.h"
 
 namespace graft {
 
@@ -17,12 +20,31 @@ double now_s() {
 }
 }  // namespace
 
+// Discards what rank > 0 would print: only rank 0 writes progress lines.
+std::ostream& null_stream() {
+  static std::ostream s(nullptr);
+  return s;
+}
+
 Trainer::Trainer(Recipe recipe, TrainOptions options)
     : recipe_(std::move(recipe)), options_(std::move(options)) {
   const Recipe& r = recipe_;
-  // Data.
+  // Layout first: an impossible one is an error before anything is allocated.
+  const WorldInfo& world = world_info();
+  const Device device = bind_local_device(r.device, r.parallel.backend == "mpi");
+  groups_ = make_parallel_groups(r.parallel, world, device, r.file);
+  is_rank0_ = world.rank == 0;
+  if (!is_rank0_) {
+    options_.out = &null_stream();
+    options_.metrics_out.clear();
+  }
+  if (world.size > 1) Watchdog::instance().start(r.parallel.timeout_s, world.rank);
+  const int64_t dp = groups_->layout.dp;
+  // Data. Rank 0 prepares it first (the others then find it prepared).
   bool prepared_now = false;
+  if (world.size > 1 && !is_rank0_) groups_->world->barrier();
   data_dir_ = ensure_dataset(r.data, &prepared_now);
+  if (world.size > 1 && is_rank0_) groups_->world->barrier();
   dataset_ = std::make_unique<TokenDataset>(TokenDataset::open(data_dir_));
   if (prepared_now)
     *options_.out << "data: prepared " << dataset_->size() << " tokens from " << r.data.files.size()
@@ -35,12 +57,14 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   SamplerConfig sc;
   sc.seq_len = r.data.seq_len;
   sc.seed = static_cast<uint64_t>(r.data.seed);
+  sc.rank = groups_->dp->rank();
+  sc.world = groups_->dp->size();
   sampler_ = std::make_unique<Sampler>(dataset_.get(), sc);
 
   state_.data_seed = r.data.seed;
   state_.init_seed = r.train.seed;
   state_.schedule = schedule_name(r.schedule.type);
-  state_.config_hash = r.config_hash();
+  state_.config_hash = r.config_hash(dp);
   state_.tokenizer = dataset_->tokenizer() == "byte" ? "byte" : "tokenizer.json";
   schedule_.config = r.schedule;
   schedule_.peak_lr = r.optim.lr;
@@ -60,24 +84,42 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
 
   // Model. bf16 on the CPU is emulated (f32 storage holding bf16 values), see recipe.h.
   ModelRecipe m = r.model;
-  m.config.decoder.device = r.device;
-  const bool emulate_bf16 = r.precision.params == DType::kBF16 && r.device.is_cpu();
-  m.config.decoder.params_dtype = emulate_bf16 ? DType::kF32 : r.precision.params;
-  model_ = build_model_from_recipe(m);
+  const bool emulate_bf16 = r.precision.params == DType::kBF16 && device.is_cpu();
+  BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_};
+  model_ = build_model_from_recipe(m, ctx);
   if (!ckpt.empty())
     load_model_weights(*model_, ckpt);
   else if (!m.hf_dir.empty())
     load_hf_weights(*model_, m.hf_dir);
   else
     model_->init_weights(static_cast<uint64_t>(r.train.seed));
-  model_->allocate_grads();
   model_->set_activation_recompute(r.train.recompute);
-  optim_ = std::make_unique<AdamW>(model_->named_parameters(), r.optim, emulate_bf16);
+  // Gradient buckets in backward order (the reverse of registration order).
+  auto params = model_->named_parameters();
+  std::reverse(params.begin(), params.end());
+  buckets_ = std::make_unique<GradBuckets>(
+      params, groups_->dp_cp, GradBucketOptions{r.parallel.bucket_mb, r.parallel.zero == 1});
+  model_->set_backward_hook([this](Module& m) {
+    for (auto& [name, p] : m.named_parameters()) buckets_->mark_ready(p);
+  });
+  optim_ = std::make_unique<AdamW>(buckets_->owned_pieces(), r.optim, emulate_bf16,
+                                   buckets_->sharded() ? groups_->dp_cp.get() : nullptr);
   if (!ckpt.empty()) resume(ckpt);
   optim_->sync_weights();  // with emulated bf16: the forward weights hold bf16 values
 }
 
 Trainer::~Trainer() = default;
+
+std::string Trainer::layout_summary() const {
+  const ParallelGroups& g = *groups_;
+  if (g.world->size() == 1) return "";
+  const double mib = 1024.0 * 1024.0;
+  return str(", ", g.world->size(), " ranks (tp ", g.layout.tp, ", cp ", g.layout.cp, ", dp ",
+             g.layout.dp, ", ", g.backend, ")", buckets_->sharded() ? ", ZeRO-1" : "", "; ",
+             buckets_->num_buckets(), " gradient buckets; per rank: weights + gradients ",
+             static_cast<int64_t>(buckets_->bytes_per_rank() / mib), " MiB, optimizer state ",
+             static_cast<int64_t>(optim_->state_bytes() / mib), " MiB");
+}
 
 void Trainer::check_resume(const std::string& ckpt) {
   TrainerState s = read_trainer_state(ckpt);
@@ -141,22 +183,28 @@ TrainResult Trainer::run() {
   if (state_.step < end)
     log.message(str("training ", r.model.config.arch, " (", params, " parameters, ", layer_types,
                     ") for steps ", state_.step + 1, "..", end, " of ", r.train.steps, " on ",
-                    r.device.str()));
+                    model_->device().str(), layout_summary()));
   const double t_start = now_s();
   double window_tokens = 0, window_time = 0;
-  const double tokens_per_step =
-      static_cast<double>(r.train.batch_size * r.train.grad_accum * r.data.seq_len);
+  const double tokens_per_step = static_cast<double>(r.train.batch_size * r.train.grad_accum *
+                                                     r.data.seq_len * groups_->layout.dp);
   const int64_t first = state_.step;
   for (int64_t step = state_.step; step < end; ++step) {
     const double t0 = now_s();
-    model_->zero_grad();
+    Watchdog::instance().set_step(step + 1);
+    buckets_->zero_grad();
     double loss = 0;
     for (int64_t a = 0; a < r.train.grad_accum; ++a) {
       Tensor ids = sampler_->next(r.train.batch_size);
+      buckets_->set_sync(a + 1 == r.train.grad_accum);
       loss += model_->forward_backward(ids, ids, Tensor(), true, 1.0 / r.train.grad_accum);
     }
     loss /= static_cast<double>(r.train.grad_accum);
     if (options_.after_backward) options_.after_backward(step, *model_);
+    buckets_->finish();
+    // Every rank's loss is the mean over its equal share of the targets: the mean of the means
+    // is the loss over the global batch.
+    loss = groups_->dp_cp->all_reduce_scalar(loss, ReduceOp::kAvg);
     const double norm = optim_->grad_norm();
     const bool skip = !std::isfinite(loss) || !std::isfinite(norm);
     const double lr = schedule_.lr_at(step);
@@ -175,6 +223,7 @@ TrainResult Trainer::run() {
       const double scale =
           (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
       optim_->step(lr, scale);
+      buckets_->gather_params();
       state_.lr = lr;
     }
     state_.step = step + 1;
@@ -210,7 +259,7 @@ TrainResult Trainer::run() {
     save(result);
     log.message(str("checkpoint: ", result.last_checkpoint));
   }
-  if (r.train.sample_tokens > 0) {
+  if (r.train.sample_tokens > 0 && is_rank0_) {
     std::vector<int64_t> prompt{tokenizer_->eos_id()};
     for (int64_t id : tokenizer_->encode(r.train.sample_prompt)) prompt.push_back(id);
     GenerateOptions g;

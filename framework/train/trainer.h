@@ -8,6 +8,13 @@
 // are clipped to optim.grad_clip by global norm and AdamW takes a step with the schedule's lr.
 // Checkpoints every checkpoint.every steps and at the end; a greedy sample at the end.
 //
+// Data parallelism (parallel.dp > 1, under mpirun): train.batch_size is per rank; the sampler
+// hands data-parallel rank r its rows of the global batch a single process would draw, so the
+// global batch is batch_size * grad_accum * dp. Gradients live in buckets (parallel/
+// grad_buckets.h) averaged over dp during the last micro-batch's backward; with parallel.zero = 1
+// each rank's optimizer updates only its shard and the parameters are all-gathered after the
+// step. Loss and tokens/s are reduced over the ranks; only rank 0 prints and writes metrics.
+//
 // Resume: checkpoint.resume picks a checkpoint (auto = newest complete one in checkpoint.dir);
 // its config hash must equal this recipe's (else InputError naming the first differing key), and
 // model, optimizer state, step and data position are restored, so a resumed run continues
@@ -28,6 +35,8 @@
 #include "framework/recipe/recipe.h"
 #include "framework/train/checkpoint.h"
 #include "framework/train/progress.h"
+#include "parallel/grad_buckets.h"
+#include "parallel/parallel_state.h"
 
 namespace graft {
 
@@ -58,14 +67,20 @@ class Trainer {
   AdamW& optimizer() { return *optim_; }
   const TrainerState& state() const { return state_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const ParallelGroups& groups() const { return *groups_; }
+  const GradBuckets& buckets() const { return *buckets_; }
 
  private:
   void check_resume(const std::string& checkpoint);  // same recipe, else InputError
   void resume(const std::string& checkpoint);        // optimizer state, step, data position
   std::string save(TrainResult& result);
+  std::string layout_summary() const;  // ", 2 ranks (tp 1, cp 1, dp 2, mpi), ZeRO-1; ..." or ""
 
   Recipe recipe_;
   TrainOptions options_;
+  std::shared_ptr<const ParallelGroups> groups_;
+  std::unique_ptr<GradBuckets> buckets_;
+  bool is_rank0_ = true;
   std::string data_dir_;
   std::unique_ptr<TokenDataset> dataset_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -1,7 +1,9 @@
 // The CUDA DeviceBackend: caching allocator reuse and accounting, copies, memset, pinned memory.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "framework/core/device.h"
@@ -38,6 +40,39 @@ TEST(CudaAllocator, ReusesReleasedBlockOfSameSize) {
   be.release(b, 3000, gpu());
   be.release(c, 3000, gpu());
 }
+
+#ifdef GRAFT_HAVE_CUDA
+// A block used by another stream is not handed out again while that stream may still use it.
+TEST(CudaAllocator, BlockUsedOnAnotherStreamWaitsForIt) {
+  GRAFT_REQUIRE_CUDA();
+  DeviceBackend& be = device_backend();
+  auto& alloc = cuda::CachingAllocator::instance();
+  fresh_pool();
+  cudaStream_t comm;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&comm, cudaStreamNonBlocking), cudaSuccess);
+  void* a = be.allocate(1 << 20, gpu());
+  alloc.record_stream(a, comm);
+  // The comm stream is busy for 300 ms (a host callback that sleeps), standing in for a slow
+  // collective reading the block.
+  ASSERT_EQ(cudaLaunchHostFunc(
+                comm, [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(300)); },
+                nullptr),
+            cudaSuccess);
+  be.release(a, 1 << 20, gpu());
+  EXPECT_EQ(alloc.pending_blocks(0), 1u);
+  void* b = be.allocate(1 << 20, gpu());
+  EXPECT_NE(a, b) << "reused while another stream may still use it";
+  ASSERT_EQ(cudaStreamSynchronize(comm), cudaSuccess);
+  be.release(b, 1 << 20, gpu());
+  void* c = be.allocate(1 << 20, gpu());  // the pending block is back in its pool now
+  EXPECT_EQ(alloc.pending_blocks(0), 0u);
+  void* d = be.allocate(1 << 20, gpu());
+  EXPECT_TRUE((c == a || d == a)) << "the block must return to its pool once the stream is done";
+  be.release(c, 1 << 20, gpu());
+  be.release(d, 1 << 20, gpu());
+  cudaStreamDestroy(comm);
+}
+#endif
 
 TEST(CudaAllocator, CurrentAndPeakAccounting) {
   GRAFT_REQUIRE_CUDA();

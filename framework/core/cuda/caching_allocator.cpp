@@ -25,6 +25,7 @@ size_t CachingAllocator::round_size(size_t bytes) {
 void* CachingAllocator::allocate(size_t bytes, int device, cudaStream_t stream) {
   const size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu_);
+  if (!pending_.empty()) collect_pending_locked(device, /*wait=*/false);
   Stats& st = stats(device);
   auto& pool = pools_[PoolKey{device, stream}];
   void* ptr = nullptr;
@@ -39,6 +40,7 @@ void* CachingAllocator::allocate(size_t bytes, int device, cudaStream_t stream) 
     cudaError_t e = cudaMalloc(&ptr, size);
     if (e != cudaSuccess) {
       cudaGetLastError();
+      collect_pending_locked(device, /*wait=*/true);
       free_cached_locked(device);
       e = cudaMalloc(&ptr, size);
     }
@@ -68,7 +70,65 @@ void CachingAllocator::release(void* ptr) {
   Stats& st = stats(b.device);
   st.current -= b.size;
   st.cached += b.size;
-  pools_[PoolKey{b.device, b.stream}].emplace(b.size, ptr);
+  if (b.used_on.empty()) {
+    pools_[PoolKey{b.device, b.stream}].emplace(b.size, ptr);
+    return;
+  }
+  DeviceGuard g(b.device);
+  Pending p{ptr, b, {}};
+  for (cudaStream_t s : b.used_on) {
+    cudaEvent_t ev;
+    GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    GRAFT_CUDA_CHECK(cudaEventRecord(ev, s));
+    p.events.push_back(ev);
+  }
+  pending_.push_back(std::move(p));
+}
+
+void CachingAllocator::record_stream(void* ptr, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(ptr);
+  GRAFT_CHECK(it != live_.end(), "record_stream of a pointer the CUDA allocator did not hand out");
+  Block& b = it->second;
+  if (stream == b.stream) return;
+  for (cudaStream_t s : b.used_on)
+    if (s == stream) return;
+  b.used_on.push_back(stream);
+}
+
+void CachingAllocator::collect_pending_locked(int device, bool wait) {
+  for (size_t i = 0; i < pending_.size();) {
+    Pending& p = pending_[i];
+    bool done = true;
+    if (p.block.device == device) {
+      for (cudaEvent_t ev : p.events) {
+        if (wait) GRAFT_CUDA_CHECK(cudaEventSynchronize(ev));
+        const cudaError_t e = cudaEventQuery(ev);
+        if (e == cudaErrorNotReady) {
+          done = false;
+          break;
+        }
+        GRAFT_CUDA_CHECK(e);
+      }
+    } else {
+      done = false;
+    }
+    if (!done) {
+      ++i;
+      continue;
+    }
+    for (cudaEvent_t ev : p.events) cudaEventDestroy(ev);
+    pools_[PoolKey{p.block.device, p.block.stream}].emplace(p.block.size, p.ptr);
+    pending_[i] = std::move(pending_.back());
+    pending_.pop_back();
+  }
+}
+
+size_t CachingAllocator::pending_blocks(int device) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& p : pending_) n += p.block.device == device;
+  return n;
 }
 
 void CachingAllocator::free_cached_locked(int device) {

@@ -1,0 +1,89 @@
+// Gradient buckets: the data-parallel reduction, and the ZeRO-1 shard each rank updates.
+//
+// The parameters (given in backward order: the order their gradients complete) are packed into
+// buckets of about `bucket_mb` MiB. Each bucket owns two flat buffers: the f32 gradients and the
+// parameter values (in the parameters' dtype); every Parameter's `grad` and `value` become views
+// into them (values are copied in). Offsets inside a bucket are aligned to 64 elements and each
+// bucket is padded to a multiple of 64 * group size, so every rank's shard is aligned too.
+//
+// Reduction. During the backward of the last micro-batch (set_sync(true)), mark_ready(p) is
+// called as each parameter's gradient is complete (the model's per-layer backward hook); when a
+// bucket's last parameter is ready, its collective starts at once (async, on the group's
+// communication stream), so the reduction of bucket k overlaps the backward of the layers below
+// it. finish() starts what has not started and waits for all of it; only then may the optimizer
+// read the gradients. The reduction is the mean over the group (ReduceOp::kAvg):
+//   zero = 0: all_reduce of the whole bucket; every rank holds the averaged gradients.
+//   zero = 1: reduce_scatter; rank r holds the averaged gradients of its shard
+//             [r * n / size, (r + 1) * n / size) of each bucket (n = padded bucket size). The rest
+//             of its gradient buffer keeps this rank's local sums and must not be read.
+// Sharded optimizer. owned_pieces() lists what this rank's optimizer updates: whole parameters
+// (zero = 0) or the intersections of the parameters with this rank's shards (zero = 1). After
+// the optimizer wrote the new values of its pieces into the value buffers, gather_params()
+// all-gathers each bucket's values so every rank holds the whole model again (zero = 1; a no-op
+// otherwise).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "framework/core/parameter.h"
+#include "parallel/process_group.h"
+
+namespace graft {
+
+// A contiguous range of one parameter's elements (row-major, of its local tensor).
+struct ParamPiece {
+  std::string name;
+  Parameter* param = nullptr;
+  int64_t offset = 0;  // first element within the parameter
+  int64_t numel = 0;
+  bool whole() const { return offset == 0 && numel == param->value.numel(); }
+  Tensor value() const;  // [numel] view of param->value
+  Tensor grad() const;   // [numel] view of param->grad
+};
+
+struct GradBucketOptions {
+  double bucket_mb = 25.0;
+  bool zero = false;
+};
+
+class GradBuckets {
+ public:
+  // `params` in backward order; every value contiguous, all on one device. `group` reduces the
+  // gradients (dp, or dp x cp).
+  GradBuckets(std::vector<std::pair<std::string, Parameter*>> params,
+              std::shared_ptr<ProcessGroup> group, GradBucketOptions options);
+  ~GradBuckets();
+
+  void zero_grad();  // one fill per bucket
+  // Whether the coming backward is the last micro-batch of a step (it launches reductions).
+  void set_sync(bool sync) { sync_ = sync; }
+  void mark_ready(const Parameter* p);
+  void finish();  // start every bucket not yet started, wait for all
+
+  const std::vector<ParamPiece>& owned_pieces() const { return owned_; }
+  bool sharded() const { return options_.zero && group_->size() > 1; }
+  void gather_params();
+
+  const ProcessGroup& group() const { return *group_; }
+  size_t num_buckets() const { return buckets_.size(); }
+  // Parameter names of bucket i, in packing order (tests, logs).
+  std::vector<std::string> bucket_names(size_t i) const;
+  size_t bytes_per_rank() const;  // gradient + value buffers held by this rank
+
+ private:
+  struct Bucket;
+  void launch(Bucket& b);
+
+  std::shared_ptr<ProcessGroup> group_;
+  GradBucketOptions options_;
+  bool sync_ = true;
+  std::vector<std::unique_ptr<Bucket>> buckets_;
+  std::unordered_map<const Parameter*, size_t> bucket_of_;
+  std::vector<ParamPiece> owned_;
+};
+
+}  // namespace graft

@@ -12,6 +12,7 @@
 #include "framework/core/error.h"
 #include "framework/registry/registry.h"
 #include "launch/command.h"
+#include "parallel/launch.h"
 
 namespace {
 
@@ -47,6 +48,14 @@ int main(int argc, char** argv) {
     for (const auto& [name, cmd] : commands())
       std::printf("  %-10s %s\n", name.c_str(), cmd.summary.c_str());
   };
+  // Under mpirun / srun: MPI first (ranks, node-local rank); a world of one otherwise.
+  try {
+    graft::init_world(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "graft: cannot start the distributed runtime: %s\n", e.what());
+    return 2;
+  }
+  const std::string rank = graft::rank_prefix();  // "rank N: " when the world has several ranks
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     for (const auto& p : take_plugins(args)) graft::load_plugin(p);
@@ -67,11 +76,15 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   try {
     return it->second.run(args);
+  } catch (const graft::CollectiveInputError& e) {
+    if (graft::world_info().rank == 0)
+      std::fprintf(stderr, "graft %s: %s\n", name.c_str(), e.what());
+    return 2;
   } catch (const graft::InputError& e) {
-    std::fprintf(stderr, "graft %s: %s\n", name.c_str(), e.what());
+    std::fprintf(stderr, "%sgraft %s: %s\n", rank.c_str(), name.c_str(), e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "graft %s: internal error: %s\n", name.c_str(), e.what());
+    std::fprintf(stderr, "%sgraft %s: internal error: %s\n", rank.c_str(), name.c_str(), e.what());
     return 1;
   }
 }

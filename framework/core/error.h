@@ -23,6 +23,13 @@ class InputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Bad input that every rank of a distributed run finds alike (an impossible parallel layout):
+// rank 0 prints it, once for the job; the other ranks exit with the same code silently.
+class CollectiveInputError : public InputError {
+ public:
+  using InputError::InputError;
+};
+
 namespace detail {
 template <class... Args>
 std::string concat(const Args&... args) {

@@ -31,8 +31,15 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   const Recipe& r = recipe_;
   // Layout first: an impossible one is an error before anything is allocated.
   const WorldInfo& world = world_info();
-  const Device device = bind_local_device(r.device, r.parallel.backend == "mpi");
-  groups_ = make_parallel_groups(r.parallel, world, device, r.file);
+  Device device;
+  try {
+    device = bind_local_device(r.device, r.parallel.backend == "mpi");
+    groups_ = make_parallel_groups(r.parallel, world, device, r.file);
+  } catch (const CollectiveInputError&) {
+    throw;
+  } catch (const InputError& e) {  // the same on every rank: printed once, by rank 0
+    throw CollectiveInputError(e.what());
+  }
   is_rank0_ = world.rank == 0;
   if (!is_rank0_) {
     options_.out = &null_stream();

@@ -1,7 +1,9 @@
 #include "framework/optim/adamw.h"
 
 #include <cmath>
+#include <set>
 
+#include "framework/train/tensor_pieces.h"
 #include "kernels/adamw.h"
 #include "kernels/elementwise.h"
 #include "layers/reference/common.h"
@@ -169,6 +171,38 @@ void AdamW::load_state(const SafetensorsFile& file) {
     s.m.copy_from(file.tensor("m." + s.name));
     s.v.copy_from(file.tensor("v." + s.name));
     if (s.own_master) s.master.copy_from(file.tensor("master." + s.name));
+  }
+}
+
+void AdamW::load_state(const ShardedReader& r) {
+  std::string problems;
+  int count = 0;
+  std::set<std::string> expected;
+  auto check = [&](const std::string& key, const Slot& s, bool required) {
+    expected.insert(key);
+    const Shape want = spec_piece(key, s.param->spec, s.param->value).global_shape;
+    if (!r.has(key)) {
+      if (required) problems += str(count++ ? "; " : "", "missing ", key);
+    } else if (r.global_shape(key) != want) {
+      problems += str(count++ ? "; " : "", key, " has shape ", shape_str(r.global_shape(key)),
+                      ", expected ", shape_str(want));
+    }
+  };
+  for (const auto& s : slots_) {
+    check("optim/m/" + s.name, s, true);
+    check("optim/v/" + s.name, s, true);
+    check("optim/master/" + s.name, s, s.own_master);
+  }
+  for (const auto& n : r.names())
+    if (n.rfind("optim/", 0) == 0 && !expected.count(n))
+      problems += str(count++ ? "; " : "", "unexpected ", n);
+  GRAFT_INPUT_CHECK(problems.empty(), r.manifest_path(),
+                    ": optimizer state does not match this model: ", problems);
+  for (auto& s : slots_) {
+    r.read_box("optim/m/" + s.name, s.param->spec, s.m);
+    r.read_box("optim/v/" + s.name, s.param->spec, s.v);
+    if (r.has("optim/master/" + s.name))
+      r.read_box("optim/master/" + s.name, s.param->spec, s.master);
   }
 }
 

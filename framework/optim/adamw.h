@@ -9,6 +9,9 @@
 //
 // Checkpoint state: state_tensors() names "m.<param>", "v.<param>" and (with a master copy)
 // "master.<param>"; load_state() checks every name and shape and reports all problems at once.
+// In a native (sharded) checkpoint the same tensors are optim/m/<param>, optim/v/<param> and
+// optim/master/<param> with the parameter's global shape; load_state(ShardedReader) reads this
+// rank's box of each (the parameter's ShardSpec), whatever layout wrote them.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,8 @@
 #include "framework/registry/module.h"
 
 namespace graft {
+
+class ShardedReader;
 
 enum class ParamKind { kMatrix, kNorm, kBias, kEmbedding };
 // "embed" in the name -> embedding; "norm" in the name -> norm; a name ending in "bias" ->
@@ -47,6 +52,10 @@ class AdamW {
   std::vector<std::pair<std::string, Tensor>> state_tensors() const;
   // `file` labels errors (it is the optimizer.safetensors being read).
   void load_state(const SafetensorsFile& file);
+  // From a native checkpoint; InputError naming its manifest lists every missing, unexpected or
+  // mis-shaped optim/ tensor. A master copy in the checkpoint is read into the master weights
+  // even when they share the parameter's storage (it is at least as precise as model/<param>).
+  void load_state(const ShardedReader& reader);
 
  private:
   struct Slot {

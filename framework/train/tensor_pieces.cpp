@@ -227,6 +227,26 @@ TensorPiece whole_piece(const std::string& name, const Tensor& data) {
   return p;
 }
 
+Shape spec_box_offset(const ShardSpec& spec, const Shape& local) {
+  Shape offset(local.size(), 0);
+  if (spec.dims.size() != local.size() || spec.global_shape.size() != local.size()) return offset;
+  for (size_t d = 0; d < local.size(); ++d)
+    if (spec.dims[d].group != LayoutGroup::kNone) offset[d] = spec.dims[d].offset;
+  return offset;
+}
+
+TensorPiece spec_piece(const std::string& name, const ShardSpec& spec, const Tensor& local) {
+  TensorPiece p;
+  p.name = name;
+  const bool fits =
+      spec.dims.size() == local.shape().size() && spec.global_shape.size() == local.shape().size();
+  p.global_shape = fits ? spec.global_shape : local.shape();
+  p.box_offset = spec_box_offset(spec, local.shape());
+  p.box_shape = local.shape();
+  p.data = local;
+  return p;
+}
+
 void write_rank_pieces(const std::string& dir, int rank, const std::vector<TensorPiece>& pieces) {
   GRAFT_CHECK(rank >= 0, "rank ", rank);
   std::vector<std::pair<std::string, Tensor>> tensors;
@@ -447,6 +467,16 @@ void ShardedReader::read(const std::string& name, const Shape& box_offset, const
                  }
                });
   if (!out.device().is_cpu()) out.copy_from(host);
+}
+
+void ShardedReader::read_box(const std::string& name, const ShardSpec& spec, Tensor& local) const {
+  if (local.is_contiguous()) {
+    read(name, spec_box_offset(spec, local.shape()), local.shape(), 0, local);
+    return;
+  }
+  Tensor tmp = Tensor::empty(local.shape(), local.dtype(), local.device());
+  read(name, spec_box_offset(spec, local.shape()), local.shape(), 0, tmp);
+  local.copy_from(tmp);
 }
 
 Tensor ShardedReader::read(const std::string& name) const {

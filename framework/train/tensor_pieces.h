@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/parameter.h"
 #include "framework/core/tensor.h"
 
 namespace graft {
@@ -46,6 +47,12 @@ struct TensorPiece {
 
 // A whole tensor as one piece (box = the whole global shape).
 TensorPiece whole_piece(const std::string& name, const Tensor& data);
+// The box a parameter's local tensor is of its logical tensor: the offsets of `spec` (0 along
+// whole dimensions). A spec that does not describe `local` (say, a hand-made Parameter with no
+// spec) counts as replicated.
+Shape spec_box_offset(const ShardSpec& spec, const Shape& local);
+// `local`, the part of logical tensor `name` that `spec` describes, as a piece.
+TensorPiece spec_piece(const std::string& name, const ShardSpec& spec, const Tensor& local);
 
 // This rank's pieces -> DIR/rank-RRRRR.safetensors + DIR/rank-RRRRR.json, each fsynced (the
 // json written last). Pieces are checked (box inside the global shape, flat range inside the
@@ -80,6 +87,8 @@ class ShardedReader {
             int64_t flat_offset, Tensor& out) const;
   // The whole tensor on the CPU in its stored dtype.
   Tensor read(const std::string& name) const;
+  // This rank's box of `name` as `spec` describes `local` (spec_box_offset, local's shape).
+  void read_box(const std::string& name, const ShardSpec& spec, Tensor& local) const;
 
   struct Piece {
     int file = 0;  // index into files_

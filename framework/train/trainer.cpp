@@ -3,10 +3,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "framework/data/prepare.h"
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
+#include "parallel/parallel_state.h"
 
 namespace graft {
 
@@ -53,8 +55,8 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   } else if (r.checkpoint.resume != "none") {
     ckpt = r.checkpoint.resume;
     GRAFT_INPUT_CHECK(is_complete_checkpoint(ckpt), r.file, ": checkpoint.resume = ", ckpt,
-                      " is not a complete checkpoint (no trainer_state.json, model.safetensors "
-                      "or optimizer.safetensors)");
+                      " is not a complete checkpoint (no COMMIT, manifest.json or "
+                      "trainer_state.json)");
   }
   if (!ckpt.empty()) check_resume(ckpt);
 
@@ -97,7 +99,7 @@ void Trainer::check_resume(const std::string& ckpt) {
 
 void Trainer::resume(const std::string& ckpt) {
   TrainerState s = read_trainer_state(ckpt);
-  optim_->load_state(*SafetensorsFile::open(ckpt + "/optimizer.safetensors"));
+  optim_->load_state(ShardedReader::open(ckpt));
   optim_->set_steps_taken(s.optimizer_steps);
   sampler_->set_position(s.data_position);
   s.config_hash = state_.config_hash;
@@ -106,15 +108,27 @@ void Trainer::resume(const std::string& ckpt) {
 }
 
 std::string Trainer::save(TrainResult& result) {
+  // Single process for now: every parameter and its optimizer state as one whole piece (the box
+  // its ShardSpec describes), written through the world group.
   CheckpointContents c;
-  for (auto& [name, p] : model_->named_parameters())
-    c.model.emplace_back(name, p->value.to(Device::cpu()));
-  c.optimizer = optim_->state_tensors();
+  std::map<std::string, const Parameter*> by_name;
+  for (auto& [name, p] : model_->named_parameters()) {
+    by_name[name] = p;
+    c.pieces.push_back(spec_piece(kModelPrefix + name, p->spec, p->value));
+  }
+  // state_tensors() names "m.<param>", "v.<param>", "master.<param>": optim/m/<param>, ...
+  for (auto& [key, t] : optim_->state_tensors()) {
+    const size_t dot = key.find('.');
+    const std::string param = key.substr(dot + 1);
+    c.pieces.push_back(
+        spec_piece(str(kOptimPrefix, key.substr(0, dot), "/", param), by_name.at(param)->spec, t));
+  }
   c.state = state_;
   c.recipe_yaml = recipe_.resolved_yaml();
   c.hf_config = hf_config_for_export(model_->config(), recipe_.precision.params);
   if (dataset_->tokenizer() != "byte") c.tokenizer_file = dataset_->tokenizer();
-  result.last_checkpoint = save_checkpoint(recipe_.checkpoint.dir, c, recipe_.checkpoint.keep_last);
+  result.last_checkpoint = save_checkpoint(recipe_.checkpoint.dir, c, recipe_.checkpoint.keep_last,
+                                           *single_process_groups()->world);
   return result.last_checkpoint;
 }
 

@@ -1,7 +1,9 @@
 // `graft export --checkpoint C --out DIR [--max-shard-size 5GB] [--dtype f32|bf16|f16]`: writes a
 // native checkpoint's model as a Hugging Face checkpoint (config.json, sharded safetensors and
 // index) that transformers and `graft parity` load. C may be a checkpoint folder or a
-// checkpoint.dir (its newest complete checkpoint).
+// checkpoint.dir (its newest complete checkpoint), written in any parallel layout. The weights
+// come from the f32 master copy when the checkpoint has one (bf16 training), not from the
+// rounded working copy.
 #include <cstdio>
 
 #include "framework/core/error.h"
@@ -34,7 +36,7 @@ int run_export(const std::vector<std::string>& args) {
       "--dtype ", dt, ": expected f32, bf16 or f16");
   opt.dtype = *dtype;
   const std::string ckpt = resolve_checkpoint((*vm)["checkpoint"].as<std::string>());
-  auto model = load_checkpoint_model(ckpt);
+  auto model = load_checkpoint_model(ckpt, Device::cpu(), /*prefer_master=*/true);
   const std::string out = (*vm)["out"].as<std::string>();
   export_hf_checkpoint(*model, out, opt);
   std::printf("exported %s -> %s\n", ckpt.c_str(), out.c_str());

@@ -1,7 +1,9 @@
 #include "framework/optim/adamw.h"
 
 #include <cmath>
+#include <set>
 
+#include "framework/train/tensor_pieces.h"
 #include "kernels/adamw.h"
 #include "kernels/elementwise.h"
 #include "layers/reference/common.h"
@@ -232,6 +234,40 @@ void AdamW::load_state(const SafetensorsFile& file) {
     s.m.view(shape).copy_from(file.tensor("m." + s.name));
     s.v.view(shape).copy_from(file.tensor("v." + s.name));
     if (s.own_master) s.master.view(shape).copy_from(file.tensor("master." + s.name));
+  }
+}
+
+void AdamW::load_state(const ShardedReader& r) {
+  std::string problems;
+  int count = 0;
+  std::set<std::string> expected;
+  auto check = [&](const std::string& key, const Slot& s, bool required) {
+    expected.insert(key);
+    const Shape want = spec_piece(key, s.param->spec, s.param->value).global_shape;
+    if (!r.has(key)) {
+      if (required) problems += str(count++ ? "; " : "", "missing ", key);
+    } else if (r.global_shape(key) != want) {
+      problems += str(count++ ? "; " : "", key, " has shape ", shape_str(r.global_shape(key)),
+                      ", expected ", shape_str(want));
+    }
+  };
+  for (const auto& s : slots_) {
+    check("optim/m/" + s.name, s, true);
+    check("optim/v/" + s.name, s, true);
+    check("optim/master/" + s.name, s, s.own_master);
+  }
+  for (const auto& n : r.names())
+    if (n.rfind("optim/", 0) == 0 && !expected.count(n))
+      problems += str(count++ ? "; " : "", "unexpected ", n);
+  GRAFT_INPUT_CHECK(problems.empty(), r.manifest_path(),
+                    ": optimizer state does not match this model: ", problems);
+  for (auto& s : slots_) {  // this rank's flat range of its box of each tensor
+    const Shape box = spec_box_offset(s.param->spec, s.param->value.shape());
+    const Shape& shape = s.param->value.shape();
+    r.read("optim/m/" + s.name, box, shape, s.piece.offset, s.m);
+    r.read("optim/v/" + s.name, box, shape, s.piece.offset, s.v);
+    if (r.has("optim/master/" + s.name))
+      r.read("optim/master/" + s.name, box, shape, s.piece.offset, s.master);
   }
 }
 

@@ -15,6 +15,10 @@
 // Checkpoint state: state_tensors() names "m.<param>", "v.<param>" and (with a master copy)
 // "master.<param>" (whole pieces only); state_pieces() lists the same per piece with offsets;
 // load_state() checks every name and shape and reports all problems at once.
+// In a native (sharded) checkpoint the same tensors are optim/m/<param>, optim/v/<param> and
+// optim/master/<param> with the parameter's global shape; load_state(ShardedReader) reads this
+// rank's pieces of each (the parameter's ShardSpec box, the piece's flat range of it), whatever
+// layout wrote them.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +32,8 @@
 #include "parallel/grad_buckets.h"
 
 namespace graft {
+
+class ShardedReader;
 
 enum class ParamKind { kMatrix, kNorm, kBias, kEmbedding };
 // "embed" in the name -> embedding; "norm" in the name -> norm; a name ending in "bias" ->
@@ -66,11 +72,15 @@ class AdamW {
   // The f32 tensor holding `kind` of the piece at index i of pieces() (for loading in place).
   Tensor state_slot(size_t i, const std::string& kind);
   const std::vector<ParamPiece>& pieces() const { return pieces_; }
+  // Masters are separate tensors (low-precision or emulated weights).
   bool has_master() const;
-  size_t state_bytes() const;  // masters (when separate) and moments held by this rank  // masters
-                               // are separate tensors (low-precision or emulated weights)
+  size_t state_bytes() const;  // masters (when separate) and moments held by this rank
   // `file` labels errors (it is the optimizer.safetensors being read).
   void load_state(const SafetensorsFile& file);
+  // From a native checkpoint; InputError naming its manifest lists every missing, unexpected or
+  // mis-shaped optim/ tensor. A master copy in the checkpoint is read into the master weights
+  // even when they share the parameter's storage (it is at least as precise as model/<param>).
+  void load_state(const ShardedReader& reader);
 
  private:
   struct Slot {

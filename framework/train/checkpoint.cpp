@@ -5,14 +5,17 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "framework/data/token_shard.h"
 #include "framework/io/atomic_file.h"
-#include "framework/io/safetensors.h"
+#include "framework/io/strict_json.h"
 #include "framework/model/causal_lm.h"
+#include "parallel/process_group.h"
 
 namespace graft {
 
@@ -81,6 +84,8 @@ void replace_folder(const std::string& tmp, const std::string& final_path) {
   fs::remove_all(aside);
 }
 
+constexpr const char* kCommitFile = "COMMIT";
+
 int64_t parse_step(const std::string& name) {
   if (name.rfind("step-", 0) != 0 || name.size() <= 5) return -1;
   const std::string digits = name.substr(5);
@@ -100,14 +105,18 @@ std::string read_text(const std::string& path) {
 
 bool is_complete_checkpoint(const std::string& path) {
   if (!fs::is_directory(path) || parse_step(fs::path(path).filename().string()) < 0) return false;
-  for (const char* f : {"trainer_state.json", "model.safetensors", "optimizer.safetensors"})
+  for (const char* f : {kCommitFile, "manifest.json", "trainer_state.json"})
     if (!fs::is_regular_file(path + "/" + f)) return false;
   try {
-    if (!nlohmann::json::parse(read_text(path + "/trainer_state.json")).is_object()) return false;
+    const auto commit = io::read_json_file(path + "/" + kCommitFile, 1 << 16, 2);
+    const auto manifest = io::read_json_file(path + "/manifest.json", size_t{1} << 30, 8);
+    const auto state = io::read_json_file(path + "/trainer_state.json", 1 << 20, 4);
+    return commit.is_object() && commit.value("format", "") == "graft-commit" &&
+           manifest.is_object() && manifest.value("format", "") == "graft-sharded" &&
+           state.is_object();
   } catch (const std::exception&) {
     return false;
   }
-  return true;
 }
 
 std::vector<std::string> list_checkpoints(const std::string& dir) {
@@ -136,42 +145,88 @@ std::string find_latest_checkpoint(const std::string& dir) {
   return all.empty() ? "" : all.back();
 }
 
-std::string save_checkpoint(const std::string& dir, const CheckpointContents& c,
-                            int64_t keep_last) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  GRAFT_INPUT_CHECK(!ec, dir, ": cannot create the checkpoint folder (checkpoint.dir)");
-  const std::string name = step_name(c.state.step);
-  const std::string tmp = str(dir, "/.tmp-", name, "-", ::getpid());
-  const std::string final_path = dir + "/" + name;
-  fs::remove_all(tmp, ec);
-  fs::create_directory(tmp, ec);
-  GRAFT_INPUT_CHECK(!ec, tmp, ": cannot create the checkpoint folder");
+namespace {
+
+// Runs `fn` on this rank, then agrees with every rank on whether all succeeded (the agreement is
+// the phase's barrier). A rank whose own step failed rethrows its error; the others throw one
+// naming the checkpoint. `cleanup` runs on every rank before throwing.
+template <class Fn, class Cleanup>
+void collective_phase(ProcessGroup& world, const std::string& what, Fn&& fn, Cleanup&& cleanup) {
+  std::exception_ptr err;
   try {
-    write_safetensors(tmp + "/model.safetensors", c.model, {{"format", "graft"}});
-    write_safetensors(tmp + "/optimizer.safetensors", c.optimizer, {{"format", "graft"}});
-    io::write_file_atomic(tmp + "/config.json", c.hf_config.dump(2) + "\n");
-    io::write_file_atomic(tmp + "/recipe.yaml", c.recipe_yaml);
-    if (!c.tokenizer_file.empty())
-      io::write_file_atomic(tmp + "/tokenizer.json", read_text(c.tokenizer_file));
-    io::write_file_atomic(tmp + "/trainer_state.json", c.state.to_json().dump(2) + "\n");
-    io::fsync_dir(tmp);
-    replace_folder(tmp, final_path);
-    io::fsync_dir(dir);
+    fn();
   } catch (const fs::filesystem_error& e) {
-    fs::remove_all(tmp, ec);
-    throw InputError(str(final_path, ": writing the checkpoint failed: ", e.what()));
+    err = std::make_exception_ptr(
+        InputError(str(what, ": writing the checkpoint failed: ", e.what())));
   } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
+    err = std::current_exception();
   }
-  io::write_file_atomic(dir + "/latest", name + "\n");
-  // Prune: the oldest complete checkpoints beyond keep_last, and stale temp folders.
-  auto all = list_checkpoints(dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i)
-    if (all[i] != final_path) fs::remove_all(all[i], ec);
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().filename().string().rfind(".tmp-step-", 0) == 0) fs::remove_all(e.path(), ec);
+  const double failed = world.all_reduce_scalar(err ? 1.0 : 0.0, ReduceOp::kMax);
+  if (failed == 0) return;
+  cleanup();
+  if (err) std::rethrow_exception(err);
+  throw InputError(str(what, ": writing the checkpoint failed on another rank"));
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const CheckpointContents& c, int64_t keep_last,
+                            ProcessGroup& world) {
+  const bool root = world.rank() == 0;
+  const std::string name = step_name(c.state.step);
+  const std::string tmp = dir + "/.tmp-" + name;
+  const std::string final_path = dir + "/" + name;
+  auto remove_tmp = [&] {
+    std::error_code ec;
+    if (root) fs::remove_all(tmp, ec);
+  };
+  // 1. Rank 0 makes the temp folder (a stale one from a crashed save is removed).
+  collective_phase(
+      world, final_path,
+      [&] {
+        if (!root) return;
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        GRAFT_INPUT_CHECK(!ec, dir, ": cannot create the checkpoint folder (checkpoint.dir)");
+        fs::remove_all(tmp);
+        fs::create_directory(tmp, ec);
+        GRAFT_INPUT_CHECK(!ec, tmp, ": cannot create the checkpoint folder");
+      },
+      remove_tmp);
+  // 2. Every rank writes and fsyncs its pieces.
+  collective_phase(
+      world, final_path, [&] { write_rank_pieces(tmp, world.rank(), c.pieces); }, remove_tmp);
+  // 3. Rank 0 merges the manifest, writes the small files and COMMIT, and publishes the folder.
+  collective_phase(
+      world, final_path,
+      [&] {
+        if (!root) return;
+        nlohmann::json layout = c.layout;
+        if (layout.is_null()) layout = nlohmann::json::object();
+        layout["world"] = world.size();
+        write_manifest(tmp, world.size(), layout);
+        io::write_file_atomic(tmp + "/config.json", c.hf_config.dump(2) + "\n");
+        io::write_file_atomic(tmp + "/recipe.yaml", c.recipe_yaml);
+        if (!c.tokenizer_file.empty())
+          io::write_file_atomic(tmp + "/tokenizer.json", read_text(c.tokenizer_file));
+        io::write_file_atomic(tmp + "/trainer_state.json", c.state.to_json().dump(2) + "\n");
+        const nlohmann::json commit = {
+            {"format", "graft-commit"}, {"step", c.state.step}, {"world", world.size()}};
+        io::write_file_atomic(tmp + "/" + kCommitFile, commit.dump() + "\n");
+        io::fsync_dir(tmp);
+        replace_folder(tmp, final_path);
+        io::fsync_dir(dir);
+        io::write_file_atomic(dir + "/latest", name + "\n");
+        // Prune: the oldest complete checkpoints beyond keep_last, and stale temp folders.
+        std::error_code ec;
+        auto all = list_checkpoints(dir);
+        for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i)
+          if (all[i] != final_path) fs::remove_all(all[i], ec);
+        for (const auto& e : fs::directory_iterator(dir, ec))
+          if (e.path().filename().string().rfind(".tmp-step-", 0) == 0)
+            fs::remove_all(e.path(), ec);
+      },
+      remove_tmp);
   return final_path;
 }
 
@@ -186,30 +241,36 @@ TrainerState read_trainer_state(const std::string& checkpoint) {
   return TrainerState::from_json(j, path);
 }
 
-void load_model_weights(CausalLM& model, const std::string& checkpoint) {
-  const std::string path = checkpoint + "/model.safetensors";
-  GRAFT_INPUT_CHECK(fs::is_regular_file(path), path, ": missing (not a graft checkpoint?)");
-  auto file = SafetensorsFile::open(path);
+void load_model_weights(CausalLM& model, const std::string& checkpoint, bool prefer_master) {
+  const ShardedReader r = ShardedReader::open(checkpoint);
   std::string problems;
   int count = 0;
   auto add = [&](const std::string& s) { problems += str(count++ ? "; " : "", s); };
+  auto check_shape = [&](const std::string& key, const Parameter& p) {
+    const Shape want = spec_piece(key, p.spec, p.value).global_shape;
+    if (r.global_shape(key) != want)
+      add(str(key, " has shape ", shape_str(r.global_shape(key)), ", the model expects ",
+              shape_str(want)));
+  };
   auto params = model.named_parameters();
+  std::set<std::string> expected;
   for (auto& [name, p] : params) {
-    const TensorInfo* info = file->find(name);
-    if (!info)
-      add(str("missing ", name));
-    else if (info->shape != p->value.shape())
-      add(str(name, " has shape ", shape_str(info->shape), ", the model expects ",
-              shape_str(p->value.shape())));
+    const std::string key = kModelPrefix + name;
+    expected.insert(key);
+    if (!r.has(key))
+      add(str("missing ", key));
+    else
+      check_shape(key, *p);
+    if (prefer_master && r.has(kMasterPrefix + name)) check_shape(kMasterPrefix + name, *p);
   }
-  for (const auto& t : file->tensors()) {
-    bool known = false;
-    for (auto& [name, p] : params) known = known || name == t.name;
-    if (!known) add(str("unexpected ", t.name));
-  }
-  GRAFT_INPUT_CHECK(problems.empty(), path,
+  for (const auto& n : r.names())
+    if (n.rfind(kModelPrefix, 0) == 0 && !expected.count(n)) add(str("unexpected ", n));
+  GRAFT_INPUT_CHECK(problems.empty(), r.manifest_path(),
                     ": checkpoint does not match the model (another shape?): ", problems);
-  for (auto& [name, p] : params) p->value.copy_from(file->tensor(name));
+  for (auto& [name, p] : params) {
+    const std::string master = kMasterPrefix + name;
+    r.read_box(prefer_master && r.has(master) ? master : kModelPrefix + name, p->spec, p->value);
+  }
 }
 
 }  // namespace graft

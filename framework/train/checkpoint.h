@@ -1,19 +1,35 @@
-// Native training checkpoints.
+// Native training checkpoints: layout-independent, written by every rank.
 //
 // CHECKPOINT_DIR/
 //   step-00000100/            one complete checkpoint per saved step
-//     model.safetensors       the model's parameters (named_parameters names, their dtype)
-//     optimizer.safetensors   AdamW state: m.<name>, v.<name> (and master.<name>), f32
+//     rank-RRRRR.safetensors  rank R's pieces of the logical tensors (see tensor_pieces.h):
+//                               model/<param>         the parameters, in their working dtype
+//                               optim/m/<param>       AdamW first moment, f32
+//                               optim/v/<param>       AdamW second moment, f32
+//                               optim/master/<param>  f32 master weights (when kept apart)
+//     rank-RRRRR.json         rank R's piece list (name, global shape, box offset and shape,
+//                             flat range)
+//     manifest.json           every piece of every logical tensor with its global shape and
+//                             dtype, checked for exact coverage; the world size and layout are
+//                             recorded for information, loading never depends on them
 //     config.json             the model's HF config (export and generate rebuild from it)
 //     recipe.yaml             the resolved recipe that produced it
 //     tokenizer.json          a copy of the tokenizer file, when one was used
-//     trainer_state.json      step, data position, seeds, schedule, config hash; written LAST
-//   latest                    "step-00000100": the newest complete checkpoint
+//     trainer_state.json      step, data-sampler position, RNG seeds, schedule, config hash
+//     COMMIT                  the commit marker, written LAST
+//   latest                    "step-00000100": the newest committed checkpoint
 //
-// Atomicity: everything is written into .tmp-step-XXXXXXXX-PID/ (each file fsynced), the folder
-// is renamed to step-XXXXXXXX and the parent fsynced, then `latest` is replaced atomically. A
-// folder without trainer_state.json, or a .tmp-* folder, is incomplete and never resumed from.
-// keep_last prunes the oldest complete checkpoints (and stale temp folders) after each save.
+// Saving is collective over the world group: rank 0 makes .tmp-step-XXXXXXXX/ (removing a stale
+// one); every rank writes and fsyncs its pieces there; once all have, rank 0 writes the manifest
+// and the small files, then COMMIT, fsyncs the folder, renames it to step-XXXXXXXX (an existing
+// folder of that step is swapped out atomically), fsyncs the parent, replaces `latest` and
+// prunes to keep_last. Each phase ends with a collective that also carries failures, so a rank
+// that fails makes every rank throw instead of waiting. A folder without COMMIT (or whose
+// manifest.json or trainer_state.json is missing or unparseable), or a .tmp-* folder, is
+// incomplete: never listed, never pointed to by `latest`, never resumed from.
+//
+// Loading reads each rank's own box (its parameters' ShardSpecs) from whatever pieces were
+// written, so a checkpoint saved in one layout resumes in any other.
 #pragma once
 
 #include <cstdint>
@@ -23,10 +39,17 @@
 #include <vector>
 
 #include "framework/core/tensor.h"
+#include "framework/train/tensor_pieces.h"
 
 namespace graft {
 
 class CausalLM;
+class ProcessGroup;
+
+// Logical-name prefixes of the tensors in a native checkpoint.
+inline constexpr const char* kModelPrefix = "model/";
+inline constexpr const char* kOptimPrefix = "optim/";
+inline constexpr const char* kMasterPrefix = "optim/master/";
 
 struct TrainerState {
   int64_t step = 0;             // optimizer updates done (the next update has this index)
@@ -45,19 +68,24 @@ struct TrainerState {
   static TrainerState from_json(const nlohmann::json& j, const std::string& path);
 };
 
+// What one rank contributes to a checkpoint. Only rank 0's state, recipe, config and tokenizer
+// are written (every rank holds the same ones).
 struct CheckpointContents {
-  std::vector<std::pair<std::string, Tensor>> model;
-  std::vector<std::pair<std::string, Tensor>> optimizer;
+  std::vector<TensorPiece> pieces;  // this rank's pieces (model/..., optim/...)
   TrainerState state;
   std::string recipe_yaml;
   nlohmann::json hf_config;
   std::string tokenizer_file;  // copied as tokenizer.json when non-empty
+  nlohmann::json layout;       // informational (world, tp, cp, dp, zero): stored in the manifest
 };
 
-// Writes CHECKPOINT_DIR/step-XXXXXXXX (replacing one of the same step), points `latest` at it and
-// prunes to keep_last. Returns the checkpoint's path.
-std::string save_checkpoint(const std::string& dir, const CheckpointContents& c, int64_t keep_last);
+// Collective over `world`: writes CHECKPOINT_DIR/step-XXXXXXXX (replacing one of the same
+// step), points `latest` at it and prunes to keep_last. Every rank returns the checkpoint's
+// path, or throws (every rank) when any rank failed.
+std::string save_checkpoint(const std::string& dir, const CheckpointContents& c, int64_t keep_last,
+                            ProcessGroup& world);
 
+// COMMIT, manifest.json and trainer_state.json present and parseable.
 bool is_complete_checkpoint(const std::string& path);
 // Newest complete checkpoint under dir: the one `latest` names if complete, else the complete
 // step-* folder with the highest step; "" when there is none.
@@ -66,8 +94,11 @@ std::string find_latest_checkpoint(const std::string& dir);
 std::vector<std::string> list_checkpoints(const std::string& dir);
 
 TrainerState read_trainer_state(const std::string& checkpoint);
-// Copies model.safetensors into the model's parameters. Every missing, unexpected or mis-shaped
-// tensor is listed in one InputError naming the file.
-void load_model_weights(CausalLM& model, const std::string& checkpoint);
+// Reads model/<name> into each parameter: the box its ShardSpec says this rank holds, converted
+// to the parameter's dtype. With prefer_master, optim/master/<name> (the f32 master weights)
+// is read instead where the checkpoint has it (export writes from the masters). Every missing,
+// unexpected or mis-shaped (global shape) tensor is listed in one InputError naming the
+// manifest.
+void load_model_weights(CausalLM& model, const std::string& checkpoint, bool prefer_master = false);
 
 }  // namespace graft

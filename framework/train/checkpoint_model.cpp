@@ -14,12 +14,13 @@ std::string resolve_checkpoint(const std::string& path) {
   GRAFT_INPUT_CHECK(std::filesystem::is_directory(path), path, ": no such checkpoint folder");
   const std::string latest = find_latest_checkpoint(path);
   GRAFT_INPUT_CHECK(!latest.empty(), path,
-                    ": not a complete checkpoint and holds none (expected step-N/ with "
-                    "trainer_state.json, model.safetensors, optimizer.safetensors)");
+                    ": not a complete checkpoint and holds none (expected step-N/ with COMMIT, "
+                    "manifest.json and trainer_state.json)");
   return latest;
 }
 
-std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, Device device) {
+std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, Device device,
+                                                bool prefer_master) {
   ModelConfig config = load_hf_config(checkpoint + "/config.json");
   config.decoder.device = device;
   std::vector<std::pair<std::string, std::string>> overrides;
@@ -42,7 +43,7 @@ std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, D
     OverrideScope scope(overrides);
     model = build_model(config);
   }
-  load_model_weights(*model, checkpoint);
+  load_model_weights(*model, checkpoint, prefer_master);
   return model;
 }
 

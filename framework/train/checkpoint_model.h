@@ -14,9 +14,12 @@ namespace graft {
 std::string resolve_checkpoint(const std::string& path);
 
 // Builds the model from config.json with the layer set and overrides of the checkpoint's
-// recipe.yaml (plugins loaded) and loads model.safetensors.
+// recipe.yaml (plugins loaded) and loads its weights whatever layout wrote them: the working
+// copy (model/<name>, what training computed with: generate), or with prefer_master the f32
+// master weights where the checkpoint has them (export).
 std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint,
-                                                Device device = Device::cpu());
+                                                Device device = Device::cpu(),
+                                                bool prefer_master = false);
 
 // The checkpoint's tokenizer: byte, or its tokenizer.json copy.
 std::unique_ptr<Tokenizer> load_checkpoint_tokenizer(const std::string& checkpoint);

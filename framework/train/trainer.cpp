@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "framework/data/prepare.h"
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
 #include "parallel/launch.h"
+#include "parallel/parallel_state.h"
 #include "parallel/watchdog.h"
 
 namespace graft {
@@ -84,8 +86,8 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   } else if (r.checkpoint.resume != "none") {
     ckpt = r.checkpoint.resume;
     GRAFT_INPUT_CHECK(is_complete_checkpoint(ckpt), r.file, ": checkpoint.resume = ", ckpt,
-                      " is not a complete checkpoint (no trainer_state.json, model.safetensors "
-                      "or optimizer.safetensors)");
+                      " is not a complete checkpoint (no COMMIT, manifest.json or "
+                      "trainer_state.json)");
   }
   if (!ckpt.empty()) check_resume(ckpt);
 
@@ -146,7 +148,7 @@ void Trainer::check_resume(const std::string& ckpt) {
 
 void Trainer::resume(const std::string& ckpt) {
   TrainerState s = read_trainer_state(ckpt);
-  optim_->load_state(*SafetensorsFile::open(ckpt + "/optimizer.safetensors"));
+  optim_->load_state(ShardedReader::open(ckpt));
   optim_->set_steps_taken(s.optimizer_steps);
   sampler_->set_position(s.data_position);
   s.config_hash = state_.config_hash;
@@ -155,15 +157,34 @@ void Trainer::resume(const std::string& ckpt) {
 }
 
 std::string Trainer::save(TrainResult& result) {
+  // Each rank writes what it owns: under ZeRO-1 its shard of every parameter and of the optimizer
+  // state (flat ranges of the parameter's box); otherwise the first data-parallel replica writes
+  // its box of everything and the other replicas write nothing.
   CheckpointContents c;
-  for (auto& [name, p] : model_->named_parameters())
-    c.model.emplace_back(name, p->value.to(Device::cpu()));
-  c.optimizer = optim_->state_tensors();
+  auto piece = [](const std::string& name, const ParamPiece& pp, const Tensor& data) {
+    TensorPiece t = spec_piece(name, pp.param->spec, pp.param->value);
+    t.flat_offset = pp.offset;
+    t.flat_len = pp.numel;
+    t.data = data;
+    return t;
+  };
+  const bool writer = buckets_->sharded() || groups_->dp_cp->rank() == 0;
+  if (writer) {
+    for (const ParamPiece& pp : optim_->pieces())
+      c.pieces.push_back(piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu())));
+    for (const auto& sp : optim_->state_pieces())
+      c.pieces.push_back(piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data));
+  }
   c.state = state_;
   c.recipe_yaml = recipe_.resolved_yaml();
   c.hf_config = hf_config_for_export(model_->config(), recipe_.precision.params);
   if (dataset_->tokenizer() != "byte") c.tokenizer_file = dataset_->tokenizer();
-  result.last_checkpoint = save_checkpoint(recipe_.checkpoint.dir, c, recipe_.checkpoint.keep_last);
+  const ParallelConfig& l = groups_->layout;
+  c.layout = {
+      {"world", groups_->world->size()}, {"tp", l.tp}, {"cp", l.cp}, {"dp", l.dp}, {"zero", l.zero},
+      {"backend", groups_->backend}};
+  result.last_checkpoint =
+      save_checkpoint(recipe_.checkpoint.dir, c, recipe_.checkpoint.keep_last, *groups_->world);
   return result.last_checkpoint;
 }
 

@@ -111,5 +111,27 @@ TEST(Cli, DataPrepareThenTrainGenerateExport) {
   EXPECT_EQ(native->forward(ids).to_f32_vector(), hf->forward(ids).to_f32_vector());
 }
 
+// Trained in (emulated) bf16, the working weights are the masters rounded to bf16; `graft
+// export` writes the f32 masters themselves.
+TEST(Cli, ExportWritesTheMasterWeights) {
+  TempDir d;
+  CmdResult t = run("train --recipe " + recipe_file(d, "checkpoint:\n  dir: " + (d / "ck") + "\n") +
+                    " --set train.steps=3 --set precision.params=bf16");
+  ASSERT_EQ(t.code, 0) << t.out;
+  CmdResult e = run("export --checkpoint " + (d / "ck") + " --out " + (d / "hf"));
+  ASSERT_EQ(e.code, 0) << e.out;
+  const std::string ckpt = d / "ck/step-00000003";
+  ShardedReader r = ShardedReader::open(ckpt);
+  auto exported = load_hf_model(d / "hf");
+  int differ = 0;
+  for (auto& [name, p] : exported->named_parameters()) {
+    ASSERT_TRUE(r.has("optim/master/" + name)) << name;
+    const std::vector<float> master = r.read("optim/master/" + name).to_f32_vector();
+    EXPECT_EQ(p->value.to_f32_vector(), master) << name;
+    if (r.read("model/" + name).to_f32_vector() != master) ++differ;
+  }
+  EXPECT_GT(differ, 0) << "the working copy should be the bf16-rounded masters";
+}
+
 }  // namespace
 }  // namespace graft

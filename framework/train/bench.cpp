@@ -10,6 +10,8 @@
 #include "framework/core/device_timer.h"
 #include "framework/optim/adamw.h"
 #include "kernels/gemm.h"
+#include "parallel/grad_buckets.h"
+#include "parallel/parallel_state.h"
 
 namespace graft {
 namespace {
@@ -151,15 +153,21 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     device_backend().reset_peak(dev);
   }
 
-  // The model as the trainer builds it (bf16 on the CPU is emulated in f32).
+  // The model as the trainer builds it (bf16 on the CPU is emulated in f32): one process, its
+  // gradients in buckets, AdamW over the buckets' pieces.
   ModelRecipe m = r.model;
-  m.config.decoder.device = dev;
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && dev.is_cpu();
-  m.config.decoder.params_dtype = emulate_bf16 ? DType::kF32 : r.precision.params;
-  std::unique_ptr<CausalLM> model = build_model_from_recipe(m);
+  const auto groups = single_process_groups();
+  BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups};
+  std::unique_ptr<CausalLM> model = build_model_from_recipe(m, ctx);
   model->init_weights(static_cast<uint64_t>(r.train.seed));
-  model->allocate_grads();
-  AdamW optim(model->named_parameters(), r.optim, emulate_bf16);
+  auto params = model->named_parameters();
+  std::reverse(params.begin(), params.end());
+  GradBuckets buckets(params, groups->dp_cp, GradBucketOptions{r.parallel.bucket_mb, false});
+  model->set_backward_hook([&](Module& mod) {
+    for (auto& [name, p] : mod.named_parameters()) buckets.mark_ready(p);
+  });
+  AdamW optim(buckets.owned_pieces(), r.optim, emulate_bf16, nullptr);
   optim.sync_weights();
   const ModelConfig& c = model->config();
   res.arch = c.arch;
@@ -182,8 +190,9 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   const double lr = r.optim.lr;
   double loss = 0;
   auto step = [&] {
-    model->zero_grad();
+    buckets.zero_grad();
     loss = model->forward_backward(ids_dev, ids_host, Tensor(), true, 1.0);
+    buckets.finish();
     const double norm = optim.grad_norm();
     const double scale =
         (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;

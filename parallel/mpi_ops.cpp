@@ -35,6 +35,24 @@ MPI_Op native_op(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM;
 
 bool via_f32(DType t) { return t == DType::kBF16 || t == DType::kF16; }
 
+// bf16 / f16 <-> f32 scratch (convert_elements' generic path goes through f64 per element).
+void widen(const void* src, DType t, float* dst, int64_t n) {
+  const auto* s = static_cast<const uint16_t*>(src);
+  if (t == DType::kBF16) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+  }
+}
+void narrow(const float* src, DType t, void* dst, int64_t n) {
+  auto* d = static_cast<uint16_t*>(dst);
+  if (t == DType::kBF16) {
+    for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
+  }
+}
+
 template <class T>
 void divide_as(void* data, int64_t n, int group_size) {
   T* p = static_cast<T*>(data);
@@ -114,7 +132,7 @@ void Pending::all_reduce(void* data, int64_t n, DType dtype, ReduceOp op, int gr
   DType work = dtype;
   if (via_f32(dtype)) {
     buf = scratch(static_cast<size_t>(n) * sizeof(float));
-    convert_elements(data, dtype, buf, DType::kF32, static_cast<size_t>(n));
+    widen(data, dtype, static_cast<float*>(buf), n);
     work = DType::kF32;
   }
   all_reduce_native(buf, n, native_type(work), native_op(op));
@@ -122,7 +140,7 @@ void Pending::all_reduce(void* data, int64_t n, DType dtype, ReduceOp op, int gr
     finish_.push_back([=] { divide_elements(buf, n, work, group_size); });
   }
   if (buf != data) {
-    finish_.push_back([=] { convert_elements(buf, DType::kF32, data, dtype, n); });
+    finish_.push_back([=] { narrow(static_cast<const float*>(buf), dtype, data, n); });
   }
 }
 
@@ -218,7 +236,7 @@ void Pending::reduce_scatter(const void* in, void* out, int64_t n, DType dtype, 
   if (via_f32(dtype)) {
     const size_t total = static_cast<size_t>(n) * group_size;
     void* in32 = scratch(total * sizeof(float));
-    convert_elements(in, dtype, in32, DType::kF32, total);
+    widen(in, dtype, static_cast<float*>(in32), static_cast<int64_t>(total));
     src = in32;
     dst = scratch(static_cast<size_t>(n) * sizeof(float));
     work = DType::kF32;
@@ -228,7 +246,7 @@ void Pending::reduce_scatter(const void* in, void* out, int64_t n, DType dtype, 
     finish_.push_back([=] { divide_elements(dst, n, work, group_size); });
   }
   if (dst != out) {
-    finish_.push_back([=] { convert_elements(dst, DType::kF32, out, dtype, n); });
+    finish_.push_back([=] { narrow(static_cast<const float*>(dst), dtype, out, n); });
   }
 }
 

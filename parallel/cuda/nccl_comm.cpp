@@ -77,6 +77,9 @@ std::string Comm::reap() {
 }
 
 std::string Comm::poll() {
+  // The watchdog thread's current device: without this, its first CUDA call would create a
+  // context on device 0 for every rank of the node.
+  if (cudaSetDevice(device_) != cudaSuccess) return str("cudaSetDevice(", device_, ") failed");
   ncclResult_t r = ncclSuccess;
   const ncclResult_t q = ncclCommGetAsyncError(comm_, &r);
   if (q != ncclSuccess) r = q;

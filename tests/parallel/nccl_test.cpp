@@ -10,11 +10,9 @@
 namespace graft {
 namespace {
 
+// A fresh communicator per test (none outlives main, where the CUDA runtime tears down).
 std::shared_ptr<ProcessGroup> nccl_world() {
-  CommBackend* b = find_comm_backend("nccl");
-  if (!b) return nullptr;
-  static std::shared_ptr<ProcessGroup> g = b->make_world(world_info(), Device::cuda(0));
-  return g;
+  return find_comm_backend("nccl")->make_world(world_info(), Device::cuda(0));
 }
 
 #define REQUIRE_NCCL()                                                  \

@@ -10,6 +10,7 @@
 #if GRAFT_HAVE_MPI
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "framework/core/error.h"

@@ -189,7 +189,7 @@ void Watchdog::start(double timeout_s, int world_rank) {
   std::thread([i] { i->loop(); }).detach();
 }
 
-bool Watchdog::running() const { return const_cast<Watchdog*>(this)->impl()->running.load(); }
+bool Watchdog::running() const { return impl()->running.load(); }
 
 uint64_t Watchdog::begin(const char* op, const std::string& group, int group_size,
                          const std::string& backend) {

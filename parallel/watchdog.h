@@ -49,7 +49,7 @@ class Watchdog {
  private:
   Watchdog() = default;
   struct Impl;
-  Impl* impl();
+  static Impl* impl();
 };
 
 // RAII registration of one collective with the watchdog.

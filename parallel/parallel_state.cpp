@@ -49,6 +49,10 @@ ParallelConfig validate(const ParallelConfig& in, int world, Device device,
                     device.str(), " (use mpi or auto)");
   GRAFT_INPUT_CHECK(c.timeout_s > 0, file, ": parallel.timeout_s = ", c.timeout_s,
                     ", expected > 0");
+  GRAFT_INPUT_CHECK(c.zero == 0 || c.zero == 1, file, ": parallel.zero = ", c.zero,
+                    ", expected 0 or 1 (distributed optimizer over dp)");
+  GRAFT_INPUT_CHECK(c.bucket_mb > 0, file, ": parallel.bucket_mb = ", c.bucket_mb,
+                    ", expected > 0");
   const int64_t tp_cp = c.tp * c.cp;
   if (c.dp == 0) {
     GRAFT_INPUT_CHECK(world % tp_cp == 0, file, ": parallel.dp = 0 (infer) needs the world size ",

@@ -23,7 +23,10 @@
 // Asynchrony: with `async = true` the call may return before the data moved; the returned Work
 // must be waited on before the tensors are read or reused. On CUDA, wait() orders the caller's
 // current stream after the collective (it does not block the host). Backends that cannot overlap
-// (mpi-staged) complete the work before returning. With async = false the call returns completed.
+// (mpi-staged) complete the work before returning. With async = false the call returns completed;
+// on NCCL that means completed in stream order (later work on the caller's current stream sees
+// the result; the host reads it through a copy, which synchronises). all_reduce_scalar and
+// barrier block the host on every backend.
 //
 // Fault handling: every operation registers itself with the process's Watchdog (name, group,
 // step, start time) for as long as it is in flight; see parallel/watchdog.h.

@@ -92,6 +92,8 @@ TEST(ParallelGroups, BadValuesNameTheirKey) {
   expect_has(with([](ParallelConfig& c) { c.order = "dp-tp-cp"; }), "parallel.order = 'dp-tp-cp'");
   expect_has(with([](ParallelConfig& c) { c.backend = "gloo"; }), "parallel.backend = 'gloo'");
   expect_has(with([](ParallelConfig& c) { c.timeout_s = 0; }), "parallel.timeout_s = 0");
+  expect_has(with([](ParallelConfig& c) { c.zero = 3; }), "parallel.zero = 3");
+  expect_has(with([](ParallelConfig& c) { c.bucket_mb = -1; }), "parallel.bucket_mb = -1");
   expect_has(with([](ParallelConfig& c) { c.backend = "nccl"; }),
              "parallel.backend = nccl needs CUDA tensors, but the device is cpu");
 }

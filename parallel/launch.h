@@ -9,6 +9,7 @@
 // naming both values).
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "framework/core/device.h"
@@ -34,5 +35,10 @@ Device bind_local_device(Device requested, bool share_device);
 
 // "rank N: " when the world has more than one rank, "" otherwise (prefix for error lines).
 std::string rank_prefix();
+
+// Copies `bytes` at `data` from world rank `root` to every rank (MPI_Bcast over the world; a
+// no-op in a world of one). Collective: how the NCCL backend shares its unique id without
+// including MPI itself.
+void world_broadcast(void* data, size_t bytes, int root);
 
 }  // namespace graft

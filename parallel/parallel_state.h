@@ -2,6 +2,8 @@
 //
 // With order tp-cp-dp (the default, tp fastest so tensor-parallel peers share a node):
 //   world rank = tp_rank + tp * (cp_rank + cp * dp_rank)
+// (order tp-dp-cp: world rank = tp_rank + tp * (dp_rank + dp * cp_rank)). Group ranks follow
+// world ranks.
 // Groups (each a ProcessGroup, size 1 = a local group):
 //   tp      ranks differing only in tp_rank
 //   cp      ranks differing only in cp_rank
@@ -35,7 +37,10 @@ std::shared_ptr<const ParallelGroups> single_process_groups();
 // Builds the groups of `layout` over the world for tensors on `device`. `file` names the recipe
 // in errors. InputError (one line, naming the key, the world size and the product) when
 // tp * cp * dp != world size, a size < 1, an unknown order or backend, or nccl asked for CPU
-// tensors. Collective: every rank calls it with the same arguments.
+// tensors. Collective: every rank calls it with the same arguments. A world of one gets local
+// groups (no MPI). Otherwise the backend is mpi for CPU tensors, nccl for CUDA tensors with
+// backend auto or nccl, mpi-staged for CUDA tensors with backend mpi; it starts the Watchdog
+// with layout.timeout_s.
 std::shared_ptr<const ParallelGroups> make_parallel_groups(const ParallelConfig& layout,
                                                            const WorldInfo& world, Device device,
                                                            const std::string& file);

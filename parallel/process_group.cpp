@@ -35,6 +35,7 @@ class LocalGroup : public ProcessGroup {
 
   std::unique_ptr<Work> all_reduce(Tensor& t, ReduceOp, bool) override {
     check_collective_args(*this, "all_reduce", t, nullptr, 1);
+    check_reduce_dtype(*this, "all_reduce", t);
     return completed_work();
   }
   std::unique_ptr<Work> all_gather(const Tensor& in, Tensor& out, bool) override {
@@ -44,6 +45,7 @@ class LocalGroup : public ProcessGroup {
   }
   std::unique_ptr<Work> reduce_scatter(const Tensor& in, Tensor& out, ReduceOp, bool) override {
     check_collective_args(*this, "reduce_scatter", out, &in, 1);
+    check_reduce_dtype(*this, "reduce_scatter", in);
     if (out.raw() != in.raw()) out.copy_from(in);
     return completed_work();
   }
@@ -102,6 +104,26 @@ void check_collective_args(const ProcessGroup& g, const char* op, const Tensor& 
   GRAFT_CHECK(out->numel() == want, op, " on group ", g.name(), " of ", g.size(),
               " ranks: output has ", out->numel(), " elements, expected ", want, " (input ",
               in.str(), ")");
+}
+
+bool supported_dtype(DType t) {
+  switch (t) {
+    case DType::kF32:
+    case DType::kF64:
+    case DType::kBF16:
+    case DType::kF16:
+    case DType::kI32:
+    case DType::kI64:
+    case DType::kU8:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void check_reduce_dtype(const ProcessGroup& g, const char* op, const Tensor& t) {
+  GRAFT_CHECK(supported_dtype(t.dtype()), op, " on group ", g.name(), ": cannot reduce ", t.str(),
+              " (reductions take f32, f64, bf16, f16, i32, i64, u8)");
 }
 
 }  // namespace graft

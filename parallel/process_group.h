@@ -9,7 +9,8 @@
 //     lets several ranks share one GPU, which NCCL refuses.
 //   - "nccl":  CUDA tensors over NCCL, on the group's communication stream.
 //
-// Semantics (every backend, every dtype in `supported_dtype`; tensors contiguous):
+// Semantics (every backend; tensors contiguous; the reductions all_reduce and reduce_scatter
+// take the dtypes of `supported_dtype`, the data movements any dtype, moved as bytes):
 //   all_reduce(t, op)            t = op over ranks of t                       (in place)
 //   all_gather(in, out)          out[r*n .. (r+1)*n) = in of group rank r     (n = in.numel())
 //   reduce_scatter(in, out, op)  out = op over ranks of in[me*n .. (me+1)*n)  (n = out.numel())
@@ -22,7 +23,10 @@
 // Asynchrony: with `async = true` the call may return before the data moved; the returned Work
 // must be waited on before the tensors are read or reused. On CUDA, wait() orders the caller's
 // current stream after the collective (it does not block the host). Backends that cannot overlap
-// (mpi-staged) complete the work before returning. With async = false the call returns completed.
+// (mpi-staged) complete the work before returning. With async = false the call returns completed;
+// on NCCL that means completed in stream order (later work on the caller's current stream sees
+// the result; the host reads it through a copy, which synchronises). all_reduce_scalar and
+// barrier block the host on every backend.
 //
 // Fault handling: every operation registers itself with the process's Watchdog (name, group,
 // step, start time) for as long as it is in flight; see parallel/watchdog.h.
@@ -88,5 +92,10 @@ std::shared_ptr<ProcessGroup> make_local_group(const std::string& name);
 // naming the operation, the group and the offending shapes.
 void check_collective_args(const ProcessGroup& g, const char* op, const Tensor& in,
                            const Tensor* out, int64_t out_factor);
+
+// The dtypes every backend reduces: f32, f64, bf16, f16, i32, i64, u8.
+bool supported_dtype(DType t);
+// Error naming the operation, the group and the dtype when `t` cannot be reduced.
+void check_reduce_dtype(const ProcessGroup& g, const char* op, const Tensor& t);
 
 }  // namespace graft

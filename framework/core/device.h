@@ -30,6 +30,8 @@ Device parse_device(const std::string& s, const std::string& what);
 struct DeviceBackend {
   virtual ~DeviceBackend() = default;
   virtual int device_count() = 0;
+  // Makes `index` the calling thread's current device (cudaSetDevice).
+  virtual void set_device(int index) = 0;
   // Stream-ordered caching allocation on the current stream of `device`.
   virtual void* allocate(size_t bytes, Device device) = 0;
   virtual void release(void* ptr, size_t bytes, Device device) = 0;

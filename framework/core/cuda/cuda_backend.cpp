@@ -57,6 +57,10 @@ class PinnedCache {
 class CudaBackend final : public DeviceBackend {
  public:
   int device_count() override { return cuda::device_count(); }
+  void set_device(int index) override {
+    check(Device::cuda(index));
+    GRAFT_CUDA_CHECK(cudaSetDevice(index));
+  }
 
   void* allocate(size_t bytes, Device device) override {
     check(device);

@@ -114,7 +114,8 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   optim_ = std::make_unique<AdamW>(buckets_->owned_pieces(), r.optim, emulate_bf16,
                                    buckets_->sharded() ? groups_->dp_cp.get() : nullptr);
   if (!ckpt.empty()) resume(ckpt);
-  optim_->sync_weights();  // with emulated bf16: the forward weights hold bf16 values
+  optim_->sync_weights();     // with emulated bf16: the forward weights hold bf16 values
+  buckets_->gather_params();  // ZeRO: each rank wrote only its shard of them
 }
 
 Trainer::~Trainer() = default;

@@ -66,6 +66,10 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
   GRAFT_INPUT_CHECK(c.final_logit_softcap == 0.0,
                     "model config: final_logit_softcap = ", c.final_logit_softcap,
                     " is not supported");
+  GRAFT_INPUT_CHECK(ctx_.groups->tp->size() == 1 && ctx_.groups->cp->size() == 1,
+                    "model: tensor- and context-parallel groups of ", ctx_.groups->tp->size(),
+                    " and ", ctx_.groups->cp->size(),
+                    " ranks: the layers do not split yet (only data parallelism is implemented)");
   const Registry& reg = Registry::global();
   const DType dt = c.decoder.params_dtype;
   const Device dev = c.decoder.device;

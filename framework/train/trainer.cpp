@@ -37,6 +37,10 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   try {
     device = bind_local_device(r.device, r.parallel.backend == "mpi");
     groups_ = make_parallel_groups(r.parallel, world, device, r.file);
+    GRAFT_INPUT_CHECK(r.parallel.tp == 1 && r.parallel.cp == 1, r.file,
+                      ": parallel.tp = ", r.parallel.tp, ", parallel.cp = ", r.parallel.cp,
+                      ": tensor and context parallelism are not implemented yet (the layers do "
+                      "not split); use parallel.dp");
   } catch (const CollectiveInputError&) {
     throw;
   } catch (const InputError& e) {  // the same on every rank: printed once, by rank 0

@@ -10,6 +10,7 @@
 #include "framework/model/parity.h"
 #include "framework/optim/adamw.h"
 #include "tests/cuda/cuda_test_util.h"
+#include "tests/test_paths.h"
 
 namespace graft {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 using namespace cuda_test;
 
 std::string fixture(const std::string& name) {
-  return std::string(GRAFT_SOURCE_DIR) + "/tests/fixtures/hf/" + name;
+  return ::graft::test::source_root() + "/tests/fixtures/hf/" + name;
 }
 
 struct ParityCase {

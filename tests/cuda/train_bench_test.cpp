@@ -7,6 +7,7 @@
 
 #include "framework/train/bench.h"
 #include "tests/cuda/cuda_test_util.h"
+#include "tests/test_paths.h"
 
 namespace graft {
 namespace {
@@ -14,7 +15,7 @@ namespace {
 Recipe tiny(const std::vector<std::string>& extra = {}) {
   std::vector<std::string> sets = {"train.batch_size=2", "data.seq_len=32"};
   sets.insert(sets.end(), extra.begin(), extra.end());
-  return load_recipe(std::string(GRAFT_SOURCE_DIR) + "/recipes/tiny-cpu.yaml", sets);
+  return load_recipe(::graft::test::source_root() + "/recipes/tiny-cpu.yaml", sets);
 }
 
 // The formula's dense term counts every matrix once plus the LM head: for the untied tiny model

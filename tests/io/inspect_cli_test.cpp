@@ -15,6 +15,7 @@
 
 #include "framework/io/hf_checkpoint.h"
 #include "tests/io/io_test_util.h"
+#include "tests/test_paths.h"
 
 extern char** environ;
 
@@ -30,7 +31,7 @@ struct RunResult {
 
 std::string graft_bin() {
   const char* env = std::getenv("GRAFT_BIN");
-  return env && *env ? env : std::string(GRAFT_BINARY_DIR) + "/bin/graft";
+  return env && *env ? env : ::graft::test::graft_binary();
 }
 
 // Runs graft with `args`, stdout/stderr captured in files; killed after 30 s (a hang fails).

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "framework/io/hf_checkpoint.h"
+#include "tests/test_paths.h"
 
 namespace graft::testing {
 
@@ -199,6 +200,6 @@ std::vector<BadCheckpoint> bad_checkpoints() {
   };
 }
 
-std::string fixtures_dir() { return std::string(GRAFT_SOURCE_DIR) + "/tests/fixtures/hf"; }
+std::string fixtures_dir() { return ::graft::test::source_root() + "/tests/fixtures/hf"; }
 
 }  // namespace graft::testing

@@ -10,6 +10,7 @@
 #include "framework/registry/registry.h"
 #include "layer_test_util.h"
 #include "layers/decoder.h"
+#include "tests/test_paths.h"
 
 namespace graft {
 namespace {
@@ -30,7 +31,7 @@ std::string run(const std::string& cmd, int* status) {
 
 std::string graft_bin() {
   const char* env = std::getenv("GRAFT_BIN");
-  return env ? env : std::string(GRAFT_BINARY_DIR) + "/bin/graft";
+  return env ? env : ::graft::test::graft_binary();
 }
 
 TEST(Plugin, LoadsRegistersAndBuildsThroughOverride) {
@@ -88,7 +89,7 @@ TEST(Plugin, GraftLayersListsPluginEntriesWithSource) {
 TEST(Plugin, BadPathsAreInputErrors) {
   EXPECT_THROW(load_plugin("/nonexistent/plugin.so"), InputError);
   // A file that exists but is no shared library.
-  EXPECT_THROW(load_plugin(std::string(GRAFT_SOURCE_DIR) + "/tests/plugins/CMakeLists.txt"),
+  EXPECT_THROW(load_plugin(::graft::test::source_root() + "/tests/plugins/CMakeLists.txt"),
                InputError);
   int status = -1;
   std::string out = run(graft_bin() + " layers --plugin /nonexistent/plugin.so", &status);

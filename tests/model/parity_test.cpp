@@ -8,6 +8,7 @@
 
 #include "framework/io/safetensors.h"
 #include "tests/model/test_util.h"
+#include "tests/test_paths.h"
 
 namespace graft {
 namespace {
@@ -56,7 +57,7 @@ class ExtraParity : public ::testing::TestWithParam<std::tuple<const char*, cons
 TEST_P(ExtraParity, MatchesTransformers) {
   const auto [fixture, layers] = GetParam();
   ParityOptions opt;
-  opt.checkpoint = std::string(GRAFT_SOURCE_DIR) + "/tests/model/fixtures/" + fixture;
+  opt.checkpoint = ::graft::test::source_root() + "/tests/model/fixtures/" + fixture;
   opt.layers = layers;
   const ParityResult r = run_parity(opt);
   SCOPED_TRACE(r.to_json().dump());
@@ -85,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, ExtraParity,
 
 std::string graft_bin() {
   const char* env = std::getenv("GRAFT_BIN");
-  return env ? env : std::string(GRAFT_BINARY_DIR) + "/bin/graft";
+  return env ? env : ::graft::test::graft_binary();
 }
 
 // Runs a shell command; returns (exit code, stdout).

@@ -12,11 +12,12 @@
 #include <vector>
 
 #include "framework/core/error.h"
+#include "tests/test_paths.h"
 
 namespace graft::test {
 
 inline std::string fixture_dir(const std::string& name) {
-  return std::string(GRAFT_SOURCE_DIR) + "/tests/fixtures/hf/" + name;
+  return ::graft::test::source_root() + "/tests/fixtures/hf/" + name;
 }
 
 inline nlohmann::json read_json(const std::string& path) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `graft train` at dp2 with one rank stopped (SIGSTOP) or killed (SIGKILL) after its third logged
-# step: the job must end non-zero within parallel.timeout_s (5 s) + 30 s, and the surviving rank
+# `graft train` at dp2 with one rank stopped (SIGSTOP) or killed (SIGKILL, after hanging 4 s)
+# after its third logged step: the job must end non-zero within parallel.timeout_s (5 s) + 30 s, and the surviving rank
 # must print graft's line naming the collective in flight and its group. The signalled rank is
 # found by its OMPI_COMM_WORLD_RANK=1 in /proc/PID/environ.
 #   train_fault_test.sh MPIRUN GRAFT RECIPE sigstop|sigkill [extra mpirun flags...]
@@ -33,7 +33,16 @@ if [ -z "$victim" ]; then
   exit 1
 fi
 SECONDS=0
-if [ "$kind" = sigstop ]; then kill -STOP "$victim"; else kill -KILL "$victim"; fi
+# sigkill: stop rank 1 first and kill it 4 s later, so that rank 0 is surely waiting in a
+# collective when mpirun tears the job down (a rank killed while the other computes leaves no
+# collective to name: then rank 0 says "no collective was in flight", which is not this test).
+if [ "$kind" = sigstop ]; then
+  kill -STOP "$victim"
+else
+  kill -STOP "$victim"
+  sleep 4
+  kill -KILL "$victim"
+fi
 wait "$job"  # the 150 s timeout(1) guard ends a hung job
 rc=$?
 elapsed=$SECONDS

@@ -11,6 +11,7 @@
 #include "framework/model/hf_loader.h"
 #include "framework/train/checkpoint.h"
 #include "framework/train/checkpoint_model.h"
+#include "tests/test_paths.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
@@ -21,7 +22,7 @@ using test::TempDir;
 
 std::string graft_bin() {
   if (const char* b = std::getenv("GRAFT_BIN"); b && *b) return b;
-  return std::string(GRAFT_BINARY_DIR) + "/bin/graft";
+  return ::graft::test::graft_binary();
 }
 
 struct CmdResult {

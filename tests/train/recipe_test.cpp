@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "tests/test_paths.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
@@ -205,7 +206,7 @@ TEST(Recipe, ResolvedRecipeRoundTripsWithSameHash) {
 }
 
 TEST(Recipe, ShippedRecipesParse) {
-  const std::string dir = std::string(GRAFT_SOURCE_DIR) + "/recipes";
+  const std::string dir = ::graft::test::source_root() + "/recipes";
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (e.path().extension() != ".yaml") continue;
@@ -220,7 +221,7 @@ TEST(Recipe, ShippedRecipesParse) {
 }
 
 TEST(Recipe, ShippedShapesMatchTheirHfConfigs) {
-  const std::string dir = std::string(GRAFT_SOURCE_DIR) + "/recipes/";
+  const std::string dir = ::graft::test::source_root() + "/recipes/";
   TempDir d;
   const std::vector<std::string> sets = {"checkpoint.dir=" + (d / "ckpt")};
   Recipe l1 = load_recipe(dir + "llama-3.2-1b.yaml", sets);

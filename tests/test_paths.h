@@ -1,0 +1,48 @@
+// Where tests find the source tree's files and the graft executable at run time — never from a
+// compile-time path, so a test binary works wherever the tree and the build are copied.
+//
+//   source_root(): $GRAFT_SOURCE_ROOT if set, else the first folder holding
+//                  recipes/tiny-cpu.yaml and tests/fixtures/hf found walking up from the working
+//                  directory, then from the test executable's folder.
+//   graft_binary(): $GRAFT_BIN if set (ctest sets it), else `graft` beside the test executable.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+namespace graft::test {
+
+inline std::filesystem::path executable_dir() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return std::filesystem::current_path();
+  buf[n] = '\0';
+  return std::filesystem::path(buf).parent_path();
+}
+
+inline std::string source_root() {
+  if (const char* e = std::getenv("GRAFT_SOURCE_ROOT"); e && *e) return e;
+  namespace fs = std::filesystem;
+  auto is_root = [](const fs::path& p) {
+    return fs::exists(p / "recipes/tiny-cpu.yaml") && fs::is_directory(p / "tests/fixtures/hf");
+  };
+  for (fs::path start : {fs::current_path(), executable_dir()})
+    for (fs::path p = start; !p.empty(); p = p.parent_path()) {
+      if (is_root(p)) return p.string();
+      if (p == p.parent_path()) break;
+    }
+  throw std::runtime_error(
+      "cannot find the graft source tree (recipes/, tests/fixtures/) above the working "
+      "directory or the test executable; set GRAFT_SOURCE_ROOT");
+}
+
+inline std::string graft_binary() {
+  if (const char* e = std::getenv("GRAFT_BIN"); e && *e) return e;
+  return (executable_dir() / "graft").string();
+}
+
+}  // namespace graft::test

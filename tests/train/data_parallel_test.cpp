@@ -22,6 +22,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "framework/model/hf_loader.h"
 #include "framework/train/checkpoint.h"
 #include "framework/train/tensor_pieces.h"
 #include "framework/train/trainer.h"
@@ -237,6 +238,19 @@ TEST(DataParallel, SameLayoutResumeIsBitIdentical) {
   const auto want = metric_losses(d / "full.jsonl"), got = metric_losses(d / "split.jsonl");
   ASSERT_EQ(got.size(), 4u);
   EXPECT_EQ(got, want);  // exact: the same arithmetic in the same order
+
+  // graft export from this ZeRO checkpoint (pieces from two ranks) writes the f32 masters.
+  const std::string export_cmd = "export --checkpoint " + (d / "ck") + " --out " + (d / "hf");
+  ASSERT_EQ(std::system((graft_bin() + " " + export_cmd + " > /dev/null 2>&1").c_str()), 0);
+  ShardedReader r = ShardedReader::open(find_latest_checkpoint(d / "ck"));
+  auto exported = load_hf_model(d / "hf");
+  int compared = 0;
+  for (auto& [name, p] : exported->named_parameters()) {
+    ASSERT_TRUE(r.has("optim/master/" + name)) << name;
+    EXPECT_EQ(p->value.to_f32_vector(), r.read("optim/master/" + name).to_f32_vector()) << name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 10);
 }
 
 // An impossible layout: exit 2 and one line for the job (rank 0 prints it), naming the key, the

@@ -1,0 +1,151 @@
+// CUDA FP8 casts (quantise with scale, optional transposed copy, amax), dequantise and amax.
+// Math and conventions: kernels/fp8.h. The GEMM is in fp8_gemm.cpp.
+#include <cuda_fp8.h>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/fp8.h"
+
+namespace graft::cuda {
+namespace {
+
+constexpr int kTile = 32;
+
+__device__ __forceinline__ uint8_t to_fp8(float v, bool e4m3) {
+  return __nv_cvt_float_to_fp8(v, __NV_SATFINITE, e4m3 ? __NV_E4M3 : __NV_E5M2);
+}
+__device__ __forceinline__ float from_fp8(uint8_t v, bool e4m3) {
+  const __half_raw h = __nv_cvt_fp8_to_halfraw(v, e4m3 ? __NV_E4M3 : __NV_E5M2);
+  return __half2float(__half(h));
+}
+// Non-negative floats order like their bit patterns as ints; NaN's pattern is above inf's, so a
+// NaN |x| wins the max as the header promises.
+__device__ __forceinline__ void atomic_max_abs(float* dst, float v) {
+  atomicMax(reinterpret_cast<int*>(dst), __float_as_int(v));
+}
+
+// One 32x32 tile per block (32 x 8 threads): q in place, qt through shared memory so both writes
+// are coalesced; the block's amax folded into *amax once.
+template <class T>
+__global__ void quantize_kernel(const T* x, uint8_t* q, uint8_t* qt, int64_t rows, int64_t cols,
+                                const float* scale, float* amax, float* scale_inv, bool e4m3) {
+  __shared__ uint8_t tile[kTile][kTile + 4];
+  __shared__ float red[32];
+  const float s = *scale;
+  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
+  float m = 0.0f;
+  bool nan = false;
+  for (int dy = threadIdx.y; dy < kTile; dy += blockDim.y) {
+    const int64_t r = r0 + dy, c = c0 + threadIdx.x;
+    if (r < rows && c < cols) {
+      const float v = to_f32(x[r * cols + c]);
+      m = fmaxf(m, fabsf(v));
+      nan = nan || isnan(v);
+      const uint8_t f = to_fp8(v * s, e4m3);
+      if (q) q[r * cols + c] = f;
+      tile[dy][threadIdx.x] = f;
+    }
+  }
+  if (qt) {
+    __syncthreads();
+    for (int dx = threadIdx.y; dx < kTile; dx += blockDim.y) {
+      const int64_t c = c0 + dx, r = r0 + threadIdx.x;
+      if (r < rows && c < cols) qt[c * rows + r] = tile[threadIdx.x][dx];
+    }
+  }
+  if (amax) {
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+    // A NaN must survive the reduction: fmaxf drops NaN, so carry it as the largest pattern.
+    float v = nan ? __int_as_float(0x7fffffff) : m;
+    v = block_max(v, red);
+    if (tid == 0) atomic_max_abs(amax, v);
+  }
+  if (scale_inv && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0)
+    *scale_inv = 1.0f / s;
+}
+
+__global__ void dequantize_kernel(const uint8_t* q, const float* scale_inv, void* y, DType yt,
+                                  int64_t n, bool e4m3) {
+  const float si = *scale_inv;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = from_fp8(q[i], e4m3) * si;
+    if (yt == DType::kF32)
+      static_cast<float*>(y)[i] = v;
+    else if (yt == DType::kBF16)
+      static_cast<__nv_bfloat16*>(y)[i] = __float2bfloat16_rn(v);
+    else
+      static_cast<__half*>(y)[i] = __float2half_rn(v);
+  }
+}
+
+template <class T>
+__global__ void amax_kernel(const T* x, int64_t n, float* amax) {
+  __shared__ float red[32];
+  float m = 0.0f;
+  bool nan = false;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = to_f32(x[i]);
+    nan = nan || isnan(v);
+    m = fmaxf(m, fabsf(v));
+  }
+  float v = nan ? __int_as_float(0x7fffffff) : m;
+  v = block_max(v, red);
+  if (threadIdx.x == 0) atomic_max_abs(amax, v);
+}
+
+void check_fp8(DType t, const char* what) {
+  GRAFT_CHECK(t == DType::kF8E4M3 || t == DType::kF8E5M2, what, ": ", dtype_name(t),
+              " is not an fp8 format");
+}
+
+void launch_quantize(const Fp8QuantizeParams& p) {
+  check_fp8(p.fp8, "fp8_quantize");
+  GRAFT_CHECK(p.scale != nullptr, "fp8_quantize: no scale");
+  if (p.rows == 0 || p.cols == 0) {
+    GRAFT_CHECK(p.scale_inv == nullptr, "fp8_quantize: scale_inv of an empty tensor");
+    return;
+  }
+  DeviceGuard g(p.device.index);
+  cudaStream_t stream = stream_of(p);
+  const dim3 block(kTile, 8);
+  const dim3 grid(static_cast<unsigned>((p.cols + kTile - 1) / kTile),
+                  static_cast<unsigned>((p.rows + kTile - 1) / kTile));
+  GRAFT_CHECK(grid.y <= 65535, "fp8_quantize: ", p.rows, " rows exceed the launch grid");
+  GRAFT_FLOAT_SWITCH(p.x_dtype, T, "fp8_quantize x", {
+    quantize_kernel<T><<<grid, block, 0, stream>>>(
+        static_cast<const T*>(p.x), static_cast<uint8_t*>(p.q), static_cast<uint8_t*>(p.qt), p.rows,
+        p.cols, p.scale, p.amax, p.scale_inv, p.fp8 == DType::kF8E4M3);
+  });
+  GRAFT_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_dequantize(const Fp8DequantizeParams& p) {
+  check_fp8(p.fp8, "fp8_dequantize");
+  if (p.n == 0) return;
+  DeviceGuard g(p.device.index);
+  const int threads = 256;
+  dequantize_kernel<<<grid_for(p.n, threads), threads, 0, stream_of(p)>>>(
+      static_cast<const uint8_t*>(p.q), p.scale_inv, p.y, p.y_dtype, p.n, p.fp8 == DType::kF8E4M3);
+  GRAFT_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_amax(const AmaxParams& p) {
+  if (p.n == 0) return;
+  DeviceGuard g(p.device.index);
+  const int threads = 256;
+  GRAFT_FLOAT_SWITCH(p.dtype, T, "amax_reduce x", {
+    amax_kernel<T><<<grid_for(p.n, threads), threads, 0, stream_of(p)>>>(static_cast<const T*>(p.x),
+                                                                         p.n, p.amax);
+  });
+  GRAFT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+}  // namespace graft::cuda
+
+namespace graft {
+GRAFT_REGISTER_CUDA_KERNEL(fp8_quantize, Fp8QuantizeParams, cuda::launch_quantize);
+GRAFT_REGISTER_CUDA_KERNEL(fp8_dequantize, Fp8DequantizeParams, cuda::launch_dequantize);
+GRAFT_REGISTER_CUDA_KERNEL(amax_reduce, AmaxParams, cuda::launch_amax);
+}  // namespace graft

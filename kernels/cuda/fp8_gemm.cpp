@@ -1,0 +1,170 @@
+// The FP8 GEMM through cuBLASLt (Hopper): TN layout, per-tensor scale-inverse pointers, f32
+// accumulation, optional fast accumulation. Math and conventions: kernels/fp8.h.
+//
+// Row-major C[m, n] = A[m, k] B[n, k]^T is, column-major, C^T[n, m] = B[k, n]^T A[k, m]: cuBLASLt
+// sees A' = our B with op T and B' = our A with op N — the "TN" form FP8 needs. Its A-scale is
+// our b_scale_inv and its B-scale our a_scale_inv. cuBLASLt wants m, n, k multiples of 16 for
+// FP8: other sizes are copied into zero-padded buffers (zero rows and columns add nothing) and C
+// is copied back; the log is never needed because no other precision is ever used.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "framework/core/cuda/caching_allocator.h"
+#include "framework/core/cuda/cuda_check.h"
+#include "framework/core/cuda/stream.h"
+#include "kernels/cuda/cublaslt_util.h"
+#include "kernels/fp8.h"
+
+namespace graft::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kF8E4M3:
+      return CUDA_R_8F_E4M3;
+    case DType::kF8E5M2:
+      return CUDA_R_8F_E5M2;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF32:
+      return CUDA_R_32F;
+    default:
+      GRAFT_CHECK(false, "fp8_gemm: unsupported dtype ", dtype_name(t));
+  }
+  return CUDA_R_32F;
+}
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+using PlanKey = std::tuple<int64_t, int64_t, int64_t, int, int, int, bool>;
+
+std::unique_ptr<Plan> build_plan(const PlanKey& key) {
+  const auto [m, n, k, at, bt, ct, fast] = key;
+  auto plan = std::make_unique<Plan>();
+  GRAFT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+  GRAFT_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)));
+  GRAFT_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)));
+  const int8_t fa = fast ? 1 : 0;
+  GRAFT_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof(fa)));
+  // cuBLASLt's A is our B ([n, k] row-major = [k, n] column-major), its B is our A.
+  GRAFT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->la, cuda_type(DType(bt)), k, n, k));
+  GRAFT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->lb, cuda_type(DType(at)), k, m, k));
+  GRAFT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->lc, cuda_type(DType(ct)), n, m, n));
+  cublasLtMatmulPreference_t pref = nullptr;
+  GRAFT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  size_t ws = kWorkspaceBytes;
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                       sizeof(ws));
+  cublasLtMatmulHeuristicResult_t res{};
+  int found = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      cublaslt_handle(), plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref, 1, &res, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  GRAFT_CHECK(st == CUBLAS_STATUS_SUCCESS && found > 0,
+              "fp8_gemm: cuBLASLt has no FP8 algorithm "
+              "for m=",
+              m, " n=", n, " k=", k, " a=", dtype_name(DType(at)), " b=", dtype_name(DType(bt)),
+              " c=", dtype_name(DType(ct)), " (status ", static_cast<int>(st), ")");
+  plan->algo = res.algo;
+  return plan;
+}
+
+int64_t round16(int64_t x) { return (x + 15) / 16 * 16; }
+
+// Copies a [rows, cols] row-major matrix of `elem`-byte elements into the top-left of a
+// [prow, pcol] zero-filled one (or back, when `back`).
+void copy_pad(void* padded, const void* src, int64_t rows, int64_t cols, int64_t pcols, size_t elem,
+              cudaStream_t s, bool back) {
+  if (back) {
+    GRAFT_CUDA_CHECK(cudaMemcpy2DAsync(const_cast<void*>(src), cols * elem, padded, pcols * elem,
+                                       cols * elem, rows, cudaMemcpyDeviceToDevice, s));
+  } else {
+    GRAFT_CUDA_CHECK(cudaMemcpy2DAsync(padded, pcols * elem, src, cols * elem, cols * elem, rows,
+                                       cudaMemcpyDeviceToDevice, s));
+  }
+}
+
+void launch_fp8_gemm(const Fp8GemmParams& p) {
+  GRAFT_CHECK(!(p.a_dtype == DType::kF8E5M2 && p.b_dtype == DType::kF8E5M2),
+              "fp8_gemm: E5M2 x E5M2 is not supported by cuBLASLt (one operand must be E4M3)");
+  GRAFT_CHECK(p.c_dtype == DType::kBF16 || p.c_dtype == DType::kF32,
+              "fp8_gemm: C must be bf16 "
+              "or f32, got ",
+              dtype_name(p.c_dtype));
+  if (p.m == 0 || p.n == 0) return;
+  DeviceGuard g(p.device.index);
+  cudaStream_t stream = stream_or_current(p.stream, p.device);
+  auto& alloc = CachingAllocator::instance();
+  const int64_t mp = round16(p.m), np = round16(p.n), kp = round16(std::max<int64_t>(p.k, 1));
+  const bool pad = mp != p.m || np != p.n || kp != p.k;
+  const size_t cb = dtype_size(p.c_dtype);
+  const void *a = p.a, *b = p.b;
+  void* c = p.c;
+  void *pa = nullptr, *pb = nullptr, *pc = nullptr;
+  if (pad) {
+    pa = alloc.allocate(mp * kp, p.device.index, stream);
+    pb = alloc.allocate(np * kp, p.device.index, stream);
+    pc = alloc.allocate(mp * np * cb, p.device.index, stream);
+    GRAFT_CUDA_CHECK(cudaMemsetAsync(pa, 0, mp * kp, stream));
+    GRAFT_CUDA_CHECK(cudaMemsetAsync(pb, 0, np * kp, stream));
+    GRAFT_CUDA_CHECK(cudaMemsetAsync(pc, 0, mp * np * cb, stream));
+    if (p.k > 0) {
+      copy_pad(pa, p.a, p.m, p.k, kp, 1, stream, false);
+      copy_pad(pb, p.b, p.n, p.k, kp, 1, stream, false);
+    }
+    if (p.beta != 0.0f) copy_pad(pc, p.c, p.m, p.n, np, cb, stream, false);
+    a = pa;
+    b = pb;
+    c = pc;
+  }
+  const PlanKey key{mp,
+                    np,
+                    kp,
+                    static_cast<int>(p.a_dtype),
+                    static_cast<int>(p.b_dtype),
+                    static_cast<int>(p.c_dtype),
+                    p.fast_accum};
+  static std::mutex mu;
+  static auto* cache = new std::map<PlanKey, std::unique_ptr<Plan>>();  // leaked: used until exit
+  std::lock_guard<std::mutex> lock(mu);  // the cached descriptor gets this call's scale pointers
+  auto it = cache->find(key);
+  if (it == cache->end()) it = cache->emplace(key, build_plan(key)).first;
+  Plan* plan = it->second.get();
+  GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p.b_scale_inv, sizeof(p.b_scale_inv)));
+  GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &p.a_scale_inv, sizeof(p.a_scale_inv)));
+  const float alpha = p.alpha, beta = p.beta;
+  void* ws = cublaslt_workspace(p.device.index, stream, kWorkspaceBytes);
+  GRAFT_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(), plan->desc, &alpha, b, plan->la, a, plan->lb,
+                                    &beta, c, plan->lc, c, plan->lc, &plan->algo, ws,
+                                    kWorkspaceBytes, stream));
+  if (pad) {
+    copy_pad(pc, p.c, p.m, p.n, np, cb, stream, true);
+    alloc.release(pa);
+    alloc.release(pb);
+    alloc.release(pc);
+  }
+}
+
+}  // namespace
+}  // namespace graft::cuda
+
+namespace graft {
+GRAFT_REGISTER_CUDA_KERNEL(fp8_gemm, Fp8GemmParams, cuda::launch_fp8_gemm);
+}  // namespace graft

@@ -1,0 +1,97 @@
+// FP8 with per-tensor scaling, as TransformerEngine casts and multiplies.
+//
+// Quantise (forward and backward cast):
+//   q[i]  = fp8(x[i] * scale)         round to nearest even, saturating to the format's largest
+//                                     finite value (E4M3 448, E5M2 57344; inf saturates too,
+//                                     NaN stays NaN)
+//   qt    = q transposed              optional: the [cols, rows] copy dgrad/wgrad GEMMs need
+//   amax  = max(amax, max_i |x[i]|)   optional, accumulated (max) so several casts of one tensor
+//                                     and the delayed-scaling history can share it; NaN wins
+//   scale_inv = 1 / scale             optional, for the GEMM that reads q
+// Dequantise: y[i] = float(q[i]) * scale_inv (tests and the CPU emulation).
+// Amax alone: amax = max(amax, max |x|) (current scaling takes it just before the cast).
+//
+// FP8 GEMM, the TN form cuBLASLt supports on Hopper, row-major:
+//   C[m, n] = alpha * (A[m, k] * a_scale_inv) (B[n, k] * b_scale_inv)^T + beta * C
+// A and B are fp8 (E4M3, or one of them E5M2: gradients), C is bf16 or f32, accumulation f32.
+// fast_accum selects Hopper's faster FP8 accumulation (TE uses it for the forward GEMM and the
+// split, more precise accumulation for dgrad/wgrad). Any m, n, k: the CUDA launcher pads to
+// multiples of 16 internally (zero rows/columns), never falls back to another precision.
+// The CPU reference dequantises both operands and runs the f32 GEMM: the FP8 inputs are exact,
+// so a CUDA result differs from it only by accumulation order.
+// Scales, scale_inv and amax are single f32 values in device memory (host memory on the CPU).
+#pragma once
+
+#include <cstdint>
+
+#include "framework/core/device.h"
+#include "framework/core/dtype.h"
+#include "kernels/dispatch.h"
+
+namespace graft {
+
+struct Fp8QuantizeParams {
+  const void* x = nullptr;  // [rows, cols] in x_dtype (f32, bf16, f16)
+  DType x_dtype = DType::kF32;
+  void* q = nullptr;   // [rows, cols] fp8, optional
+  void* qt = nullptr;  // [cols, rows] fp8, optional
+  DType fp8 = DType::kF8E4M3;
+  int64_t rows = 0, cols = 0;
+  const float* scale = nullptr;  // [1]
+  float* amax = nullptr;         // [1] optional, accumulated with max
+  float* scale_inv = nullptr;    // [1] optional, written
+  Device device;
+  void* stream = nullptr;
+};
+
+struct Fp8DequantizeParams {
+  const void* q = nullptr;  // [n] fp8
+  DType fp8 = DType::kF8E4M3;
+  const float* scale_inv = nullptr;  // [1]
+  void* y = nullptr;                 // [n] in y_dtype (f32, bf16, f16), written
+  DType y_dtype = DType::kF32;
+  int64_t n = 0;
+  Device device;
+  void* stream = nullptr;
+};
+
+struct AmaxParams {
+  const void* x = nullptr;  // [n] f32, bf16 or f16
+  DType dtype = DType::kF32;
+  int64_t n = 0;
+  float* amax = nullptr;  // [1] accumulated with max
+  Device device;
+  void* stream = nullptr;
+};
+
+struct Fp8GemmParams {
+  const void* a = nullptr;  // [m, k] fp8 row-major
+  const void* b = nullptr;  // [n, k] fp8 row-major
+  void* c = nullptr;        // [m, n] row-major
+  DType a_dtype = DType::kF8E4M3, b_dtype = DType::kF8E4M3;
+  DType c_dtype = DType::kBF16;  // bf16 or f32
+  int64_t m = 0, n = 0, k = 0;
+  const float* a_scale_inv = nullptr;  // [1]
+  const float* b_scale_inv = nullptr;  // [1]
+  float alpha = 1.0f, beta = 0.0f;
+  bool fast_accum = true;
+  Device device;
+  void* stream = nullptr;
+};
+
+// Largest finite value of an fp8 format (448 or 57344).
+float fp8_max(DType fp8);
+
+namespace cpu {
+void fp8_quantize(const Fp8QuantizeParams& p);
+void fp8_dequantize(const Fp8DequantizeParams& p);
+void amax_reduce(const AmaxParams& p);
+void fp8_gemm(const Fp8GemmParams& p);
+}  // namespace cpu
+
+inline void fp8_quantize(const Fp8QuantizeParams& p) { GRAFT_DISPATCH(fp8_quantize, p); }
+inline void fp8_dequantize(const Fp8DequantizeParams& p) { GRAFT_DISPATCH(fp8_dequantize, p); }
+inline void amax_reduce(const AmaxParams& p) { GRAFT_DISPATCH(amax_reduce, p); }
+inline void fp8_gemm(const Fp8GemmParams& p) { GRAFT_DISPATCH(fp8_gemm, p); }
+
+}  // namespace graft

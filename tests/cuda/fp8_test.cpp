@@ -1,0 +1,169 @@
+// CUDA FP8 kernels against the CPU emulation: the casts bit for bit (same rounding, saturation,
+// NaN, amax, transposed copy), and the FP8 GEMM over awkward shapes (padded internally).
+#include "kernels/fp8.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "tests/cuda/cuda_test_util.h"
+
+namespace graft {
+namespace {
+
+using namespace cuda_test;
+
+struct CastCase {
+  int64_t rows, cols;
+  DType x, fp8;
+};
+
+class CudaFp8Cast : public ::testing::TestWithParam<CastCase> {};
+
+Tensor scalar_gpu(float v) { return Tensor::from_vector(std::vector<float>{v}, {1}).to(gpu()); }
+
+TEST_P(CudaFp8Cast, QuantizeTransposeAmaxMatchCpuExactly) {
+  GRAFT_REQUIRE_CUDA();
+  const CastCase c = GetParam();
+  auto rng = rng_for(str(c.rows, "x", c.cols));
+  Tensor x = random_host({c.rows, c.cols}, rng, c.x, -3.0f, 3.0f);
+  if (x.numel() > 2) {  // saturation, infinity and NaN too
+    x.data<float>()[0] = 1e6f;
+    x.data<float>()[1] = -INFINITY;
+  }
+  const float scale = c.fp8 == DType::kF8E4M3 ? 96.0f : 4000.0f;
+  // CPU reference.
+  Tensor q = Tensor::empty({c.rows, c.cols}, c.fp8), qt = Tensor::empty({c.cols, c.rows}, c.fp8);
+  Tensor xc = x.to(c.x);
+  float amax = 0.5f, scale_inv = 0.0f;
+  Fp8QuantizeParams p;
+  p.x = xc.raw();
+  p.x_dtype = c.x;
+  p.q = q.raw();
+  p.qt = qt.raw();
+  p.fp8 = c.fp8;
+  p.rows = c.rows;
+  p.cols = c.cols;
+  p.scale = &scale;
+  p.amax = &amax;
+  p.scale_inv = &scale_inv;
+  fp8_quantize(p);
+  // GPU.
+  Tensor xg = to_gpu(x, c.x);
+  Tensor qg = Tensor::empty({c.rows, c.cols}, c.fp8, gpu());
+  Tensor qtg = Tensor::empty({c.cols, c.rows}, c.fp8, gpu());
+  Tensor sg = scalar_gpu(scale), ag = scalar_gpu(0.5f), sig = scalar_gpu(0.0f);
+  Fp8QuantizeParams pg = p;
+  pg.x = xg.raw();
+  pg.q = qg.raw();
+  pg.qt = qtg.raw();
+  pg.scale = static_cast<const float*>(sg.raw());
+  pg.amax = static_cast<float*>(ag.raw());
+  pg.scale_inv = static_cast<float*>(sig.raw());
+  pg.device = gpu();
+  fp8_quantize(pg);
+  const Tensor qh = qg.to(Device::cpu()), qth = qtg.to(Device::cpu());
+  EXPECT_EQ(std::memcmp(qh.raw(), q.raw(), q.nbytes()), 0) << "q differs from the CPU cast";
+  EXPECT_EQ(std::memcmp(qth.raw(), qt.raw(), qt.nbytes()), 0) << "qt differs";
+  EXPECT_EQ(ag.to(Device::cpu()).to_f32_vector()[0], amax);
+  EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], scale_inv);
+  // Dequantise and amax_reduce on the GPU.
+  Tensor yg = poisoned({c.rows * c.cols}, DType::kF32);
+  Fp8DequantizeParams d;
+  d.q = qg.raw();
+  d.fp8 = c.fp8;
+  d.scale_inv = static_cast<const float*>(sig.raw());
+  d.y = yg.raw();
+  d.n = x.numel();
+  d.device = gpu();
+  fp8_dequantize(d);
+  const auto y = yg.to(Device::cpu()).to_f32_vector();
+  const auto qv = q.to(DType::kF32).to_f32_vector();  // fp8 -> f32 on the CPU
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], qv[i] * scale_inv) << i;
+  Tensor a2 = scalar_gpu(0.0f);
+  AmaxParams am;
+  am.x = xg.raw();
+  am.dtype = c.x;
+  am.n = x.numel();
+  am.amax = static_cast<float*>(a2.raw());
+  am.device = gpu();
+  amax_reduce(am);
+  float want = 0.0f;
+  for (float v : xc.to(DType::kF32).to_f32_vector()) want = std::max(want, std::fabs(v));
+  EXPECT_EQ(a2.to(Device::cpu()).to_f32_vector()[0], want);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaFp8Cast,
+                         ::testing::Values(CastCase{71, 229, DType::kF32, DType::kF8E4M3},
+                                           CastCase{29, 541, DType::kBF16, DType::kF8E4M3},
+                                           CastCase{64, 128, DType::kBF16, DType::kF8E5M2},
+                                           CastCase{1, 1, DType::kF32, DType::kF8E5M2},
+                                           CastCase{333, 17, DType::kF32, DType::kF8E4M3}));
+
+struct GemmCase {
+  int64_t m, n, k;
+  DType b;
+  DType c;
+  bool fast;
+};
+
+class CudaFp8Gemm : public ::testing::TestWithParam<GemmCase> {};
+
+TEST_P(CudaFp8Gemm, MatchesTheCpuEmulation) {
+  GRAFT_REQUIRE_CUDA();
+  const GemmCase c = GetParam();
+  auto rng = rng_for(str(c.m, "x", c.n, "x", c.k));
+  // FP8 operands made on the CPU (exact values), scales that are powers of two and not.
+  Tensor a = random_host({c.m, c.k}, rng), b = random_host({c.n, c.k}, rng);
+  Tensor qa = a.to(DType::kF32).to(DType::kF8E4M3), qb = b.to(DType::kF32).to(c.b);
+  const float sa = 0.5f, sb = 0.37f;
+  Tensor want = random_host({c.m, c.n}, rng, c.c);  // beta = 1 reads C
+  Tensor wantc = want.to(c.c);
+  Fp8GemmParams p;
+  p.a = qa.raw();
+  p.b = qb.raw();
+  p.c = wantc.raw();
+  p.b_dtype = c.b;
+  p.c_dtype = c.c;
+  p.m = c.m;
+  p.n = c.n;
+  p.k = c.k;
+  p.a_scale_inv = &sa;
+  p.b_scale_inv = &sb;
+  p.alpha = 1.5f;
+  p.beta = 1.0f;
+  p.fast_accum = c.fast;
+  fp8_gemm(p);
+  Tensor ag = qa.to(gpu()), bg = qb.to(gpu()), cg = to_gpu(want, c.c);
+  Tensor sag = scalar_gpu(sa), sbg = scalar_gpu(sb);
+  Fp8GemmParams pg = p;
+  pg.a = ag.raw();
+  pg.b = bg.raw();
+  pg.c = cg.raw();
+  pg.a_scale_inv = static_cast<const float*>(sag.raw());
+  pg.b_scale_inv = static_cast<const float*>(sbg.raw());
+  pg.device = gpu();
+  fp8_gemm(pg);
+  // The FP8 products are exact in f32, so only the order (and, with fast accumulation, the
+  // precision) of the k-term sums differs: |terms| <= 1.5 * 0.5 * 0.37, so k f32 roundings give
+  // under 1e-6 * k absolute. A bf16 C rounds once on each side (2^-8 relative each). Hopper's
+  // fast FP8 accumulation keeps partial sums at reduced precision: TE accepts 1e-2 relative for it.
+  Tol tol{1e-6 * static_cast<double>(c.k), 1e-5};
+  if (c.c == DType::kBF16) tol = {1e-6 * static_cast<double>(c.k), 8e-3};
+  if (c.fast) tol = {2e-4 * static_cast<double>(c.k), 1e-2};
+  expect_close(cg, wantc.to(DType::kF32), tol, str("fp8 gemm ", c.m, "x", c.n, "x", c.k));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaFp8Gemm,
+    ::testing::Values(GemmCase{16, 16, 16, DType::kF8E4M3, DType::kF32, false},
+                      GemmCase{128, 256, 512, DType::kF8E4M3, DType::kBF16, false},
+                      GemmCase{128, 256, 512, DType::kF8E4M3, DType::kF32, true},
+                      GemmCase{71, 229, 53, DType::kF8E4M3, DType::kF32, false},
+                      GemmCase{29, 541, 7, DType::kF8E5M2, DType::kBF16, false},
+                      GemmCase{1, 7, 33, DType::kF8E5M2, DType::kF32, true}));
+
+}  // namespace
+}  // namespace graft

@@ -61,6 +61,7 @@ uint32_t encode_small_float(float x, int exp_bits, int man_bits, double max_fini
   double quantum = std::ldexp(1.0, exp - man_bits);
   double q = std::nearbyint(a / quantum);  // default rounding mode: ties to even
   double r = q * quantum;
+  if (r == 0.0) return sign_bit;  // below half the smallest subnormal: a signed zero
   if (r > max_finite || std::isinf(a)) r = max_finite;
   // Re-derive bits from the rounded value (rounding may have carried into the exponent).
   int re;

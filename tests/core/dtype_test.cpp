@@ -54,6 +54,22 @@ TEST(DType, Fp8E5M2SaturatesAndRounds) {
   for (uint32_t b = 0; b < 0x7c; ++b) EXPECT_EQ(f32_to_fp8_e5m2(fp8_e5m2_to_f32(b)), b) << b;
 }
 
+// Values below half the smallest subnormal round to a signed zero (they once produced garbage
+// bits: 7.4e-5 became e4m3 0xf8 = -256).
+TEST(DType, TinyValuesRoundToSignedZero) {
+  for (float x : {7.37905502e-05f, 1e-30f, 1e-40f}) {
+    EXPECT_EQ(f32_to_fp8_e4m3(x), 0x00u) << x;
+    EXPECT_EQ(f32_to_fp8_e4m3(-x), 0x80u) << x;
+    EXPECT_EQ(fp8_e4m3_to_f32(f32_to_fp8_e4m3(x)), 0.0f) << x;
+  }
+  EXPECT_EQ(f32_to_fp8_e5m2(1e-6f), 0x00u);  // e5m2's smallest subnormal is 2^-16 = 1.5e-5
+  EXPECT_EQ(f32_to_fp8_e5m2(-1e-6f), 0x80u);
+  EXPECT_EQ(f32_to_f16(1e-8f), 0x0000u);  // f16's is 2^-24 = 6e-8
+  EXPECT_EQ(f32_to_f16(-1e-8f), 0x8000u);
+  // Just above half the smallest subnormal rounds up to it.
+  EXPECT_EQ(f32_to_fp8_e4m3(0.0011f), 0x01u);  // 2^-9 = 0.00195; half is 0.00098
+}
+
 TEST(DType, NamesRoundTrip) {
   for (DType t : {DType::kF32, DType::kBF16, DType::kF16, DType::kF8E4M3, DType::kF8E5M2,
                   DType::kI32, DType::kI64, DType::kBool, DType::kU64}) {

@@ -17,10 +17,29 @@ __device__ __forceinline__ float from_fp8(uint8_t v, bool e4m3) {
   const __half_raw h = __nv_cvt_fp8_to_halfraw(v, e4m3 ? __NV_E4M3 : __NV_E5M2);
   return __half2float(__half(h));
 }
-// Non-negative floats order like their bit patterns as ints; NaN's pattern is above inf's, so a
-// NaN |x| wins the max as the header promises.
-__device__ __forceinline__ void atomic_max_abs(float* dst, float v) {
-  atomicMax(reinterpret_cast<int*>(dst), __float_as_int(v));
+// |x| as an int that orders like the value: non-negative floats order like their bit patterns,
+// and a NaN becomes 0x7fffffff, above +inf (0x7f800000), so it wins every max (the header's
+// promise). The reductions run on these ints: fmaxf would drop NaN.
+__device__ __forceinline__ int abs_key(float v) {
+  return isnan(v) ? 0x7fffffff : __float_as_int(fabsf(v));
+}
+__device__ __forceinline__ int warp_max_int(int v) {
+  for (int o = 16; o > 0; o /= 2) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Block-wide max of keys (any block shape, at most 1024 threads), folded into *dst by thread 0.
+__device__ __forceinline__ void block_amax(int key, float* dst) {
+  __shared__ int warps[32];
+  const int tid = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+  const int nthreads = blockDim.x * blockDim.y * blockDim.z;
+  key = warp_max_int(key);
+  if (tid % 32 == 0) warps[tid / 32] = key;
+  __syncthreads();
+  if (tid == 0) {
+    int m = warps[0];
+    for (int w = 1; w < (nthreads + 31) / 32; ++w) m = max(m, warps[w]);
+    atomicMax(reinterpret_cast<int*>(dst), m);
+  }
 }
 
 // One 32x32 tile per block (32 x 8 threads): q in place, qt through shared memory so both writes
@@ -29,17 +48,14 @@ template <class T>
 __global__ void quantize_kernel(const T* x, uint8_t* q, uint8_t* qt, int64_t rows, int64_t cols,
                                 const float* scale, float* amax, float* scale_inv, bool e4m3) {
   __shared__ uint8_t tile[kTile][kTile + 4];
-  __shared__ float red[32];
   const float s = *scale;
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  float m = 0.0f;
-  bool nan = false;
+  int key = 0;
   for (int dy = threadIdx.y; dy < kTile; dy += blockDim.y) {
     const int64_t r = r0 + dy, c = c0 + threadIdx.x;
     if (r < rows && c < cols) {
       const float v = to_f32(x[r * cols + c]);
-      m = fmaxf(m, fabsf(v));
-      nan = nan || isnan(v);
+      key = max(key, abs_key(v));
       const uint8_t f = to_fp8(v * s, e4m3);
       if (q) q[r * cols + c] = f;
       tile[dy][threadIdx.x] = f;
@@ -52,13 +68,7 @@ __global__ void quantize_kernel(const T* x, uint8_t* q, uint8_t* qt, int64_t row
       if (r < rows && c < cols) qt[c * rows + r] = tile[threadIdx.x][dx];
     }
   }
-  if (amax) {
-    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
-    // A NaN must survive the reduction: fmaxf drops NaN, so carry it as the largest pattern.
-    float v = nan ? __int_as_float(0x7fffffff) : m;
-    v = block_max(v, red);
-    if (tid == 0) atomic_max_abs(amax, v);
-  }
+  if (amax) block_amax(key, amax);
   if (scale_inv && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0)
     *scale_inv = 1.0f / s;
 }
@@ -80,18 +90,11 @@ __global__ void dequantize_kernel(const uint8_t* q, const float* scale_inv, void
 
 template <class T>
 __global__ void amax_kernel(const T* x, int64_t n, float* amax) {
-  __shared__ float red[32];
-  float m = 0.0f;
-  bool nan = false;
+  int key = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = to_f32(x[i]);
-    nan = nan || isnan(v);
-    m = fmaxf(m, fabsf(v));
-  }
-  float v = nan ? __int_as_float(0x7fffffff) : m;
-  v = block_max(v, red);
-  if (threadIdx.x == 0) atomic_max_abs(amax, v);
+       i += int64_t(gridDim.x) * blockDim.x)
+    key = max(key, abs_key(to_f32(x[i])));
+  block_amax(key, amax);
 }
 
 void check_fp8(DType t, const char* what) {

@@ -13,6 +13,9 @@
 //   kPaddingCausal: either of the two above
 //   kArbitrary:     mask[b or 0, i, j] != 0 (true = masked)
 //   window > 0 additionally masks j <= a - window (left sliding window: a - W < j <= a).
+//   segment_ids (optional, with any mask): [B, Skv] document ids; additionally masks
+//     segment[b, j] != segment[b, a] (packed documents never attend to each other; the query's
+//     id is read at its absolute position a, so Skv >= q_offset + Sq).
 // A fully masked row gives out_i = 0 and lse_i = -inf (no NaN); its gradients are zero.
 // Backward from the saved lse, with delta_i = <dout_i, out_i>:
 //   dp_ij = <dout_i, v_j>;  ds_ij = p_ij (dp_ij - delta_i)
@@ -53,8 +56,11 @@ struct AttnShape {
   DType arbitrary_mask_dtype = DType::kU8;
   int64_t mask_batch = 1;  // 1 (broadcast) or B
   int64_t window = 0;      // > 0: left sliding window W
-  int64_t q_offset = 0;    // absolute position of query row 0
-  float scale = 0.0f;      // <= 0: 1/sqrt(head_dim)
+  // Optional [B, Skv] i32 or i64 document ids: keys of another document are masked.
+  const void* segment_ids = nullptr;
+  DType segment_ids_dtype = DType::kI64;
+  int64_t q_offset = 0;  // absolute position of query row 0
+  float scale = 0.0f;    // <= 0: 1/sqrt(head_dim)
 };
 
 struct AttnFwdParams {

@@ -59,6 +59,9 @@ struct AttentionInputs {
   int64_t seq = 0;          // query length of this call
   Tensor positions;         // i64 [batch, seq] rotary positions
   Tensor key_padding_mask;  // optional i64/u8 [batch, kv_len]: 1 = token, 0 = padding
+  // Optional i64 [batch, seq] document ids of packed sequences: a query attends only to keys of
+  // its own document (positions should restart per document too). Training only (no cache).
+  Tensor segment_ids;
   // Generation with a KV cache: keys/values of earlier tokens are read from `cache` and this
   // call's keys/values appended at `cache_offset`. Nullptr when training.
   struct KVCache* cache = nullptr;

@@ -25,21 +25,43 @@ std::vector<std::string> expand_glob(const std::string& pattern) {
 DataConfig parse_data_config(RecipeNode& n) {
   DataConfig c;
   c.text = n.get<std::vector<std::string>>("text", {});
+  for (RecipeNode& s : n.children("sources")) {
+    DataSource src;
+    src.path = s.require<std::string>("path");
+    src.type = s.get<std::string>("type", "text");
+    src.field = s.get<std::string>("field", "text");
+    src.weight = s.get<double>("weight", 1.0);
+    s.finish();
+    if (src.type != "text" && src.type != "sft")
+      s.fail("type", str("= '", src.type, "': expected text or sft"));
+    if (!(src.weight > 0)) s.fail("weight", str("= ", src.weight, ": expected > 0"));
+    if (src.field.empty()) s.fail("field", "must name a JSONL field");
+    src.files = expand_glob(src.path);
+    if (src.files.empty()) s.fail("path", str("= '", src.path, "' matches no readable file"));
+    c.sources.push_back(std::move(src));
+  }
   c.prepared = n.get<std::string>("prepared", "");
   c.tokenizer = n.get<std::string>("tokenizer", "byte");
   c.cache_dir = n.get<std::string>("cache_dir", "");
   c.seq_len = require_positive(n, "seq_len", n.get<int64_t>("seq_len", 256));
   c.seed = n.get<int64_t>("seed", 1234);
+  c.document_mask = n.get<bool>("document_mask", false);
   n.finish();
-  if (c.text.empty() == c.prepared.empty())
-    n.fail(c.text.empty() ? "text" : "prepared",
-           "expected exactly one of data.text (raw text globs) or data.prepared (a folder from "
-           "`graft data prepare`)");
+  const int given = !c.text.empty() + !c.sources.empty() + !c.prepared.empty();
+  if (given != 1)
+    n.fail(!c.sources.empty() ? "sources"
+           : c.text.empty()   ? "prepared"
+                              : "text",
+           "expected exactly one of data.text (text globs), data.sources (a mixture) or "
+           "data.prepared (a folder from `graft data prepare`)");
   for (const auto& pattern : c.text) {
-    auto files = expand_glob(pattern);
-    if (files.empty()) n.fail("text", str("= '", pattern, "' matches no readable file"));
-    c.files.insert(c.files.end(), files.begin(), files.end());
+    DataSource src;
+    src.path = pattern;
+    src.files = expand_glob(pattern);
+    if (src.files.empty()) n.fail("text", str("= '", pattern, "' matches no readable file"));
+    c.sources.push_back(std::move(src));
   }
+  for (const auto& s : c.sources) c.files.insert(c.files.end(), s.files.begin(), s.files.end());
   if (!c.prepared.empty() && !std::filesystem::is_regular_file(c.prepared + "/meta.json"))
     n.fail("prepared",
            str("= '", c.prepared, "' has no meta.json (write it with graft data prepare)"));

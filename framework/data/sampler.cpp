@@ -16,16 +16,16 @@ Sampler::Sampler(const TokenDataset* data, SamplerConfig config) : data_(data), 
   GRAFT_CHECK(config.world >= 1 && config.rank >= 0 && config.rank < config.world, "rank ",
               config.rank, " of ", config.world);
   GRAFT_CHECK(config.seq_len > 0, "seq_len = ", config.seq_len);
-  GRAFT_INPUT_CHECK(data->size() >= config.seq_len, data->dir(), ": the dataset holds ",
-                    data->size(), " tokens, fewer than data.seq_len = ", config.seq_len);
-  windows_ = data->size() / config.seq_len;
+  GRAFT_INPUT_CHECK(data->size() > config.seq_len, data->dir(), ": the dataset holds ",
+                    data->size(), " tokens, fewer than data.seq_len + 1 = ", config.seq_len + 1);
+  windows_ = (data->size() - 1) / config.seq_len;
 }
 
 void Sampler::prepare_epoch(uint64_t e) {
   if (e == epoch_) return;
   epoch_ = e;
   const uint64_t s = splitmix64(config_.seed ^ splitmix64(e));
-  const int64_t slack = data_->size() - windows_ * config_.seq_len;
+  const int64_t slack = data_->size() - 1 - windows_ * config_.seq_len;
   offset_ = static_cast<int64_t>(s % static_cast<uint64_t>(slack + 1));
   perm_.resize(windows_);
   std::iota(perm_.begin(), perm_.end(), 0);
@@ -37,19 +37,59 @@ void Sampler::prepare_epoch(uint64_t e) {
   }
 }
 
-void Sampler::sequence(uint64_t g, int64_t* out) {
+int64_t Sampler::window_start(uint64_t g) {
   prepare_epoch(g / windows_);
-  const int64_t w = perm_[g % windows_];
-  data_->read(offset_ + w * config_.seq_len, config_.seq_len, out);
+  return offset_ + perm_[g % windows_] * config_.seq_len;
 }
 
-Tensor Sampler::next(int64_t batch) {
-  Tensor t = Tensor::empty({batch, config_.seq_len}, DType::kI64);
-  int64_t* p = t.data<int64_t>();
+void Sampler::sequence(uint64_t g, int64_t* out) {
+  data_->read(window_start(g), config_.seq_len + 1, out);
+}
+
+void Sampler::fill_row(uint64_t g, int64_t* ids, int64_t* targets, int64_t* positions,
+                       int64_t* segments, int64_t* counted) {
+  const int64_t S = config_.seq_len, start = window_start(g), eos = data_->eos_id();
+  tokens_.resize(static_cast<size_t>(S + 1));
+  data_->read(start, S + 1, tokens_.data());
+  const bool masked = data_->has_loss_mask();
+  if (masked) {
+    mask_.resize(static_cast<size_t>(S + 1));
+    data_->read_loss_mask(start, S + 1, mask_.data());
+  }
+  int64_t seg = 0, doc_start = 0;
+  for (int64_t t = 0; t < S; ++t) {
+    if (t > 0 && tokens_[t - 1] == eos) {  // a document starts here
+      ++seg;
+      doc_start = t;
+    }
+    ids[t] = tokens_[t];
+    const bool count = tokens_[t] != eos && (!masked || mask_[t + 1] != 0);
+    targets[t] = count ? tokens_[t + 1] : -100;
+    *counted += count;
+    if (positions) positions[t] = t - doc_start;
+    if (segments) segments[t] = seg;
+  }
+}
+
+LmInputs Sampler::next(int64_t batch) {
+  const int64_t S = config_.seq_len;
+  LmInputs out;
+  out.input_ids = Tensor::empty({batch, S}, DType::kI64);
+  out.targets = Tensor::empty({batch, S}, DType::kI64);
+  if (config_.document_mask) {
+    out.positions = Tensor::empty({batch, S}, DType::kI64);
+    out.segment_ids = Tensor::empty({batch, S}, DType::kI64);
+  }
+  auto row = [&](Tensor& t, int64_t b) {
+    return t.defined() ? t.data<int64_t>() + b * S : nullptr;
+  };
+  out.num_targets = 0;
   const uint64_t base = position_ + static_cast<uint64_t>(config_.rank * batch);
-  for (int64_t b = 0; b < batch; ++b) sequence(base + b, p + b * config_.seq_len);
+  for (int64_t b = 0; b < batch; ++b)
+    fill_row(base + b, row(out.input_ids, b), row(out.targets, b), row(out.positions, b),
+             row(out.segment_ids, b), &out.num_targets);
   position_ += static_cast<uint64_t>(batch * config_.world);
-  return t;
+  return out;
 }
 
 }  // namespace graft

@@ -1,10 +1,19 @@
 // Deterministic sampling of fixed-length training sequences.
 //
-// The token stream (a TokenDataset: documents separated by EOS) is cut into
-// n = floor(total / seq_len) windows of seq_len tokens. Epoch e uses the windows starting at
-// off_e + k · seq_len (off_e in [0, total - n · seq_len], drawn from the seed) in an order given
-// by a seeded Fisher-Yates permutation. Global sequence g is window perm_e[g mod n] of epoch
-// e = g / n, so sequence g depends only on (dataset, seq_len, seed, g).
+// The token stream (a TokenDataset: documents, each [BOS] tokens EOS, see token_shard.h) is cut
+// into n = floor((total - 1) / seq_len) windows of seq_len + 1 tokens that overlap by one: window
+// k holds tokens off_e + k·seq_len .. off_e + (k+1)·seq_len, its first seq_len tokens are the
+// inputs and its last seq_len the targets, so within an epoch every token after off_e is a
+// target exactly once (none is lost at a window edge). off_e in [0, total - 1 - n·seq_len] is
+// drawn from the seed; epoch e visits the windows in a seeded Fisher-Yates order. Global
+// sequence g is window perm_e[g mod n] of epoch e = g / n, so sequence g depends only on
+// (dataset, seq_len, seed, g).
+//
+// Targets that are not counted (-100): a target whose input token is EOS (it belongs to the next
+// document: the loss never crosses a document boundary, so a BOS is never a target), and, when
+// the dataset has a loss mask (SFT), the tokens the mask excludes (prompts).
+// document_mask: each row also carries document ids (a new id after every EOS) and positions
+// restarting at 0 at each document start, so attention stays within a document.
 //
 // Data parallelism: each optimizer micro-batch takes batch · world consecutive global sequences;
 // rank r reads the r-th slice of `batch` of them, so ranks are disjoint and the global batch is
@@ -17,6 +26,7 @@
 
 #include "framework/core/tensor.h"
 #include "framework/data/token_shard.h"
+#include "framework/model/lm_inputs.h"
 
 namespace graft {
 
@@ -25,17 +35,22 @@ struct SamplerConfig {
   uint64_t seed = 0;
   int rank = 0;
   int world = 1;
+  bool document_mask = false;
 };
 
 class Sampler {
  public:
-  // InputError when the dataset holds fewer than seq_len tokens.
+  // InputError when the dataset holds fewer than seq_len + 1 tokens.
   Sampler(const TokenDataset* data, SamplerConfig config);
 
-  // i64 [batch, seq_len]: this rank's slice of the next batch · world global sequences.
-  Tensor next(int64_t batch);
-  // Tokens of global sequence g (seq_len of them).
+  // This rank's slice of the next batch · world global sequences: input_ids, targets,
+  // num_targets, and with document_mask positions and segment_ids ([batch, seq_len] each).
+  LmInputs next(int64_t batch);
+  // Tokens of global sequence g (seq_len + 1 of them: inputs, then the last target).
   void sequence(uint64_t g, int64_t* out);
+  // Window g as a one-row batch (what next() builds for each row).
+  void fill_row(uint64_t g, int64_t* ids, int64_t* targets, int64_t* positions, int64_t* segments,
+                int64_t* counted);
 
   uint64_t position() const { return position_; }
   void set_position(uint64_t p) { position_ = p; }
@@ -43,6 +58,7 @@ class Sampler {
 
  private:
   void prepare_epoch(uint64_t e);
+  int64_t window_start(uint64_t g);
 
   const TokenDataset* data_;
   SamplerConfig config_;
@@ -51,6 +67,8 @@ class Sampler {
   uint64_t epoch_ = UINT64_MAX;
   int64_t offset_ = 0;
   std::vector<int64_t> perm_;
+  std::vector<int64_t> tokens_;  // scratch: one window
+  std::vector<uint8_t> mask_;    // scratch: its loss mask
 };
 
 // SplitMix64: the stateless mixer used to derive per-epoch seeds.

@@ -28,8 +28,9 @@ void put(std::string& s, T v) {
 
 void write_token_shard(const std::string& path, const std::vector<int64_t>& tokens,
                        int token_bytes) {
-  GRAFT_CHECK(token_bytes == 2 || token_bytes == 4, "token_bytes = ", token_bytes);
-  const int64_t limit = token_bytes == 2 ? 0xFFFF : 0xFFFFFFFFll;
+  GRAFT_CHECK(token_bytes == 1 || token_bytes == 2 || token_bytes == 4,
+              "token_bytes = ", token_bytes);
+  const int64_t limit = token_bytes == 1 ? 0xFF : token_bytes == 2 ? 0xFFFF : 0xFFFFFFFFll;
   std::string s;
   s.reserve(kTokenShardHeaderBytes + tokens.size() * token_bytes);
   s.append(kMagic, 8);
@@ -41,7 +42,9 @@ void write_token_shard(const std::string& path, const std::vector<int64_t>& toke
     const int64_t t = tokens[i];
     GRAFT_INPUT_CHECK(t >= 0 && t <= limit, path, ": token ", i, " = ", t, " does not fit in ",
                       token_bytes * 8, " bits");
-    if (token_bytes == 2)
+    if (token_bytes == 1)
+      put<uint8_t>(s, static_cast<uint8_t>(t));
+    else if (token_bytes == 2)
       put<uint16_t>(s, static_cast<uint16_t>(t));
     else
       put<uint32_t>(s, static_cast<uint32_t>(t));
@@ -76,7 +79,8 @@ std::shared_ptr<TokenShard> TokenShard::open(const std::string& path) {
   std::memcpy(&count, p + 16, 8);
   GRAFT_INPUT_CHECK(version == kTokenShardVersion, path, ": token shard version ", version,
                     ", expected ", kTokenShardVersion);
-  GRAFT_INPUT_CHECK(tb == 2 || tb == 4, path, ": bytes per token = ", tb, ", expected 2 or 4");
+  GRAFT_INPUT_CHECK(tb == 2 || tb == 4 || (tb == 1 && path.ends_with(".mask.bin")), path,
+                    ": bytes per token = ", tb, ", expected 2 or 4");
   GRAFT_INPUT_CHECK(
       count <= (size - kTokenShardHeaderBytes) / tb && kTokenShardHeaderBytes + count * tb == size,
       path, ": header says ", count, " tokens of ", tb, " bytes but the file has ", size,
@@ -93,6 +97,7 @@ TokenShard::~TokenShard() {
 
 int64_t TokenShard::at(int64_t i) const {
   GRAFT_CHECK(i >= 0 && i < count_, "token index ", i, " out of ", count_);
+  if (token_bytes_ == 1) return tokens_[i];
   if (token_bytes_ == 2) {
     uint16_t v;
     std::memcpy(&v, tokens_ + 2 * i, 2);
@@ -122,13 +127,30 @@ TokenDataset TokenDataset::open(const std::string& dir) {
     d.tokenizer_ = meta.at("tokenizer").get<std::string>();
     d.vocab_size_ = meta.at("vocab_size").get<int64_t>();
     d.eos_id_ = meta.at("eos_id").get<int64_t>();
-    for (const auto& s : meta.at("shards")) {
+    d.bos_id_ = meta.value("bos_id", int64_t{-1});
+    d.tokenizer_hash_ = meta.value("tokenizer_hash", "");
+    auto open_shard = [&](const nlohmann::json& s) {
       const std::string name = s.get<std::string>();
       GRAFT_INPUT_CHECK(name.find('/') == std::string::npos && name != "..", meta_path,
                         ": shard name '", name, "' must be a plain file name");
+      return TokenShard::open(dir + "/" + name);
+    };
+    for (const auto& s : meta.at("shards")) {
       d.starts_.push_back(d.total_);
-      d.shards_.push_back(TokenShard::open(dir + "/" + name));
+      d.shards_.push_back(open_shard(s));
       d.total_ += d.shards_.back()->size();
+    }
+    if (meta.contains("loss_mask")) {
+      const auto& m = meta.at("loss_mask");
+      GRAFT_INPUT_CHECK(m.size() == d.shards_.size(), meta_path, ": ", m.size(),
+                        " loss_mask shards for ", d.shards_.size(), " token shards");
+      for (size_t i = 0; i < m.size(); ++i) {
+        d.masks_.push_back(open_shard(m[i]));
+        GRAFT_INPUT_CHECK(d.masks_.back()->size() == d.shards_[i]->size(), meta_path,
+                          ": loss_mask shard ", m[i].get<std::string>(), " holds ",
+                          d.masks_.back()->size(), " entries for ", d.shards_[i]->size(),
+                          " tokens");
+      }
     }
     GRAFT_INPUT_CHECK(meta.at("tokens").get<int64_t>() == d.total_, meta_path,
                       ": tokens = ", meta.at("tokens").get<int64_t>(), " but the shards hold ",
@@ -139,18 +161,39 @@ TokenDataset TokenDataset::open(const std::string& dir) {
   return d;
 }
 
-void TokenDataset::read(int64_t begin, int64_t n, int64_t* out) const {
-  GRAFT_CHECK(begin >= 0 && begin + n <= total_, "range ", begin, "+", n, " of ", total_);
-  size_t s = std::upper_bound(starts_.begin(), starts_.end(), begin) - starts_.begin() - 1;
+namespace {
+// Calls f(shard, local begin, count, offset into the output) for the pieces of [begin, begin + n).
+template <class F>
+void for_pieces(const std::vector<int64_t>& starts,
+                const std::vector<std::shared_ptr<TokenShard>>& shards, int64_t begin, int64_t n,
+                F&& f) {
+  size_t s = std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin() - 1;
+  int64_t done = 0;
   while (n > 0) {
-    const int64_t local = begin - starts_[s];
-    const int64_t take = std::min(n, shards_[s]->size() - local);
-    shards_[s]->read(local, take, out);
-    out += take;
+    const int64_t local = begin - starts[s];
+    const int64_t take = std::min(n, shards[s]->size() - local);
+    f(*shards[s], local, take, done);
+    done += take;
     begin += take;
     n -= take;
     ++s;
   }
+}
+}  // namespace
+
+void TokenDataset::read(int64_t begin, int64_t n, int64_t* out) const {
+  GRAFT_CHECK(begin >= 0 && begin + n <= total_, "range ", begin, "+", n, " of ", total_);
+  for_pieces(
+      starts_, shards_, begin, n,
+      [&](const TokenShard& sh, int64_t b, int64_t k, int64_t o) { sh.read(b, k, out + o); });
+}
+
+void TokenDataset::read_loss_mask(int64_t begin, int64_t n, uint8_t* out) const {
+  GRAFT_CHECK(has_loss_mask(), dir_, ": no loss mask");
+  GRAFT_CHECK(begin >= 0 && begin + n <= total_, "range ", begin, "+", n, " of ", total_);
+  for_pieces(starts_, masks_, begin, n, [&](const TokenShard& sh, int64_t b, int64_t k, int64_t o) {
+    for (int64_t i = 0; i < k; ++i) out[o + i] = static_cast<uint8_t>(sh.at(b + i));
+  });
 }
 
 }  // namespace graft

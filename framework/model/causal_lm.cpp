@@ -145,18 +145,36 @@ Tensor CausalLM::head(const Tensor& normed, Saved* save) {
   return layers::matmul_nt(rows, embedding_weight().value);
 }
 
-Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) {
-  Tensor ids = on_device_i64(input_ids, device(), "forward: input_ids");
+AttentionInputs CausalLM::attention_inputs(const LmInputs& li, const Tensor& ids,
+                                           const char* what) {
   const int64_t B = ids.size(0), S = ids.size(1);
   AttentionInputs in;
   in.batch = B;
   in.seq = S;
-  in.positions = arange_positions(B, S, 0, device());
-  if (attention_mask.defined()) {
-    GRAFT_INPUT_CHECK(attention_mask.shape() == ids.shape(), "forward: attention_mask ",
-                      attention_mask.str(), " does not match input_ids ", ids.str());
-    in.key_padding_mask = on_device_i64(attention_mask, device(), "forward: attention_mask");
-  }
+  auto same_shape = [&](const Tensor& t, const char* name) {
+    GRAFT_INPUT_CHECK(t.shape() == ids.shape(), what, ": ", name, " ", t.str(),
+                      " does not match input_ids ", ids.str());
+    return on_device_i64(t, device(), what);
+  };
+  in.positions = li.positions.defined() ? same_shape(li.positions, "positions")
+                                        : arange_positions(B, S, 0, device());
+  if (li.segment_ids.defined()) in.segment_ids = same_shape(li.segment_ids, "segment_ids");
+  if (li.attention_mask.defined())
+    in.key_padding_mask = same_shape(li.attention_mask, "attention_mask");
+  return in;
+}
+
+Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) {
+  LmInputs li;
+  li.input_ids = input_ids;
+  li.attention_mask = attention_mask;
+  return forward(li);
+}
+
+Tensor CausalLM::forward(const LmInputs& li) {
+  Tensor ids = on_device_i64(li.input_ids, device(), "forward: input_ids");
+  const int64_t B = ids.size(0), S = ids.size(1);
+  AttentionInputs in = attention_inputs(li, ids, "forward");
   Tensor logits = head(hidden(ids, in, nullptr), nullptr);
   if (logits.dtype() != DType::kF32) {  // bf16 activations: the logits are returned in f32
     Tensor f = Tensor::empty(logits.shape(), DType::kF32, device());
@@ -168,33 +186,38 @@ Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) 
 
 double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
                                   const Tensor& attention_mask, bool backward, double grad_scale) {
-  Saved save;
-  save.ids = on_device_i64(input_ids, device(), "forward_backward: input_ids");
-  const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
-  GRAFT_INPUT_CHECK(labels.shape() == save.ids.shape() && labels.dtype() == DType::kI64,
+  GRAFT_INPUT_CHECK(labels.shape() == input_ids.shape() && labels.dtype() == DType::kI64,
                     "forward_backward: labels ", labels.str(),
-                    " must be i64 shaped like input_ids ", save.ids.str());
-  AttentionInputs in;
-  in.batch = B;
-  in.seq = S;
-  in.positions = arange_positions(B, S, 0, device());
-  if (attention_mask.defined()) {
-    GRAFT_INPUT_CHECK(attention_mask.shape() == save.ids.shape(),
-                      "forward_backward: attention_mask ", attention_mask.str(),
-                      " does not match input_ids ", save.ids.str());
-    in.key_padding_mask =
-        on_device_i64(attention_mask, device(), "forward_backward: attention_mask");
-  }
-  Tensor logits =
-      head(hidden(save.ids, in, backward ? &save : nullptr), backward ? &save : nullptr);
-
+                    " must be i64 shaped like input_ids ", input_ids.str());
+  GRAFT_INPUT_CHECK(input_ids.ndim() == 2, "forward_backward: input_ids ", input_ids.str(),
+                    " must be [batch, seq]");
   // Shift: position t predicts labels[t + 1]; the last position predicts nothing.
+  const int64_t B = input_ids.size(0), S = input_ids.size(1);
   Tensor host_labels = labels.to(Device::cpu()).contiguous();
   const int64_t* lab = host_labels.data<int64_t>();
   std::vector<int64_t> targets(static_cast<size_t>(B * S), -100);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t s = 0; s + 1 < S; ++s) targets[b * S + s] = lab[b * S + s + 1];
-  Tensor tgt = Tensor::from_vector(targets, {B * S}).to(device());
+  LmInputs li;
+  li.input_ids = input_ids;
+  li.targets = Tensor::from_vector(targets, {B, S});
+  li.attention_mask = attention_mask;
+  return forward_backward(li, backward, grad_scale);
+}
+
+double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad_scale) {
+  Saved save;
+  save.ids = on_device_i64(li.input_ids, device(), "forward_backward: input_ids");
+  const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
+  GRAFT_INPUT_CHECK(li.targets.defined() && li.targets.shape() == save.ids.shape() &&
+                        li.targets.dtype() == DType::kI64,
+                    "forward_backward: targets ", li.targets.defined() ? li.targets.str() : "none",
+                    " must be i64 shaped like input_ids ", save.ids.str());
+  AttentionInputs in = attention_inputs(li, save.ids, "forward_backward");
+  Tensor logits =
+      head(hidden(save.ids, in, backward ? &save : nullptr), backward ? &save : nullptr);
+
+  Tensor tgt = on_device_i64(li.targets, device(), "forward_backward: targets");
 
   Tensor loss = Tensor::zeros({1}, DType::kF32, device());
   Tensor lse = Tensor::empty({B * S}, DType::kF32, device());
@@ -205,6 +228,7 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
   fp.lse = static_cast<float*>(lse.raw());
   fp.n = B * S;
   fp.vocab = V;
+  fp.num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
   fp.dtype = logits.dtype();
   fp.device = device();
   cross_entropy_fwd(fp);
@@ -218,6 +242,7 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
   bp.dlogits = logits.raw();  // in place
   bp.n = B * S;
   bp.vocab = V;
+  bp.num_valid = fp.num_valid;
   bp.grad_scale = static_cast<float>(grad_scale);
   bp.dtype = logits.dtype();
   bp.device = device();

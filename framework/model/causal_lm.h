@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/model/lm_inputs.h"
 #include "framework/registry/build_context.h"
 #include "layers/decoder.h"
 
@@ -81,6 +82,8 @@ class CausalLM : public Module {
   // input_ids: i64 [batch, seq]; attention_mask: optional i64 [batch, seq] (1 token, 0 pad).
   // Returns logits f32 [batch, seq, vocab] (cast from bf16 when the parameters are bf16).
   Tensor forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor());
+  // The same with explicit positions / document ids (`targets` unused).
+  Tensor forward(const LmInputs& in);
 
   // Causal-LM loss with HF semantics: position t predicts labels[t+1]; labels == -100 ignored;
   // mean over the counted predictions. With backward=true, parameter grads are accumulated (+=)
@@ -88,6 +91,10 @@ class CausalLM : public Module {
   double forward_backward(const Tensor& input_ids, const Tensor& labels,
                           const Tensor& attention_mask = Tensor(), bool backward = true,
                           double grad_scale = 1.0);
+  // The loss on pre-shifted targets (lm_inputs.h): mean of -log p(targets[t]) over the targets
+  // that are not -100 (the sum divided by in.loss_divisor when that is > 0). Positions and document
+  // ids, when given, reach every attention layer.
+  double forward_backward(const LmInputs& in, bool backward = true, double grad_scale = 1.0);
 
   // Greedy (temperature 0) or sampled continuation of `prompt`; returns prompt + new tokens.
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, const GenerateOptions& opt);
@@ -105,6 +112,7 @@ class CausalLM : public Module {
   struct Saved;
   Tensor hidden(const Tensor& ids, const AttentionInputs& in, Saved* save);  // after final norm
   Tensor head(const Tensor& normed, Saved* save);                            // [rows, vocab] logits
+  AttentionInputs attention_inputs(const LmInputs& in, const Tensor& ids, const char* what);
   std::vector<float> next_token_logits(const Tensor& ids, const AttentionInputs& in);
   Parameter& embedding_weight();
 

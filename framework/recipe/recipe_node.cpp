@@ -171,6 +171,22 @@ RecipeNode RecipeNode::child(const std::string& key) {
                     full(key), source_);
 }
 
+std::vector<RecipeNode> RecipeNode::children(const std::string& key) {
+  read_.insert(key);
+  YAML::Node n = lookup(key);
+  std::vector<RecipeNode> out;
+  if (!n.IsDefined() || n.IsNull()) return out;
+  if (!n.IsSequence()) fail(key, "must be a list of mappings");
+  YAML::Node r = resolved_[key];
+  r = YAML::Node(YAML::NodeType::Sequence);
+  for (size_t i = 0; i < n.size(); ++i) {
+    YAML::Node ri(YAML::NodeType::Map);
+    r.push_back(ri);
+    out.emplace_back(n[i], r[i], str(full(key), "[", i, "]"), source_);
+  }
+  return out;
+}
+
 YAML::Node RecipeNode::raw(const std::string& key) {
   read_.insert(key);
   YAML::Node n = lookup(key);

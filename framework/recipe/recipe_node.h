@@ -47,6 +47,9 @@ class RecipeNode {
 
   // A nested mapping (an empty one when absent). Its keys are checked by its own finish().
   RecipeNode child(const std::string& key);
+  // A list of mappings (empty when absent), element i named "path.key[i]"; each element's keys
+  // are checked by its own finish().
+  std::vector<RecipeNode> children(const std::string& key);
   // A subtree copied verbatim into the resolved tree, for free-form maps (model.config).
   YAML::Node raw(const std::string& key);
 

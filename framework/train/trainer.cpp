@@ -72,6 +72,7 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   sc.seed = static_cast<uint64_t>(r.data.seed);
   sc.rank = groups_->dp->rank();
   sc.world = groups_->dp->size();
+  sc.document_mask = r.data.document_mask;
   sampler_ = std::make_unique<Sampler>(dataset_.get(), sc);
 
   state_.data_seed = r.data.seed;
@@ -226,18 +227,26 @@ TrainResult Trainer::run() {
     const double t0 = now_s();
     Watchdog::instance().set_step(step + 1);
     buckets_->zero_grad();
+    // The loss is the mean over every counted target of the step's micro-batches on all ranks
+    // (document starts and SFT masks make the counts differ): each micro-batch contributes its
+    // sum divided by that global count, and the gradients are scaled by the group size because
+    // the data-parallel reduction averages them.
+    std::vector<LmInputs> micro;
+    double counted = 0;
+    for (int64_t a = 0; a < r.train.grad_accum; ++a) {
+      micro.push_back(sampler_->next(r.train.batch_size));
+      counted += static_cast<double>(micro.back().num_targets);
+    }
+    counted = groups_->dp_cp->all_reduce_scalar(counted, ReduceOp::kSum);
     double loss = 0;
     for (int64_t a = 0; a < r.train.grad_accum; ++a) {
-      Tensor ids = sampler_->next(r.train.batch_size);
+      micro[a].loss_divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
       buckets_->set_sync(a + 1 == r.train.grad_accum);
-      loss += model_->forward_backward(ids, ids, Tensor(), true, 1.0 / r.train.grad_accum);
+      loss += model_->forward_backward(micro[a], true, groups_->dp_cp->size());
     }
-    loss /= static_cast<double>(r.train.grad_accum);
     if (options_.after_backward) options_.after_backward(step, *model_);
     buckets_->finish();
-    // Every rank's loss is the mean over its equal share of the targets: the mean of the means
-    // is the loss over the global batch.
-    loss = groups_->dp_cp->all_reduce_scalar(loss, ReduceOp::kAvg);
+    loss = groups_->dp_cp->all_reduce_scalar(loss, ReduceOp::kSum);
     const double norm = optim_->grad_norm();
     const bool skip = !std::isfinite(loss) || !std::isfinite(norm);
     const double lr = schedule_.lr_at(step);

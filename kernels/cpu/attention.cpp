@@ -78,6 +78,12 @@ void check_shape(const AttnShape& a, DType dtype, const Device& dev, const char*
     GRAFT_CHECK(t == DType::kU8 || t == DType::kBool || t == DType::kI32 || t == DType::kI64, name,
                 ": key_padding dtype ", dtype_name(t), " must be u8, bool, i32 or i64");
   }
+  if (a.segment_ids) {
+    GRAFT_CHECK(a.segment_ids_dtype == DType::kI32 || a.segment_ids_dtype == DType::kI64, name,
+                ": segment_ids dtype ", dtype_name(a.segment_ids_dtype), " must be i32 or i64");
+    GRAFT_CHECK(a.seq_kv >= a.q_offset + a.seq_q, name, ": segment_ids need seq_kv = ", a.seq_kv,
+                " >= q_offset + seq_q = ", a.q_offset + a.seq_q);
+  }
   if (a.mask == AttnMask::kArbitrary) {
     GRAFT_CHECK(a.arbitrary_mask, name, ": mask arbitrary needs arbitrary_mask");
     GRAFT_CHECK(a.arbitrary_mask_dtype == DType::kU8 || a.arbitrary_mask_dtype == DType::kBool,
@@ -106,6 +112,9 @@ void build_keep(const AttnShape& a, int64_t b, int64_t i0, int64_t nb, std::vect
       if (causal && j > pos) ok = false;
       if (a.window > 0 && j <= pos - a.window) ok = false;
       if (padding && read_int(a.key_padding, a.key_padding_dtype, b * skv + j) == 0) ok = false;
+      if (a.segment_ids && read_int(a.segment_ids, a.segment_ids_dtype, b * skv + j) !=
+                               read_int(a.segment_ids, a.segment_ids_dtype, b * skv + pos))
+        ok = false;
       if (a.mask == AttnMask::kArbitrary) {
         const int64_t mb = a.mask_batch == 1 ? 0 : b;
         if (static_cast<const uint8_t*>(a.arbitrary_mask)[(mb * a.seq_q + i) * skv + j]) ok = false;

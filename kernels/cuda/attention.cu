@@ -21,8 +21,8 @@
 //             dQ_h = scale dS K_g;  dK_g += scale dS^T Q_h
 //             (dK, dV accumulate over the group in f32 scratch, then cast into dk, dv)
 // Scratch is O(Hkv Sq Skv) for one (b, r) at a time, from the caching allocator. Masks
-// (causal with q_offset, padding, arbitrary, sliding window) are evaluated in the softmax
-// kernels; a fully masked row gives P = 0, out = 0 and lse = -inf.
+// (causal with q_offset, padding, arbitrary, sliding window, document ids) are evaluated in the
+// softmax kernels; a fully masked row gives P = 0, out = 0 and lse = -inf.
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -43,7 +43,14 @@ struct MaskInfo {
   int key_padding_bytes;  // 1, 4 or 8
   const uint8_t* arbitrary;
   int64_t mask_batch, seq_q, seq_kv, window, q_offset;
+  const void* segment;  // [B, Skv] document ids or null
+  int segment_bytes;    // 4 or 8
 };
+
+__device__ __forceinline__ int64_t segment_at(const MaskInfo& mi, int64_t k) {
+  return mi.segment_bytes == 4 ? static_cast<const int32_t*>(mi.segment)[k]
+                               : static_cast<const int64_t*>(mi.segment)[k];
+}
 
 __device__ __forceinline__ bool is_masked(const MaskInfo& mi, int64_t b, int64_t i, int64_t j) {
   const int64_t a = mi.q_offset + i;
@@ -61,6 +68,8 @@ __device__ __forceinline__ bool is_masked(const MaskInfo& mi, int64_t b, int64_t
     }
     if (!keep) return true;
   }
+  if (mi.segment && segment_at(mi, b * mi.seq_kv + j) != segment_at(mi, b * mi.seq_kv + a))
+    return true;
   if (mi.mask == AttnMask::kArbitrary) {
     const int64_t mb = mi.mask_batch == 1 ? 0 : b;
     if (mi.arbitrary[(mb * mi.seq_q + i) * mi.seq_kv + j] != 0) return true;
@@ -174,7 +183,16 @@ MaskInfo mask_info(const AttnShape& sh) {
   MaskInfo mi{
       sh.mask,       sh.key_padding, 1,         static_cast<const uint8_t*>(sh.arbitrary_mask),
       sh.mask_batch, sh.seq_q,       sh.seq_kv, sh.window,
-      sh.q_offset};
+      sh.q_offset,   sh.segment_ids, 8};
+  if (sh.segment_ids) {
+    GRAFT_CHECK(sh.segment_ids_dtype == DType::kI32 || sh.segment_ids_dtype == DType::kI64,
+                "attention: segment_ids dtype ", dtype_name(sh.segment_ids_dtype),
+                " (expected i32 or i64)");
+    GRAFT_CHECK(sh.seq_kv >= sh.q_offset + sh.seq_q,
+                "attention: segment_ids need seq_kv = ", sh.seq_kv,
+                " >= q_offset + seq_q = ", sh.q_offset + sh.seq_q);
+    mi.segment_bytes = static_cast<int>(dtype_size(sh.segment_ids_dtype));
+  }
   if (sh.mask == AttnMask::kPadding || sh.mask == AttnMask::kPaddingCausal) {
     GRAFT_CHECK(sh.key_padding, "attention: mask ", attn_mask_name(sh.mask), " needs key_padding");
     const DType t = sh.key_padding_dtype;

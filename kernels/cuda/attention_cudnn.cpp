@@ -47,6 +47,7 @@ std::string cudnn_attn_reject_reason(const AttnShape& sh, DType dtype) {
   if (sh.mask != AttnMask::kNoMask && sh.mask != AttnMask::kCausal) {
     return str("mask ", attn_mask_name(sh.mask), " (only no mask and causal are mapped)");
   }
+  if (sh.segment_ids) return "document masking (segment ids are not mapped to cuDNN yet)";
   if (sh.window > 0 && sh.mask != AttnMask::kCausal) return "a sliding window without causal";
   if (sh.mask == AttnMask::kCausal && sh.q_offset != 0 && sh.q_offset != sh.seq_kv - sh.seq_q) {
     return str("q_offset = ", sh.q_offset,

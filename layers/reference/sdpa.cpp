@@ -44,6 +44,15 @@ AttnShape shape_of(const Tensor& q, const Tensor& k, const SdpaOptions& opt) {
     s.arbitrary_mask_dtype = am.dtype();
     s.mask_batch = am.size(0);
   }
+  if (opt.segment_ids.defined()) {
+    const Tensor& sg = opt.segment_ids;
+    GRAFT_INPUT_CHECK(
+        sg.ndim() == 2 && sg.size(0) == s.batch && sg.size(1) == s.seq_kv && sg.is_contiguous() &&
+            (sg.dtype() == DType::kI64 || sg.dtype() == DType::kI32),
+        "attention: segment ids must be i32/i64 [", s.batch, ", ", s.seq_kv, "], got ", sg.str());
+    s.segment_ids = sg.raw();
+    s.segment_ids_dtype = sg.dtype();
+  }
   s.window = opt.window;
   s.q_offset = opt.q_offset;
   s.scale = static_cast<float>(opt.scale);

@@ -41,6 +41,10 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   } else {
     so.mask = causal ? AttnMask::kCausal : AttnMask::kNoMask;
   }
+  if (in.segment_ids.defined()) {
+    GRAFT_INPUT_CHECK(!in.cache, opt.layer, ": document masking (segment ids) with a KV cache");
+    so.segment_ids = in.segment_ids.is_contiguous() ? in.segment_ids : in.segment_ids.contiguous();
+  }
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   if (!in.cache) {
     sdpa_forward(q, k, v, so, out, save);

@@ -24,6 +24,7 @@ struct AttnCase {
   bool fused;  // q, k, v inside one [B, S, Hq + 2 Hkv, D] buffer (needs seq_q == seq_kv)
   DType dt;
   bool cudnn;  // cuDNN fused attention must accept this case (it runs under both backends)
+  bool documents = false;  // segment ids: documents of 9 tokens, starting 3 b earlier in entry b
 };
 
 // Sets GRAFT_ATTN_BACKEND for a scope.
@@ -68,6 +69,11 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
   for (int64_t i = 0; i < arb.numel(); ++i) arb.data<uint8_t>()[i] = coin(rng) ? 1 : 0;
   for (int64_t j = 0; j < Skv; ++j) arb.data<uint8_t>()[j] = 1;  // one fully masked row
   sh.key_padding_dtype = DType::kI64, sh.arbitrary_mask_dtype = DType::kU8, sh.mask_batch = B;
+  std::vector<int64_t> doc_ids(static_cast<size_t>(B * Skv));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < Skv; ++j) doc_ids[b * Skv + j] = (j + 3 * b) / 9;
+  Tensor seg = Tensor::from_vector(doc_ids, {B, Skv});
+  sh.segment_ids_dtype = DType::kI64;
 
   Tensor q, k, v;  // host f32 (rounded through dt)
   BshdStrides qs, ks, vs;
@@ -101,6 +107,7 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
   };
   AttnShape shc = sh;
   shc.key_padding = pad_h.raw(), shc.arbitrary_mask = arb_h.raw();
+  if (c.documents) shc.segment_ids = seg.raw();
   AttnFwdParams fc;
   host_ptrs(fc.q, fc.k, fc.v);
   fc.out = out_h.raw(), fc.lse = lse_h.data<float>(), fc.shape = shc;
@@ -159,6 +166,8 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     Tensor pad_d = pad.to(gpu()), arb_d = arb.to(gpu());
     AttnShape shg = sh;
     shg.key_padding = pad_d.raw(), shg.arbitrary_mask = arb_d.raw();
+    Tensor seg_d = seg.to(gpu());
+    if (c.documents) shg.segment_ids = seg_d.raw();
     Tensor out_d = poisoned({B, Sq, Hq, D}, c.dt), lse_d = poisoned({B, Hq, Sq}, DType::kF32);
     AttnFwdParams fg;
     fg.q = qp, fg.k = kp, fg.v = vp, fg.out = out_d.raw();
@@ -204,7 +213,10 @@ INSTANTIATE_TEST_SUITE_P(
         AttnCase{"bottom_right_bf16", 2, 7, 37, 6, 3, 64, M::kCausal, 0, 30, false, B, true},
         AttnCase{"window_fused_bf16", 2, 29, 29, 4, 1, 64, M::kCausal, 5, 0, true, B, true},
         AttnCase{"decode_seq1_bf16", 1, 1, 41, 8, 2, 128, M::kCausal, 0, 40, false, B, true},
-        AttnCase{"padding_bf16", 3, 29, 29, 4, 2, 64, M::kPaddingCausal, 0, 0, false, B, false}),
+        AttnCase{"padding_bf16", 3, 29, 29, 4, 2, 64, M::kPaddingCausal, 0, 0, false, B, false},
+        AttnCase{"documents", 2, 29, 29, 4, 2, 16, M::kCausal, 0, 0, false, F, false, true},
+        AttnCase{"documents_fused_bf16", 2, 29, 29, 4, 2, 64, M::kCausal, 0, 0, true, B, false,
+                 true}),
     [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
 
 }  // namespace

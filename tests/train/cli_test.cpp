@@ -114,6 +114,23 @@ TEST(Cli, DataPrepareThenTrainGenerateExport) {
 
 // Trained in (emulated) bf16, the working weights are the masters rounded to bf16; `graft
 // export` writes the f32 masters themselves.
+TEST(Cli, DataPrepareReadsJsonlReusesItsOutputAndNamesBadLines) {
+  TempDir d;
+  test::write_text(d / "a.jsonl", "{\"body\": \"one\"}\n{\"body\": \"two\"}\n");
+  const std::string args =
+      "data prepare --input " + (d / "a.jsonl") + " --field body --out " + (d / "tokens");
+  CmdResult p = run(args);
+  ASSERT_EQ(p.code, 0) << p.out;
+  EXPECT_NE(p.out.find("prepared 2 documents"), std::string::npos) << p.out;
+  p = run(args);
+  EXPECT_EQ(p.code, 0) << p.out;
+  EXPECT_NE(p.out.find("already prepared"), std::string::npos) << p.out;
+  test::write_text(d / "bad.jsonl", "{\"body\": \"one\"}\n{\"body\": 3}\n");
+  p = run("data prepare --input " + (d / "bad.jsonl") + " --field body --out " + (d / "t2"));
+  EXPECT_EQ(p.code, 2) << p.out;
+  EXPECT_EQ(p.out, "graft data: " + (d / "bad.jsonl") + ":2: field 'body' is not a string\n");
+}
+
 TEST(Cli, ExportWritesTheMasterWeights) {
   TempDir d;
   CmdResult t = run("train --recipe " + recipe_file(d, "checkpoint:\n  dir: " + (d / "ck") + "\n") +

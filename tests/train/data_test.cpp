@@ -99,17 +99,18 @@ TEST(Prepare, ShardsDocumentsWithEosAndSpansShards) {
   ByteTokenizer tok;
   PrepareStats st = prepare_dataset({d / "one.txt", d / "two.txt"}, tok, d / "out", 3);
   EXPECT_EQ(st.documents, 2);
-  EXPECT_EQ(st.tokens, 9);  // 5 + eos + 2 + eos
-  EXPECT_EQ(st.shards, 3);
+  EXPECT_EQ(st.tokens, 11);  // bos + 5 + eos + bos + 2 + eos
+  EXPECT_EQ(st.shards, 4);
   TokenDataset ds = TokenDataset::open(d / "out");
-  EXPECT_EQ(ds.size(), 9);
+  EXPECT_EQ(ds.size(), 11);
   EXPECT_EQ(ds.tokenizer(), "byte");
-  std::vector<int64_t> all(9);
-  ds.read(0, 9, all.data());
-  EXPECT_EQ(all, (std::vector<int64_t>{'h', 'e', 'l', 'l', 'o', 257, 'a', 'b', 257}));
+  EXPECT_EQ(ds.bos_id(), 256);
+  std::vector<int64_t> all(11);
+  ds.read(0, 11, all.data());
+  EXPECT_EQ(all, (std::vector<int64_t>{256, 'h', 'e', 'l', 'l', 'o', 257, 256, 'a', 'b', 257}));
   std::vector<int64_t> mid(4);
   ds.read(2, 4, mid.data());  // crosses the shard boundary at 3
-  EXPECT_EQ(mid, (std::vector<int64_t>{'l', 'l', 'o', 257}));
+  EXPECT_EQ(mid, (std::vector<int64_t>{'e', 'l', 'l', 'o'}));
   // A shard that disagrees with meta.json is reported.
   std::filesystem::remove(d / "out/shard-00002.bin");
   EXPECT_NE(input_error([&] { TokenDataset::open(d / "out"); }).find("shard-00002.bin"),
@@ -157,7 +158,7 @@ class SamplerTest : public ::testing::Test {
 TEST_F(SamplerTest, SameSeedSameSequencesOtherSeedOthers) {
   Sampler a(data_.get(), {16, 7, 0, 1}), b(data_.get(), {16, 7, 0, 1}),
       c(data_.get(), {16, 8, 0, 1});
-  Tensor x = a.next(4), y = b.next(4), z = c.next(4);
+  Tensor x = a.next(4).input_ids, y = b.next(4).input_ids, z = c.next(4).input_ids;
   EXPECT_EQ(x.to_f32_vector(), y.to_f32_vector());
   EXPECT_NE(x.to_f32_vector(), z.to_f32_vector());
   EXPECT_EQ(a.position(), 4u);
@@ -165,18 +166,18 @@ TEST_F(SamplerTest, SameSeedSameSequencesOtherSeedOthers) {
 
 TEST_F(SamplerTest, WindowsAreContiguousTextAndAnEpochCoversEachOnce) {
   Sampler s(data_.get(), {16, 3, 0, 1});
-  ASSERT_EQ(s.windows_per_epoch(), 62);  // floor(1000 / 16)
+  ASSERT_EQ(s.windows_per_epoch(), 62);  // floor((1000 - 1) / 16)
   std::set<int64_t> starts;
   for (int64_t g = 0; g < 62; ++g) {
-    std::vector<int64_t> seq(16);
+    std::vector<int64_t> seq(17);  // 16 inputs and the last target
     s.sequence(g, seq.data());
-    for (int i = 1; i < 16; ++i) EXPECT_EQ(seq[i], (seq[i - 1] + 1) % 250);
+    for (int i = 1; i < 17; ++i) EXPECT_EQ(seq[i], (seq[i - 1] + 1) % 250);
     starts.insert(seq[0]);
   }
   // Window starts differ by multiples of 16 within an epoch: 62 distinct windows.
   std::set<std::vector<int64_t>> distinct;
   for (int64_t g = 0; g < 62; ++g) {
-    std::vector<int64_t> seq(16);
+    std::vector<int64_t> seq(17);
     s.sequence(g, seq.data());
     distinct.insert(seq);
   }
@@ -186,19 +187,21 @@ TEST_F(SamplerTest, WindowsAreContiguousTextAndAnEpochCoversEachOnce) {
 TEST_F(SamplerTest, ResumeFromPositionContinuesExactly) {
   Sampler a(data_.get(), {16, 5, 0, 1});
   for (int i = 0; i < 40; ++i) a.next(3);  // past the first epoch (62 windows)
-  Tensor expect = a.next(3);
+  LmInputs expect = a.next(3);
   Sampler b(data_.get(), {16, 5, 0, 1});
   b.set_position(120);
-  EXPECT_EQ(b.next(3).to_f32_vector(), expect.to_f32_vector());
+  LmInputs got = b.next(3);
+  EXPECT_EQ(got.input_ids.to_f32_vector(), expect.input_ids.to_f32_vector());
+  EXPECT_EQ(got.targets.to_f32_vector(), expect.targets.to_f32_vector());
 }
 
 TEST_F(SamplerTest, RanksReadDisjointSlicesOfTheGlobalBatch) {
   Sampler one(data_.get(), {16, 5, 0, 1});
   Sampler r0(data_.get(), {16, 5, 0, 2}), r1(data_.get(), {16, 5, 1, 2});
   for (int step = 0; step < 3; ++step) {
-    auto g = one.next(4).to_f32_vector();
-    auto a = r0.next(2).to_f32_vector();
-    auto b = r1.next(2).to_f32_vector();
+    auto g = one.next(4).targets.to_f32_vector();
+    auto a = r0.next(2).targets.to_f32_vector();
+    auto b = r1.next(2).targets.to_f32_vector();
     std::vector<float> joined = a;
     joined.insert(joined.end(), b.begin(), b.end());
     EXPECT_EQ(joined, g);
@@ -209,8 +212,8 @@ TEST_F(SamplerTest, RanksReadDisjointSlicesOfTheGlobalBatch) {
 
 TEST_F(SamplerTest, TooLittleDataIsAnInputError) {
   EXPECT_NE(input_error([&] {
-              Sampler s(data_.get(), {1001, 5, 0, 1});
-            }).find("holds 1000 tokens, fewer than data.seq_len = 1001"),
+              Sampler s(data_.get(), {1000, 5, 0, 1});
+            }).find("holds 1000 tokens, fewer than data.seq_len + 1 = 1001"),
             std::string::npos);
 }
 

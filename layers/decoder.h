@@ -68,7 +68,9 @@ struct AttentionInputs {
   int64_t cache_offset = 0;
 };
 
-// Per-layer key/value cache, [batch, max_len, kv_heads, head_dim] each, in f32 on CPU.
+// Per-layer key/value cache, [batch, max_len, kv_heads, head_dim] each, on the model's device in
+// the activations' dtype. Written and read only through device-aware copies and the attention
+// kernel (layers/reference/self_attention.cpp), never through host pointers.
 struct KVCache {
   std::vector<Tensor> k, v;  // one per layer
   int64_t max_len = 0;

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "framework/model/hf_config.h"
 #include "framework/registry/registry.h"
 
 namespace graft {
@@ -33,13 +34,32 @@ std::unique_ptr<Architecture> find_architecture(const std::string& model_type,
   return (*f)(ArchitectureArgs{}, BuildContext{});
 }
 
-ModelConfig parse_hf_config(const nlohmann::json& config, const std::string& path) {
+std::set<std::string> Architecture::known_fields() const {
+  const nlohmann::json tiny = tiny_config();
+  HfConfigReader r(tiny, "tiny_config()");
+  parse(r);
+  return r.consumed();
+}
+
+namespace {
+std::string model_type_of(const nlohmann::json& config, const std::string& path) {
   if (!config.is_object()) throw InputError(str(path, ": expected a JSON object"));
   auto it = config.find("model_type");
   if (it == config.end() || !it->is_string())
     throw InputError(str(path, ": model_type: missing or not a string"));
-  const std::string model_type = it->get<std::string>();
-  ModelConfig m = find_architecture(model_type, path)->parse(config, path);
+  return it->get<std::string>();
+}
+}  // namespace
+
+std::set<std::string> known_hf_fields(const nlohmann::json& config, const std::string& path) {
+  return find_architecture(model_type_of(config, path), path)->known_fields();
+}
+
+ModelConfig parse_hf_config(const nlohmann::json& config, const std::string& path) {
+  const std::string model_type = model_type_of(config, path);
+  HfConfigReader r(config, path);
+  ModelConfig m = find_architecture(model_type, path)->parse(r);
+  r.warn_unconsumed();
   m.arch = model_type;
   m.hf_config = config;
   GRAFT_CHECK(

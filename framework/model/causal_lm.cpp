@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "framework/model/hf_loader.h"
-#include "framework/model/sampling.h"
 #include "framework/registry/registry.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
@@ -276,61 +275,6 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
   embed_->backward(dh, save.ids, scale);
   done(*embed_);
   return value;
-}
-
-std::vector<float> CausalLM::next_token_logits(const Tensor& ids, const AttentionInputs& in) {
-  Tensor normed = hidden(ids, in, nullptr);  // [1, S, hidden]
-  const int64_t S = ids.size(1);
-  // Row S-1 of the contiguous [S, hidden] matrix: a contiguous view on any device.
-  Tensor last = layers::as_rows(normed, config_.hidden_size).slice(0, S - 1, 1);
-  return head(last, nullptr).to(Device::cpu()).to_f32_vector();
-}
-
-std::vector<int64_t> CausalLM::generate(const std::vector<int64_t>& prompt,
-                                        const GenerateOptions& opt) {
-  GRAFT_INPUT_CHECK(!prompt.empty(), "generate: empty prompt");
-  GRAFT_INPUT_CHECK(opt.max_new_tokens >= 0, "generate: max_new_tokens = ", opt.max_new_tokens,
-                    ", expected >= 0");
-  TokenSampler sampler(opt);
-  std::vector<int64_t> out = prompt;
-  const int64_t P = static_cast<int64_t>(prompt.size());
-  const int64_t max_len = P + opt.max_new_tokens;
-  GRAFT_INPUT_CHECK(
-      config_.max_position_embeddings <= 0 || max_len <= config_.max_position_embeddings,
-      "generate: prompt (", P, " tokens) + max_new_tokens (", opt.max_new_tokens, ") = ", max_len,
-      " exceeds max_position_embeddings = ", config_.max_position_embeddings);
-  KVCache cache;
-  if (opt.use_cache) {
-    cache.max_len = max_len;
-    const DecoderConfig& d = config_.decoder;  // the cache holds the activations' dtype
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      cache.k.push_back(
-          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, d.params_dtype, device()));
-      cache.v.push_back(
-          Tensor::zeros({1, max_len, d.num_kv_heads, d.head_dim}, d.params_dtype, device()));
-    }
-  }
-  for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
-    // Cached: the prompt first, then one token per step at its offset. Uncached: everything.
-    const int64_t offset = (opt.use_cache && step > 0) ? static_cast<int64_t>(out.size()) - 1 : 0;
-    std::vector<int64_t> chunk(out.begin() + offset, out.end());
-    const int64_t S = static_cast<int64_t>(chunk.size());
-    Tensor ids = Tensor::from_vector(chunk, {1, S}).to(device());
-    AttentionInputs in;
-    in.batch = 1;
-    in.seq = S;
-    in.positions = arange_positions(1, S, offset, device());
-    if (opt.use_cache) {
-      in.cache = &cache;
-      in.cache_offset = offset;
-    }
-    const int64_t next = sampler.pick(next_token_logits(ids, in));
-    out.push_back(next);
-    bool stop = false;
-    for (int64_t s : opt.stop_ids) stop = stop || s == next;
-    if (stop) break;
-  }
-  return out;
 }
 
 void CausalLM::init_weights(uint64_t seed) { init_hf_weights(*this, seed); }

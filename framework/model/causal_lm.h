@@ -48,9 +48,9 @@ struct GenerateOptions {
   double temperature = 0.0;  // 0 = greedy
   int64_t top_k = 0;
   double top_p = 1.0;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  // every row of a batch draws from its own stream seeded with this
   bool use_cache = true;
-  std::vector<int64_t> stop_ids;  // stop after emitting one of these
+  std::vector<int64_t> stop_ids;  // a row stops after emitting one of these (e.g. the eos ids)
 };
 
 class Embedding;
@@ -97,7 +97,14 @@ class CausalLM : public Module {
   double forward_backward(const LmInputs& in, bool backward = true, double grad_scale = 1.0);
 
   // Greedy (temperature 0) or sampled continuation of `prompt`; returns prompt + new tokens.
+  // The KV cache (opt.use_cache) lives on the model's device in the activations' dtype.
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, const GenerateOptions& opt);
+  // The same for a batch of prompts generated together (framework/model/generate.cpp): rows are
+  // left-padded to the longest prompt, masked by the key-padding mask, with per-row positions;
+  // each row stops on its own at a stop id and is not extended after it. Returns prompt + new
+  // tokens per row, in order; greedy output equals generate() of each prompt alone.
+  std::vector<std::vector<int64_t>> generate_batch(const std::vector<std::vector<int64_t>>& prompts,
+                                                   const GenerateOptions& opt);
 
   // Seeded initialisation (normal(0, initializer_range) for matrices, ones/zeros for norms as the
   // architecture defines), identical for any rank count.
@@ -113,6 +120,7 @@ class CausalLM : public Module {
   Tensor hidden(const Tensor& ids, const AttentionInputs& in, Saved* save);  // after final norm
   Tensor head(const Tensor& normed, Saved* save);                            // [rows, vocab] logits
   AttentionInputs attention_inputs(const LmInputs& in, const Tensor& ids, const char* what);
+  // Host f32 logits [batch * vocab] of the last column of every row of `ids` [batch, seq].
   std::vector<float> next_token_logits(const Tensor& ids, const AttentionInputs& in);
   Parameter& embedding_weight();
 

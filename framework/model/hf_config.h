@@ -5,7 +5,8 @@
 //
 // Architectures call parse_common() and then read their own fields in straight-line code
 // (see layers/models/*.cpp). Fields the reader never consumed are reported once on stderr by
-// warn_unconsumed() unless they are known not to change the math.
+// warn_unconsumed() (parse_hf_config calls it after the architecture's parse); the common fields
+// known not to change the math are consumed by parse_common.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,8 @@ class HfConfigReader {
   [[noreturn]] void fail(const std::string& key, const std::string& what) const;
   // Prints the keys never consumed (one line on stderr), if any.
   void warn_unconsumed() const;
+  // Every key asked about so far (get, get_*, reject_if_set, require_equal, ignore).
+  const std::set<std::string>& consumed() const { return consumed_; }
 
  private:
   const nlohmann::json& config_;

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "framework/core/suggest.h"
+#include "framework/model/architecture.h"
 #include "framework/recipe/recipe_node.h"
 #include "framework/registry/registry.h"
 
@@ -39,6 +41,25 @@ nlohmann::json yaml_to_json(const YAML::Node& node) {
       return nullptr;
   }
 }
+
+namespace {
+
+// model.config is checked like every other recipe key: a field its architecture does not read is
+// an error naming file:line and the key, with the closest known field. (A config.json read from
+// disk only reports such fields; see parse_hf_config.)
+void check_config_fields(const YAML::Node& cfg, const nlohmann::json& j, const RecipeNode& n) {
+  const std::set<std::string> known = known_hf_fields(j, n.where("config"));
+  const RecipeNode view = n.view("config");
+  for (auto it = cfg.begin(); it != cfg.end(); ++it) {
+    const std::string k = it->first.Scalar();
+    if (known.count(k)) continue;
+    throw InputError(str(view.where(k), ": unknown field of the ", j.value("model_type", ""),
+                         " architecture",
+                         did_you_mean(k, std::vector<std::string>(known.begin(), known.end()))));
+  }
+}
+
+}  // namespace
 
 ModelRecipe parse_model_recipe(RecipeNode& n) {
   ModelRecipe m;
@@ -77,7 +98,9 @@ ModelRecipe parse_model_recipe(RecipeNode& n) {
     m.config = load_hf_config(cj);
   } else {
     if (!cfg.IsMap()) n.fail("config", "expected a mapping of HF config.json keys");
-    m.config = parse_hf_config(yaml_to_json(cfg), n.where("config"));
+    const nlohmann::json j = yaml_to_json(cfg);
+    check_config_fields(cfg, j, n);
+    m.config = parse_hf_config(j, n.where("config"));
   }
   if (m.layers == "te") m.overrides.emplace_back(m.config.decoder_layer, "te.transformer_layer");
   for (auto& e : extra) {

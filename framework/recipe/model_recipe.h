@@ -1,15 +1,15 @@
 // The model section of a recipe.
 //
 //   model:
-//     from: hf:PATH            # load an HF checkpoint folder (config.json + safetensors), or
-//     config:                  # HF config.json keys, parsed by the architecture's own parser
-//       model_type: llama
-//       hidden_size: 256
+//     from: hf:PATH       # load an HF checkpoint folder (config.json + safetensors), or
+//     config:             # HF config.json keys, parsed by the architecture's own parser;
+//       model_type: llama #   a key the architecture does not know is an error (with the
+//       hidden_size: 256  #   closest known one), unlike a config.json from disk (a warning)
 //       ...
-//     layers: reference        # reference | te (OverrideScope llama.decoder_layer ->
-//     te.transformer_layer) overrides: {from: to}    # extra registry overrides, applied while the
-//     model is built plugins: [lib.so]        # shared libraries loaded (graft::load_plugin) before
-//     parsing
+//     layers: reference   # reference | te (OverrideScope llama.decoder_layer ->
+//                         #   te.transformer_layer)
+//     overrides: {a: b}   # extra registry overrides, applied while the model is built
+//     plugins: [lib.so]   # shared libraries loaded (graft::load_plugin) before parsing
 #pragma once
 
 #include <yaml-cpp/yaml.h>

@@ -33,6 +33,8 @@ YAML::Node recipe_identity(const YAML::Node& resolved, int64_t dp) {
   id.remove("parallel");
   if (id["train"]) {
     id["train"].remove("stop_after");
+    id["train"].remove("sample_temperature");  // the end-of-run sample does not change training
+    id["train"].remove("sample_top_p");
     if (id["train"]["batch_size"]) {
       const int64_t b = id["train"]["batch_size"].as<int64_t>();
       id["train"].remove("batch_size");

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "framework/core/suggest.h"
+
 namespace graft {
 
 RecipeNode::RecipeNode(YAML::Node node, YAML::Node resolved, std::string path,
@@ -194,6 +196,10 @@ YAML::Node RecipeNode::raw(const std::string& key) {
   return n;
 }
 
+RecipeNode RecipeNode::view(const std::string& key) const {
+  return RecipeNode(lookup(key), YAML::Node(YAML::NodeType::Map), full(key), source_);
+}
+
 void RecipeNode::finish() const {
   if (!node_.IsDefined() || !node_.IsMap()) return;
   for (auto it = node_.begin(); it != node_.end(); ++it) {
@@ -202,6 +208,7 @@ void RecipeNode::finish() const {
     std::string known;
     for (const auto& r : read_) known += (known.empty() ? "" : ", ") + r;
     throw InputError(str(where(k), ": unknown key",
+                         did_you_mean(k, std::vector<std::string>(read_.begin(), read_.end())),
                          known.empty() ? std::string() : str(" (known here: ", known, ")")));
   }
 }

@@ -52,6 +52,9 @@ class RecipeNode {
   std::vector<RecipeNode> children(const std::string& key);
   // A subtree copied verbatim into the resolved tree, for free-form maps (model.config).
   YAML::Node raw(const std::string& key);
+  // A view of the nested mapping `key` for messages about its keys (where, fail): it reads and
+  // resolves nothing (pair it with raw(key)). InputError when `key` is not a mapping.
+  RecipeNode view(const std::string& key) const;
 
   // Throws InputError for the first key present in the mapping that was never read.
   void finish() const;

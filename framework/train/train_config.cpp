@@ -21,6 +21,12 @@ TrainConfig parse_train_config(RecipeNode& n) {
   c.sample_tokens = n.get<int64_t>("sample_tokens", c.sample_tokens);
   if (c.sample_tokens < 0) n.fail("sample_tokens", str("= ", c.sample_tokens, ", expected >= 0"));
   c.sample_prompt = n.get<std::string>("sample_prompt", c.sample_prompt);
+  c.sample_temperature = n.get<double>("sample_temperature", c.sample_temperature);
+  if (!(c.sample_temperature >= 0))
+    n.fail("sample_temperature", str("= ", c.sample_temperature, ", expected >= 0 (0 = greedy)"));
+  c.sample_top_p = n.get<double>("sample_top_p", c.sample_top_p);
+  if (!(c.sample_top_p > 0 && c.sample_top_p <= 1))
+    n.fail("sample_top_p", str("= ", c.sample_top_p, ", expected in (0, 1]"));
   c.recompute = n.get<bool>("recompute", c.recompute);
   n.finish();
   return c;

@@ -8,8 +8,10 @@
 //     stop_after: 0            # end this invocation after this step (0 = run to `steps`);
 //                              # not part of the config hash, so a resume may continue
 //     max_consecutive_skips: 5 # non-finite steps in a row that end the run
-//     sample_tokens: 64        # greedy sample printed at the end (0 = none)
+//     sample_tokens: 64        # sample printed at the end (0 = none); stops at EOS
 //     sample_prompt: "The "
+//     sample_temperature: 0.8  # 0 = greedy; otherwise sampled with the seed train.seed
+//     sample_top_p: 0.95       # nucleus mass, in (0, 1]
 //     recompute: false         # activation recompute per decoder layer (memory for time)
 //   checkpoint:
 //     dir: ""                  # "" = no checkpoints
@@ -37,6 +39,8 @@ struct TrainConfig {
   int64_t max_consecutive_skips = 5;
   int64_t sample_tokens = 64;
   std::string sample_prompt = "The ";
+  double sample_temperature = 0.8;  // sample_* are not part of the config hash
+  double sample_top_p = 0.95;
   bool recompute = false;
 };
 

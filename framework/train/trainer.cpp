@@ -307,9 +307,15 @@ TrainResult Trainer::run() {
     GenerateOptions g;
     g.max_new_tokens = r.train.sample_tokens;
     g.stop_ids = {tokenizer_->eos_id()};
+    g.temperature = r.train.sample_temperature;
+    g.top_p = r.train.sample_top_p;
+    g.seed = static_cast<uint64_t>(r.train.seed);
     std::vector<int64_t> out = model_->generate(prompt, g);
     result.sample = tokenizer_->decode(std::vector<int64_t>(out.begin() + 1, out.end()));
-    log.message(str("sample (greedy): ", result.sample));
+    const std::string how = g.temperature == 0 ? std::string("greedy")
+                                               : str("temperature ", g.temperature, ", top-p ",
+                                                     g.top_p, ", seed ", g.seed);
+    log.message(str("sample (", how, "): ", result.sample));
   }
   return result;
 }

@@ -6,7 +6,8 @@
 // parameter or optimizer state is touched), counted and logged, and more than
 // train.max_consecutive_skips skips in a row end the run with an error. Otherwise the gradients
 // are clipped to optim.grad_clip by global norm and AdamW takes a step with the schedule's lr.
-// Checkpoints every checkpoint.every steps and at the end; a greedy sample at the end.
+// Checkpoints every checkpoint.every steps and at the end; a sample at the end (train.sample_*:
+// temperature 0.8, top-p 0.95, seeded with train.seed by default; temperature 0 = greedy).
 //
 // Data parallelism (parallel.dp > 1, under mpirun): train.batch_size is per rank; the sampler
 // hands data-parallel rank r its rows of the global batch a single process would draw, so the
@@ -52,7 +53,7 @@ struct TrainResult {
   std::vector<StepMetrics> steps;  // every step run in this invocation
   std::string resumed_from;        // "" for a fresh start
   std::string last_checkpoint;
-  std::string sample;  // decoded greedy sample ("" when disabled)
+  std::string sample;  // decoded end-of-run sample ("" when disabled)
   double wall_s = 0;
 };
 

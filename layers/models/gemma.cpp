@@ -12,8 +12,7 @@ namespace {
 
 class Gemma : public Architecture {
  public:
-  ModelConfig parse(const nlohmann::json& config, const std::string& path) const override {
-    HfConfigReader r(config, path);
+  ModelConfig parse(HfConfigReader& r) const override {
     ModelConfig m;
     // GemmaMLP applies hidden_act; hidden_activation, when set, must agree with it.
     parse_common(r, m, {.rope_theta = 10000.0, .norm_eps = 1e-6, .tie_word_embeddings = true},
@@ -32,7 +31,6 @@ class Gemma : public Architecture {
     r.reject_if_set("sliding_window", "Gemma (1) has no sliding-window attention");
     m.decoder.zero_centered_gamma = true;
     m.embedding_scale = std::sqrt(static_cast<double>(m.hidden_size));
-    r.warn_unconsumed();
     return m;
   }
 

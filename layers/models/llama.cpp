@@ -11,8 +11,7 @@ namespace {
 
 class Llama : public Architecture {
  public:
-  ModelConfig parse(const nlohmann::json& config, const std::string& path) const override {
-    HfConfigReader r(config, path);
+  ModelConfig parse(HfConfigReader& r) const override {
     ModelConfig m;
     parse_common(r, m, {.rope_theta = 10000.0, .norm_eps = 1e-6, .tie_word_embeddings = false});
     const bool bias = r.get_bool("attention_bias", false);
@@ -20,7 +19,6 @@ class Llama : public Architecture {
     m.decoder.attention_out_bias = bias;  // LlamaAttention: o_proj bias = attention_bias
     m.decoder.mlp_bias = r.get_bool("mlp_bias", false);
     r.reject_if_set("sliding_window", "Llama has no sliding-window attention");
-    r.warn_unconsumed();
     return m;
   }
 

@@ -11,8 +11,7 @@ namespace {
 
 class Mistral : public Architecture {
  public:
-  ModelConfig parse(const nlohmann::json& config, const std::string& path) const override {
-    HfConfigReader r(config, path);
+  ModelConfig parse(HfConfigReader& r) const override {
     ModelConfig m;
     parse_common(r, m, {.rope_theta = 10000.0, .norm_eps = 1e-6, .tie_word_embeddings = false});
     // MistralAttention/MLP hard-code bias-free projections, whatever these fields say; a
@@ -21,7 +20,6 @@ class Mistral : public Architecture {
     m.decoder.sliding_window = r.get_int("sliding_window", 0);
     if (m.decoder.sliding_window < 0) r.fail("sliding_window", "must be positive or null");
     m.layer_windows = parse_layer_types(r, m.num_layers, m.decoder.sliding_window);
-    r.warn_unconsumed();
     return m;
   }
 

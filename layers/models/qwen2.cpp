@@ -12,8 +12,7 @@ namespace {
 
 class Qwen2 : public Architecture {
  public:
-  ModelConfig parse(const nlohmann::json& config, const std::string& path) const override {
-    HfConfigReader r(config, path);
+  ModelConfig parse(HfConfigReader& r) const override {
     ModelConfig m;
     parse_common(r, m, {.rope_theta = 10000.0, .norm_eps = 1e-6, .tie_word_embeddings = false});
     m.decoder.attention_bias = true;
@@ -22,7 +21,6 @@ class Qwen2 : public Architecture {
     // checkpoint that disagrees fails to load (missing or unexpected bias tensors).
     r.ignore({"attention_bias", "mlp_bias"});
     m.layer_windows = parse_qwen_windows(r, m.num_layers);
-    r.warn_unconsumed();
     return m;
   }
 

@@ -11,8 +11,7 @@ namespace {
 
 class Qwen3 : public Architecture {
  public:
-  ModelConfig parse(const nlohmann::json& config, const std::string& path) const override {
-    HfConfigReader r(config, path);
+  ModelConfig parse(HfConfigReader& r) const override {
     ModelConfig m;
     parse_common(r, m, {.rope_theta = 10000.0, .norm_eps = 1e-6, .tie_word_embeddings = false});
     const bool bias = r.get_bool("attention_bias", false);
@@ -21,7 +20,6 @@ class Qwen3 : public Architecture {
     r.reject_if_set("mlp_bias", "Qwen3 MLP has no bias");
     m.decoder.qk_norm = true;
     m.layer_windows = parse_qwen_windows(r, m.num_layers);
-    r.warn_unconsumed();
     return m;
   }
 

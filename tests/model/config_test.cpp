@@ -1,6 +1,7 @@
-// config.json parsing for every architecture: fixture configs, both RoPE forms, and the fields
-// that must be rejected with the file and field named.
+// config.json parsing for every architecture: fixture configs, both RoPE forms, the fields that
+// must be rejected with the file and field named, and the fields each architecture knows.
 #include <cmath>
+#include <set>
 
 #include "framework/model/architecture.h"
 #include "tests/model/test_util.h"
@@ -179,6 +180,46 @@ TEST(ModelConfig, FamilyOptions) {
   json g2 = find_architecture("gemma", kPath)->tiny_config();
   g2.erase("tie_word_embeddings");
   EXPECT_TRUE(parse(g2).tie_word_embeddings);  // Gemma ties by default
+}
+
+// known_fields() is what a recipe's model.config may hold: every field of the tiny config, every
+// field the parser reads, and the common HF keys that do not change the math.
+TEST(ModelConfig, KnownFieldsCoverWhatTheParserReads) {
+  for (const std::string& arch : architecture_names()) {
+    SCOPED_TRACE(arch);
+    auto a = find_architecture(arch, kPath);
+    const std::set<std::string> known = a->known_fields();
+    const json tiny = a->tiny_config();
+    for (const auto& [k, v] : tiny.items()) EXPECT_TRUE(known.count(k)) << k;
+    for (const char* k : {"architectures",        "model_type",          "torch_dtype",
+                          "transformers_version", "use_cache",           "bos_token_id",
+                          "eos_token_id",         "pad_token_id",        "vocab_size",
+                          "hidden_size",          "num_key_value_heads", "head_dim",
+                          "rope_theta",           "rope_scaling",        "rope_parameters",
+                          "tie_word_embeddings",  "initializer_range",   "max_position_embeddings",
+                          "attention_dropout",    "num_experts"})
+      EXPECT_TRUE(known.count(k)) << k;
+    EXPECT_FALSE(known.count("num_key_value_head"));
+    EXPECT_EQ(known_hf_fields(tiny, kPath), known);
+  }
+  EXPECT_TRUE(find_architecture("mistral", kPath)->known_fields().count("sliding_window"));
+  EXPECT_TRUE(find_architecture("gemma", kPath)->known_fields().count("hidden_activation"));
+  EXPECT_FALSE(find_architecture("llama", kPath)->known_fields().count("hidden_activation"));
+  expect_input_error([] { known_hf_fields(json{{"model_type", "gpt2"}}, kPath); }, {kPath, "gpt2"});
+}
+
+// A config.json (from disk, not a recipe) with a field nobody reads still parses: the field is
+// reported on stderr, not refused.
+TEST(ModelConfig, UnknownFieldOfAConfigJsonIsOnlyReported) {
+  json j = llama_base();
+  j["num_key_value_head"] = 2;
+  j["some_future_field"] = "x";
+  ::testing::internal::CaptureStderr();
+  ModelConfig m = parse(j);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(m.decoder.num_kv_heads, 2);
+  EXPECT_NE(err.find("num_key_value_head, some_future_field"), std::string::npos) << err;
+  EXPECT_NE(err.find(kPath), std::string::npos) << err;
 }
 
 TEST(ModelConfig, EveryArchitectureRegistered) {

@@ -1,24 +1,31 @@
 // Generation: the KV-cache path and the uncached path choose identical tokens (greedy), on every
 // architecture (Mistral's tiny config has a sliding window shorter than the sequence, Qwen3's a
-// sliding layer); sampling is reproducible from its seed.
+// sliding layer); a left-padded batch generates what each prompt generates alone, rows stopping
+// independently; sampling is reproducible from its seed.
+#include <algorithm>
+
 #include "framework/model/sampling.h"
 #include "tests/model/test_util.h"
 
 namespace graft {
 namespace {
 
+// Larger weights than the init default so the greedy choice is not one token forever.
+void sharpen(CausalLM& m) {
+  for (auto& [name, p] : m.named_parameters()) {
+    if (p->value.ndim() < 2) continue;
+    Tensor host = p->value.to(Device::cpu());
+    for (float& x : std::span(host.data<float>(), host.numel())) x *= 25.0f;
+    p->value.copy_from(host);
+  }
+}
+
 TEST(Generate, CachedEqualsUncachedGreedy) {
   for (const std::string& arch : architecture_names()) {
     for (bool te : {false, true}) {
       SCOPED_TRACE(arch + (te ? " te" : " reference"));
       auto m = test::tiny_model(arch, te, 21);
-      // Larger weights than the init default so the greedy choice is not one token forever.
-      for (auto& [name, p] : m->named_parameters()) {
-        if (p->value.ndim() < 2) continue;
-        Tensor host = p->value.to(Device::cpu());
-        for (float& x : std::span(host.data<float>(), host.numel())) x *= 25.0f;
-        p->value.copy_from(host);
-      }
+      sharpen(*m);
       GenerateOptions opt;
       opt.max_new_tokens = 10;
       const std::vector<int64_t> prompt = {3, 1, 4, 1, 5};
@@ -38,6 +45,57 @@ TEST(Generate, CachedEqualsUncachedGreedy) {
       EXPECT_EQ(m->generate(prompt, opt), std::vector<int64_t>(cached.begin(), first + 1));
     }
   }
+}
+
+// Prompts of different lengths (so rows are left-padded by different amounts), one longer than
+// Mistral's sliding window; a stop id taken from one row's own continuation stops that row early
+// while the others go on.
+TEST(Generate, BatchEqualsEachPromptAlone) {
+  const std::vector<std::vector<int64_t>> prompts = {
+      {3, 1, 4, 1, 5}, {9}, {2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3}, {7, 7}};
+  for (const std::string& arch : architecture_names()) {
+    for (bool te : {false, true}) {
+      SCOPED_TRACE(arch + (te ? " te" : " reference"));
+      auto m = test::tiny_model(arch, te, 21);
+      sharpen(*m);
+      GenerateOptions opt;
+      opt.max_new_tokens = 9;
+      std::vector<std::vector<int64_t>> alone;
+      for (const auto& p : prompts) alone.push_back(m->generate(p, opt));
+      EXPECT_EQ(m->generate_batch(prompts, opt), alone);
+
+      // Row 0 stops at the third token it generates (its first occurrence, at least).
+      opt.stop_ids = {alone[0][prompts[0].size() + 2]};
+      alone.clear();
+      for (const auto& p : prompts) alone.push_back(m->generate(p, opt));
+      ASSERT_LE(alone[0].size(), prompts[0].size() + 3);
+      size_t longest = 0;
+      for (const auto& a : alone) longest = std::max(longest, a.size());
+      EXPECT_GT(longest, alone[0].size()) << "the other rows should go on after row 0 stopped";
+      const auto batch = m->generate_batch(prompts, opt);
+      EXPECT_EQ(batch, alone);
+      opt.use_cache = false;
+      EXPECT_EQ(m->generate_batch(prompts, opt), alone);
+    }
+  }
+}
+
+TEST(Generate, BatchInputErrors) {
+  auto m = test::tiny_model("llama", false, 4);
+  GenerateOptions opt;
+  test::expect_input_error([&] { m->generate_batch({}, opt); }, {"no prompts"});
+  test::expect_input_error([&] { m->generate_batch({{1, 2}, {}}, opt); }, {"prompt 1 is empty"});
+  test::expect_input_error(
+      [&] {
+        m->generate_batch({{1, 2}, {1, 61}}, opt);
+      },
+      {"prompt 1", "61", "vocabulary"});
+  opt.max_new_tokens = 60;  // max_position_embeddings = 64
+  test::expect_input_error(
+      [&] {
+        m->generate_batch({{1}, {1, 2, 3, 4, 5}}, opt);
+      },
+      {"prompt 1", "max_position_embeddings"});
 }
 
 TEST(Generate, SamplingIsSeeded) {

@@ -97,6 +97,22 @@ TEST(Cli, DataPrepareThenTrainGenerateExport) {
   CmdResult g = run("generate --checkpoint " + (d / "ck") + " --prompt the --max-new-tokens 6");
   ASSERT_EQ(g.code, 0) << g.out;
   EXPECT_NE(g.out.find("ids: 257,116,104,101,"), std::string::npos) << g.out;
+  // A batch from a file: one output per prompt, in order, each what that prompt gives alone.
+  test::write_text(d / "prompts.txt", "of this\nthe\r\nyou may copy\n");
+  CmdResult batch = run("generate --checkpoint " + (d / "ck") + " --prompts " +
+                        (d / "prompts.txt") + " --max-new-tokens 6");
+  ASSERT_EQ(batch.code, 0) << batch.out;
+  std::vector<std::string> lines;
+  for (size_t at = batch.out.find("ids: "); at != std::string::npos;
+       at = batch.out.find("ids: ", at + 1))
+    lines.push_back(batch.out.substr(at, batch.out.find('\n', at) - at));
+  ASSERT_EQ(lines.size(), 3u) << batch.out;
+  EXPECT_EQ(lines[1].rfind("ids: 257,116,104,101,", 0), 0u) << lines[1];
+  EXPECT_NE(g.out.find(lines[1] + "\n"), std::string::npos) << g.out << "\n" << lines[1];
+  EXPECT_EQ(lines[0].rfind("ids: 257,111,102,32,116,104,105,115", 0), 0u) << lines[0];
+  CmdResult dev = run("generate --checkpoint " + (d / "ck") + " --prompt the --device tpu");
+  EXPECT_EQ(dev.code, 2) << dev.out;
+  EXPECT_NE(dev.out.find("--device = 'tpu'"), std::string::npos) << dev.out;
   CmdResult bad = run("generate --checkpoint " + (d / "ck") + " --prompt-ids 1,x");
   EXPECT_EQ(bad.code, 2) << bad.out;
   EXPECT_NE(bad.out.find("'x' is not a non-negative integer"), std::string::npos) << bad.out;

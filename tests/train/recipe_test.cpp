@@ -205,6 +205,61 @@ TEST(Recipe, ResolvedRecipeRoundTripsWithSameHash) {
   EXPECT_EQ(first_difference(a.identity(), e.identity()), "optim.lr");
 }
 
+// model.config is checked like every other key: a field the architecture does not read is an
+// error naming file:line and the key path, with the closest known field.
+TEST(Recipe, MisspeltModelConfigFieldNamesLineAndSuggests) {
+  TempDir d;
+  std::string text = test::micro_recipe(d.path());
+  const size_t at = text.find("    num_key_value_heads: 2\n");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, std::string("    num_key_value_heads").size(), "    num_key_value_head");
+  int line = 1;
+  for (size_t i = 0; i < at; ++i) line += text[i] == '\n';
+  test::write_text(d / "r.yaml", text);
+  const std::string msg = input_error([&] { load_recipe(d / "r.yaml"); });
+  EXPECT_NE(msg.find(str(d / "r.yaml", ":", line, ": model.config.num_key_value_head:")),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("unknown field of the llama architecture"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean num_key_value_heads?"), std::string::npos) << msg;
+
+  // From --set: the argument is named; a name close to nothing gets no suggestion.
+  std::string m2 = input_error([&] { test::micro(d.path(), {"model.config.hiden_size=64"}); });
+  EXPECT_NE(m2.find("--set model.config.hiden_size=64: model.config.hiden_size"), std::string::npos)
+      << m2;
+  EXPECT_NE(m2.find("did you mean hidden_size?"), std::string::npos) << m2;
+  m2 = input_error([&] { test::micro(d.path(), {"model.config.flux_capacitor=1"}); });
+  EXPECT_NE(m2.find("model.config.flux_capacitor: unknown field"), std::string::npos) << m2;
+  EXPECT_EQ(m2.find("did you mean"), std::string::npos) << m2;
+  // Fields that do not change the math are known.
+  Recipe r = test::micro(
+      d.path(), {"model.config.torch_dtype=float32", "model.config.transformers_version=\"4.46.0\"",
+                 "model.config.use_cache=true", "model.config.pad_token_id=0"});
+  EXPECT_EQ(r.model.config.hidden_size, 32);
+}
+
+TEST(Recipe, UnknownKeySuggestsTheClosest) {
+  TempDir d;
+  const std::string msg = input_error([&] { test::micro(d.path(), {"optim.weight_decy=0.1"}); });
+  EXPECT_NE(msg.find("optim.weight_decy: unknown key (did you mean weight_decay?)"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(Recipe, SampleSettings) {
+  TempDir d;
+  Recipe r = test::micro(d.path());
+  EXPECT_DOUBLE_EQ(r.train.sample_temperature, 0.8);
+  EXPECT_DOUBLE_EQ(r.train.sample_top_p, 0.95);
+  Recipe g = test::micro(d.path(), {"train.sample_temperature=0", "train.sample_top_p=1"});
+  EXPECT_DOUBLE_EQ(g.train.sample_temperature, 0.0);
+  EXPECT_EQ(r.config_hash(), g.config_hash()) << "the end-of-run sample does not change training";
+  std::string msg = input_error([&] { test::micro(d.path(), {"train.sample_top_p=0"}); });
+  EXPECT_NE(msg.find("train.sample_top_p"), std::string::npos) << msg;
+  msg = input_error([&] { test::micro(d.path(), {"train.sample_temperature=-1"}); });
+  EXPECT_NE(msg.find("train.sample_temperature"), std::string::npos) << msg;
+}
+
 TEST(Recipe, ShippedRecipesParse) {
   const std::string dir = ::graft::test::source_root() + "/recipes";
   int n = 0;

@@ -256,6 +256,29 @@ TEST(Generate, KvCacheMatchesUncachedGreedy) {
   EXPECT_EQ(cached, uncached);
 }
 
+// The end-of-run sample is drawn (temperature 0.8, top-p 0.95) with the seed train.seed: the same
+// seed gives the same text; temperature 0 is greedy.
+TEST(Trainer, EndOfRunSampleIsSeeded) {
+  TempDir d;
+  auto run = [&](std::vector<std::string> sets, std::string* log) {
+    sets.push_back("train.steps=3");
+    sets.push_back("train.sample_tokens=12");
+    std::ostringstream out;
+    TrainResult r = train(test::micro(d.path(), sets), &out);
+    *log = out.str();
+    return r.sample;
+  };
+  std::string log;
+  const std::string a = run({}, &log);
+  EXPECT_NE(log.find("sample (temperature 0.8, top-p 0.95, seed 0): "), std::string::npos) << log;
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(run({}, &log), a);
+  run({"train.sample_temperature=0"}, &log);
+  EXPECT_NE(log.find("sample (greedy): "), std::string::npos) << log;
+  run({"train.seed=5", "train.sample_top_p=0.5"}, &log);
+  EXPECT_NE(log.find("sample (temperature 0.8, top-p 0.5, seed 5): "), std::string::npos) << log;
+}
+
 TEST(Progress, LiveLineOnATerminalPlainLinesOtherwise) {
   StepMetrics m;
   m.step = 1;

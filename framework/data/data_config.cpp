@@ -30,6 +30,10 @@ DataConfig parse_data_config(RecipeNode& n) {
   c.cache_dir = n.get<std::string>("cache_dir", "");
   c.seq_len = require_positive(n, "seq_len", n.get<int64_t>("seq_len", 256));
   c.seed = n.get<int64_t>("seed", 1234);
+  if (n.has("validation")) {  // only when given: recipes without it keep their config hash
+    RecipeNode v = n.child("validation");
+    c.validation = parse_validation_config(v);
+  }
   n.finish();
   if (c.text.empty() == c.prepared.empty())
     n.fail(c.text.empty() ? "text" : "prepared",

@@ -8,11 +8,14 @@
 //     cache_dir: ""                        # "" = $XDG_CACHE_HOME/graft/data or ~/.cache/graft/data
 //     seq_len: 256                         # tokens per training sequence
 //     seed: 1234                           # sampling order
+//     validation: {fraction: 0.05}         # or {path: DIR | GLOB}; see validation.h
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "framework/data/validation.h"
 
 namespace graft {
 
@@ -26,6 +29,7 @@ struct DataConfig {
   std::string cache_dir;
   int64_t seq_len = 256;
   int64_t seed = 1234;
+  ValidationConfig validation;  // absent from the resolved recipe unless given
 };
 
 // Reads and validates the section (every text pattern must match a file; `prepared` must hold

@@ -8,6 +8,12 @@
 // are clipped to optim.grad_clip by global norm and AdamW takes a step with the schedule's lr.
 // Checkpoints every checkpoint.every steps and at the end; a greedy sample at the end.
 //
+// Evaluation (data.validation + eval, framework/train/evaluator.h): after every eval.every-th step
+// and the last one, the mean loss over fixed held-out batches, forward only; the step is then
+// logged with eval_loss. Metrics also carry mfu and peak_mem_gib (run_report.h); logging.
+// tensorboard mirrors them as TensorBoard scalars. The run ends with a summary line (tokens,
+// time, best eval and its step, the last checkpoint).
+//
 // Data parallelism (parallel.dp > 1, under mpirun): train.batch_size is per rank; the sampler
 // hands data-parallel rank r its rows of the global batch a single process would draw, so the
 // global batch is batch_size * grad_accum * dp. Gradients live in buckets (parallel/
@@ -34,7 +40,9 @@
 #include "framework/optim/schedule.h"
 #include "framework/recipe/recipe.h"
 #include "framework/train/checkpoint.h"
+#include "framework/train/evaluator.h"
 #include "framework/train/progress.h"
+#include "framework/train/run_report.h"
 #include "parallel/grad_buckets.h"
 #include "parallel/parallel_state.h"
 
@@ -54,6 +62,8 @@ struct TrainResult {
   std::string last_checkpoint;
   std::string sample;  // decoded greedy sample ("" when disabled)
   double wall_s = 0;
+  std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss) of each evaluation
+  std::string summary;                            // the closing paragraph (format_summary)
 };
 
 class Trainer {
@@ -85,6 +95,8 @@ class Trainer {
   std::unique_ptr<TokenDataset> dataset_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<Evaluator> evaluator_;  // nullptr without data.validation
+  MfuMeter mfu_;
   std::unique_ptr<CausalLM> model_;
   std::unique_ptr<AdamW> optim_;
   LrSchedule schedule_;

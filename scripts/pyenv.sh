@@ -10,12 +10,15 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${GRAFT_PYENV:-$root/.cache/pyenv}"
 py="$venv/bin/python"
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"  # tests running in parallel take turns creating and installing
+flock 9
 if [ ! -x "$py" ]; then
   base=python3
   [ -x /usr/bin/python3 ] && base=/usr/bin/python3  # Debian's, with python3-venv from setup.sh
   echo "pyenv: creating $venv" >&2
-  mkdir -p "$(dirname "$venv")"
-  "$base" -m venv "$venv" >&2 || { echo "pyenv: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
+  "$base" -m venv "$venv" >&2 ||
+    { rm -rf "$venv"; echo "pyenv: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
 fi
 missing=()
 for spec in "$@"; do

@@ -13,13 +13,15 @@
 namespace graft {
 namespace {
 
+// The 1, 2 or 5 · 10^k step that cuts [lo, hi] into the number of intervals closest to target.
 double tick_step(double lo, double hi, int target) {
-  const double raw = (hi - lo) / std::max(1, target);
+  const double range = hi - lo, raw = range / std::max(1, target);
   if (!(raw > 0)) return 1;
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double best = mag;
   for (double m : {1.0, 2.0, 5.0, 10.0})
-    if (m * mag >= raw * (1 - 1e-9)) return m * mag;
-  return 10 * mag;
+    if (std::fabs(range / (m * mag) - target) < std::fabs(range / best - target)) best = m * mag;
+  return best;
 }
 
 std::string fmt(double v) {
@@ -63,8 +65,8 @@ std::string escape(const std::string& s) {
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   const double step = tick_step(lo, hi, target);
   std::vector<double> t;
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
-    t.push_back(v);
+  for (double k = std::ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k += 1)
+    t.push_back(k * step + 0.0);
   return t;
 }
 

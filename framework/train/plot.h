@@ -36,7 +36,8 @@ std::vector<PlotSeries> read_loss_series(const std::string& metrics_path);
 // Series with no points are left out of the plot and the legend.
 std::string render_svg(const std::vector<PlotSeries>& series, const PlotOptions& options);
 
-// About `target` ticks covering [lo, hi]: multiples of 1, 2 or 5 · 10^k, the first >= lo.
+// Ticks covering [lo, hi]: the multiples of a 1, 2 or 5 · 10^k step (the one giving the number of
+// intervals closest to `target`) in [lo, hi].
 std::vector<double> nice_ticks(double lo, double hi, int target);
 
 }  // namespace graft

@@ -79,6 +79,7 @@ class Trainer {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const ParallelGroups& groups() const { return *groups_; }
   const GradBuckets& buckets() const { return *buckets_; }
+  const Evaluator* evaluator() const { return evaluator_.get(); }  // nullptr without validation
 
  private:
   void check_resume(const std::string& checkpoint);  // same recipe, else InputError

@@ -18,13 +18,14 @@ Evaluator::Evaluator(std::shared_ptr<const TokenDataset> data, const std::vector
       rank_(rank),
       world_(world),
       source_(std::move(source)) {
+  GRAFT_INPUT_CHECK(total_windows_ > 0, file, ": no validation windows ", source_,
+                    " (each is data.seq_len = ", seq_len, " tokens)");
   const int64_t used = config.batches * batch_size * world;
-  GRAFT_INPUT_CHECK(used <= total_windows_, file, ": eval.batches = ", config.batches, " needs ",
-                    used, " validation sequences (", config.batches, " x train.batch_size ",
-                    batch_size, " x dp ", world, ") but ", source_, " holds ", total_windows_,
-                    " windows of data.seq_len = ", seq_len,
-                    " tokens; lower eval.batches or give more validation data");
-  for (int64_t j = 0; j < used; ++j) starts_.push_back(windows[j * total_windows_ / used]);
+  // Spread over the windows; cyclic when there are fewer windows than sequences (said in
+  // describe()).
+  for (int64_t j = 0; j < used; ++j)
+    starts_.push_back(used <= total_windows_ ? windows[j * total_windows_ / used]
+                                             : windows[j % total_windows_]);
 }
 
 Tensor Evaluator::batch(int64_t b) const {
@@ -51,8 +52,14 @@ bool Evaluator::due(int64_t step, int64_t end) const {
 }
 
 std::string Evaluator::describe() const {
+  const int64_t used = static_cast<int64_t>(starts_.size());
   return str("eval: ", config_.batches, " batches of ", batch_size_ * world_, " x ", seq_len_,
-             " tokens from ", total_windows_, " ", source_,
+             " tokens from ", total_windows_, " windows ", source_,
+             used > total_windows_
+                 ? str(" (", used,
+                       " sequences: windows reused cyclically; lower eval.batches to "
+                       "avoid it)")
+                 : std::string(),
              config_.every > 0 ? str(", every ", config_.every, " steps and at the end")
                                : std::string(", at the end"));
 }
@@ -71,7 +78,7 @@ std::unique_ptr<Evaluator> make_evaluator(const Recipe& r, const TokenDataset& t
     // Not owned: the trainer's training dataset.
     std::shared_ptr<const TokenDataset> d(std::shared_ptr<void>(), &train);
     return make(d, held_out_windows(train.size(), S, v.fraction),
-                str("held-out windows (data.validation.fraction = ", v.fraction, ")"));
+                str("held out by data.validation.fraction = ", v.fraction));
   }
   std::string dir = v.path;
   if (!v.prepared()) {
@@ -93,7 +100,7 @@ std::unique_ptr<Evaluator> make_evaluator(const Recipe& r, const TokenDataset& t
                     train.tokenizer(), " (vocab ", train.vocab_size(), ")");
   std::vector<int64_t> windows;
   for (int64_t w = 0; w + S <= d->size(); w += S) windows.push_back(w);
-  return make(d, windows, str("windows of data.validation.path = '", v.path, "'"));
+  return make(d, windows, str("of data.validation.path = '", v.path, "'"));
 }
 
 }  // namespace graft

@@ -7,7 +7,8 @@
 // holds sequences [b · G, (b + 1) · G). Data-parallel rank r takes rows
 // [r · batch_size, (r + 1) · batch_size) of each batch, as the sampler does; each rank's loss is
 // the mean over its equal share of the targets, so the all-reduced mean of the ranks' means is
-// the loss over the global batches, for any dp.
+// the loss over the global batches, for any dp. With fewer than B · G windows, sequence j is
+// window j mod N instead (announced by describe(): some windows then count twice).
 //
 // Forward only: no activations kept, no gradient written, no optimizer state or RNG touched, so
 // the same weights give the same loss every time and training continues bit-identically whether
@@ -29,11 +30,11 @@ namespace graft {
 
 class Evaluator {
  public:
-  // windows: token offsets in `data`. InputError (naming `file`) when there are fewer than
-  // batches · batch_size · world of them.
+  // windows: token offsets in `data`. InputError (naming `file`) when there is none.
   Evaluator(std::shared_ptr<const TokenDataset> data, const std::vector<int64_t>& windows,
             int64_t seq_len, const EvalConfig& config, int64_t batch_size, int rank, int world,
-            const std::string& file, std::string source);
+            const std::string& file,
+            std::string source);  // source: "of data.validation.path = ..."
 
   // i64 [batch_size, seq_len]: this rank's rows of validation batch b (b < eval.batches).
   Tensor batch(int64_t b) const;
@@ -41,7 +42,7 @@ class Evaluator {
   double evaluate(CausalLM& model, ProcessGroup& group) const;
   // After step `step` (1-based) of a run ending at `end`: eval.every divides it, or it is the end.
   bool due(int64_t step, int64_t end) const;
-  // "eval: 4 batches of 8 x 256 tokens from 59 held-out windows (...)"
+  // "eval: 4 batches of 8 x 256 tokens from 59 windows held out by data.validation.fraction ..."
   std::string describe() const;
   int64_t num_windows() const { return total_windows_; }
 

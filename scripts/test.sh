@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: set up what is missing, build, run every test (GPU tests skip without a
-# GPU), the safetensors header fuzzer for a bounded time, and the clang-format check.
+# The whole test suite: set up what is missing (Debian packages; the Python venv .cache/pyenv via
+# scripts/pyenv.sh), build, run every test (GPU tests skip without a GPU), the safetensors header
+# fuzzer for a bounded time, and the clang-format check.
 #   FUZZ_SECONDS  fuzzing time (default 60; 0 skips the fuzzer)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +14,11 @@ echo "test: build took $((built - start)) s"
 echo "test: clang-format check"
 cd "$root"
 git ls-files -- '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -r clang-format --dry-run -Werror
+
+# Python packages the tests read graft's files with (python.tensorboard), in .cache/pyenv.
+echo "test: python packages (.cache/pyenv)"
+"$root/scripts/pyenv.sh" tensorboard >/dev/null ||
+  echo "test: the tensorboard package could not be installed: python.tensorboard will SKIP"
 
 echo "test: ctest"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 600

@@ -46,6 +46,10 @@ DataConfig parse_data_config(RecipeNode& n) {
   c.seq_len = require_positive(n, "seq_len", n.get<int64_t>("seq_len", 256));
   c.seed = n.get<int64_t>("seed", 1234);
   c.document_mask = n.get<bool>("document_mask", false);
+  if (n.has("validation")) {  // only when given: recipes without it keep their config hash
+    RecipeNode v = n.child("validation");
+    c.validation = parse_validation_config(v);
+  }
   n.finish();
   const int given = !c.text.empty() + !c.sources.empty() + !c.prepared.empty();
   if (given != 1)

@@ -13,9 +13,10 @@
 //     tokenizer: byte                       # byte | PATH/tokenizer.json; with `prepared` it must
 //                                           # be the one the shards were made with (checked by
 //                                           # the content hash in meta.json)
-//     cache_dir: ""                         # "" = $XDG_CACHE_HOME/graft/data or
-//     ~/.cache/graft/data seq_len: 256                          # tokens per training sequence
+//     cache_dir: ""                         # "" = $XDG_CACHE_HOME/graft/data or ~/.cache/...
+//     seq_len: 256                          # tokens per training sequence
 //     seed: 1234                            # sampling order
+//     validation: {fraction: 0.05}          # or {path: DIR | GLOB}; see validation.h
 //     document_mask: false                  # true: attention stays within each packed document
 //                                           # and positions restart at 0 per document
 //
@@ -41,6 +42,7 @@
 #include <vector>
 
 #include "framework/data/sources.h"
+#include "framework/data/validation.h"
 
 namespace graft {
 
@@ -56,6 +58,7 @@ struct DataConfig {
   int64_t seq_len = 256;
   int64_t seed = 1234;
   bool document_mask = false;
+  ValidationConfig validation;  // absent from the resolved recipe unless given
 };
 
 // Reads and validates the section (every pattern must match a file; `prepared` must hold

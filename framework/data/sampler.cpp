@@ -1,5 +1,6 @@
 #include "framework/data/sampler.h"
 
+#include <algorithm>
 #include <numeric>
 #include <random>
 
@@ -12,20 +13,57 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-Sampler::Sampler(const TokenDataset* data, SamplerConfig config) : data_(data), config_(config) {
+Sampler::Sampler(const TokenDataset* data, SamplerConfig config,
+                 const std::vector<std::pair<int64_t, int64_t>>& exclude)
+    : data_(data), config_(config) {
   GRAFT_CHECK(config.world >= 1 && config.rank >= 0 && config.rank < config.world, "rank ",
               config.rank, " of ", config.world);
   GRAFT_CHECK(config.seq_len > 0, "seq_len = ", config.seq_len);
-  GRAFT_INPUT_CHECK(data->size() > config.seq_len, data->dir(), ": the dataset holds ",
-                    data->size(), " tokens, fewer than data.seq_len + 1 = ", config.seq_len + 1);
-  windows_ = (data->size() - 1) / config.seq_len;
+  int64_t pos = 0;
+  for (const auto& [begin, end] : exclude) {
+    GRAFT_CHECK(begin >= pos && end >= begin && end <= data->size(), "exclude [", begin, ", ", end,
+                ") after ", pos, " of ", data->size());
+    if (begin > pos) runs_.push_back({total_, pos, begin - pos});
+    total_ += begin - pos;
+    pos = end;
+  }
+  if (data->size() > pos) runs_.push_back({total_, pos, data->size() - pos});
+  total_ += data->size() - pos;
+  GRAFT_INPUT_CHECK(total_ > config.seq_len, data->dir(), ": the dataset holds ", total_, " tokens",
+                    exclude.empty() ? "" : " outside the validation split",
+                    ", fewer than data.seq_len + 1 = ", config.seq_len + 1);
+  windows_ = (total_ - 1) / config.seq_len;
+}
+
+void Sampler::read(int64_t begin, int64_t n, int64_t* out) const {
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), begin,
+                             [](int64_t v, const Run& r) { return v < r.at; });
+  for (--it; n > 0; ++it) {
+    const int64_t local = begin - it->at, take = std::min(n, it->len - local);
+    data_->read(it->begin + local, take, out);
+    out += take;
+    begin += take;
+    n -= take;
+  }
+}
+
+void Sampler::read_mask(int64_t begin, int64_t n, uint8_t* out) const {
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), begin,
+                             [](int64_t v, const Run& r) { return v < r.at; });
+  for (--it; n > 0; ++it) {
+    const int64_t local = begin - it->at, take = std::min(n, it->len - local);
+    data_->read_loss_mask(it->begin + local, take, out);
+    out += take;
+    begin += take;
+    n -= take;
+  }
 }
 
 void Sampler::prepare_epoch(uint64_t e) {
   if (e == epoch_) return;
   epoch_ = e;
   const uint64_t s = splitmix64(config_.seed ^ splitmix64(e));
-  const int64_t slack = data_->size() - 1 - windows_ * config_.seq_len;
+  const int64_t slack = total_ - 1 - windows_ * config_.seq_len;
   offset_ = static_cast<int64_t>(s % static_cast<uint64_t>(slack + 1));
   perm_.resize(windows_);
   std::iota(perm_.begin(), perm_.end(), 0);
@@ -43,18 +81,18 @@ int64_t Sampler::window_start(uint64_t g) {
 }
 
 void Sampler::sequence(uint64_t g, int64_t* out) {
-  data_->read(window_start(g), config_.seq_len + 1, out);
+  read(window_start(g), config_.seq_len + 1, out);
 }
 
 void Sampler::fill_row(uint64_t g, int64_t* ids, int64_t* targets, int64_t* positions,
                        int64_t* segments, int64_t* counted) {
   const int64_t S = config_.seq_len, start = window_start(g), eos = data_->eos_id();
   tokens_.resize(static_cast<size_t>(S + 1));
-  data_->read(start, S + 1, tokens_.data());
+  read(start, S + 1, tokens_.data());
   const bool masked = data_->has_loss_mask();
   if (masked) {
     mask_.resize(static_cast<size_t>(S + 1));
-    data_->read_loss_mask(start, S + 1, mask_.data());
+    read_mask(start, S + 1, mask_.data());
   }
   int64_t seg = 0, doc_start = 0;
   for (int64_t t = 0; t < S; ++t) {

@@ -19,9 +19,13 @@
 // rank r reads the r-th slice of `batch` of them, so ranks are disjoint and the global batch is
 // the same for any world size. position() counts global sequences consumed: it is part of the
 // checkpoint, and set_position() resumes exactly.
+//
+// Held-out tokens (a validation split: `exclude`) are never read: the stream above is then the
+// concatenation of the tokens outside the excluded ranges.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "framework/core/tensor.h"
@@ -40,8 +44,10 @@ struct SamplerConfig {
 
 class Sampler {
  public:
-  // InputError when the dataset holds fewer than seq_len + 1 tokens.
-  Sampler(const TokenDataset* data, SamplerConfig config);
+  // InputError when the dataset holds fewer than seq_len + 1 tokens (outside `exclude`).
+  // exclude: token ranges [begin, end) of the dataset never sampled; sorted, disjoint.
+  Sampler(const TokenDataset* data, SamplerConfig config,
+          const std::vector<std::pair<int64_t, int64_t>>& exclude = {});
 
   // This rank's slice of the next batch · world global sequences: input_ids, targets,
   // num_targets, and with document_mask positions and segment_ids ([batch, seq_len] each).
@@ -55,14 +61,24 @@ class Sampler {
   uint64_t position() const { return position_; }
   void set_position(uint64_t p) { position_ = p; }
   int64_t windows_per_epoch() const { return windows_; }
+  int64_t stream_tokens() const { return total_; }  // the dataset less the excluded ranges
 
  private:
   void prepare_epoch(uint64_t e);
-  int64_t window_start(uint64_t g);
+  int64_t window_start(uint64_t g);  // in the stream (the dataset less the excluded ranges)
+  // [begin, begin + n) of the stream: tokens, or the loss mask.
+  void read(int64_t begin, int64_t n, int64_t* out) const;
+  void read_mask(int64_t begin, int64_t n, uint8_t* out) const;
 
   const TokenDataset* data_;
   SamplerConfig config_;
   int64_t windows_ = 0;
+  int64_t total_ = 0;
+  // The kept runs of the dataset: stream offset, dataset offset, length (one run without exclude).
+  struct Run {
+    int64_t at, begin, len;
+  };
+  std::vector<Run> runs_;
   uint64_t position_ = 0;
   uint64_t epoch_ = UINT64_MAX;
   int64_t offset_ = 0;

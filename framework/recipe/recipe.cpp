@@ -30,6 +30,7 @@ YAML::Node recipe_identity(const YAML::Node& resolved, int64_t dp) {
   YAML::Node id = YAML::Clone(resolved);
   id.remove("checkpoint");
   id.remove("logging");
+  id.remove("eval");
   id.remove("parallel");
   if (id["train"]) {
     id["train"].remove("stop_after");
@@ -182,6 +183,10 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
   {
     RecipeNode n = top.child("logging");
     r.logging = parse_logging_config(n);
+  }
+  {
+    RecipeNode n = top.child("eval");
+    r.eval = parse_eval_config(n, r.data.validation.enabled());
   }
   {
     RecipeNode n = top.child("precision");

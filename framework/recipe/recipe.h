@@ -1,6 +1,6 @@
 // A training recipe: YAML -> one small typed config per component.
 //
-// Top-level sections: model, data, optim, schedule, train, checkpoint, logging, precision,
+// Top-level sections: model, data, optim, schedule, train, checkpoint, logging, eval, precision,
 // parallel, device. Each component parses its own section (framework/*/..._config.h) through a
 // RecipeNode, which rejects unknown keys and wrong types with "file:line: key.path ...".
 //
@@ -41,13 +41,14 @@ struct Recipe {
   TrainConfig train;
   CheckpointConfig checkpoint;
   LoggingConfig logging;
+  EvalConfig eval;
   PrecisionConfig precision;
   ParallelConfig parallel;
   Device device;
 
   YAML::Node resolved;  // every key with its effective value (defaults filled in)
   std::string resolved_yaml() const;
-  // The part of `resolved` that defines the run (all but checkpoint, logging, parallel,
+  // The part of `resolved` that defines the run (all but checkpoint, logging, eval, parallel,
   // train.stop_after; the per-rank batch_size as the global batch for `dp` data-parallel ranks):
   // a checkpoint only resumes under the same one, in any layout.
   YAML::Node identity(int64_t dp = 1) const;

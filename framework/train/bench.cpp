@@ -53,7 +53,20 @@ Tensor random_bf16(int64_t rows, int64_t cols, uint64_t seed, Device dev) {
   return h.to(DType::kBF16).to(dev);
 }
 
-// Median TFLOP/s of a bf16 n³ GEMM (bf16 out, f32 accumulation) through graft::gemm.
+// Which attention implementation the step runs (the kernel's stderr line says the same):
+// cuDNN takes bf16, head_dim % 8 == 0 and <= 128 without a padding mask.
+std::string attention_backend(const Recipe& r, DType dtype) {
+  if (r.device.is_cpu()) return "cpu";
+  const char* env = std::getenv("GRAFT_ATTN_BACKEND");
+  const std::string choice = env && *env ? env : "auto";
+  if (choice == "unfused") return "unfused (GRAFT_ATTN_BACKEND=unfused)";
+  const int64_t d = r.model.config.decoder.head_dim;
+  const bool cudnn = dtype == DType::kBF16 && d % 8 == 0 && d <= 128;
+  return str(cudnn ? "cudnn" : "unfused", " (GRAFT_ATTN_BACKEND=", choice, ")");
+}
+
+}  // namespace
+
 double gemm_peak_tflops(Device dev, int64_t n, int64_t reps) {
   Tensor a = random_bf16(n, n, 1, dev), b = random_bf16(n, n, 2, dev);
   Tensor c = Tensor::empty({n, n}, DType::kBF16, dev);
@@ -70,20 +83,6 @@ double gemm_peak_tflops(Device dev, int64_t n, int64_t reps) {
   for (int64_t i = 0; i < reps; ++i) ms.push_back(time_ms(dev, [&] { gemm(p); }));
   return 2.0 * static_cast<double>(n) * n * n / (median(ms) * 1e-3) / 1e12;
 }
-
-// Which attention implementation the step runs (the kernel's stderr line says the same):
-// cuDNN takes bf16, head_dim % 8 == 0 and <= 128 without a padding mask.
-std::string attention_backend(const Recipe& r, DType dtype) {
-  if (r.device.is_cpu()) return "cpu";
-  const char* env = std::getenv("GRAFT_ATTN_BACKEND");
-  const std::string choice = env && *env ? env : "auto";
-  if (choice == "unfused") return "unfused (GRAFT_ATTN_BACKEND=unfused)";
-  const int64_t d = r.model.config.decoder.head_dim;
-  const bool cudnn = dtype == DType::kBF16 && d % 8 == 0 && d <= 128;
-  return str(cudnn ? "cudnn" : "unfused", " (GRAFT_ATTN_BACKEND=", choice, ")");
-}
-
-}  // namespace
 
 // hf_baseline.py's formula, written with the real head_dim: q/o project to heads·head_dim, which
 // equals hidden when head_dim = hidden/heads (every Llama, so the figures stay comparable) and

@@ -49,6 +49,10 @@ struct BenchResult {
   nlohmann::json to_json() const;  // the one line graft bench prints
 };
 
+// Median TFLOP/s of `reps` bf16 n³ GEMMs (bf16 out, f32 accumulation) through graft::gemm, after
+// 3 untimed ones: the peak mfu is taken against (graft bench, and the trainer's metrics on CUDA).
+double gemm_peak_tflops(Device dev, int64_t n, int64_t reps);
+
 // flops/token of the formula above for `c` at sequence length `seq`.
 double model_flops_per_token(const ModelConfig& c, int64_t seq);
 

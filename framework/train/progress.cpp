@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/core/error.h"
+#include "framework/train/tensorboard.h"
 
 namespace graft {
 
@@ -33,17 +34,26 @@ ProgressLog::ProgressLog(std::ostream& out, bool live_line, const std::string& m
 
 ProgressLog::~ProgressLog() { finish(); }
 
+void ProgressLog::set_tensorboard(std::unique_ptr<TensorBoardWriter> writer) {
+  tensorboard_ = std::move(writer);
+}
+
 void ProgressLog::log(const StepMetrics& m) {
   char tps[32];
   if (m.tokens_per_s >= 1e4)
     std::snprintf(tps, sizeof tps, "%.1fk", m.tokens_per_s / 1e3);
   else
     std::snprintf(tps, sizeof tps, "%.0f", m.tokens_per_s);
-  char line[256];
-  std::snprintf(
-      line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | ETA %s%s",
-      static_cast<long long>(m.step), static_cast<long long>(m.total), m.loss, m.lr, m.grad_norm,
-      tps, format_duration(m.eta_s).c_str(), m.skipped ? " | SKIPPED (non-finite)" : "");
+  char eval[64] = "";
+  if (m.eval_loss)
+    std::snprintf(eval, sizeof eval, " | eval %.4f (ppl %.2f)", *m.eval_loss,
+                  std::exp(*m.eval_loss));
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "step %lld/%lld | loss %.4f%s | lr %.2e | gnorm %.3f | %s tok/s | ETA %s%s",
+                static_cast<long long>(m.step), static_cast<long long>(m.total), m.loss, eval, m.lr,
+                m.grad_norm, tps, format_duration(m.eta_s).c_str(),
+                m.skipped ? " | SKIPPED (non-finite)" : "");
   if (live_ && !m.skipped) {
     out_ << "\r" << line << "\x1b[K" << std::flush;
     line_open_ = true;
@@ -63,9 +73,25 @@ void ProgressLog::log(const StepMetrics& m) {
                         {"tokens_per_s", m.tokens_per_s},
                         {"skipped", m.skipped},
                         {"elapsed_s", m.elapsed_s}};
+    if (m.peak_mem_gib) j["peak_mem_gib"] = num(*m.peak_mem_gib);
+    if (m.mfu) j["mfu"] = num(*m.mfu);
+    if (m.eval_loss) {
+      j["eval_loss"] = num(*m.eval_loss);
+      j["eval_ppl"] = num(std::exp(*m.eval_loss));
+    }
     metrics_ << j.dump() << "\n";
     metrics_.flush();
     GRAFT_INPUT_CHECK(metrics_.good(), metrics_path_, ": writing the metrics file failed");
+  }
+  if (tensorboard_) {
+    std::vector<std::pair<std::string, double>> v = {{"loss", m.loss},
+                                                     {"lr", m.lr},
+                                                     {"grad_norm", m.grad_norm},
+                                                     {"tokens_per_s", m.tokens_per_s}};
+    if (m.eval_loss) v.emplace_back("eval_loss", *m.eval_loss);
+    if (m.mfu) v.emplace_back("mfu", *m.mfu);
+    if (m.peak_mem_gib) v.emplace_back("peak_mem_gib", *m.peak_mem_gib);
+    tensorboard_->scalars(m.step, v);
   }
 }
 

@@ -2,12 +2,18 @@
 //
 // Line mode rewrites one line ("\r") per logged step:
 //   step 120/600 | loss 2.8132 | lr 2.98e-03 | gnorm 0.412 | 11.9k tok/s | ETA 3m05s
-// Plain mode prints the same text as its own line. The metrics file gets one JSON object per
-// logged step: {"step", "loss", "lr", "grad_norm", "tokens_per_s", "skipped", "elapsed_s"}.
+// A step with an evaluation adds "| eval 2.7511 (ppl 15.66)" after the loss. Plain mode prints
+// the same text as its own line. The metrics file gets one JSON object per logged step:
+// {"step", "loss", "lr", "grad_norm", "tokens_per_s", "skipped", "elapsed_s", "peak_mem_gib",
+//  "mfu", "eval_loss", "eval_ppl"} (mfu only when a peak is known, eval_* only on eval steps;
+// non-finite numbers are null). With a TensorBoard writer the same step is an event with the
+// scalars loss, eval_loss, lr, grad_norm, tokens_per_s, mfu, peak_mem_gib (those present).
 #pragma once
 
 #include <cstdint>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -20,7 +26,10 @@ struct StepMetrics {
   bool skipped = false;
   double elapsed_s = 0;
   double eta_s = 0;
+  std::optional<double> eval_loss, mfu, peak_mem_gib;
 };
+
+class TensorBoardWriter;
 
 class ProgressLog {
  public:
@@ -30,6 +39,8 @@ class ProgressLog {
               bool append = false);
   ~ProgressLog();
   void log(const StepMetrics& m);
+  // Also write each logged step as a TensorBoard event (logging.tensorboard).
+  void set_tensorboard(std::unique_ptr<TensorBoardWriter> writer);
   // A message on its own line (ends a live line first).
   void message(const std::string& text);
   void finish();  // ends a live line
@@ -40,6 +51,7 @@ class ProgressLog {
   bool line_open_ = false;
   std::ofstream metrics_;
   std::string metrics_path_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
 };
 
 std::string format_duration(double seconds);  // "3m05s", "1h02m", "12s"

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "framework/recipe/recipe_node.h"
+#include "framework/train/tensorboard.h"
 
 namespace graft {
 
@@ -69,7 +70,28 @@ LoggingConfig parse_logging_config(RecipeNode& n) {
     c.progress = ProgressMode::kPlain;
   else
     n.fail("progress", str("= ", p, ", expected auto, line or plain"));
+  c.tensorboard = n.get<std::string>("tensorboard", "");
+  if (!c.tensorboard.empty() && !tensorboard_available())
+    n.fail("tensorboard", str("= '", c.tensorboard,
+                              "': this graft was built without protobuf (libprotobuf-dev, "
+                              "protobuf-compiler), so it cannot write TensorBoard events"));
+  c.peak_tflops = n.get<double>("peak_tflops", 0.0);
+  if (!(c.peak_tflops >= 0))
+    n.fail("peak_tflops", str("= ", c.peak_tflops, ", expected >= 0 (0 = measured on CUDA)"));
   n.finish();
+  return c;
+}
+
+EvalConfig parse_eval_config(RecipeNode& n, bool has_validation) {
+  EvalConfig c;
+  c.every = n.get<int64_t>("every", c.every);
+  if (c.every < 0) n.fail("every", str("= ", c.every, ", expected >= 0 (0 = only at the end)"));
+  c.batches = require_positive(n, "batches", n.get<int64_t>("batches", c.batches));
+  n.finish();
+  if (c.every > 0 && !has_validation)
+    n.fail("every", str("= ", c.every,
+                        " needs validation data: set data.validation: {fraction: F} or {path: P}"));
+  c.enabled = has_validation;
   return c;
 }
 

@@ -21,6 +21,13 @@
 //   logging:
 //     every: 10                # steps between logged lines / metrics records
 //     progress: auto           # auto (a live line on a terminal) | line | plain
+//     tensorboard: ""          # a folder for TensorBoard event files ("" = none; rank 0 writes)
+//     peak_tflops: 0           # per-device peak for the metrics' mfu; 0 = measured on CUDA (a
+//                              # bf16 8192³ GEMM at start, as graft bench), no mfu on the CPU
+//   eval:                      # needs data.validation (framework/data/validation.h)
+//     every: 0                 # steps between evaluations (0 = only at the end of the run)
+//     batches: 8               # fixed validation batches of train.batch_size sequences per rank
+// `eval` is not part of the config hash: it does not change training.
 #pragma once
 
 #include <cstdint>
@@ -56,11 +63,21 @@ enum class ProgressMode { kAuto, kLine, kPlain };
 struct LoggingConfig {
   int64_t every = 10;
   ProgressMode progress = ProgressMode::kAuto;
+  std::string tensorboard;
+  double peak_tflops = 0;
+};
+
+struct EvalConfig {
+  int64_t every = 0;
+  int64_t batches = 8;
+  bool enabled = false;  // data.validation is set
 };
 
 TrainConfig parse_train_config(RecipeNode& n);
 // Checks the folder can be created and written (a probe file, removed again).
 CheckpointConfig parse_checkpoint_config(RecipeNode& n);
 LoggingConfig parse_logging_config(RecipeNode& n);
+// has_validation: data.validation is set (eval.every > 0 without it is an error).
+EvalConfig parse_eval_config(RecipeNode& n, bool has_validation);
 
 }  // namespace graft

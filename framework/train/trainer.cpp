@@ -9,6 +9,7 @@
 #include "framework/data/prepare.h"
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
+#include "framework/train/tensorboard.h"
 #include "parallel/launch.h"
 #include "parallel/parallel_state.h"
 #include "parallel/watchdog.h"
@@ -73,7 +74,11 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   sc.rank = groups_->dp->rank();
   sc.world = groups_->dp->size();
   sc.document_mask = r.data.document_mask;
-  sampler_ = std::make_unique<Sampler>(dataset_.get(), sc);
+  std::vector<std::pair<int64_t, int64_t>> held_out;  // data.validation.fraction's windows
+  if (r.data.validation.fraction > 0)
+    held_out = held_out_ranges(dataset_->size(), sc.seq_len, r.data.validation.fraction);
+  sampler_ = std::make_unique<Sampler>(dataset_.get(), sc, held_out);
+  evaluator_ = make_evaluator(r, *dataset_, *groups_->world, sc.rank, sc.world);
 
   state_.data_seed = r.data.seed;
   state_.init_seed = r.train.seed;
@@ -121,6 +126,7 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   if (!ckpt.empty()) resume(ckpt);
   optim_->sync_weights();     // with emulated bf16: the forward weights hold bf16 values
   buckets_->gather_params();  // ZeRO: each rank wrote only its shard of them
+  mfu_ = make_mfu_meter(r, model_->config(), device, groups_->world->size());
 }
 
 Trainer::~Trainer() = default;
@@ -202,6 +208,8 @@ TrainResult Trainer::run() {
                   r.logging.progress == ProgressMode::kLine ||
                       (r.logging.progress == ProgressMode::kAuto && options_.live_line),
                   options_.metrics_out, /*append=*/!resumed_from_.empty());
+  if (!r.logging.tensorboard.empty() && is_rank0_)
+    log.set_tensorboard(std::make_unique<TensorBoardWriter>(r.logging.tensorboard));
   const int64_t end =
       r.train.stop_after > 0 ? std::min(r.train.stop_after, r.train.steps) : r.train.steps;
   if (!resumed_from_.empty())
@@ -218,6 +226,8 @@ TrainResult Trainer::run() {
     log.message(str("training ", r.model.config.arch, " (", params, " parameters, ", layer_types,
                     ") for steps ", state_.step + 1, "..", end, " of ", r.train.steps, " on ",
                     model_->device().str(), layout_summary()));
+  if (evaluator_ && state_.step < end) log.message(evaluator_->describe());
+  if (!mfu_.source.empty() && state_.step < end) log.message("mfu against " + mfu_.source);
   const double t_start = now_s();
   double window_tokens = 0, window_time = 0;
   const double tokens_per_step = static_cast<double>(r.train.batch_size * r.train.grad_accum *
@@ -286,8 +296,15 @@ TrainResult Trainer::run() {
     sm.tokens_per_s = window_time > 0 ? window_tokens / window_time : 0;
     sm.eta_s =
         sm.elapsed_s / static_cast<double>(step + 1 - first) * static_cast<double>(end - step - 1);
+    sm.mfu = mfu_.mfu(sm.tokens_per_s);
+    sm.peak_mem_gib = peak_mem_gib(model_->device());
+    const bool eval_now = evaluator_ && evaluator_->due(step + 1, end);
+    if (eval_now) {
+      sm.eval_loss = evaluator_->evaluate(*model_, *groups_->dp_cp);
+      result.evals.emplace_back(step + 1, *sm.eval_loss);
+    }
     result.steps.push_back(sm);
-    if (skip || (step + 1) % r.logging.every == 0 || step + 1 == end || step == first) {
+    if (skip || eval_now || (step + 1) % r.logging.every == 0 || step + 1 == end || step == first) {
       log.log(sm);
       window_tokens = window_time = 0;
     }
@@ -317,6 +334,21 @@ TrainResult Trainer::run() {
                                                      g.top_p, ", seed ", g.seed);
     log.message(str("sample (", how, "): ", result.sample));
   }
+  RunSummary sum;
+  sum.first_step = first;
+  sum.last_step = state_.step;
+  sum.tokens = tokens_per_step * static_cast<double>(state_.step - first);
+  sum.total_tokens = tokens_per_step * static_cast<double>(state_.step);
+  sum.wall_s = result.wall_s;
+  sum.eval_configured = evaluator_ != nullptr;
+  for (const auto& [at, loss] : result.evals) {
+    if (!sum.best_eval || loss < *sum.best_eval) sum.best_eval = loss, sum.best_eval_step = at;
+    sum.last_eval = loss;
+    sum.last_eval_step = at;
+  }
+  sum.last_checkpoint = result.last_checkpoint;
+  result.summary = format_summary(sum);
+  log.message(result.summary);
   return result;
 }
 

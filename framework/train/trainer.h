@@ -9,6 +9,12 @@
 // Checkpoints every checkpoint.every steps and at the end; a sample at the end (train.sample_*:
 // temperature 0.8, top-p 0.95, seeded with train.seed by default; temperature 0 = greedy).
 //
+// Evaluation (data.validation + eval, framework/train/evaluator.h): after every eval.every-th step
+// and the last one, the mean loss over fixed held-out batches, forward only; the step is then
+// logged with eval_loss. Metrics also carry mfu and peak_mem_gib (run_report.h); logging.
+// tensorboard mirrors them as TensorBoard scalars. The run ends with a summary line (tokens,
+// time, best eval and its step, the last checkpoint).
+//
 // Data parallelism (parallel.dp > 1, under mpirun): train.batch_size is per rank; the sampler
 // hands data-parallel rank r its rows of the global batch a single process would draw, so the
 // global batch is batch_size * grad_accum * dp. Gradients live in buckets (parallel/
@@ -35,7 +41,9 @@
 #include "framework/optim/schedule.h"
 #include "framework/recipe/recipe.h"
 #include "framework/train/checkpoint.h"
+#include "framework/train/evaluator.h"
 #include "framework/train/progress.h"
+#include "framework/train/run_report.h"
 #include "parallel/grad_buckets.h"
 #include "parallel/parallel_state.h"
 
@@ -55,6 +63,8 @@ struct TrainResult {
   std::string last_checkpoint;
   std::string sample;  // decoded end-of-run sample ("" when disabled)
   double wall_s = 0;
+  std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss) of each evaluation
+  std::string summary;                            // the closing paragraph (format_summary)
 };
 
 class Trainer {
@@ -70,6 +80,7 @@ class Trainer {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const ParallelGroups& groups() const { return *groups_; }
   const GradBuckets& buckets() const { return *buckets_; }
+  const Evaluator* evaluator() const { return evaluator_.get(); }  // nullptr without validation
 
  private:
   void check_resume(const std::string& checkpoint);  // same recipe, else InputError
@@ -86,6 +97,8 @@ class Trainer {
   std::unique_ptr<TokenDataset> dataset_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<Evaluator> evaluator_;  // nullptr without data.validation
+  MfuMeter mfu_;
   std::unique_ptr<CausalLM> model_;
   std::unique_ptr<AdamW> optim_;
   LrSchedule schedule_;

@@ -12,7 +12,8 @@ jobs="${GRAFT_JOBS:-$(nproc)}"
 
 packages=(cmake ninja-build g++ ccache pkg-config libyaml-cpp-dev libboost-program-options-dev
           libopenmpi-dev openmpi-bin libgtest-dev nlohmann-json3-dev libopenblas-dev
-          clang clang-format libclang-rt-dev procps)
+          clang clang-format libclang-rt-dev procps libpcre2-dev libunistring-dev
+          python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

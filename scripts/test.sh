@@ -14,6 +14,10 @@ echo "test: clang-format check"
 cd "$root"
 git ls-files -- '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -r clang-format --dry-run -Werror
 
+# The Hugging Face tokenizers package for tokenizer.hf_parity (a venv under .cache/ if needed).
+"$root/scripts/py-tokenizers.sh" >/dev/null ||
+  echo "test: the tokenizers package cannot be installed: tokenizer.hf_parity will skip"
+
 echo "test: ctest"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 600
 

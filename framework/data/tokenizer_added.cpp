@@ -14,15 +14,20 @@ using nlohmann::json;
 
 namespace {
 
-// Rust regex \w$ and ^\w (single_word), approximated by PCRE2's Unicode \w.
+// Rust regex \w$ and ^\w (single_word) on the one character before / after a match. Rust's \w
+// is Alphabetic, marks, decimal digits, connector punctuation and joiners (PCRE2's is narrower).
+bool is_word_char(std::string_view c) {
+  static const Regex re(R"(^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]$)", false,
+                        "added-token word check");
+  return !re.find_all(c).empty();
+}
 bool word_char_before(std::string_view s) {
-  static const Regex re(R"(\w$)", false, "added-token word check");
-  return !re.find_all(s).empty();
+  size_t k = s.size() - 1;  // start of the last character
+  while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80 && s.size() - k < 4) --k;
+  if (utf8_scan(s, k) != s.size() - k) k = s.size() - 1;
+  return is_word_char(s.substr(k));
 }
-bool word_char_after(std::string_view s) {
-  static const Regex re(R"(^\w)", false, "added-token word check");
-  return !re.find_all(s).empty();
-}
+bool word_char_after(std::string_view s) { return is_word_char(s.substr(0, utf8_scan(s, 0))); }
 
 // Where the run of White_Space that ends s begins, and where the one that starts s ends.
 size_t space_run_before(std::string_view s) {

@@ -9,11 +9,14 @@ tokenizer, into OUT/<name>/:
   decoded.txt      decode(ids, skip_special_tokens=False) per line
   whole_ids.txt    the ids of the whole text.txt as one text (newlines included), one line
   whole_decoded.txt  their decode, as is
+  random.txt, random_ids.txt, random_decoded.txt   the same for a 100 KB text of words drawn
+                   from the corpus and the test text (seeded), as one text
 
 Usage: make_fixtures.py OUT      (run by tests/tokenizer/hf_parity.sh)
 """
 import json
 import os
+import random
 import sys
 
 from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
@@ -40,6 +43,7 @@ Mixed: English русский ελληνικά 中文 日本語 한국어 and nu
 TEXT = [
     "Hello world, it's 12345!",
     "Héllo wörld, ça va? Ünïcödé façade naïve café résumé Ångström",
+    "<mask> opens this line (after a line that ends in a letter)",
     "decomposed: cafe\u0301 e\u0301le\u0300ve n\u0303o",
     "Καλημέρα κόσμε! ΣΊΣΥΦΟΣ ΟΔΟΣ ελληνικά",
     "Привет, мир! Съешь же ещё этих мягких французских булок.",
@@ -163,9 +167,22 @@ def fixtures():
         llama2_dec), False  # unknown characters decode to <unk>
 
 
+def random_text(size=100_000):
+    """Words of the corpus and the test text in a seeded random order, with random separators."""
+    rng = random.Random(1)
+    words = (CORPUS + "\n".join(TEXT)).replace("\n", " ").split(" ")
+    seps = [" ", " ", " ", "  ", "\n", "\t", "", "\n\n", " \n"]
+    parts, n = [], 0
+    while n < size:
+        parts.append(rng.choice(words) + rng.choice(seps))
+        n += len(parts[-1])
+    return "".join(parts)
+
+
 def main():
     out = sys.argv[1]
     text = "\n".join(TEXT) + "\n"
+    rand = random_text()
     total = 0
     for name, tok, lossless in fixtures():
         d = os.path.join(out, name)
@@ -191,6 +208,11 @@ def main():
         write("decoded.txt", "\n".join(decoded) + "\n")
         write("whole_ids.txt", " ".join(map(str, whole)) + "\n")
         write("whole_decoded.txt", tok.decode(whole, skip_special_tokens=False))
+        rand_ids = tok.encode(rand, add_special_tokens=False).ids
+        total += len(rand_ids)
+        write("random.txt", rand)
+        write("random_ids.txt", " ".join(map(str, rand_ids)) + "\n")
+        write("random_decoded.txt", tok.decode(rand_ids, skip_special_tokens=False))
         print(f"{name}: vocab {tok.get_vocab_size()}, {len(TEXT)} lines", flush=True)
     print(f"reference ids: {total}")
 

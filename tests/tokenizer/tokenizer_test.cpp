@@ -176,6 +176,7 @@ TEST(TokenizerBpe, AddedTokensAreSplitOutFirst) {
   // lstrip / rstrip take the spaces around; single_word refuses a match inside a word.
   EXPECT_EQ(t->encode("ab  <m>  ab"), (std::vector<int64_t>{5, 265, 5}));
   EXPECT_EQ(t->encode("a<m>")[0], 1);  // "▁a<m>" stays text: "<" is spelled in bytes
+  EXPECT_EQ(t->encode("ab\n<m>"), (std::vector<int64_t>{5, 265}));  // a newline is no word
   EXPECT_EQ(t->decode({5, 262, 5}), "ab<s> ab");
 }
 

@@ -13,7 +13,7 @@ jobs="${GRAFT_JOBS:-$(nproc)}"
 packages=(cmake ninja-build g++ ccache pkg-config libyaml-cpp-dev libboost-program-options-dev
           libopenmpi-dev openmpi-bin libgtest-dev nlohmann-json3-dev libopenblas-dev
           clang clang-format libclang-rt-dev procps zlib1g-dev libzstd-dev
-          libprotobuf-dev protobuf-compiler python3-venv)
+          libprotobuf-dev protobuf-compiler python3-venv libpcre2-dev libunistring-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,9 @@ git ls-files -- '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -r clang-format --dry-run -
 echo "test: python packages (.cache/pyenv)"
 "$root/scripts/pyenv.sh" tensorboard >/dev/null ||
   echo "test: the tensorboard package could not be installed: python.tensorboard will SKIP"
+# The Hugging Face tokenizers package for tokenizer.hf_parity (a venv under .cache/ if needed).
+"$root/scripts/py-tokenizers.sh" >/dev/null ||
+  echo "test: the tokenizers package cannot be installed: tokenizer.hf_parity will skip"
 
 echo "test: ctest"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)" --timeout 600

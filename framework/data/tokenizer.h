@@ -2,7 +2,8 @@
 //
 // ByteTokenizer: ids 0..255 are the bytes of the UTF-8 text, 256 = <bos>, 257 = <eos>
 // (vocab_size 258). Lossless for any byte string.
-// BpeTokenizer (tokenizer_bpe.h): Hugging Face tokenizer.json byte-level BPE.
+// BpeTokenizer (tokenizer_bpe.h): Hugging Face tokenizer.json BPE (byte-level and
+// SentencePiece-style), ids identical to the `tokenizers` library.
 #pragma once
 
 #include <cstdint>

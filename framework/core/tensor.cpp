@@ -120,8 +120,17 @@ int64_t Tensor::size(int dim) const {
   return shape_[dim];
 }
 
+// Row-major with no gaps; the stride of a dimension of size 1 never matters (a [1, 1, H] slice of
+// a [B, S, H] tensor is contiguous whatever its outer strides say).
 bool Tensor::is_contiguous() const {
-  return strides_ == contiguous_strides(shape_) || numel() <= 1;
+  if (numel() <= 1) return true;
+  int64_t want = 1;
+  for (int d = ndim() - 1; d >= 0; --d) {
+    if (shape_[d] == 1) continue;
+    if (strides_[d] != want) return false;
+    want *= shape_[d];
+  }
+  return true;
 }
 
 std::string Tensor::str() const {

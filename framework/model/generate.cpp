@@ -42,8 +42,17 @@ Tensor columns(const std::vector<int64_t>& grid, int64_t rows, int64_t cols, int
 std::vector<float> CausalLM::next_token_logits(const Tensor& ids, const AttentionInputs& in) {
   Tensor normed = hidden(ids, in, nullptr);  // [B, S, hidden]
   const int64_t B = ids.size(0), S = ids.size(1);
-  // The last column of every row, gathered into B contiguous rows (a view when B = 1).
-  Tensor last = normed.slice(1, S - 1, 1).contiguous().view({B, config_.hidden_size});
+  // The last column of every row, gathered into B contiguous rows (a view when B = 1; one device
+  // copy per row otherwise: device copies need contiguous sources).
+  const int64_t H = config_.hidden_size;
+  Tensor last;
+  if (B == 1) {
+    last = normed.slice(1, S - 1, 1).view({1, H});
+  } else {
+    last = Tensor::empty({B, H}, normed.dtype(), normed.device());
+    for (int64_t b = 0; b < B; ++b)
+      last.slice(0, b, 1).copy_from(normed.slice(0, b, 1).slice(1, S - 1, 1).view({1, H}));
+  }
   return head(last, nullptr).to(Device::cpu()).to_f32_vector();
 }
 

@@ -125,13 +125,18 @@ class CudaFp8Gemm : public ::testing::TestWithParam<GemmCase> {};
 // promotes them to f32 every few k-blocks, with fast accumulation much later. Measured on the
 // H200 without fast accumulation: 4.4e-4 relative on single elements, 6.7e-5 in norm (m 32,
 // n 48, k 64). So: 2e-3 relative plus an absolute term for partial sums of |terms| <= `term`
-// growing like sqrt(k); 1e-2 with fast accumulation (TE's FP8 GEMM tolerance); a bf16 C adds its
-// rounding (2^-8 relative on each side).
+// growing like sqrt(k); 1e-2 with fast accumulation (TE's FP8 GEMM tolerance). A bf16 C adds its
+// rounding (2^-8 relative on each side) and, where alpha·AB and beta·C cancel, one bf16 ulp of
+// their magnitude (|C| < 1 here): cuBLASLt rounds before the epilogue's addition (measured: up to
+// 1.8e-3 absolute at m 29, n 541, k 7).
 Tol fp8_gemm_tol(int64_t k, double term, DType c_dtype, bool fast) {
   const double rk = std::sqrt(static_cast<double>(k));
   Tol t{1e-3 * term * rk, 2e-3};
   if (fast) t = {1e-2 * term * rk, 1e-2};
-  if (c_dtype == DType::kBF16) t.rtol += 8e-3;
+  if (c_dtype == DType::kBF16) {
+    t.rtol += 8e-3;
+    t.atol += 4e-3;
+  }
   return t;
 }
 

@@ -1,12 +1,17 @@
 // `graft export --checkpoint C --out DIR [--max-shard-size 5GB] [--dtype f32|bf16|f16]`: writes a
 // native checkpoint's model as a Hugging Face checkpoint (config.json, sharded safetensors and
-// index) that transformers and `graft parity` load. C may be a checkpoint folder or a
+// index, and the checkpoint's tokenizer.json when it has one) that transformers and `graft parity`
+// load. C may be a checkpoint folder or a
 // checkpoint.dir (its newest complete checkpoint), written in any parallel layout. The weights
 // come from the f32 master copy when the checkpoint has one (bf16 training), not from the
 // rounded working copy.
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "framework/core/error.h"
+#include "framework/io/atomic_file.h"
 #include "framework/io/hf_checkpoint.h"
 #include "framework/model/hf_export.h"
 #include "framework/train/checkpoint.h"
@@ -39,6 +44,14 @@ int run_export(const std::vector<std::string>& args) {
   auto model = load_checkpoint_model(ckpt, Device::cpu(), /*prefer_master=*/true);
   const std::string out = (*vm)["out"].as<std::string>();
   export_hf_checkpoint(*model, out, opt);
+  // The tokenizer travels with the model (transformers' AutoTokenizer reads it from the folder).
+  if (std::filesystem::is_regular_file(ckpt + "/tokenizer.json")) {
+    std::ifstream in(ckpt + "/tokenizer.json", std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    GRAFT_INPUT_CHECK(in.good() || in.eof(), ckpt, "/tokenizer.json: cannot read");
+    io::write_file_atomic(out + "/tokenizer.json", ss.str());
+  }
   std::printf("exported %s -> %s\n", ckpt.c_str(), out.c_str());
   return 0;
 }

@@ -17,7 +17,7 @@ git ls-files -- '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -r clang-format --dry-run -
 
 # Python packages the tests read graft's files with (python.tensorboard), in .cache/pyenv.
 echo "test: python packages (.cache/pyenv)"
-"$root/scripts/pyenv.sh" tensorboard >/dev/null ||
+"$root/scripts/pyenv.sh" tensorboard pyarrow >/dev/null ||
   echo "test: the tensorboard package could not be installed: python.tensorboard will SKIP"
 # The Hugging Face tokenizers package for tokenizer.hf_parity (a venv under .cache/ if needed).
 "$root/scripts/py-tokenizers.sh" >/dev/null ||

@@ -1,16 +1,20 @@
 // Token shards, datasets, the byte and BPE tokenizers, data preparation and the sampler.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "framework/data/prepare.h"
 #include "framework/data/sampler.h"
 #include "framework/data/token_shard.h"
 #include "framework/data/tokenizer.h"
 #include "framework/data/tokenizer_bpe.h"
+#include "framework/train/trainer.h"
+#include "tests/test_paths.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
@@ -280,6 +284,36 @@ TEST(BpeTokenizer, RejectsWhatItCannotUse) {
             std::string::npos);
   EXPECT_NE(input_error([&] { make_tokenizer(d / "none.json"); }).find("no such tokenizer file"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace graft
+
+namespace graft {
+namespace {
+
+// A run with an HF tokenizer.json keeps a copy in its checkpoint, and `graft export` puts it
+// beside the exported weights (transformers' AutoTokenizer reads it from there).
+TEST(BpeTokenizer, ExportCarriesTheTokenizerJson) {
+  TempDir d;
+  const std::string tok = write_bpe(d / "tokenizer.json");
+  std::ostringstream quiet;
+  TrainOptions opt;
+  opt.out = &quiet;
+  Trainer(test::micro(d.path(),
+                      {"data.tokenizer=" + tok, "model.config.vocab_size=264", "train.steps=2",
+                       "schedule.warmup_steps=1", "checkpoint.dir=" + (d / "ck")}),
+          opt)
+      .run();
+  const std::string cmd = ::graft::test::graft_binary() + " export --checkpoint " + (d / "ck") +
+                          " --out " + (d / "hf") + " > /dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream a(tok), b(d / "hf/tokenizer.json");
+  std::stringstream sa, sb;
+  sa << a.rdbuf();
+  sb << b.rdbuf();
+  ASSERT_FALSE(sa.str().empty());
+  EXPECT_EQ(sb.str(), sa.str());
 }
 
 }  // namespace

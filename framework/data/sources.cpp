@@ -128,7 +128,8 @@ DocumentReader::DocumentReader(const std::string& path, const DataSource& source
     : path_(path), source_(&source) {
   GRAFT_INPUT_CHECK(!ends_with(strip_compression(path), ".parquet"), path,
                     ": Parquet support is not built (Apache Arrow is not packaged for this "
-                    "platform; convert to .jsonl, .jsonl.gz or .jsonl.zst)");
+                    "platform); convert it with scripts/parquet-to-jsonl.py FILE --field text -o "
+                    "corpus.jsonl.gz (docs/training.md)");
   jsonl_ = is_jsonl_path(path);
   GRAFT_INPUT_CHECK(jsonl_ || source.type != "sft", path,
                     ": an sft source needs JSONL records (prompt/completion or messages)");

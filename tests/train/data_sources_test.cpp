@@ -194,10 +194,11 @@ TEST(Sources, BadInputsAreOneLineNamingFileAndLine) {
             std::string::npos);
 #endif
   test::write_text(d / "t.parquet", "PAR1");
-  EXPECT_NE(input_error([&] {
-              prepare_sources({source(d / "t.parquet")}, "byte", d / "o");
-            }).find("t.parquet: Parquet support is not built"),
-            std::string::npos);
+  EXPECT_NE(
+      input_error([&] { prepare_sources({source(d / "t.parquet")}, "byte", d / "o"); })
+          .find("t.parquet: Parquet support is not built (Apache Arrow is not packaged for this "
+                "platform); convert it with scripts/parquet-to-jsonl.py"),
+      std::string::npos);
   for (const std::string& m :
        {input_error([&] { prepare_sources({source(d / "trunc.jsonl")}, "byte", d / "o"); })})
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;

@@ -5,10 +5,14 @@
 //                  recipes/tiny-cpu.yaml and tests/fixtures/hf found walking up from the working
 //                  directory, then from the test executable's folder.
 //   graft_binary(): $GRAFT_BIN if set (ctest sets it), else `graft` beside the test executable.
+//   run_command(cmd): runs a shell command, returns its exit code and its stdout + stderr.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -43,6 +47,23 @@ inline std::string source_root() {
 inline std::string graft_binary() {
   if (const char* e = std::getenv("GRAFT_BIN"); e && *e) return e;
   return (executable_dir() / "graft").string();
+}
+
+struct CommandResult {
+  int code = -1;    // exit code; -1 when the command could not start or did not exit
+  std::string out;  // stdout and stderr
+};
+
+inline CommandResult run_command(const std::string& cmd) {
+  CommandResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace graft::test

@@ -2,7 +2,9 @@
 // with explicit forward/backward through each module and the cross-entropy kernel.
 #include "framework/model/causal_lm.h"
 
+#include <algorithm>
 #include <cmath>
+#include <unordered_map>
 
 #include "framework/model/hf_loader.h"
 #include "framework/registry/registry.h"
@@ -278,6 +280,24 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
 }
 
 void CausalLM::init_weights(uint64_t seed) { init_hf_weights(*this, seed); }
+
+std::unique_ptr<GradBuckets> attach_grad_buckets(CausalLM& model,
+                                                 std::shared_ptr<ProcessGroup> group,
+                                                 GradBucketOptions options) {
+  auto params = model.named_parameters();
+  std::reverse(params.begin(), params.end());  // backward order: the reverse of registration
+  auto buckets = std::make_unique<GradBuckets>(params, std::move(group), options);
+  // Each module's parameters, collected the first time it reports (not on every micro-batch).
+  model.set_backward_hook(
+      [b = buckets.get(),
+       cache = std::unordered_map<const Module*, std::vector<Parameter*>>()](Module& m) mutable {
+        auto [it, fresh] = cache.try_emplace(&m);
+        if (fresh)
+          for (auto& [name, p] : m.named_parameters()) it->second.push_back(p);
+        for (Parameter* p : it->second) b->mark_ready(p);
+      });
+  return buckets;
+}
 
 std::unique_ptr<CausalLM> build_model(const ModelConfig& config, const BuildContext& ctx) {
   return std::make_unique<CausalLM>(config, ctx);

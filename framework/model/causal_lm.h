@@ -15,6 +15,7 @@
 #include "framework/model/lm_inputs.h"
 #include "framework/registry/build_context.h"
 #include "layers/decoder.h"
+#include "parallel/grad_buckets.h"
 
 namespace graft {
 
@@ -131,6 +132,13 @@ class CausalLM : public Module {
   Norm* norm_ = nullptr;
   Linear* lm_head_ = nullptr;  // null when tied
 };
+
+// Gradient buckets over `model`'s parameters in backward order, reduced over `group`, with the
+// model's backward hook installed to report each module's parameters to them as they complete.
+// The buckets must stay alive while the model runs backward.
+std::unique_ptr<GradBuckets> attach_grad_buckets(CausalLM& model,
+                                                 std::shared_ptr<ProcessGroup> group,
+                                                 GradBucketOptions options);
 
 // Builds a model for `config` (through the registry; overrides in scope apply).
 std::unique_ptr<CausalLM> build_model(const ModelConfig& config, const BuildContext& ctx);

@@ -50,7 +50,7 @@ AdamW::AdamW(std::vector<std::pair<std::string, Parameter*>> params, const Optim
 }
 
 AdamW::AdamW(std::vector<ParamPiece> pieces, const OptimConfig& config, bool emulate_bf16,
-             const ProcessGroup* shard_group)
+             ProcessGroup* shard_group)
     : config_(config), emulate_bf16_(emulate_bf16), shard_group_(shard_group) {
   for (const auto& piece : pieces) {
     GRAFT_CHECK(piece.param->value.is_contiguous() && piece.param->grad.defined(), "parameter ",
@@ -121,7 +121,7 @@ double AdamW::grad_norm() const {
     sq = out.to(Device::cpu()).to_f32_vector()[0];
   }
   if (shard_group_ && shard_group_->size() > 1)
-    sq = const_cast<ProcessGroup*>(shard_group_)->all_reduce_scalar(sq, ReduceOp::kSum);
+    sq = shard_group_->all_reduce_scalar(sq, ReduceOp::kSum);
   return std::sqrt(sq);
 }
 

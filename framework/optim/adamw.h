@@ -48,7 +48,7 @@ class AdamW {
   // Updates exactly `pieces`; `shard_group` (not owned) when the pieces are this rank's shard of
   // a model partitioned over that group (ZeRO-1), null when every rank updates everything.
   AdamW(std::vector<ParamPiece> pieces, const OptimConfig& config, bool emulate_bf16,
-        const ProcessGroup* shard_group);
+        ProcessGroup* shard_group);
 
   // sqrt(sum of squares of every gradient) (f64 accumulation on the CPU).
   double grad_norm() const;
@@ -95,7 +95,7 @@ class AdamW {
   void add_slot(const ParamPiece& piece);
   OptimConfig config_;
   bool emulate_bf16_ = false;
-  const ProcessGroup* shard_group_ = nullptr;
+  ProcessGroup* shard_group_ = nullptr;
   std::vector<ParamPiece> pieces_;
   int64_t steps_ = 0;
   std::vector<Slot> slots_;

@@ -160,13 +160,9 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups};
   std::unique_ptr<CausalLM> model = build_model_from_recipe(m, ctx);
   model->init_weights(static_cast<uint64_t>(r.train.seed));
-  auto params = model->named_parameters();
-  std::reverse(params.begin(), params.end());
-  GradBuckets buckets(params, groups->dp_cp, GradBucketOptions{r.parallel.bucket_mb, false});
-  model->set_backward_hook([&](Module& mod) {
-    for (auto& [name, p] : mod.named_parameters()) buckets.mark_ready(p);
-  });
-  AdamW optim(buckets.owned_pieces(), r.optim, emulate_bf16, nullptr);
+  std::unique_ptr<GradBuckets> buckets =
+      attach_grad_buckets(*model, groups->dp_cp, GradBucketOptions{r.parallel.bucket_mb, false});
+  AdamW optim(buckets->owned_pieces(), r.optim, emulate_bf16, nullptr);
   optim.sync_weights();
   const ModelConfig& c = model->config();
   res.arch = c.arch;
@@ -189,9 +185,9 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   const double lr = r.optim.lr;
   double loss = 0;
   auto step = [&] {
-    buckets.zero_grad();
+    buckets->zero_grad();
     loss = model->forward_backward(ids_dev, ids_host, Tensor(), true, 1.0);
-    buckets.finish();
+    buckets->finish();
     const double norm = optim.grad_norm();
     const double scale =
         (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;

@@ -113,14 +113,8 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   else
     model_->init_weights(static_cast<uint64_t>(r.train.seed));
   model_->set_activation_recompute(r.train.recompute);
-  // Gradient buckets in backward order (the reverse of registration order).
-  auto params = model_->named_parameters();
-  std::reverse(params.begin(), params.end());
-  buckets_ = std::make_unique<GradBuckets>(
-      params, groups_->dp_cp, GradBucketOptions{r.parallel.bucket_mb, r.parallel.zero == 1});
-  model_->set_backward_hook([this](Module& m) {
-    for (auto& [name, p] : m.named_parameters()) buckets_->mark_ready(p);
-  });
+  buckets_ = attach_grad_buckets(*model_, groups_->dp_cp,
+                                 GradBucketOptions{r.parallel.bucket_mb, r.parallel.zero == 1});
   optim_ = std::make_unique<AdamW>(buckets_->owned_pieces(), r.optim, emulate_bf16,
                                    buckets_->sharded() ? groups_->dp_cp.get() : nullptr);
   if (!ckpt.empty()) resume(ckpt);

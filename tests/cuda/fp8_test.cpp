@@ -140,6 +140,22 @@ Tol fp8_gemm_tol(int64_t k, double term, DType c_dtype, bool fast) {
   return t;
 }
 
+// The GEMM of the CPU params `p` on the GPU: the same operands (host fp8 `qa`, `qb`) and scales
+// copied over, into the device tensor `c` (its initial contents are C for beta), which it returns.
+Tensor gemm_on_gpu(const Fp8GemmParams& p, const Tensor& qa, const Tensor& qb, Tensor c) {
+  Tensor ag = qa.to(gpu()), bg = qb.to(gpu());
+  Tensor sag = scalar_gpu(*p.a_scale_inv), sbg = scalar_gpu(*p.b_scale_inv);
+  Fp8GemmParams pg = p;
+  pg.a = ag.raw();
+  pg.b = bg.raw();
+  pg.c = c.raw();
+  pg.a_scale_inv = static_cast<const float*>(sag.raw());
+  pg.b_scale_inv = static_cast<const float*>(sbg.raw());
+  pg.device = gpu();
+  fp8_gemm(pg);
+  return c;
+}
+
 TEST_P(CudaFp8Gemm, MatchesTheCpuEmulation) {
   GRAFT_REQUIRE_CUDA();
   const GemmCase c = GetParam();
@@ -165,16 +181,7 @@ TEST_P(CudaFp8Gemm, MatchesTheCpuEmulation) {
   p.beta = 1.0f;
   p.fast_accum = c.fast;
   fp8_gemm(p);
-  Tensor ag = qa.to(gpu()), bg = qb.to(gpu()), cg = to_gpu(want, c.c);
-  Tensor sag = scalar_gpu(sa), sbg = scalar_gpu(sb);
-  Fp8GemmParams pg = p;
-  pg.a = ag.raw();
-  pg.b = bg.raw();
-  pg.c = cg.raw();
-  pg.a_scale_inv = static_cast<const float*>(sag.raw());
-  pg.b_scale_inv = static_cast<const float*>(sbg.raw());
-  pg.device = gpu();
-  fp8_gemm(pg);
+  Tensor cg = gemm_on_gpu(p, qa, qb, to_gpu(want, c.c));
   const Tol tol = fp8_gemm_tol(c.k, 1.5 * sa * sb, c.c, c.fast);
   expect_close(cg, wantc.to(DType::kF32), tol, str("fp8 gemm ", c.m, "x", c.n, "x", c.k));
 }
@@ -208,16 +215,7 @@ TEST(CudaFp8GemmScales, EachScaleAlphaAndBetaIsApplied) {
     p.beta = s.beta;
     p.fast_accum = false;
     fp8_gemm(p);
-    Tensor ag = qa.to(gpu()), bg = qb.to(gpu()), cg = c0.to(gpu());
-    Tensor sag = scalar_gpu(s.sa), sbg = scalar_gpu(s.sb);
-    Fp8GemmParams pg = p;
-    pg.a = ag.raw();
-    pg.b = bg.raw();
-    pg.c = cg.raw();
-    pg.a_scale_inv = static_cast<const float*>(sag.raw());
-    pg.b_scale_inv = static_cast<const float*>(sbg.raw());
-    pg.device = gpu();
-    fp8_gemm(pg);
+    Tensor cg = gemm_on_gpu(p, qa, qb, c0.to(gpu()));
     expect_close(cg, want, fp8_gemm_tol(k, s.alpha * s.sa * s.sb, DType::kF32, false),
                  str("sa ", s.sa, " sb ", s.sb, " alpha ", s.alpha, " beta ", s.beta));
   }

@@ -29,11 +29,6 @@ struct RunResult {
   std::string out, err;
 };
 
-std::string graft_bin() {
-  const char* env = std::getenv("GRAFT_BIN");
-  return env && *env ? env : ::graft::test::graft_binary();
-}
-
 // Runs graft with `args`, stdout/stderr captured in files; killed after 30 s (a hang fails).
 RunResult run_graft(const std::vector<std::string>& args) {
   TempDir io;
@@ -42,7 +37,7 @@ RunResult run_graft(const std::vector<std::string>& args) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const std::string bin = graft_bin();
+  const std::string bin = test::graft_binary();
   std::vector<std::string> argv_s = {bin};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;

@@ -29,11 +29,6 @@ std::string run(const std::string& cmd, int* status) {
   return out;
 }
 
-std::string graft_bin() {
-  const char* env = std::getenv("GRAFT_BIN");
-  return env ? env : ::graft::test::graft_binary();
-}
-
 TEST(Plugin, LoadsRegistersAndBuildsThroughOverride) {
   load_plugin(GRAFT_EXAMPLE_PLUGIN);
   load_plugin(GRAFT_EXAMPLE_PLUGIN);  // a second load is a no-op, not a duplicate error
@@ -73,7 +68,7 @@ TEST(Plugin, LoadsRegistersAndBuildsThroughOverride) {
 
 TEST(Plugin, GraftLayersListsPluginEntriesWithSource) {
   int status = -1;
-  std::string out = run(graft_bin() + " layers --plugin " + GRAFT_EXAMPLE_PLUGIN, &status);
+  std::string out = run(test::graft_binary() + " layers --plugin " + GRAFT_EXAMPLE_PLUGIN, &status);
   EXPECT_EQ(status, 0) << out;
   const size_t at = out.find("example.scaled_decoder_layer");
   ASSERT_NE(at, std::string::npos) << out;
@@ -82,7 +77,7 @@ TEST(Plugin, GraftLayersListsPluginEntriesWithSource) {
   EXPECT_NE(out.find("te.transformer_layer"), std::string::npos) << out;
   EXPECT_NE(out.find("builtin"), std::string::npos) << out;
   // Without the plugin the entry is absent.
-  out = run(graft_bin() + " layers", &status);
+  out = run(test::graft_binary() + " layers", &status);
   EXPECT_EQ(out.find("example.scaled_decoder_layer"), std::string::npos) << out;
 }
 
@@ -92,7 +87,7 @@ TEST(Plugin, BadPathsAreInputErrors) {
   EXPECT_THROW(load_plugin(::graft::test::source_root() + "/tests/plugins/CMakeLists.txt"),
                InputError);
   int status = -1;
-  std::string out = run(graft_bin() + " layers --plugin /nonexistent/plugin.so", &status);
+  std::string out = run(test::graft_binary() + " layers --plugin /nonexistent/plugin.so", &status);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << out;
   EXPECT_NE(out.find("/nonexistent/plugin.so"), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;

@@ -84,11 +84,6 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, ExtraParity,
                            return n;
                          });
 
-std::string graft_bin() {
-  const char* env = std::getenv("GRAFT_BIN");
-  return env ? env : ::graft::test::graft_binary();
-}
-
 // Runs a shell command; returns (exit code, stdout).
 std::pair<int, std::string> run(const std::string& cmd) {
   FILE* p = popen(cmd.c_str(), "r");
@@ -101,7 +96,8 @@ std::pair<int, std::string> run(const std::string& cmd) {
 }
 
 TEST(ParityCli, PrintsOneJsonLine) {
-  auto [rc, out] = run(graft_bin() + " parity --checkpoint " + test::fixture_dir("qwen3-qknorm"));
+  auto [rc, out] =
+      run(test::graft_binary() + " parity --checkpoint " + test::fixture_dir("qwen3-qknorm"));
   EXPECT_EQ(rc, 0) << out;
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
@@ -117,7 +113,8 @@ TEST(ParityCli, PrintsOneJsonLine) {
 
 TEST(ParityCli, BadInputExitsTwo) {
   const std::string dir = test::fixture_dir("llama-gqa");
-  auto [rc, out] = run(graft_bin() + " parity --checkpoint " + dir + " --layers fast 2>&1");
+  auto [rc, out] =
+      run(test::graft_binary() + " parity --checkpoint " + dir + " --layers fast 2>&1");
   EXPECT_EQ(rc, 2) << out;
   EXPECT_NE(out.find("--layers"), std::string::npos) << out;
 
@@ -125,7 +122,7 @@ TEST(ParityCli, BadInputExitsTwo) {
   test::TempDir d;
   write_safetensors(d.sub("ref.safetensors"),
                     {{"input_ids", Tensor::from_vector(std::vector<int64_t>{1, 2}, {1, 2})}});
-  std::tie(rc, out) = run(graft_bin() + " parity --checkpoint " + dir + " --reference " +
+  std::tie(rc, out) = run(test::graft_binary() + " parity --checkpoint " + dir + " --reference " +
                           d.sub("ref.safetensors") + " 2>&1");
   EXPECT_EQ(rc, 2) << out;
   for (const char* k : {"missing tensors", "logits", "generate_ids", "grad.lm_head.weight",

@@ -20,26 +20,10 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
-std::string graft_bin() {
-  if (const char* b = std::getenv("GRAFT_BIN"); b && *b) return b;
-  return ::graft::test::graft_binary();
-}
-
-struct CmdResult {
-  int code = -1;
-  std::string out;  // stdout and stderr
-};
+using CmdResult = test::CommandResult;
 
 CmdResult run(const std::string& args) {
-  CmdResult r;
-  FILE* p = ::popen((graft_bin() + " " + args + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_command(test::graft_binary() + " " + args);
 }
 
 std::string recipe_file(const TempDir& d, const std::string& extra = "") {

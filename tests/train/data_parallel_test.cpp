@@ -35,32 +35,16 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
-std::string graft_bin() {
-  if (const char* b = std::getenv("GRAFT_BIN"); b && *b) return b;
-  return ::graft::test::graft_binary();
-}
-
 bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
 
-struct MpiRun {
-  int code = -1;
-  std::string out;  // stdout + stderr of every rank
-};
+using MpiRun = test::CommandResult;
 
 MpiRun mpirun(int np, const std::string& args) {
   const std::string cmd =
       "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 "
       "--mca btl self,vader,tcp -np " +
-      std::to_string(np) + " " + graft_bin() + " " + args + " 2>&1";
-  MpiRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+      std::to_string(np) + " " + test::graft_binary() + " " + args;
+  return test::run_command(cmd);
 }
 
 std::vector<double> metric_losses(const std::string& path) {
@@ -241,7 +225,8 @@ TEST(DataParallel, SameLayoutResumeIsBitIdentical) {
 
   // graft export from this ZeRO checkpoint (pieces from two ranks) writes the f32 masters.
   const std::string export_cmd = "export --checkpoint " + (d / "ck") + " --out " + (d / "hf");
-  ASSERT_EQ(std::system((graft_bin() + " " + export_cmd + " > /dev/null 2>&1").c_str()), 0);
+  ASSERT_EQ(std::system((test::graft_binary() + " " + export_cmd + " > /dev/null 2>&1").c_str()),
+            0);
   ShardedReader r = ShardedReader::open(find_latest_checkpoint(d / "ck"));
   auto exported = load_hf_model(d / "hf");
   int compared = 0;

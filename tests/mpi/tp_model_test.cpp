@@ -17,6 +17,7 @@
 #include <map>
 
 #include "framework/model/shard_init.h"
+#include "framework/registry/registry.h"
 #include "parallel/tp_layout.h"
 #include "tests/model/test_util.h"
 #include "tests/mpi/mpi_test_util.h"
@@ -65,30 +66,34 @@ void sgd(CausalLM& m, float lr) {
 // Rows [b0, b0 + n) of a [B, S] tensor.
 Tensor rows(const Tensor& t, int64_t b0, int64_t n) { return t.slice(0, b0, n).contiguous(); }
 
-class TpModel : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+using Overrides = std::vector<std::pair<std::string, std::string>>;
 
-TEST_P(TpModel, MatchesOneProcess) {
-  const auto& [arch, te] = GetParam();
-  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
-  const ModelConfig cfg = test::tiny_config(arch);
+template <class Fn>
+auto with_overrides(const Overrides& o, Fn&& fn) {
+  OverrideScope scope(o);
+  return fn();
+}
+
+// Every layout of layouts(): init, 3 SGD steps (loss and every gradient), whole logits and
+// greedy generation against the single-process model, built under `o`.
+void expect_matches_one_process(const ModelConfig& cfg, const Overrides& o, bool te) {
   for (const Layout& l : layouts()) {
     SCOPED_TRACE(l.name());
     auto groups = groups_for(l);
     BuildContext ctx{Device::cpu(), DType::kF32, groups};
     if (cfg.decoder.num_attention_heads % l.tp != 0) {  // Qwen2's 6 heads at tp4
       test::expect_input_error(
-          [&] { test::with_layers(te, cfg, [&] { return build_model(cfg, ctx); }); },
+          [&] { with_overrides(o, [&] { return build_model(cfg, ctx); }); },
           {"num_attention_heads = 6", "num_key_value_heads = 2", "parallel.tp = 4"});
       continue;
     }
     if (te && cfg.decoder.num_kv_heads < l.tp) {  // KV-head replication: reference layers only
-      test::expect_input_error(
-          [&] { test::with_layers(te, cfg, [&] { return build_model(cfg, ctx); }); },
-          {"num_gqa_groups", "larger than the number of KV heads"});
+      test::expect_input_error([&] { with_overrides(o, [&] { return build_model(cfg, ctx); }); },
+                               {"num_gqa_groups", "larger than the number of KV heads"});
       continue;
     }
-    auto ref = test::with_layers(te, cfg, [&] { return build_model(cfg); });
-    auto tp = test::with_layers(te, cfg, [&] { return build_model(cfg, ctx); });
+    auto ref = with_overrides(o, [&] { return build_model(cfg); });
+    auto tp = with_overrides(o, [&] { return build_model(cfg, ctx); });
     ref->init_weights(5);
     tp->init_weights(5);
     std::map<std::string, Parameter*> ref_params;
@@ -140,6 +145,28 @@ TEST_P(TpModel, MatchesOneProcess) {
     }
   }
 }
+
+class TpModel : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(TpModel, MatchesOneProcess) {
+  const auto& [arch, te] = GetParam();
+  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
+  const ModelConfig cfg = test::tiny_config(arch);
+  Overrides o;
+  if (te) o.emplace_back(cfg.decoder_layer, "te.transformer_layer");
+  expect_matches_one_process(cfg, o, te);
+}
+
+#ifdef GRAFT_EXAMPLE_PLUGIN
+// The example plugin (tests/plugins) declares its own MLP's sharding from its build context: at
+// every layout it matches its single-process run like graft's own layers.
+TEST(TpPlugin, ExamplePluginMatchesOneProcess) {
+  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
+  load_plugin(GRAFT_EXAMPLE_PLUGIN);
+  const ModelConfig cfg = test::tiny_config("llama");
+  expect_matches_one_process(cfg, {{cfg.decoder_layer, "example.scaled_decoder_layer"}}, false);
+}
+#endif
 
 INSTANTIATE_TEST_SUITE_P(Arch, TpModel,
                          ::testing::Combine(::testing::Values("llama", "gemma", "qwen2", "qwen3",

@@ -163,6 +163,7 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   std::unique_ptr<GradBuckets> buckets =
       attach_grad_buckets(*model, groups->dp_cp, GradBucketOptions{r.parallel.bucket_mb, false});
   AdamW optim(buckets->owned_pieces(), r.optim, emulate_bf16, nullptr);
+  optim.set_tp_group(groups->tp.get());  // the gradient norm of the whole model under tp
   optim.sync_weights();
   const ModelConfig& c = model->config();
   res.arch = c.arch;

@@ -25,8 +25,9 @@
 // global shape is padded: a vocabulary that tp does not divide is padded to the next multiple of
 // tp (the embedding and an untied LM head are [padded_vocab, hidden], logical [vocab, hidden]).
 // Padding rows are zero, never sampled, never in the loss and must never be exported; HF export
-// and loading take rows [0, logical_shape[0]) only. A checkpoint stores the padded shape, so it
-// resumes across layouts with the same padding (any tp when tp divides the vocabulary).
+// and loading take rows [0, logical_shape[0]) only. Native checkpoints store the logical shape
+// (the padding rows are dropped when writing and zero-filled when reading: tensor_pieces.h), so
+// they resume in any layout. Padding is only ever along dimension 0.
 //
 // Fused tensor-parallel layouts (the global tensor is the single-process parameter; each rank's
 // local tensor is one box of it):

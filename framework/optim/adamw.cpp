@@ -246,7 +246,7 @@ void AdamW::load_state(const ShardedReader& r) {
   std::set<std::string> expected;
   auto check = [&](const std::string& key, const Slot& s, bool required) {
     expected.insert(key);
-    const Shape want = spec_piece(key, s.param->spec, s.param->value).global_shape;
+    const Shape want = spec_stored_shape(s.param->spec, s.param->value.shape());
     if (!r.has(key)) {
       if (required) problems += str(count++ ? "; " : "", "missing ", key);
     } else if (r.global_shape(key) != want) {
@@ -268,12 +268,12 @@ void AdamW::load_state(const ShardedReader& r) {
   GRAFT_INPUT_CHECK(problems.empty(), r.manifest_path(),
                     ": optimizer state does not match this model: ", problems);
   for (auto& s : slots_) {  // this rank's flat range of its box of each tensor
-    const Shape box = spec_box_offset(s.param->spec, s.param->value.shape());
-    const Shape shape = spec_box_shape(s.param->spec, s.param->value.shape());
-    r.read("optim/m/" + s.name, box, shape, s.piece.offset, s.m);
-    r.read("optim/v/" + s.name, box, shape, s.piece.offset, s.v);
+    const ShardSpec& spec = s.param->spec;
+    const Shape& local = s.param->value.shape();
+    r.read_spec_range("optim/m/" + s.name, spec, local, s.piece.offset, s.m);
+    r.read_spec_range("optim/v/" + s.name, spec, local, s.piece.offset, s.v);
     if (r.has("optim/master/" + s.name))
-      r.read("optim/master/" + s.name, box, shape, s.piece.offset, s.master);
+      r.read_spec_range("optim/master/" + s.name, spec, local, s.piece.offset, s.master);
   }
 }
 

@@ -247,7 +247,7 @@ void load_model_weights(CausalLM& model, const std::string& checkpoint, bool pre
   int count = 0;
   auto add = [&](const std::string& s) { problems += str(count++ ? "; " : "", s); };
   auto check_shape = [&](const std::string& key, const Parameter& p) {
-    const Shape want = spec_piece(key, p.spec, p.value).global_shape;
+    const Shape want = spec_stored_shape(p.spec, p.value.shape());
     if (r.global_shape(key) != want)
       add(str(key, " has shape ", shape_str(r.global_shape(key)), ", the model expects ",
               shape_str(want)));

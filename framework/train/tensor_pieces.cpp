@@ -241,6 +241,59 @@ Shape spec_box_shape(const ShardSpec& spec, const Shape& local) {
   return spec.view;
 }
 
+namespace {
+// Rows along dimension 0 of this box that are real (not padding), and the elements per row.
+bool padded(const ShardSpec& s) {
+  return !s.logical_shape.empty() && s.logical_shape != s.global_shape &&
+         s.logical_shape.size() == s.global_shape.size();
+}
+int64_t real_rows(const ShardSpec& s, const Shape& box_offset, const Shape& box_shape) {
+  for (size_t d = 1; d < s.global_shape.size(); ++d)
+    GRAFT_CHECK(s.logical_shape[d] == s.global_shape[d], "padding along dimension ", d, " of ",
+                s.str(), " (only dimension 0 may be padded)");
+  return std::max<int64_t>(0, std::min(box_shape[0], s.logical_shape[0] - box_offset[0]));
+}
+}  // namespace
+
+Shape spec_stored_shape(const ShardSpec& spec, const Shape& local) {
+  if (padded(spec)) return spec.logical_shape;
+  const Shape box = spec_box_shape(spec, local);
+  const bool fits = spec.dims.size() == box.size() && spec.global_shape.size() == box.size();
+  return fits ? spec.global_shape : box;
+}
+
+bool drop_padding(TensorPiece& p, const ShardSpec& spec) {
+  if (!padded(spec)) return true;
+  const int64_t rows = real_rows(spec, p.box_offset, p.box_shape);
+  const int64_t row = shape_numel(p.box_shape) / std::max<int64_t>(1, p.box_shape[0]);
+  const int64_t len = p.flat_len < 0 ? shape_numel(p.box_shape) - p.flat_offset : p.flat_len;
+  const int64_t end = std::min(p.flat_offset + len, rows * row);
+  if (end <= p.flat_offset) return false;
+  p.global_shape = spec.logical_shape;
+  p.box_shape[0] = rows;
+  p.flat_len = end - p.flat_offset;
+  p.data = p.data.contiguous().view({-1}).slice(0, 0, p.flat_len);
+  return true;
+}
+
+void ShardedReader::read_spec_range(const std::string& name, const ShardSpec& spec,
+                                    const Shape& local, int64_t flat_offset, Tensor& out) const {
+  const Shape offset = spec_box_offset(spec, local);
+  Shape box = spec_box_shape(spec, local);
+  if (!padded(spec)) {
+    read(name, offset, box, flat_offset, out);
+    return;
+  }
+  const int64_t row = shape_numel(box) / std::max<int64_t>(1, box[0]);
+  const int64_t rows = real_rows(spec, offset, box);
+  const int64_t end = std::min(flat_offset + out.numel(), rows * row);
+  if (end < flat_offset + out.numel()) out.zero_();
+  if (end <= flat_offset) return;
+  box[0] = rows;
+  Tensor part = out.view({-1}).slice(0, 0, end - flat_offset);
+  read(name, offset, box, flat_offset, part);
+}
+
 TensorPiece spec_piece(const std::string& name, const ShardSpec& spec, const Tensor& local) {
   TensorPiece p;
   p.name = name;
@@ -476,13 +529,12 @@ void ShardedReader::read(const std::string& name, const Shape& box_offset, const
 }
 
 void ShardedReader::read_box(const std::string& name, const ShardSpec& spec, Tensor& local) const {
-  const Shape box = spec_box_shape(spec, local.shape());
   if (local.is_contiguous()) {
-    read(name, spec_box_offset(spec, local.shape()), box, 0, local);
+    read_spec_range(name, spec, local.shape(), 0, local);
     return;
   }
   Tensor tmp = Tensor::empty(local.shape(), local.dtype(), local.device());
-  read(name, spec_box_offset(spec, local.shape()), box, 0, tmp);
+  read_spec_range(name, spec, local.shape(), 0, tmp);
   local.copy_from(tmp);
 }
 

@@ -53,6 +53,13 @@ TensorPiece whole_piece(const std::string& name, const Tensor& data);
 Shape spec_box_offset(const ShardSpec& spec, const Shape& local);
 // The box's shape: the spec's view of the local tensor (te's fc1 [2, F/tp, H]), or its shape.
 Shape spec_box_shape(const ShardSpec& spec, const Shape& local);
+// The shape a checkpoint stores: the spec's logical (unpadded) shape, or its global shape.
+Shape spec_stored_shape(const ShardSpec& spec, const Shape& local);
+// Drops the vocabulary padding from a piece made by spec_piece (its box, flat range and data
+// already set): padded tensors (ShardSpec::logical_shape, padding only along dimension 0, at the
+// end) are stored at their logical shape, so a checkpoint does not depend on how tp padded them.
+// Returns false when nothing of the piece is real (it holds only padding: write nothing).
+bool drop_padding(TensorPiece& piece, const ShardSpec& spec);
 // `local`, the part of logical tensor `name` that `spec` describes, as a piece.
 TensorPiece spec_piece(const std::string& name, const ShardSpec& spec, const Tensor& local);
 
@@ -91,6 +98,11 @@ class ShardedReader {
   Tensor read(const std::string& name) const;
   // This rank's box of `name` as `spec` describes `local` (spec_box_offset, local's shape).
   void read_box(const std::string& name, const ShardSpec& spec, Tensor& local) const;
+  // The flat range [flat_offset, flat_offset + out.numel()) of that box into `out` (contiguous);
+  // for a padded spec the stored tensor has the logical shape and the padding part of the range
+  // is zero-filled.
+  void read_spec_range(const std::string& name, const ShardSpec& spec, const Shape& local,
+                       int64_t flat_offset, Tensor& out) const;
 
   struct Piece {
     int file = 0;  // index into files_

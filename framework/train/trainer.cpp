@@ -176,22 +176,22 @@ std::string Trainer::save(TrainResult& result) {
   // once: by tp rank 0 for a parameter whole on every rank, by replica 0 of a replicated split one.
   CheckpointContents c;
   const int tp_rank = groups_->tp->rank();
-  auto piece = [](const std::string& name, const ParamPiece& pp, const Tensor& data) {
+  // Padded vocabulary rows are not stored (drop_padding): the checkpoint holds logical shapes.
+  auto piece = [&c](const std::string& name, const ParamPiece& pp, const Tensor& data) {
     TensorPiece t = spec_piece(name, pp.param->spec, pp.param->value);
     t.flat_offset = pp.offset;
     t.flat_len = pp.numel;
     t.data = data;
-    return t;
+    if (drop_padding(t, pp.param->spec)) c.pieces.push_back(std::move(t));
   };
   const bool writer = buckets_->sharded() || groups_->dp_cp->rank() == 0;
   if (writer) {
     for (const ParamPiece& pp : optim_->pieces())
       if (pp.param->spec.is_primary(tp_rank))
-        c.pieces.push_back(piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu())));
+        piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu()));
     for (const auto& sp : optim_->state_pieces())
       if (sp.piece.param->spec.is_primary(tp_rank))
-        c.pieces.push_back(
-            piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data));
+        piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data);
   }
   c.state = state_;
   c.recipe_yaml = recipe_.resolved_yaml();

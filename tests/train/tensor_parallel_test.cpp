@@ -145,18 +145,20 @@ INSTANTIATE_TEST_SUITE_P(
                 "model.layers=te"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
-// Saved at tp2 (2 steps), resumed in one process: the next 3 losses are those of an
-// uninterrupted single-process run. Both layer sets (the TE fc1's [2, F, H] view included).
-class TensorParallelResume : public ::testing::TestWithParam<bool> {};
+// Saved at tp2 or tp4 (2 steps), resumed in one process: the next 3 losses are those of an
+// uninterrupted single-process run. Both layer sets (the TE fc1's [2, F, H] view included); at tp4
+// the vocabulary (258) is padded to 260 but stored at 258 rows.
+class TensorParallelResume : public ::testing::TestWithParam<std::tuple<bool, int>> {};
 
-TEST_P(TensorParallelResume, Tp2CheckpointResumesAtTp1) {
+TEST_P(TensorParallelResume, CheckpointResumesAtTp1) {
+  const auto [te, tp] = GetParam();
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not found";
   TempDir d;
   test::write_text(d / "recipe.yaml", test::micro_recipe(d.path()));
   const std::string file = d / "recipe.yaml";
   std::vector<std::string> common = {"train.steps=5", "schedule.warmup_steps=1",
                                      "train.batch_size=4"};
-  if (GetParam()) common.push_back("model.layers=te");
+  if (te) common.push_back("model.layers=te");
   TrainOptions opt;
   std::ostringstream quiet;
   opt.out = &quiet;
@@ -166,10 +168,10 @@ TEST_P(TensorParallelResume, Tp2CheckpointResumesAtTp1) {
   ASSERT_EQ(ref.size(), 5u);
 
   std::vector<std::string> first = common;
-  first.push_back("parallel.tp=2");
+  first.push_back("parallel.tp=" + std::to_string(tp));
   first.push_back("train.stop_after=2");
   first.push_back("checkpoint.dir=" + (d / "ck"));
-  auto r = mpirun(2, "train --recipe " + file + sets(first));
+  auto r = mpirun(tp, "train --recipe " + file + sets(first));
   ASSERT_EQ(r.code, 0) << r.out;
   const std::string saved = find_latest_checkpoint(d / "ck");
   ASSERT_EQ(fs::path(saved).filename(), "step-00000002") << r.out;
@@ -184,11 +186,13 @@ TEST_P(TensorParallelResume, Tp2CheckpointResumesAtTp1) {
   for (size_t i = 0; i < 3; ++i)
     EXPECT_NEAR(got[i], ref[i + 2], 1e-5 * std::abs(ref[i + 2])) << "tp1 step " << i + 3;
 
-  // graft generate at tp2 from the tp2 checkpoint: the tokens of one process (rank 0 prints).
+  EXPECT_EQ(ShardedReader::open(saved).global_shape("model/embed_tokens.weight"), Shape({258, 32}))
+      << "the padding is not stored";
+  // graft generate at tp from the tp checkpoint: the tokens of one process (rank 0 prints).
   const std::string gen =
       "generate --checkpoint " + saved + " --prompt-ids 5,17,3,99 " + "--max-new-tokens 8";
   auto one_rank = test::run_command(test::graft_binary() + " " + gen);
-  auto two_ranks = mpirun(2, gen + " --tp 2");
+  auto two_ranks = mpirun(tp, gen + " --tp " + std::to_string(tp));
   ASSERT_EQ(one_rank.code, 0) << one_rank.out;
   ASSERT_EQ(two_ranks.code, 0) << two_ranks.out;
   const size_t at = one_rank.out.find("ids: ");
@@ -198,8 +202,13 @@ TEST_P(TensorParallelResume, Tp2CheckpointResumesAtTp1) {
   EXPECT_EQ(two_ranks.out.find("ids: "), two_ranks.out.rfind("ids: ")) << "printed once";
 }
 
-INSTANTIATE_TEST_SUITE_P(Layers, TensorParallelResume, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "te" : "reference"; });
+INSTANTIATE_TEST_SUITE_P(Layouts, TensorParallelResume,
+                         ::testing::Values(std::make_tuple(false, 2), std::make_tuple(true, 2),
+                                           std::make_tuple(false, 4)),
+                         [](const auto& info) {
+                           return str(std::get<0>(info.param) ? "te" : "reference", "_tp",
+                                      std::get<1>(info.param));
+                         });
 
 // Layouts the model cannot take: one line from rank 0, exit code 2.
 void expect_refused(int np, const std::vector<std::string>& s,

@@ -37,6 +37,7 @@ struct ModelConfig {
   double initializer_range = 0.02;
   nlohmann::json hf_config;  // the config.json as read (written back by export)
   std::string decoder_layer = "llama.decoder_layer";  // registry name the architecture asks for
+  AttnBackend attention = AttnBackend::kAuto;  // the recipe's model.attention (not an HF field)
 };
 
 // Parses an HF config.json (path names the file in errors) through the architecture registered
@@ -113,6 +114,9 @@ class CausalLM : public Module {
 
   // Names of decoder layer implementations in use, e.g. {"te.transformer_layer"}.
   std::vector<std::string> decoder_layer_types() const;
+  // What the attention kernels ran since the last reset (counted per call and direction).
+  const AttnReport& attention_report() const { return attn_report_; }
+  void reset_attention_report() { attn_report_.reset(); }
 
  private:
   bool recompute_ = false;
@@ -131,6 +135,7 @@ class CausalLM : public Module {
   std::vector<DecoderLayer*> layers_;
   Norm* norm_ = nullptr;
   Linear* lm_head_ = nullptr;  // null when tied
+  AttnReport attn_report_;
 };
 
 // Gradient buckets over `model`'s parameters in backward order, reduced over `group`, with the

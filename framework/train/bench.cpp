@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -51,18 +50,6 @@ Tensor random_bf16(int64_t rows, int64_t cols, uint64_t seed, Device dev) {
     d[i] = static_cast<float>(static_cast<int64_t>(s >> 40) - (1LL << 23)) / (1 << 23);
   }
   return h.to(DType::kBF16).to(dev);
-}
-
-// Which attention implementation the step runs (the kernel's stderr line says the same):
-// cuDNN takes bf16, head_dim % 8 == 0 and <= 128 without a padding mask.
-std::string attention_backend(const Recipe& r, DType dtype) {
-  if (r.device.is_cpu()) return "cpu";
-  const char* env = std::getenv("GRAFT_ATTN_BACKEND");
-  const std::string choice = env && *env ? env : "auto";
-  if (choice == "unfused") return "unfused (GRAFT_ATTN_BACKEND=unfused)";
-  const int64_t d = r.model.config.decoder.head_dim;
-  const bool cudnn = dtype == DType::kBF16 && d % 8 == 0 && d <= 128;
-  return str(cudnn ? "cudnn" : "unfused", " (GRAFT_ATTN_BACKEND=", choice, ")");
 }
 
 }  // namespace
@@ -170,7 +157,6 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   res.layer_types = model->decoder_layer_types();
   res.dtype = dtype_name(r.precision.params);
   if (emulate_bf16) res.dtype += " (emulated in f32)";
-  res.attention = attention_backend(r, r.precision.params);
   res.num_layers = c.num_layers;
   for (auto& [name, p] : model->named_parameters()) res.params += p->value.numel();
 
@@ -200,6 +186,7 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     step();
     if (i == 0) res.first_loss = loss;
   }
+  model->reset_attention_report();  // what the timed steps ran, as the kernels report it
   std::vector<double> ms;
   for (int64_t i = 0; i < opt.steps; ++i) {
     ms.push_back(time_ms(dev, step));
@@ -207,6 +194,7 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     say(str("step ", i + 1, ": ", ms.back(), " ms, loss ", loss));
   }
   res.last_loss = loss;
+  res.attention = model->attention_report().summary();
   res.ms_per_step = median(ms);
   res.ms_min = *std::min_element(ms.begin(), ms.end());
   res.ms_max = *std::max_element(ms.begin(), ms.end());

@@ -114,10 +114,23 @@ nlohmann::json BenchResult::to_json() const {
           {"mfu", opt(mfu ? std::optional<double>(r3(*mfu)) : std::nullopt)},
           {"peak_mem_gib", r3(peak_mem_gib)},
           {"first_loss", r3(first_loss)},
-          {"last_loss", r3(last_loss)}};
+          {"last_loss", r3(last_loss)},
+          {"train_loop",
+           train_loop ? nlohmann::json{{"warmup", train_loop->warmup},
+                                       {"steps", train_loop->steps},
+                                       {"grad_accum", train_loop->grad_accum},
+                                       {"ms_per_step", r3(train_loop->ms_per_step)},
+                                       {"tokens_per_s", std::round(train_loop->tokens_per_s)},
+                                       {"peak_mem_gib", r3(train_loop->peak_mem_gib)},
+                                       {"last_loss", r3(train_loop->last_loss)},
+                                       {"attention", train_loop->attention}}
+                      : nlohmann::json(nullptr)}};
 }
 
-BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
+namespace {
+
+// One micro-batch per optimizer step on random ids (bench.h).
+BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   GRAFT_INPUT_CHECK(opt.steps >= 1 && opt.warmup >= 0, "steps = ", opt.steps,
                     ", warmup = ", opt.warmup, ", expected steps >= 1 and warmup >= 0");
   const Device dev = r.device;
@@ -205,6 +218,14 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   if (res.gemm_peak_tflops) res.mfu = res.model_tflops / *res.gemm_peak_tflops;
   if (dev.is_cuda())
     res.peak_mem_gib = static_cast<double>(device_backend().peak_bytes(dev)) / (1ULL << 30);
+  return res;
+}
+
+}  // namespace
+
+BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
+  BenchResult res = bench_step(r, opt);  // its model and optimizer are freed on return
+  if (opt.train_loop) res.train_loop = run_train_loop_bench(r, opt);
   return res;
 }
 

@@ -176,6 +176,8 @@ AttentionInputs CausalLM::attention_inputs(const LmInputs& li, const Tensor& ids
   AttentionInputs in;
   in.batch = B;
   in.seq = S;
+  in.attention = config_.attention;
+  in.attention_report = &attn_report_;
   auto same_shape = [&](const Tensor& t, const char* name) {
     GRAFT_INPUT_CHECK(t.shape() == ids.shape(), what, ": ", name, " ", t.str(),
                       " does not match input_ids ", ids.str());

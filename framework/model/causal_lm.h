@@ -38,6 +38,7 @@ struct ModelConfig {
   double initializer_range = 0.02;
   nlohmann::json hf_config;  // the config.json as read (written back by export)
   std::string decoder_layer = "llama.decoder_layer";  // registry name the architecture asks for
+  AttnBackend attention = AttnBackend::kAuto;  // the recipe's model.attention (not an HF field)
 };
 
 // Parses an HF config.json (path names the file in errors) through the architecture registered
@@ -123,6 +124,9 @@ class CausalLM : public Module {
 
   // Names of decoder layer implementations in use, e.g. {"te.transformer_layer"}.
   std::vector<std::string> decoder_layer_types() const;
+  // What the attention kernels ran since the last reset (counted per call and direction).
+  const AttnReport& attention_report() const { return attn_report_; }
+  void reset_attention_report() { attn_report_.reset(); }
 
  private:
   bool recompute_ = false;
@@ -150,6 +154,7 @@ class CausalLM : public Module {
   std::shared_ptr<ProcessGroup> tp_;
   bool sp_ = false;   // sequence parallelism (parallel.sequence_parallel with tp > 1)
   VocabShard vocab_;  // this rank's rows of the (padded) vocabulary
+  AttnReport attn_report_;
 };
 
 // Gradient buckets over `model`'s parameters in backward order, reduced over `group`, with the

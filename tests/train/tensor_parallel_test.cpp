@@ -183,6 +183,19 @@ TEST_P(TensorParallelResume, Tp2CheckpointResumesAtTp1) {
   ASSERT_EQ(got.size(), 3u);
   for (size_t i = 0; i < 3; ++i)
     EXPECT_NEAR(got[i], ref[i + 2], 1e-5 * std::abs(ref[i + 2])) << "tp1 step " << i + 3;
+
+  // graft generate at tp2 from the tp2 checkpoint: the tokens of one process (rank 0 prints).
+  const std::string gen =
+      "generate --checkpoint " + saved + " --prompt-ids 5,17,3,99 " + "--max-new-tokens 8";
+  auto one_rank = test::run_command(test::graft_binary() + " " + gen);
+  auto two_ranks = mpirun(2, gen + " --tp 2");
+  ASSERT_EQ(one_rank.code, 0) << one_rank.out;
+  ASSERT_EQ(two_ranks.code, 0) << two_ranks.out;
+  const size_t at = one_rank.out.find("ids: ");
+  ASSERT_NE(at, std::string::npos) << one_rank.out;
+  const std::string ids = one_rank.out.substr(at, one_rank.out.find('\n', at) - at);
+  EXPECT_NE(two_ranks.out.find(ids), std::string::npos) << two_ranks.out << " vs " << ids;
+  EXPECT_EQ(two_ranks.out.find("ids: "), two_ranks.out.rfind("ids: ")) << "printed once";
 }
 
 INSTANTIATE_TEST_SUITE_P(Layers, TensorParallelResume, ::testing::Bool(),

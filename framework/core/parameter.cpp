@@ -62,6 +62,11 @@ std::string ShardSpec::str() const {
     any = true;
   }
   if (!any) out += " replicated";
+  if (!segments.empty()) {
+    out += " segments";
+    for (const SegmentShard& g : segments)
+      out += graft::str(" [", g.offset, ", ", g.offset + g.length, ")");
+  }
   for (LayoutGroup g : grad_sum_over)
     out += graft::str(" (grad summed over ", layout_group_name(g), ")");
   return out;

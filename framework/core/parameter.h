@@ -12,6 +12,22 @@
 // grad_sum_over lists groups beyond data parallelism whose ranks hold *replicas* of this
 // parameter that each see part of the gradient (sequence-parallel norm weights, KV heads
 // replicated over tp): their gradients are summed over those groups before the dp reduction.
+//
+// Fused parameters (HF loading and export, framework/model/weight_slices.h). A layer's weight map
+// describes the *global* (unsharded) parameter. When the split dimension stacks several HF
+// tensors — te's fused qkv ([q_g; k_g; v_g] per KV group g), fc1 ([gate; up]) — the parameter is
+// sharded by construction: a rank's local tensor is the same fused layout built from the rank's
+// part of each stacked tensor (fc1 on rank r of n = [gate rows of r; up rows of r]; qkv = the
+// groups of r's KV heads), not a window of the global tensor. By default every stacked tensor is
+// split by the parameter's fraction (rows [offset·R/G, (offset + local)·R/G) of a tensor giving
+// R of the G global rows). `segments` overrides that, one entry per stacked tensor in the order
+// the weight map first names them, when the fractions differ:
+//
+// KV heads replicated over tp (tp > kv_heads, tp % kv_heads == 0): rank r uses KV head
+// h = r / (tp / kv_heads). A separate k/v parameter is split dim 0 with offset h·head_dim and
+// local size head_dim (ranks sharing a head have equal offsets; grad_sum_over says the gradient
+// is summed). A fused qkv lists segments {q: offset r·Hq·D/tp, length Hq·D/tp}, {k: h·D, D},
+// {v: h·D, D}; its global_shape is the canonical [(Hq + 2·Hkv)·D, H] and its offset is that of q.
 #pragma once
 
 #include <cstdint>
@@ -30,10 +46,16 @@ struct DimShard {
   int64_t offset = 0;  // this rank's first index along the dimension
 };
 
+// This rank's rows [offset, offset + length) of one HF tensor stacked in a fused parameter.
+struct SegmentShard {
+  int64_t offset = 0, length = 0;
+};
+
 struct ShardSpec {
   Shape global_shape;
   std::vector<DimShard> dims;  // one per dimension
   std::vector<LayoutGroup> grad_sum_over;
+  std::vector<SegmentShard> segments;  // fused parameters only (see above); empty = by fraction
 
   // Whole on every rank (every dimension kNone).
   static ShardSpec replicated(const Shape& shape);

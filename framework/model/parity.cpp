@@ -7,6 +7,7 @@
 #include "framework/io/safetensors.h"
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
+#include "framework/model/weight_slices.h"
 #include "framework/model/weight_table.h"
 #include "framework/registry/registry.h"
 #include "kernels/adamw.h"
@@ -81,10 +82,10 @@ void load_reference_grads(CausalLM& model, const Reference& ref) {
   for (const HfParamEntry& e : table.params) {
     Parameter& p = *e.parameter;
     Tensor host = Tensor::zeros(p.value.shape(), DType::kF32);
-    for (const HfPiece& pc : e.pieces) {
-      const Tensor g = ref.get("grad." + pc.hf_name, DType::kF32);
-      ref.check_shape("grad." + pc.hf_name, g, table.hf_shapes.at(pc.hf_name));
-      host.slice(pc.dim, pc.start, pc.length).copy_from(g.slice(pc.dim, pc.hf_start, pc.length));
+    for (const LocalPiece& b : local_pieces(e)) {
+      const Tensor g = ref.get("grad." + b.hf_name, DType::kF32);
+      ref.check_shape("grad." + b.hf_name, g, table.hf_shapes.at(b.hf_name));
+      box_view(host, b.local_offset, b.box).copy_from(box_view(g, b.hf_offset, b.box));
     }
     p.grad.copy_from(host);
   }

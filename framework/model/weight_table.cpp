@@ -8,14 +8,19 @@
 namespace graft {
 namespace {
 
-// Model-level weight map (graft name <- HF name), the same for every architecture.
-const WeightMap& model_level_map() {
-  static const WeightMap m = {
-      {"embed_tokens.weight", {{"model.embed_tokens.weight"}}},
+// Model-level weight map (graft name <- HF name), the same for every architecture. The
+// vocabulary pieces hold the config's vocab_size rows: a vocabulary padded for tensor
+// parallelism has rows past them that no HF tensor holds (padding, zero, never exported).
+WeightMap model_level_map(const ModelConfig& c) {
+  return {
+      {"embed_tokens.weight", {{"model.embed_tokens.weight", 0, 0, 0, c.vocab_size}}},
       {"norm.weight", {{"model.norm.weight"}}},
-      {"lm_head.weight", {{"lm_head.weight"}}},
+      {"lm_head.weight", {{"lm_head.weight", 0, 0, 0, c.vocab_size}}},
   };
-  return m;
+}
+
+bool is_vocab_entry(const std::string& param) {
+  return param == "embed_tokens.weight" || param == "lm_head.weight";
 }
 
 bool match_pattern(const std::string& name, const std::string& pattern) {
@@ -39,7 +44,7 @@ bool match_pattern(const std::string& name, const std::string& pattern) {
 
 // Fills in length = -1 pieces: up to the next piece along the same dim, or the parameter's end.
 void resolve_lengths(HfParamEntry& e) {
-  const Shape& shape = e.parameter->value.shape();
+  const Shape& shape = e.shape;
   for (HfPiece& p : e.pieces) {
     GRAFT_CHECK(p.dim >= 0 && p.dim < static_cast<int>(shape.size()), e.param, ": piece ",
                 p.hf_name, " along dim ", p.dim, " of a parameter shaped ", shape_str(shape));
@@ -53,7 +58,7 @@ void resolve_lengths(HfParamEntry& e) {
 
 // Internal check: pieces tile the parameter exactly once.
 void check_coverage(const HfParamEntry& e) {
-  const Shape& shape = e.parameter->value.shape();
+  const Shape& shape = e.shape;
   int64_t covered = 0;
   for (const HfPiece& p : e.pieces) {
     GRAFT_CHECK(p.start >= 0 && p.length > 0 && p.start + p.length <= shape[p.dim], e.param,
@@ -72,8 +77,11 @@ void check_coverage(const HfParamEntry& e) {
       GRAFT_CHECK(a == at, e.param, ": weight map pieces leave a gap or overlap at ", at);
       at = b;
     }
-    GRAFT_CHECK(at == shape[e.pieces[0].dim], e.param, ": weight map covers ", at, " of ",
+    // Only the vocabulary may have rows past its pieces (padding for tensor parallelism).
+    const bool padded = is_vocab_entry(e.param) && e.pieces[0].dim == 0 && at < shape[0];
+    GRAFT_CHECK(at == shape[e.pieces[0].dim] || padded, e.param, ": weight map covers ", at, " of ",
                 shape[e.pieces[0].dim]);
+    if (padded) return;
   }
   GRAFT_CHECK(covered == shape_numel(shape), e.param, ": weight map covers ", covered, " of ",
               shape_numel(shape), " elements");
@@ -99,6 +107,7 @@ void add_entries(WeightTable& t, Module& owner, const WeightMap& map, const std:
     HfParamEntry e;
     e.param = prefix + me.param;
     e.parameter = p;
+    e.shape = global_param_shape(*p);
     for (const WeightPiece& wp : me.pieces)
       e.pieces.push_back({hf_prefix + wp.hf_name, wp.dim, wp.hf_start, wp.start, wp.length});
     resolve_lengths(e);
@@ -109,9 +118,16 @@ void add_entries(WeightTable& t, Module& owner, const WeightMap& map, const std:
 
 }  // namespace
 
+Shape global_param_shape(const Parameter& p) {
+  const Shape& local = p.value.shape();
+  const ShardSpec& s = p.spec;
+  if (s.global_shape.size() != local.size() || s.dims.size() != local.size()) return local;
+  return s.global_shape;
+}
+
 WeightTable build_weight_table(CausalLM& model) {
   WeightTable t;
-  add_entries(t, model, model_level_map(), "", "", /*skip_absent=*/true);
+  add_entries(t, model, model_level_map(model.config()), "", "", /*skip_absent=*/true);
   const auto& layers = model.decoder_layers();
   for (size_t i = 0; i < layers.size(); ++i)
     add_entries(t, *layers[i], layers[i]->hf_weight_map(), str("layers.", i, "."),
@@ -128,7 +144,7 @@ WeightTable build_weight_table(CausalLM& model) {
   // Expected HF shapes: the parameter's shape with the piece dimension's extent.
   for (const HfParamEntry& e : t.params) {
     for (const HfPiece& p : e.pieces) {
-      Shape s = e.parameter->value.shape();
+      Shape s = e.shape;
       s[p.dim] = p.hf_start + p.length;
       auto [it, fresh] = t.hf_shapes.emplace(p.hf_name, s);
       if (fresh) {

@@ -27,11 +27,19 @@ struct HfPiece {
   int64_t hf_start = 0, start = 0, length = 0;  // length resolved (never -1)
 };
 
+// Pieces are in the coordinates of the *global* parameter (its ShardSpec's global_shape; the
+// local shape when the parameter is whole): weight maps describe the unsharded layout, and
+// weight_slices.h derives the block of each HF tensor a rank's local tensor holds.
 struct HfParamEntry {
   std::string param;  // absolute graft name: "layers.0.self_attention.qkv.weight"
   Parameter* parameter = nullptr;
-  std::vector<HfPiece> pieces;  // cover the parameter exactly once (checked)
+  Shape shape;                  // the global parameter shape the pieces tile
+  std::vector<HfPiece> pieces;  // cover the global parameter exactly once (checked)
 };
+
+// The global shape of `p`: its spec's global_shape, or the local shape when the spec does not
+// describe the local tensor (a hand-made Parameter without a spec counts as whole).
+Shape global_param_shape(const Parameter& p);
 
 struct WeightTable {
   std::vector<HfParamEntry> params;        // in the model's parameter order

@@ -51,6 +51,10 @@ struct DecoderConfig {
   int64_t layer_number = 0;    // 0-based index in the stack
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
+  // Sequence parallelism (with a tp group > 1 in the build context): the layer's input and output
+  // are this rank's sequence shards [B, S/T, hidden]; norms and residual adds run on the shards.
+  // Set by CausalLM from the layout (parallel.sequence_parallel).
+  bool sequence_parallel = false;
 };
 
 // Per-call attention inputs shared by every layer of a forward pass.

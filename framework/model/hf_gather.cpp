@@ -7,16 +7,10 @@
 namespace graft {
 namespace {
 
-// A spec's split, as exchanged between the members of a group: split dim, offset, local size,
-// segment count, then (offset, length) per segment.
-constexpr int kMaxSegments = 8;
-constexpr int64_t kSpecWords = 4 + 2 * kMaxSegments;
-
-int split_dim(const ShardSpec& s) {
-  for (size_t d = 0; d < s.dims.size(); ++d)
-    if (s.dims[d].group != LayoutGroup::kNone) return static_cast<int>(d);
-  return -1;
-}
+// What a member of a group tells the others of a split parameter: its replica index, then per
+// dimension (up to kMaxRank) the offset, the local size and the view's size.
+constexpr int64_t kMaxRank = 4;
+constexpr int64_t kSpecWords = 1 + 3 * kMaxRank;
 
 bool boxes_overlap(const LocalPiece& a, const LocalPiece& b) {
   for (size_t d = 0; d < a.box.size(); ++d)
@@ -54,18 +48,16 @@ HfGather::HfGather(CausalLM& model, HfExportSource source, DType dtype,
     int64_t* w = mine.data<int64_t>();
     for (int64_t k = 0; k < n; ++k) {
       const Parameter& p = *table_.params[split[k]].parameter;
-      const int s = split_dim(p.spec);
-      GRAFT_CHECK(p.spec.segments.size() <= kMaxSegments, table_.params[split[k]].param, ": ",
-                  p.spec.segments.size(), " segments, at most ", kMaxSegments);
+      const Shape box = p.spec.box_shape(p.value.shape());
+      GRAFT_CHECK(static_cast<int64_t>(box.size()) <= kMaxRank && p.value.ndim() <= kMaxRank,
+                  table_.params[split[k]].param, ": export handles ranks up to ", kMaxRank);
       int64_t* e = w + k * kSpecWords;
-      e[0] = s;
-      e[1] = p.spec.dims[s].offset;
-      e[2] = p.value.size(s);
-      e[3] = static_cast<int64_t>(p.spec.segments.size());
-      for (size_t j = 0; j < p.spec.segments.size(); ++j) {
-        e[4 + 2 * j] = p.spec.segments[j].offset;
-        e[5 + 2 * j] = p.spec.segments[j].length;
+      e[0] = p.spec.replica;
+      for (size_t d = 0; d < box.size(); ++d) {
+        e[1 + d] = p.spec.dims[d].offset;
+        e[1 + 2 * kMaxRank + d] = box[d];
       }
+      for (int d = 0; d < p.value.ndim(); ++d) e[1 + kMaxRank + d] = p.value.size(d);
     }
     Tensor all = Tensor::empty({g->size() * n * kSpecWords}, DType::kI64);
     g->all_gather(mine, all);
@@ -75,12 +67,12 @@ HfGather::HfGather(CausalLM& model, HfExportSource source, DType dtype,
       for (int r = 0; r < g->size(); ++r) {
         const int64_t* e = a + (r * n + k) * kSpecWords;
         ShardSpec spec = en.parameter->spec;
-        const int s = static_cast<int>(e[0]);
-        spec.dims[s].offset = e[1];
-        spec.segments.clear();
-        for (int64_t j = 0; j < e[3]; ++j) spec.segments.push_back({e[4 + 2 * j], e[5 + 2 * j]});
+        spec.replica = e[0];
+        for (size_t d = 0; d < spec.dims.size(); ++d) spec.dims[d].offset = e[1 + d];
+        if (!spec.view.empty())
+          for (size_t d = 0; d < spec.view.size(); ++d) spec.view[d] = e[1 + 2 * kMaxRank + d];
         Shape shape = en.parameter->value.shape();
-        shape[s] = e[2];
+        for (size_t d = 0; d < shape.size(); ++d) shape[d] = e[1 + kMaxRank + d];
         peer_specs_[split[k]].push_back(std::move(spec));
         peer_shapes_[split[k]].push_back(std::move(shape));
       }
@@ -89,9 +81,12 @@ HfGather::HfGather(CausalLM& model, HfExportSource source, DType dtype,
 }
 
 ProcessGroup* HfGather::group_of(const HfParamEntry& e) const {
-  const int s = split_dim(e.parameter->spec);
-  if (s < 0 || global_param_shape(*e.parameter) != e.parameter->spec.global_shape) return nullptr;
-  switch (e.parameter->spec.dims[s].group) {
+  const ShardSpec& spec = e.parameter->spec;
+  if (!spec_describes(spec, e.parameter->value.shape())) return nullptr;
+  LayoutGroup group = LayoutGroup::kNone;
+  for (const DimShard& d : spec.dims)
+    if (d.group != LayoutGroup::kNone) group = d.group;
+  switch (group) {
     case LayoutGroup::kTP:
       return groups_->tp.get();
     case LayoutGroup::kCP:
@@ -137,7 +132,16 @@ Tensor HfGather::gather(const std::string& name) {
   const bool on_device = g && g->backend() == "nccl";
   const Device device =
       on_device ? table_.params[entries[0]].parameter->value.device() : Device::cpu();
+  // A replica (a KV head held by several tp ranks) other than the first sends nothing: rank 0
+  // has that block from the first.
+  auto replica_of = [&](int r) {
+    int64_t rep = 0;
+    for (size_t i : entries)
+      if (group_of(table_.params[i])) rep = std::max(rep, peer_specs_[i][r].replica);
+    return rep;
+  };
   if (g && g->rank() != 0) {  // pack and send to rank 0 of the group
+    if (replica_of(g->rank()) > 0) return Tensor();
     const auto blocks = blocks_of(g->rank());
     int64_t total = 0;
     for (const auto& [i, lp] : blocks) total += lp.numel();
@@ -177,6 +181,7 @@ Tensor HfGather::gather(const std::string& name) {
       if (lp.hf_name == name) place(lp, box_view(src, lp.local_offset, lp.box));
   }
   for (int r = 1; g && r < g->size(); ++r) {
+    if (replica_of(r) > 0) continue;
     const auto blocks = blocks_of(r);
     int64_t total = 0;
     for (const auto& [i, lp] : blocks) total += lp.numel();

@@ -50,7 +50,7 @@ class HfGather {
   std::shared_ptr<const ParallelGroups> groups_;
   bool root_ = true;
   std::map<std::string, std::vector<size_t>> uses_;  // HF name -> the entries feeding it
-  // Per entry split over a group: every member's (offset, local size, segments) of the split dim.
+  // Per entry split over a group: every member's spec and local shape, by group rank.
   std::vector<std::vector<ShardSpec>> peer_specs_;
   std::vector<std::vector<Shape>> peer_shapes_;
   uint64_t peak_bytes_ = 0;

@@ -8,26 +8,23 @@
 namespace graft {
 namespace {
 
-// The block of HF piece `p` along its own dimension [hf, hf + len) <-> global [at, at + len),
-// with every other dimension whole (as `global` gives it).
-LocalPiece whole_block(const HfPiece& p, size_t index, const Shape& global, int64_t hf,
-                       int64_t at_local, int64_t len) {
-  LocalPiece lp;
-  lp.hf_name = p.hf_name;
-  lp.piece = index;
-  lp.hf_offset.assign(global.size(), 0);
-  lp.local_offset.assign(global.size(), 0);
-  lp.box = global;
-  lp.hf_offset[p.dim] = hf;
-  lp.local_offset[p.dim] = at_local;
-  lp.box[p.dim] = len;
-  return lp;
-}
-
-// Rows of one HF tensor this rank holds, in the tensor's own row numbers.
-struct Share {
-  int64_t begin = 0, length = 0;
+struct Box {
+  Shape at, size;  // in the spec's (view) coordinates
 };
+
+// Intersection of a and b; false when empty.
+bool intersect(const Box& a, const Box& b, Box* out) {
+  out->at.resize(a.at.size());
+  out->size.resize(a.at.size());
+  for (size_t d = 0; d < a.at.size(); ++d) {
+    const int64_t lo = std::max(a.at[d], b.at[d]);
+    const int64_t hi = std::min(a.at[d] + a.size[d], b.at[d] + b.size[d]);
+    if (hi <= lo) return false;
+    out->at[d] = lo;
+    out->size[d] = hi - lo;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -62,101 +59,71 @@ std::vector<LocalPiece> local_pieces(const HfParamEntry& e) {
 
 std::vector<LocalPiece> local_pieces(const HfParamEntry& e, const ShardSpec& spec,
                                      const Shape& local) {
-  const Shape& global = e.shape;
-  const bool described = spec.dims.size() == local.size() && spec.global_shape == global;
-  int split = -1;
-  if (described) {
-    for (size_t d = 0; d < spec.dims.size(); ++d) {
-      if (spec.dims[d].group == LayoutGroup::kNone) continue;
-      GRAFT_CHECK(split < 0, e.param, ": ", spec.str(),
-                  " is split along two dimensions; HF loading and export split one");
-      split = static_cast<int>(d);
-    }
-  }
+  // The box this rank holds, in the spec's coordinates (the view's when there is one).
+  const bool described = spec_describes(spec, local);
+  const Shape vbox = described ? spec.box_shape(local) : local;
+  const Shape vglobal = described ? spec.global_shape : local;
+  GRAFT_CHECK(!described || (vbox.size() == local.size() ? vglobal == e.shape : true), e.param,
+              ": spec ", spec.str(), " is not of the global shape ", shape_str(e.shape));
+  GRAFT_CHECK(described || local == e.shape, e.param, ": local shape ", shape_str(local),
+              " without a shard spec is not the global ", shape_str(e.shape));
+  Box mine{Shape(vbox.size(), 0), vbox};
+  if (described)
+    for (size_t d = 0; d < vbox.size(); ++d)
+      if (spec.dims[d].group != LayoutGroup::kNone) mine.at[d] = spec.dims[d].offset;
+  const bool viewed = vbox.size() == local.size() + 1;  // a leading dimension: [S, A, ...]
+  const int64_t A = viewed ? vglobal[1] : 0;
+
   std::vector<LocalPiece> out;
-  if (split < 0) {
-    GRAFT_CHECK(local == global, e.param, ": local shape ", shape_str(local), " is not the global ",
-                shape_str(global), " of an unsplit parameter");
-    for (size_t j = 0; j < e.pieces.size(); ++j) {
-      const HfPiece& p = e.pieces[j];
-      out.push_back(whole_block(p, j, global, p.hf_start, p.start, p.length));
-    }
-    return out;
-  }
-  const int s = split;
-  const int64_t o = spec.dims[s].offset, L = local[s], G = global[s];
-  for (size_t d = 0; d < local.size(); ++d)
-    GRAFT_CHECK(static_cast<int>(d) == s || local[d] == global[d], e.param, ": local shape ",
-                shape_str(local), " differs from ", spec.str(), " outside the split dimension");
-  size_t along = 0;
-  for (const HfPiece& p : e.pieces) along += p.dim == s;
-  GRAFT_CHECK(along == 0 || along == e.pieces.size(), e.param,
-              ": weight map pieces run along several dimensions of a parameter split along ", s);
-
-  if (along == 0) {  // row-parallel: every piece gets the columns [o, o + L)
-    for (size_t j = 0; j < e.pieces.size(); ++j) {
-      const HfPiece& p = e.pieces[j];
-      LocalPiece lp = whole_block(p, j, local, p.hf_start, p.start, p.length);
-      lp.hf_offset[s] = o;
-      out.push_back(lp);
-    }
-    return out;
-  }
-
-  // Pieces stacked along the split dimension: the HF tensors in first-named order.
-  std::vector<std::string> tensors;
-  std::map<std::string, std::pair<int64_t, int64_t>> rows;  // name -> (first HF row, row count)
-  for (const HfPiece& p : e.pieces) {
-    auto [it, fresh] = rows.emplace(p.hf_name, std::pair{p.hf_start, 0});
-    if (fresh) tensors.push_back(p.hf_name);
-    it->second.first = std::min(it->second.first, p.hf_start);
-    it->second.second += p.length;
-  }
-  if (tensors.size() == 1 && spec.segments.empty()) {  // the window [o, o + L); the rest padding
-    for (size_t j = 0; j < e.pieces.size(); ++j) {
-      const HfPiece& p = e.pieces[j];
-      const int64_t a = std::max(p.start, o), b = std::min(p.start + p.length, o + L);
-      if (a < b) out.push_back(whole_block(p, j, local, p.hf_start + (a - p.start), a - o, b - a));
-    }
-    return out;
-  }
-  std::map<std::string, Share> share;
-  GRAFT_CHECK(spec.segments.empty() || spec.segments.size() == tensors.size(), e.param, ": ",
-              spec.str(), " lists ", spec.segments.size(), " segments for ", tensors.size(),
-              " stacked HF tensors");
-  for (size_t k = 0; k < tensors.size(); ++k) {
-    const auto [first, R] = rows.at(tensors[k]);
-    if (!spec.segments.empty()) {
-      share[tensors[k]] = {first + spec.segments[k].offset, spec.segments[k].length};
-      continue;
-    }
-    GRAFT_CHECK((o * R) % G == 0 && (L * R) % G == 0, e.param, ": ", spec.str(), " with local ", L,
-                " does not split ", tensors[k], " (", R, " of ", G,
-                " rows) by the same fraction; the layer must list segments");
-    share[tensors[k]] = {first + o * R / G, L * R / G};
-  }
-  // Each piece's part inside its tensor's share, stacked in global order.
-  struct Part {
-    int64_t global_at, hf_at, len;
-    size_t piece;
-  };
-  std::vector<Part> parts;
   for (size_t j = 0; j < e.pieces.size(); ++j) {
     const HfPiece& p = e.pieces[j];
-    const Share& sh = share.at(p.hf_name);
-    const int64_t a = std::max(p.hf_start, sh.begin);
-    const int64_t b = std::min(p.hf_start + p.length, sh.begin + sh.length);
-    if (a < b) parts.push_back({p.start + (a - p.hf_start), a, b - a, j});
+    // The piece as boxes in spec coordinates, each with the HF row its start reads.
+    std::vector<std::pair<Box, int64_t>> boxes;
+    if (!viewed) {
+      Box b{Shape(vglobal.size(), 0), vglobal};
+      b.at[p.dim] = p.start;
+      b.size[p.dim] = p.length;
+      boxes.emplace_back(b, p.hf_start);
+    } else {
+      GRAFT_CHECK(p.dim == 0, e.param, ": piece ", p.hf_name, " runs along dim ", p.dim,
+                  " of a parameter viewed as ", shape_str(vglobal), "; dim 0 only");
+      for (int64_t lo = p.start; lo < p.start + p.length;) {
+        const int64_t outer = lo / A, hi = std::min(p.start + p.length, (outer + 1) * A);
+        Box b{Shape(vglobal.size(), 0), vglobal};
+        b.at[0] = outer;
+        b.size[0] = 1;
+        b.at[1] = lo - outer * A;
+        b.size[1] = hi - lo;
+        boxes.emplace_back(b, p.hf_start + (lo - p.start));
+        lo = hi;
+      }
+    }
+    for (const auto& [b, hf_row] : boxes) {
+      Box x;
+      if (!intersect(b, mine, &x)) continue;
+      const int rows = viewed ? 1 : p.dim;  // the spec dimension the piece's HF rows run along
+      LocalPiece lp;
+      lp.hf_name = p.hf_name;
+      lp.piece = j;
+      if (!viewed) {
+        lp.box = x.size;
+        lp.hf_offset = x.at;
+        lp.local_offset.resize(x.at.size());
+        for (size_t d = 0; d < x.at.size(); ++d) lp.local_offset[d] = x.at[d] - mine.at[d];
+      } else {  // back to the local rank: [S, A, rest] -> [S*A, rest]
+        lp.box.assign(x.size.begin() + 1, x.size.end());
+        lp.hf_offset.assign(x.at.begin() + 1, x.at.end());
+        lp.local_offset.resize(lp.box.size());
+        for (size_t d = 1; d < lp.box.size(); ++d)
+          lp.local_offset[d] = x.at[d + 1] - mine.at[d + 1];
+        lp.local_offset[0] = (x.at[0] - mine.at[0]) * vbox[1] + (x.at[1] - mine.at[1]);
+      }
+      // Along the piece's own dimension the HF tensor is offset from the global one.
+      const size_t hd = viewed ? 0 : static_cast<size_t>(p.dim);
+      lp.hf_offset[hd] = hf_row + (x.at[rows] - b.at[rows]);
+      out.push_back(std::move(lp));
+    }
   }
-  std::sort(parts.begin(), parts.end(),
-            [](const Part& x, const Part& y) { return x.global_at < y.global_at; });
-  int64_t at = 0;
-  for (const Part& q : parts) {
-    out.push_back(whole_block(e.pieces[q.piece], q.piece, local, q.hf_at, at, q.len));
-    at += q.len;
-  }
-  GRAFT_CHECK(at == L, e.param, ": the shares of its stacked HF tensors hold ", at,
-              " rows but the local tensor has ", L, " (", spec.str(), ")");
   return out;
 }
 

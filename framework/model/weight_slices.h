@@ -1,21 +1,22 @@
 // The blocks of HF tensors a rank's local parameter holds, from the weight table (global
-// coordinates) and the parameter's ShardSpec. Loading copies each block straight from the
-// memory-mapped shard into the local tensor; export sends the same blocks back to rank 0.
+// coordinates) and the parameter's ShardSpec (framework/core/parameter.h). Loading copies each
+// block straight from the memory-mapped shard into the local tensor; export sends the same blocks
+// back to rank 0.
 //
-// For a parameter split along dimension s (offset o, local size L, global size G), each weight
-// map piece (a block of one HF tensor along dimension d, the other dimensions whole):
-//   - d != s (o_proj, down_proj, fc2, proj: row-parallel): the piece's block keeps its extent along
-//     d and takes columns [o, o + L) of the HF tensor along s;
-//   - d == s, one HF tensor (q_proj, gate_proj, embed_tokens, lm_head, k/v with replicated KV
-//     heads): the window [o, o + L) of the global parameter; global rows no HF tensor covers
-//     (vocabulary padding: G above the HF vocabulary) are zero and never read;
-//   - d == s, several HF tensors stacked (te fused qkv, fc1): sharded by construction — the rank
-//     takes rows [o·R/G, (o + L)·R/G) of each tensor giving R rows (or the rows its
-//     spec.segments name) and stacks them in the order their global positions have, so fc1 at
-//     rank r is [gate rows of r; up rows of r] (framework/core/parameter.h).
-// A whole (replicated) parameter holds every piece. Splits along two dimensions, a fraction that
-// does not divide the rows, or segments that do not fill the local tensor are Errors naming the
-// parameter.
+// The rule is the ShardSpec's: the local tensor (read as spec.view when there is one) is the box
+// [offset, offset + size) of the global tensor in every dimension; the weight map's pieces tile
+// the global tensor (its logical rows: vocabulary padding past them is in no piece). A block is
+// a piece intersected with the box:
+//   - column-parallel q/k/v, gate/up, the vocabulary: rows of the HF tensor;
+//   - row-parallel o_proj, down_proj, proj, fc2: columns [offset, offset + size);
+//   - KV heads replicated over tp: the head's rows (the offset is the head's; replicas > 0 hold
+//     the same block);
+//   - te's fused qkv (grouped per KV head): the rows of whole groups, un-fused into q, k and v;
+//   - te's fc1 viewed as [2, F, H] split along dim 1: [gate rows of r; up rows of r];
+//   - vocabulary padding rows (global rows past the logical shape): in no block, zeroed on load,
+//     never exported.
+// A view may add one leading dimension (the local tensor's dim 0 read as [S, rows]); pieces of
+// a viewed parameter must run along dim 0. Anything else is an Error naming the parameter.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,7 @@ namespace graft {
 
 struct LocalPiece {
   std::string hf_name;
-  size_t piece = 0;    // index into the entry's pieces (the global block it is part of)
+  size_t piece = 0;    // index into the entry's pieces
   Shape hf_offset;     // where the block starts in the HF tensor
   Shape local_offset;  // where it starts in the local parameter
   Shape box;           // its extent (the same on both sides)
@@ -38,7 +39,7 @@ struct LocalPiece {
 
 // The blocks of `e`'s HF tensors held by a local tensor shaped `local` described by `spec`
 // (the parameter's own, or a peer's on export). They never overlap; local elements outside
-// every block are padding.
+// every block are padding. A spec that does not describe `local` counts as whole.
 std::vector<LocalPiece> local_pieces(const HfParamEntry& e, const ShardSpec& spec,
                                      const Shape& local);
 

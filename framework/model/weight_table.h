@@ -33,13 +33,18 @@ struct HfPiece {
 struct HfParamEntry {
   std::string param;  // absolute graft name: "layers.0.self_attention.qkv.weight"
   Parameter* parameter = nullptr;
-  Shape shape;                  // the global parameter shape the pieces tile
-  std::vector<HfPiece> pieces;  // cover the global parameter exactly once (checked)
+  Shape shape;                  // the global parameter shape (global_param_shape)
+  Shape logical;                // its unpadded part, which the pieces tile (logical_param_shape)
+  std::vector<HfPiece> pieces;  // cover the logical parameter exactly once (checked)
 };
 
-// The global shape of `p`: its spec's global_shape, or the local shape when the spec does not
-// describe the local tensor (a hand-made Parameter without a spec counts as whole).
+// Whether `s` describes a local tensor shaped `local` (a hand-made Parameter may carry none).
+bool spec_describes(const ShardSpec& s, const Shape& local);
+// The global shape of `p` in the rank of its local tensor: the spec's global_shape, with the
+// leading dimension a view adds merged back ([2, F, H] -> [2F, H]); the local shape when the spec
+// does not describe the local tensor. logical_param_shape: the same of the logical shape.
 Shape global_param_shape(const Parameter& p);
+Shape logical_param_shape(const Parameter& p);
 
 struct WeightTable {
   std::vector<HfParamEntry> params;        // in the model's parameter order

@@ -2,13 +2,15 @@
 // parameters of a single-process model are replaced by "rank r of n" local tensors with the
 // ShardSpecs a tensor-parallel layer declares (framework/core/parameter.h), and the slices those
 // tensors must hold are cut out of a whole tensor by hand, one rule per parameter kind:
-//   column-parallel (dim 0)  q_proj, gate_proj, up_proj; te fc1 = [gate rows of r; up rows of r]
-//   KV (dim 0)               k_proj, v_proj: 1/n of the KV heads, or (n > KV heads) head r/(n/hkv)
-//   te fused qkv (dim 0)     the KV groups of r; with replicated KV heads
-//                            [q rows of r in its group; k of the group; v of the group] (segments)
+//   column-parallel (dim 0)  q_proj, gate_proj, up_proj
+//   te fc1                   [gate rows of r; up rows of r]: viewed as [2, F, H], split dim 1
+//   KV (dim 0)               k_proj, v_proj: 1/n of the KV heads, or (n > KV heads) head r/(n/hkv),
+//                            replica r % (n/hkv)
+//   te fused qkv (dim 0)     the KV groups of r (n <= KV heads only, as te's layers require)
 //   row-parallel (dim 1)     o_proj, down_proj; te proj, fc2
 //   vocabulary (dim 0)       embed_tokens, lm_head padded to round_up(V + 1, n) rows (so there
-//                            always is padding): rows [r·Vp/n, (r+1)·Vp/n), zero past V
+//                            always is padding; logical shape [V, H]): rows [r·Vp/n, (r+1)·Vp/n),
+//                            zero past V
 //   everything else          whole (norms, q/k norms, row-parallel biases)
 #pragma once
 
@@ -64,15 +66,23 @@ inline ShardSpec shard_spec(const std::string& name, const Shape& g, const Heads
     case ShardKind::kWhole:
       return ShardSpec::replicated(g);
     case ShardKind::kColumn:
-    case ShardKind::kFc1:
+    case ShardKind::kQkv:
       return split(0, r * g[0] / n, g[0] / n);
-    case ShardKind::kKv:
-      return rep ? split(0, kv_head * h.dim, h.dim) : split(0, r * g[0] / n, g[0] / n);
-    case ShardKind::kQkv: {
+    case ShardKind::kFc1: {  // [2F, ...] viewed as [2, F, ...], split along F
+      Shape g3 = g, v3 = g;
+      g3[0] = g[0] / 2;
+      g3.insert(g3.begin(), 2);
+      v3 = g3;
+      v3[1] = g3[1] / n;
+      (*local)[0] = g[0] / n;
+      ShardSpec s = ShardSpec::split(g3, 1, LayoutGroup::kTP, r * g3[1] / n);
+      s.view = v3;
+      return s;
+    }
+    case ShardKind::kKv: {
       if (!rep) return split(0, r * g[0] / n, g[0] / n);
-      const int64_t q = h.q * h.dim / n;
-      ShardSpec s = split(0, r * q, q + 2 * h.dim);
-      s.segments = {{r * q, q}, {kv_head * h.dim, h.dim}, {kv_head * h.dim, h.dim}};
+      ShardSpec s = split(0, kv_head * h.dim, h.dim);
+      s.replica = r % (n / h.kv);
       return s;
     }
     case ShardKind::kRow:
@@ -81,7 +91,9 @@ inline ShardSpec shard_spec(const std::string& name, const Shape& g, const Heads
       Shape padded = g;
       padded[0] = padded_vocab(g[0], n);
       local->at(0) = padded[0] / n;
-      return ShardSpec::split(padded, 0, LayoutGroup::kTP, r * padded[0] / n);
+      ShardSpec s = ShardSpec::split(padded, 0, LayoutGroup::kTP, r * padded[0] / n);
+      s.logical_shape = g;
+      return s;
     }
   }
   return ShardSpec::replicated(g);
@@ -131,14 +143,8 @@ inline Tensor expected_slice(const std::string& name, const Tensor& whole, const
       const int64_t f = w.size(0) / 2, part = f / n;
       return cat0({w.slice(0, r * part, part), w.slice(0, f + r * part, part)});
     }
-    case ShardKind::kQkv: {
-      if (!rep) return w.slice(0, r * w.size(0) / n, w.size(0) / n).clone();
-      // Group kv_head of the fused layout: [q (hq/hkv heads); k; v].
-      const int64_t nq = h.q / h.kv, base = kv_head * (nq + 2) * h.dim, q = h.q * h.dim / n;
-      const int64_t j = r % (n / h.kv);
-      return cat0({w.slice(0, base + j * q, q), w.slice(0, base + nq * h.dim, h.dim),
-                   w.slice(0, base + (nq + 1) * h.dim, h.dim)});
-    }
+    case ShardKind::kQkv:  // whole KV groups
+      return w.slice(0, r * w.size(0) / n, w.size(0) / n).clone();
     case ShardKind::kRow:
       return w.slice(1, r * w.size(1) / n, w.size(1) / n).clone();
     case ShardKind::kVocab: {

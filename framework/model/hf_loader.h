@@ -24,6 +24,9 @@ namespace graft {
 struct HfLoadOptions {
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
+  // The layout to build the model in (tp layers split their parameters; each rank then reads
+  // only its blocks); null: a single process.
+  std::shared_ptr<const ParallelGroups> groups;
 };
 
 struct HfLoadStats {

@@ -24,6 +24,11 @@ struct ParityOptions {
   // step1 compares one AdamW step taken from transformers' gradients (true: isolates optimizer
   // and layout) or from ours (false); the other figure is reported as step1_own_grads_*.
   bool step1_from_reference_grads = true;
+  // The layout (run under mpirun with tp·cp ranks): the model is built with the tp layers and
+  // loads its slices; rank 0 gathers the outputs and HF-named gradients and computes the figures.
+  int64_t tp = 1, cp = 1;
+  bool sequence_parallel = false;
+  std::string backend = "auto";  // parallel.backend: auto | nccl | mpi (mpi-staged on CUDA)
 };
 
 struct ParityTolerances {
@@ -56,8 +61,9 @@ struct ParityResult {
   nlohmann::json to_json() const;  // the one line graft parity prints
 };
 
-// InputError for a bad option, an unreadable checkpoint, or a reference file that lacks a
-// tensor the model needs (all missing names in one message).
+// InputError for a bad option or layout, an unreadable checkpoint, or a reference file that lacks
+// a tensor the model needs (all missing names in one message). Under a layout it is collective,
+// and the result is complete on world rank 0 only (the others' figures are zero).
 ParityResult run_parity(const ParityOptions& opt);
 
 }  // namespace graft

@@ -22,7 +22,9 @@ int run_bench_cmd(const std::vector<std::string>& args) {
       "gemm-reps", po::value<int64_t>()->default_value(10),
       "timed bf16 8192^3 GEMMs for the peak (GPU)")(
       "train-loop", po::bool_switch()->default_value(false),
-      "also time the recipe's own training loop (its data, grad_accum, logging)");
+      "also time the recipe's own training loop (its data, grad_accum, logging)")(
+      "profile", po::bool_switch()->default_value(false),
+      "also time each kernel family over --steps more steps (GPU; kernels/profile.h)");
   auto vm = parse_options("bench", "--recipe FILE [--set key=value ...]", desc, args);
   if (!vm) return 0;
   std::vector<std::string> sets;
@@ -33,6 +35,7 @@ int run_bench_cmd(const std::vector<std::string>& args) {
   opt.warmup = (*vm)["warmup"].as<int64_t>();
   opt.gemm_reps = (*vm)["gemm-reps"].as<int64_t>();
   opt.train_loop = (*vm)["train-loop"].as<bool>();
+  opt.profile = (*vm)["profile"].as<bool>();
   GRAFT_INPUT_CHECK(opt.gemm_reps >= 1, "--gemm-reps = ", opt.gemm_reps, ", expected >= 1");
   const BenchResult r = run_bench(recipe, opt);
   std::cout << r.to_json().dump() << std::endl;

@@ -106,7 +106,11 @@ class CausalLM : public Module {
   // The loss on pre-shifted targets (lm_inputs.h): mean of -log p(targets[t]) over the targets
   // that are not -100 (the sum divided by in.loss_divisor when that is > 0). Positions and document
   // ids, when given, reach every attention layer.
-  double forward_backward(const LmInputs& in, bool backward = true, double grad_scale = 1.0);
+  // With `loss_sum` (an f32 [1+] tensor on the model's device) the loss is added to
+  // (*loss_sum)[0] on the device and not read back (the return value is then NaN): a training
+  // step accumulates its micro-batches there and reads the sum once.
+  double forward_backward(const LmInputs& in, bool backward = true, double grad_scale = 1.0,
+                          Tensor* loss_sum = nullptr);
 
   // Greedy (temperature 0) or sampled continuation of `prompt`; returns prompt + new tokens.
   // The KV cache (opt.use_cache) lives on the model's device in the activations' dtype.

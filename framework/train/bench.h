@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "framework/model/causal_lm.h"
 #include "framework/recipe/recipe.h"
@@ -41,7 +42,20 @@ struct BenchOptions {
   int64_t gemm_reps = 10;  // timed 8192³ GEMMs (GPU)
   int64_t gemm_size = 8192;
   bool train_loop = false;         // also time the recipe's own training loop (above)
+  bool profile = false;            // also time each kernel family over `steps` more steps (GPU)
   std::ostream* log = &std::cerr;  // progress lines ("" to silence: nullptr)
+};
+
+// Per kernel family, per step (kernels/profile.h), from `steps` profiled steps after the timed
+// ones: families sorted by time; step_ms is the profiled steps' own time (events add a little),
+// unattributed_ms what no dispatched kernel accounts for (memsets, copies, launch gaps).
+struct KernelProfileRow {
+  std::string family;
+  double ms_per_step = 0, calls_per_step = 0;
+};
+struct BenchProfile {
+  double step_ms = 0, unattributed_ms = 0;
+  std::vector<KernelProfileRow> families;
 };
 
 // The recipe's training loop timed by the trainer's clock (bench.h, train_loop).
@@ -65,8 +79,10 @@ struct BenchResult {
   double peak_mem_gib = 0;  // allocator peak (GPU); 0 on the CPU
   double first_loss = 0, last_loss = 0;
   std::optional<TrainLoopResult> train_loop;  // with BenchOptions::train_loop
+  std::optional<BenchProfile> profile;        // with BenchOptions::profile on a GPU
 
-  nlohmann::json to_json() const;  // the one line graft bench prints
+  nlohmann::json to_json() const;       // the one line graft bench prints
+  nlohmann::json profile_json() const;  // "profile" of that line (null without one)
 };
 
 // Median TFLOP/s of `reps` bf16 n³ GEMMs (bf16 out, f32 accumulation) through graft::gemm, after

@@ -85,6 +85,35 @@ TEST(Bench, GpuRunMeasuresPeakAndMfu) {
   EXPECT_EQ(r.attention, "cudnn");
 }
 
+// --profile: per-family times of the dispatched CUDA kernels; GEMMs and attention are there, the
+// families add up to no more than the profiled step (nested calls are counted once), and the
+// families' call counts are per step.
+TEST(Bench, GpuProfileBreaksTheStepIntoKernelFamilies) {
+  GRAFT_REQUIRE_CUDA();
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.gemm_size = 256;
+  o.gemm_reps = 1;
+  o.profile = true;
+  o.log = nullptr;
+  const BenchResult r = run_bench(tiny({"device=cuda", "precision.params=bf16"}), o);
+  ASSERT_TRUE(r.profile.has_value());
+  double sum = 0;
+  bool gemm = false, attn = false;
+  for (const auto& f : r.profile->families) {
+    EXPECT_GT(f.calls_per_step, 0) << f.family;
+    EXPECT_GE(f.ms_per_step, 0) << f.family;
+    sum += f.ms_per_step;
+    gemm = gemm || f.family == "gemm";
+    attn = attn || f.family == "attn_fwd";
+  }
+  EXPECT_TRUE(gemm && attn) << r.profile_json().dump();
+  EXPECT_LE(sum, r.profile->step_ms * 1.001 + 1e-3) << r.profile_json().dump();
+  EXPECT_NEAR(r.profile->unattributed_ms, r.profile->step_ms - sum, 1e-9);
+  EXPECT_TRUE(r.to_json()["profile"].is_object());
+}
+
 // model.attention reaches the kernels through the model (no environment variable), and the JSON
 // records what ran: unfused when asked; cudnn strict on a problem cuDNN rejects (f32) fails.
 TEST(Bench, GpuAttentionKeyIsHonouredAndReported) {

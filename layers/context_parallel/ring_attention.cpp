@@ -154,7 +154,7 @@ void pair_masks(const KvBlock& kv, int kh, const Tensor& q_segments, int qh, int
 void log_once(const ProcessGroup& g, const char* layer) {
   static std::once_flag once;
   std::call_once(once, [&] {
-    if (g.rank() == 0)
+    if (g.world_ranks()[static_cast<size_t>(g.rank())] == 0)  // once per job
       std::fprintf(stderr,
                    "[graft] %s: ring attention over cp = %d (%s), 2·cp chunks load-balanced; "
                    "each chunk pair through the device's attention kernels\n",

@@ -16,6 +16,9 @@
 //   segment_ids (optional, with any mask): [B, Skv] document ids; additionally masks
 //     segment[b, j] != segment[b, a] (packed documents never attend to each other; the query's
 //     id is read at its absolute position a, so Skv >= q_offset + Sq).
+//   q_segment_ids (optional, with segment_ids): [B, Sq] the queries' own document ids, read at
+//     row i instead of segment[b, a] (context parallelism: the query and key chunks are different
+//     pieces of the sequence, so Skv may be < q_offset + Sq).
 // A fully masked row gives out_i = 0 and lse_i = -inf (no NaN); its gradients are zero.
 // Backward from the saved lse, with delta_i = <dout_i, out_i>:
 //   dp_ij = <dout_i, v_j>;  ds_ij = p_ij (dp_ij - delta_i)
@@ -82,6 +85,8 @@ struct AttnShape {
   // Optional [B, Skv] i32 or i64 document ids: keys of another document are masked.
   const void* segment_ids = nullptr;
   DType segment_ids_dtype = DType::kI64;
+  // Optional [B, Sq] document ids of the queries (same dtype as segment_ids); see the top.
+  const void* q_segment_ids = nullptr;
   int64_t q_offset = 0;  // absolute position of query row 0
   float scale = 0.0f;    // <= 0: 1/sqrt(head_dim)
 };

@@ -75,6 +75,10 @@ struct AttentionInputs {
   // kernels report what ran (owned by the model; null = not reported).
   AttnBackend attention = AttnBackend::kAuto;
   AttnReport* attention_report = nullptr;
+  // Context parallelism: the rows are this rank's two chunks of the sequence (positions,
+  // key_padding_mask and segment_ids reordered alike, framework/model/context_parallel.h), so
+  // attention runs as a ring over the layer's cp group. False: the rows are the whole sequence.
+  bool context_parallel = false;
 };
 
 // Per-layer key/value cache, [batch, max_len, kv_heads, head_dim] each, on the model's device in

@@ -7,6 +7,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "framework/model/context_parallel.h"
 #include "framework/model/hf_loader.h"
 #include "framework/model/shard_init.h"
 #include "framework/registry/registry.h"
@@ -72,9 +73,6 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
   GRAFT_INPUT_CHECK(c.final_logit_softcap == 0.0,
                     "model config: final_logit_softcap = ", c.final_logit_softcap,
                     " is not supported");
-  GRAFT_INPUT_CHECK(ctx_.groups->cp->size() == 1, "model: a context-parallel group of ",
-                    ctx_.groups->cp->size(),
-                    " ranks: the layers do not split the sequence for cp yet (use tp and dp)");
   tp_ = ctx_.groups->tp;
   // Sequence parallelism: activations between the tensor-parallel regions are sequence shards.
   config_.decoder.sequence_parallel = ctx_.groups->layout.sequence_parallel && tp_->size() > 1;
@@ -199,18 +197,23 @@ Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) 
   return forward(li);
 }
 
-Tensor CausalLM::forward(const LmInputs& li) {
+Tensor CausalLM::forward(const LmInputs& li_in) {
+  // Context parallelism: this rank's chunks through the ring, the logits gathered back.
+  ProcessGroup& cp = *ctx_.groups->cp;
+  const LmInputs li = cp.size() > 1 ? cp_split(li_in, cp.rank(), cp.size()) : li_in;
   Tensor ids = on_device_i64(li.input_ids, device(), "forward: input_ids");
   const int64_t B = ids.size(0), S = ids.size(1);
   AttentionInputs in = attention_inputs(li, ids, "forward");
   if (sp_) check_sp_divisible(S, *tp_, "forward");
+  in.context_parallel = cp.size() > 1;
   Tensor logits = whole_logits(head(hidden(ids, in, nullptr), nullptr));
   if (logits.dtype() != DType::kF32) {  // bf16 activations: the logits are returned in f32
     Tensor f = Tensor::empty(logits.shape(), DType::kF32, device());
     layers::cast_into(f, logits);
     logits = f;
   }
-  return logits.view({B, S, config_.vocab_size});
+  logits = logits.view({B, S, config_.vocab_size});
+  return cp.size() > 1 ? cp_gather_rows(logits, cp) : logits;
 }
 
 double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
@@ -241,6 +244,17 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
 
 double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad_scale,
                                   Tensor* loss_sum) {
+  // Context parallelism: this rank's chunks (context_parallel.h); the ranks' losses add up.
+  ProcessGroup& cp = *ctx_.groups->cp;
+  if (cp.size() == 1) return forward_backward_rows(li, backward, grad_scale, false, loss_sum);
+  GRAFT_CHECK(!loss_sum, "forward_backward: loss_sum (the device-side loss) needs cp = 1");
+  const double part =
+      forward_backward_rows(cp_split(li, cp.rank(), cp.size()), backward, grad_scale, true);
+  return cp.all_reduce_scalar(part, ReduceOp::kSum);
+}
+
+double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double grad_scale,
+                                       bool context_parallel, Tensor* loss_sum) {
   Saved save;
   save.ids = on_device_i64(li.input_ids, device(), "forward_backward: input_ids");
   const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
@@ -250,6 +264,7 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
                     " must be i64 shaped like input_ids ", save.ids.str());
   AttentionInputs in = attention_inputs(li, save.ids, "forward_backward");
   if (sp_) check_sp_divisible(S, *tp_, "forward_backward");
+  in.context_parallel = context_parallel;
   Tensor logits =
       head(hidden(save.ids, in, backward ? &save : nullptr), backward ? &save : nullptr);
 

@@ -108,7 +108,13 @@ class CausalLM : public Module {
   // ids, when given, reach every attention layer.
   // With `loss_sum` (an f32 [1+] tensor on the model's device) the loss is added to
   // (*loss_sum)[0] on the device and not read back (the return value is then NaN): a training
-  // step accumulates its micro-batches there and reads the sum once.
+  // step accumulates its micro-batches there and reads the sum once (one process only).
+  // Context parallelism (a cp group of more than one rank): forward and forward_backward are
+  // collective over cp; every rank passes the whole batch and keeps its chunks
+  // (framework/model/context_parallel.h). forward returns the whole-sequence logits;
+  // forward_backward returns the whole batch's loss (summed over cp) and accumulates this rank's
+  // share of every parameter gradient (sum them over cp, e.g. with the dp_cp gradient buckets).
+  // Generation is local (any one rank, the whole sequence).
   double forward_backward(const LmInputs& in, bool backward = true, double grad_scale = 1.0,
                           Tensor* loss_sum = nullptr);
 
@@ -144,6 +150,9 @@ class CausalLM : public Module {
                              const AttentionInputs& in, bool backward, double grad_scale);
   // dlogits [rows, vocab shard] -> every parameter gradient (the backward hook reports modules).
   void backward_from_logits(Tensor& dlogits, Saved& save, const AttentionInputs& in);
+  // forward_backward of rows already split for cp (context_parallel) or of whole rows.
+  double forward_backward_rows(const LmInputs& in, bool backward, double grad_scale,
+                               bool context_parallel, Tensor* loss_sum = nullptr);
   AttentionInputs attention_inputs(const LmInputs& in, const Tensor& ids, const char* what);
   // Host f32 logits [batch * vocab] of the last column of every row of `ids` [batch, seq].
   std::vector<float> next_token_logits(const Tensor& ids, const AttentionInputs& in);

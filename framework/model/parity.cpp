@@ -269,12 +269,17 @@ ParityResult run_parity(const ParityOptions& opt) {
   r.generate_match = r.generated == r.expected_generation;
 
   // Loss and gradients (labels = input_ids, shifted inside); gradients of parameters that tp
-  // ranks hold replicas of (q/k norms, sequence-parallel norms, replicated KV heads) summed.
+  // ranks hold replicas of (q/k norms, sequence-parallel norms, replicated KV heads) summed over
+  // the ranks holding them.
   model->allocate_grads();
   model->zero_grad();
   r.loss = model->forward_backward(ids, ids);
-  for (auto& [name, p] : model->named_parameters())
+  // Under cp every rank's gradient is its chunks' part: summed over cp (as the trainer's buckets
+  // reduce over dp × cp).
+  for (auto& [name, p] : model->named_parameters()) {
     if (p->spec.sums_over(LayoutGroup::kTP)) sum_replica_grads(*p, *groups->tp);
+    if (groups->cp->size() > 1) groups->cp->all_reduce(p->grad, ReduceOp::kSum)->wait();
+  }
   r.loss_abs_err = std::fabs(r.loss - ref.get("loss", DType::kF32).to_f32_vector().at(0));
   auto grads = export_hf_tensors(*model, HfExportSource::kGrads);
   if (root) r.grad_max_rel_err = compare_named(ref, "grad.", grads, &r.grad_worst);

@@ -39,11 +39,12 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   try {
     device = bind_local_device(r.device, r.parallel.backend == "mpi");
     groups_ = make_parallel_groups(r.parallel, world, device, r.file);
-    GRAFT_INPUT_CHECK(r.parallel.cp == 1, r.file, ": parallel.cp = ", r.parallel.cp,
-                      ": context parallelism is not implemented yet; use parallel.tp and "
-                      "parallel.dp");
     if (r.parallel.sequence_parallel)
       check_sp_divisible(r.data.seq_len, *groups_->tp, (r.file + ": data.seq_len").c_str());
+    GRAFT_INPUT_CHECK(r.data.seq_len % (2 * r.parallel.cp) == 0, r.file,
+                      ": data.seq_len = ", r.data.seq_len,
+                      " is not a multiple of 2 * parallel.cp = ", 2 * r.parallel.cp,
+                      " (context parallelism cuts each row into 2 * cp chunks)");
   } catch (const CollectiveInputError&) {
     throw;
   } catch (const InputError& e) {  // the same on every rank: printed once, by rank 0
@@ -267,7 +268,8 @@ TrainResult Trainer::run() {
       micro.push_back(sampler_->next(r.train.batch_size));
       counted += static_cast<double>(micro.back().num_targets);
     }
-    counted = groups_->dp_cp->all_reduce_scalar(counted, ReduceOp::kSum);
+    // The cp ranks of a replica hold the same rows (each keeps its chunks): count over dp only.
+    counted = groups_->dp->all_reduce_scalar(counted, ReduceOp::kSum);
     const double lr = schedule_.lr_at(step);
     double loss = 0, norm = 0;
     bool skip = false;

@@ -26,6 +26,11 @@
 // each rank's optimizer updates only its shard and the parameters are all-gathered after the
 // step. Loss and tokens/s are reduced over the ranks; only rank 0 prints and writes metrics.
 //
+// Context parallelism (parallel.cp > 1): the cp ranks of one data-parallel replica draw the same
+// rows and each keeps its 2 of the 2·cp chunks of every row (framework/model/context_parallel.h;
+// data.seq_len must be a multiple of 2·cp); attention is a ring over cp; the gradients of the
+// (replicated) parameters are summed over dp × cp by the same buckets (group dp_cp).
+//
 // Resume: checkpoint.resume picks a checkpoint (auto = newest complete one in checkpoint.dir);
 // its config hash must equal this recipe's (else InputError naming the first differing key), and
 // model, optimizer state, step and data position are restored, so a resumed run continues

@@ -43,13 +43,14 @@ struct MaskInfo {
   int key_padding_bytes;  // 1, 4 or 8
   const uint8_t* arbitrary;
   int64_t mask_batch, seq_q, seq_kv, window, q_offset;
-  const void* segment;  // [B, Skv] document ids or null
-  int segment_bytes;    // 4 or 8
+  const void* segment;    // [B, Skv] document ids or null
+  int segment_bytes;      // 4 or 8
+  const void* q_segment;  // [B, Sq] the queries' document ids or null (then segment[b, a])
 };
 
-__device__ __forceinline__ int64_t segment_at(const MaskInfo& mi, int64_t k) {
-  return mi.segment_bytes == 4 ? static_cast<const int32_t*>(mi.segment)[k]
-                               : static_cast<const int64_t*>(mi.segment)[k];
+__device__ __forceinline__ int64_t segment_at(const MaskInfo& mi, int64_t k, const void* ids) {
+  return mi.segment_bytes == 4 ? static_cast<const int32_t*>(ids)[k]
+                               : static_cast<const int64_t*>(ids)[k];
 }
 
 __device__ __forceinline__ bool is_masked(const MaskInfo& mi, int64_t b, int64_t i, int64_t j) {
@@ -68,8 +69,11 @@ __device__ __forceinline__ bool is_masked(const MaskInfo& mi, int64_t b, int64_t
     }
     if (!keep) return true;
   }
-  if (mi.segment && segment_at(mi, b * mi.seq_kv + j) != segment_at(mi, b * mi.seq_kv + a))
-    return true;
+  if (mi.segment) {
+    const int64_t qs = mi.q_segment ? segment_at(mi, b * mi.seq_q + i, mi.q_segment)
+                                    : segment_at(mi, b * mi.seq_kv + a, mi.segment);
+    if (segment_at(mi, b * mi.seq_kv + j, mi.segment) != qs) return true;
+  }
   if (mi.mask == AttnMask::kArbitrary) {
     const int64_t mb = mi.mask_batch == 1 ? 0 : b;
     if (mi.arbitrary[(mb * mi.seq_q + i) * mi.seq_kv + j] != 0) return true;
@@ -183,13 +187,13 @@ MaskInfo mask_info(const AttnShape& sh) {
   MaskInfo mi{
       sh.mask,       sh.key_padding, 1,         static_cast<const uint8_t*>(sh.arbitrary_mask),
       sh.mask_batch, sh.seq_q,       sh.seq_kv, sh.window,
-      sh.q_offset,   sh.segment_ids, 8};
+      sh.q_offset,   sh.segment_ids, 8,         sh.q_segment_ids};
   if (sh.segment_ids) {
     GRAFT_CHECK(sh.segment_ids_dtype == DType::kI32 || sh.segment_ids_dtype == DType::kI64,
                 "attention: segment_ids dtype ", dtype_name(sh.segment_ids_dtype),
                 " (expected i32 or i64)");
-    GRAFT_CHECK(sh.seq_kv >= sh.q_offset + sh.seq_q,
-                "attention: segment_ids need seq_kv = ", sh.seq_kv,
+    GRAFT_CHECK(sh.q_segment_ids || sh.seq_kv >= sh.q_offset + sh.seq_q,
+                "attention: segment_ids without q_segment_ids need seq_kv = ", sh.seq_kv,
                 " >= q_offset + seq_q = ", sh.q_offset + sh.seq_q);
     mi.segment_bytes = static_cast<int>(dtype_size(sh.segment_ids_dtype));
   }

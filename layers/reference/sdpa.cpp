@@ -52,6 +52,14 @@ AttnShape shape_of(const Tensor& q, const Tensor& k, const SdpaOptions& opt) {
         "attention: segment ids must be i32/i64 [", s.batch, ", ", s.seq_kv, "], got ", sg.str());
     s.segment_ids = sg.raw();
     s.segment_ids_dtype = sg.dtype();
+    if (opt.q_segment_ids.defined()) {
+      const Tensor& qs = opt.q_segment_ids;
+      GRAFT_INPUT_CHECK(qs.ndim() == 2 && qs.size(0) == s.batch && qs.size(1) == s.seq_q &&
+                            qs.is_contiguous() && qs.dtype() == sg.dtype(),
+                        "attention: query segment ids must be ", dtype_name(sg.dtype()), " [",
+                        s.batch, ", ", s.seq_q, "], got ", qs.str());
+      s.q_segment_ids = qs.raw();
+    }
   }
   s.window = opt.window;
   s.q_offset = opt.q_offset;

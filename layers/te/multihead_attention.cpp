@@ -4,7 +4,6 @@
 #include "layers/reference/common.h"
 #include "layers/reference/norm.h"
 #include "layers/reference/rope_table.h"
-#include "layers/reference/self_attention.h"
 #include "layers/te/layernorm_linear.h"
 #include "layers/te/linear.h"
 #include "layers/te/norm.h"
@@ -16,8 +15,7 @@ namespace {
 const char* kName = "te.multihead_attention";
 
 struct MhaCtx : LayerCtx {
-  std::unique_ptr<LayerCtx> qkv, qn, kn, proj;
-  layers::SdpaSaved sdpa;
+  std::unique_ptr<LayerCtx> qkv, qn, kn, proj, core;
   std::shared_ptr<const layers::RopeTable> rope;
   Tensor positions;
   Shape x_shape;
@@ -152,7 +150,9 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
   dc.qkv_format = "bshd";
   dc.softmax_scale = c.softmax_scale;
   dc.layer_number = c.layer_number;
-  core_ = &add_child("core_attention", std::make_unique<DotProductAttention>(dc));
+  core_ = &add_child("core_attention",
+                     Registry::global().create<DotProductAttention, DotProductAttentionConfig>(
+                         "te.dot_product_attention", dc, ctx_));
   reject_if(core_->mask() == AttnMask::kArbitrary, kName, "attn_mask_type", "arbitrary",
             "self-attention layers take masks from AttentionInputs (causal/padding/window)");
   LinearConfig pc;
@@ -202,14 +202,8 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
     q4 = q.view({B, S, hq, d_});
     k4 = k.view({B, S, kv_, d_});
   }
-  layers::SelfAttnOptions opt;
-  opt.mask = core_->mask();
-  opt.window = core_->kernel_window();
-  opt.scale = c.softmax_scale;
-  opt.cache_index = c.layer_number - 1;
-  opt.layer = kName;
-  Tensor o = layers::self_attention_forward(q4, k4, v.view({B, S, kv_, d_}), in, opt,
-                                            ctx ? &ctx->sdpa : nullptr);
+  Tensor o =
+      core_->forward_self(q4, k4, v.view({B, S, kv_, d_}), in, ctx ? &ctx->core : nullptr, kName);
   TEOutput out = proj_->forward(o.view({B, S, hq * d_}), ctx ? &ctx->proj : nullptr);
   if (c.return_layernorm_output) out.ln_out = res.ln_out;
   if (ctx) {
@@ -227,8 +221,8 @@ Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const 
   const MultiheadAttentionConfig& c = config_;
   const int64_t B = ctx.x_shape[0], S = ctx.seq, N = B * S, hq = hq_;
   Tensor d_o = proj_->backward(dy, *ctx.proj).view({B, S, hq, d_});
-  Tensor dq, dk, dv;
-  layers::self_attention_backward(d_o, ctx.sdpa, dq, dk, dv);
+  DotProductAttention::Grads g = core_->backward_self(d_o, *ctx.core);
+  Tensor dq = g.dq, dk = g.dk, dv = g.dv;
   auto* qn = dynamic_cast<graft::Norm*>(q_norm_);
   auto* kn = dynamic_cast<graft::Norm*>(k_norm_);
   auto norm_qk_bwd = [&] {

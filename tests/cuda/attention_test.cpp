@@ -24,6 +24,9 @@ struct AttnCase {
   DType dt;
   bool cudnn;  // cuDNN fused attention must accept this case (it runs under both backends)
   bool documents = false;  // segment ids: documents of 9 tokens, starting 3 b earlier in entry b
+  // The queries' document ids passed apart (q_segment_ids, a ring-attention chunk pair): the
+  // ids of their absolute positions q_offset + i, which may lie beyond the keys.
+  bool q_documents = false;
 };
 
 class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
@@ -52,6 +55,10 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     for (int64_t j = 0; j < Skv; ++j) doc_ids[b * Skv + j] = (j + 3 * b) / 9;
   Tensor seg = Tensor::from_vector(doc_ids, {B, Skv});
   sh.segment_ids_dtype = DType::kI64;
+  std::vector<int64_t> q_doc_ids(static_cast<size_t>(B * Sq));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < Sq; ++i) q_doc_ids[b * Sq + i] = (c.q_offset + i + 3 * b) / 9;
+  Tensor q_seg = Tensor::from_vector(q_doc_ids, {B, Sq});
 
   Tensor q, k, v;  // host f32 (rounded through dt)
   BshdStrides qs, ks, vs;
@@ -86,6 +93,7 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
   AttnShape shc = sh;
   shc.key_padding = pad_h.raw(), shc.arbitrary_mask = arb_h.raw();
   if (c.documents) shc.segment_ids = seg.raw();
+  if (c.q_documents) shc.q_segment_ids = q_seg.raw();
   AttnFwdParams fc;
   host_ptrs(fc.q, fc.k, fc.v);
   fc.out = out_h.raw(), fc.lse = lse_h.data<float>(), fc.shape = shc;
@@ -146,6 +154,8 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     shg.key_padding = pad_d.raw(), shg.arbitrary_mask = arb_d.raw();
     Tensor seg_d = seg.to(gpu());
     if (c.documents) shg.segment_ids = seg_d.raw();
+    Tensor q_seg_d = q_seg.to(gpu());
+    if (c.q_documents) shg.q_segment_ids = q_seg_d.raw();
     Tensor out_d = poisoned({B, Sq, Hq, D}, c.dt), lse_d = poisoned({B, Hq, Sq}, DType::kF32);
     AttnFwdParams fg;
     fg.q = qp, fg.k = kp, fg.v = vp, fg.out = out_d.raw();
@@ -199,7 +209,12 @@ INSTANTIATE_TEST_SUITE_P(
         AttnCase{"padding_bf16", 3, 29, 29, 4, 2, 64, M::kPaddingCausal, 0, 0, false, B, false},
         AttnCase{"documents", 2, 29, 29, 4, 2, 16, M::kCausal, 0, 0, false, F, false, true},
         AttnCase{"documents_fused_bf16", 2, 29, 29, 4, 2, 64, M::kCausal, 0, 0, true, B, false,
-                 true}),
+                 true},
+        // Ring-attention chunk pairs: keys of an earlier chunk, queries' ids apart.
+        AttnCase{"chunk_pair_documents", 2, 16, 16, 4, 2, 16, M::kCausal, 0, 16, false, F, false,
+                 true, true},
+        AttnCase{"chunk_pair_documents_window_bf16", 2, 16, 16, 4, 1, 64, M::kPaddingCausal, 20, 16,
+                 false, B, false, true, true}),
     [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
 
 // The backend request is strict when named and the kernel reports what ran: f32 is outside cuDNN,

@@ -8,6 +8,7 @@
 
 #include "framework/model/context_parallel.h"
 #include "framework/model/hf_loader.h"
+#include "framework/model/shard_init.h"
 #include "framework/registry/registry.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
@@ -15,6 +16,8 @@
 #include "layers/reference/embedding.h"
 #include "layers/reference/linear.h"
 #include "layers/reference/norm.h"
+#include "parallel/tp_collectives.h"
+#include "parallel/vocab_parallel.h"
 
 namespace graft {
 namespace {
@@ -52,7 +55,8 @@ struct CausalLM::Saved {
   std::vector<std::unique_ptr<LayerCtx>> layers;  // empty slots under activation recompute
   std::vector<Tensor> layer_inputs;               // activation recompute: each layer's input
   std::unique_ptr<LayerCtx> norm, head;
-  Tensor normed;  // [rows, hidden], the LM head input (tied head)
+  Tensor normed;  // [rows, hidden], the LM head input (tied head; gathered under sp)
+  Shape normed_shape;
 };
 
 CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
@@ -68,13 +72,17 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
   GRAFT_INPUT_CHECK(c.final_logit_softcap == 0.0,
                     "model config: final_logit_softcap = ", c.final_logit_softcap,
                     " is not supported");
-  GRAFT_INPUT_CHECK(ctx_.groups->tp->size() == 1, "model: a tensor-parallel group of ",
-                    ctx_.groups->tp->size(), " ranks: the layers do not split yet");
+  tp_ = ctx_.groups->tp;
+  // Sequence parallelism: activations between the tensor-parallel regions are sequence shards.
+  config_.decoder.sequence_parallel = ctx_.groups->layout.sequence_parallel && tp_->size() > 1;
+  sp_ = config_.decoder.sequence_parallel;
+  vocab_ = vocab_shard(c.vocab_size, *tp_, "model");
   const Registry& reg = Registry::global();
   const DType dt = c.decoder.params_dtype;
   const Device dev = c.decoder.device;
 
   EmbeddingConfig ec{c.vocab_size, c.hidden_size, dt, dev};
+  ec.sequence_parallel = sp_;
   embed_ =
       &add_child("embed_tokens", reg.create<Embedding, EmbeddingConfig>(kEmbeddingName, ec, ctx_));
 
@@ -95,9 +103,15 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
                 c.decoder.zero_centered_gamma,
                 dt,
                 dev};
+  nc.tp_partial_grad = sp_;
   norm_ = &add_child("norm", reg.create<Norm, NormConfig>(kNormName, nc, ctx_));
   if (!c.tie_word_embeddings) {
-    LinearConfig lc{c.hidden_size, c.vocab_size, false, dt, dev};
+    // Vocab-parallel head: column-parallel over the padded vocabulary (logits never gathered
+    // for the loss).
+    LinearConfig lc{c.hidden_size, vocab_.padded, false, dt, dev};
+    lc.parallel_mode = "column";
+    lc.sequence_parallel = sp_;
+    lc.logical_out = c.vocab_size;
     lm_head_ = &add_child("lm_head", reg.create<Linear, LinearConfig>(kLinearName, lc, ctx_));
   }
 }
@@ -139,11 +153,20 @@ Tensor CausalLM::hidden(const Tensor& ids, const AttentionInputs& in, Saved* sav
 }
 
 Tensor CausalLM::head(const Tensor& normed, Saved* save) {
-  Tensor rows = layers::as_rows(normed, config_.hidden_size);
-  if (lm_head_) return lm_head_->forward(rows, save ? &save->head : nullptr);
-  if (save) save->normed = rows;
+  const int64_t H = config_.hidden_size;
+  if (lm_head_)
+    return layers::as_rows(lm_head_->forward(normed, save ? &save->head : nullptr), vocab_.rows);
+  // Tied head: the (vocab-parallel) embedding weight as a column-parallel linear.
+  Tensor x = sp_ ? gather_from_sp(normed, *tp_) : copy_to_tp(normed, *tp_);
+  Tensor rows = layers::as_rows(x, H);
+  if (save) {
+    save->normed = rows;
+    save->normed_shape = normed.shape();
+  }
   return layers::matmul_nt(rows, embedding_weight().value);
 }
+
+Tensor CausalLM::whole_logits(const Tensor& local) { return gather_vocab(local, vocab_, *tp_); }
 
 AttentionInputs CausalLM::attention_inputs(const LmInputs& li, const Tensor& ids,
                                            const char* what) {
@@ -151,6 +174,8 @@ AttentionInputs CausalLM::attention_inputs(const LmInputs& li, const Tensor& ids
   AttentionInputs in;
   in.batch = B;
   in.seq = S;
+  in.attention = config_.attention;
+  in.attention_report = &attn_report_;
   auto same_shape = [&](const Tensor& t, const char* name) {
     GRAFT_INPUT_CHECK(t.shape() == ids.shape(), what, ": ", name, " ", t.str(),
                       " does not match input_ids ", ids.str());
@@ -179,7 +204,8 @@ Tensor CausalLM::forward(const LmInputs& li_in) {
   const int64_t B = ids.size(0), S = ids.size(1);
   AttentionInputs in = attention_inputs(li, ids, "forward");
   in.context_parallel = cp.size() > 1;
-  Tensor logits = head(hidden(ids, in, nullptr), nullptr);
+  if (sp_) check_sp_divisible(S, *tp_, "forward");
+  Tensor logits = whole_logits(head(hidden(ids, in, nullptr), nullptr));
   if (logits.dtype() != DType::kF32) {  // bf16 activations: the logits are returned in f32
     Tensor f = Tensor::empty(logits.shape(), DType::kF32, device());
     layers::cast_into(f, logits);
@@ -230,10 +256,12 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
                     " must be i64 shaped like input_ids ", save.ids.str());
   AttentionInputs in = attention_inputs(li, save.ids, "forward_backward");
   in.context_parallel = context_parallel;
+  if (sp_) check_sp_divisible(S, *tp_, "forward_backward");
   Tensor logits =
       head(hidden(save.ids, in, backward ? &save : nullptr), backward ? &save : nullptr);
 
   Tensor tgt = on_device_i64(li.targets, device(), "forward_backward: targets");
+  if (tp_->size() > 1) return vocab_parallel_loss(logits, tgt, li, save, in, backward, grad_scale);
 
   Tensor loss = Tensor::zeros({1}, DType::kF32, device());
   Tensor lse = Tensor::empty({B * S}, DType::kF32, device());
@@ -263,21 +291,43 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
   bp.dtype = logits.dtype();
   bp.device = device();
   cross_entropy_bwd(bp);
-  Tensor& dlogits = logits;
+  backward_from_logits(logits, save, in);
+  return value;
+}
 
+double CausalLM::vocab_parallel_loss(Tensor& logits, const Tensor& tgt, const LmInputs& li,
+                                     Saved& save, const AttentionInputs& in, bool backward,
+                                     double grad_scale) {
+  const int64_t num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
+  Tensor lse;
+  Tensor t = tgt.view({tgt.numel()});
+  const double value = vocab_parallel_xent_fwd(logits, t, vocab_, num_valid, *tp_, lse);
+  if (!backward) return value;
+  vocab_parallel_xent_bwd(logits, t, lse, vocab_, num_valid, grad_scale);
+  backward_from_logits(logits, save, in);
+  return value;
+}
+
+void CausalLM::backward_from_logits(Tensor& dlogits, Saved& save, const AttentionInputs& in) {
+  const int64_t B = save.ids.size(0), S = save.ids.size(1);
   Tensor dnormed;
   auto done = [&](Module& m) {
     if (backward_hook_) backward_hook_(m);
   };
+  const int64_t S_local = sp_ ? S / tp_->size() : S;
   if (lm_head_) {
-    dnormed = lm_head_->backward(dlogits, *save.head);
+    dnormed = lm_head_->backward(dlogits.view({B, S, vocab_.rows}), *save.head);
     done(*lm_head_);
   } else {
     Parameter& w = embedding_weight();
-    dnormed = layers::matmul_nn(dlogits, w.value);
+    Tensor dx = layers::matmul_nn(dlogits, w.value);
+    std::unique_ptr<Work> reduce;
+    if (!sp_) reduce = copy_to_tp_backward_async(dx, *tp_);  // overlaps the wgrad GEMM
     layers::matmul_tn_acc(dlogits, save.normed, layers::grad_of(w));
+    if (reduce) reduce->wait();
+    dnormed = sp_ ? gather_from_sp_backward(dx.view({B, S, config_.hidden_size}), *tp_) : dx;
   }
-  Tensor dh = norm_->backward(dnormed.view({B, S, config_.hidden_size}), *save.norm);
+  Tensor dh = norm_->backward(dnormed.view({B, S_local, config_.hidden_size}), *save.norm);
   done(*norm_);
   for (size_t i = layers_.size(); i-- > 0;) {
     if (recompute_) {  // re-run this layer's forward, saving, then free it after its backward
@@ -291,16 +341,25 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
   const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
   embed_->backward(dh, save.ids, scale);
   done(*embed_);
-  return value;
 }
 
-void CausalLM::init_weights(uint64_t seed) { init_hf_weights(*this, seed); }
+void CausalLM::init_weights(uint64_t seed) {
+  if (tp_->size() == 1) {
+    init_hf_weights(*this, seed);
+    return;
+  }
+  // Every rank takes its box of the single-process initialisation (shard_init.h).
+  auto whole = build_whole_model(*this);
+  whole->init_weights(seed);
+  copy_shards(*this, *whole);
+}
 
 std::unique_ptr<GradBuckets> attach_grad_buckets(CausalLM& model,
                                                  std::shared_ptr<ProcessGroup> group,
                                                  GradBucketOptions options) {
   auto params = model.named_parameters();
   std::reverse(params.begin(), params.end());  // backward order: the reverse of registration
+  if (!options.tp) options.tp = model.context().groups->tp;
   auto buckets = std::make_unique<GradBuckets>(params, std::move(group), options);
   // Each module's parameters, collected the first time it reports (not on every micro-batch).
   model.set_backward_hook(

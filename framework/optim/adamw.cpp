@@ -107,21 +107,24 @@ size_t AdamW::state_bytes() const {
 
 double AdamW::grad_norm() const {
   double sq = 0.0;
+  const bool tp = tp_group_ && tp_group_->size() > 1;
   if (!slots_.empty()) {
     GradNormParams g;
     g.device = slots_.front().param->grad.device();
     for (const auto& s : slots_) {
+      if (tp && !s.param->spec.is_primary(tp_group_->rank())) continue;
       g.grads.push_back(static_cast<const float*>(s.piece.grad().raw()));
       g.sizes.push_back(s.piece.numel);
     }
     g.squared = true;
     Tensor out = Tensor::zeros({1}, DType::kF32, g.device);
     g.out = static_cast<float*>(out.raw());
-    ::graft::grad_norm(g);
+    if (!g.grads.empty()) ::graft::grad_norm(g);
     sq = out.to(Device::cpu()).to_f32_vector()[0];
   }
   if (shard_group_ && shard_group_->size() > 1)
     sq = shard_group_->all_reduce_scalar(sq, ReduceOp::kSum);
+  if (tp) sq = tp_group_->all_reduce_scalar(sq, ReduceOp::kSum);
   return std::sqrt(sq);
 }
 
@@ -266,7 +269,7 @@ void AdamW::load_state(const ShardedReader& r) {
                     ": optimizer state does not match this model: ", problems);
   for (auto& s : slots_) {  // this rank's flat range of its box of each tensor
     const Shape box = spec_box_offset(s.param->spec, s.param->value.shape());
-    const Shape& shape = s.param->value.shape();
+    const Shape shape = spec_box_shape(s.param->spec, s.param->value.shape());
     r.read("optim/m/" + s.name, box, shape, s.piece.offset, s.m);
     r.read("optim/v/" + s.name, box, shape, s.piece.offset, s.v);
     if (r.has("optim/master/" + s.name))

@@ -50,8 +50,12 @@ class AdamW {
   AdamW(std::vector<ParamPiece> pieces, const OptimConfig& config, bool emulate_bf16,
         ProcessGroup* shard_group);
 
-  // sqrt(sum of squares of every gradient) (f64 accumulation on the CPU).
+  // sqrt(sum of squares of every gradient) (f64 accumulation on the CPU). With a tensor-parallel
+  // group the norm is that of the whole model: each rank adds the pieces it holds the primary
+  // copy of (ShardSpec::is_primary) and the squares are summed over tp.
   double grad_norm() const;
+  // The tensor-parallel group (not owned; null or size 1: none).
+  void set_tp_group(ProcessGroup* tp) { tp_group_ = tp; }
   // One update with learning rate `lr`; gradients are multiplied by grad_scale first (clipping).
   void step(double lr, double grad_scale);
   // Writes the forward weights from the master weights (rounded to bf16 values when emulating,
@@ -95,6 +99,7 @@ class AdamW {
   void add_slot(const ParamPiece& piece);
   OptimConfig config_;
   bool emulate_bf16_ = false;
+  ProcessGroup* tp_group_ = nullptr;
   ProcessGroup* shard_group_ = nullptr;
   std::vector<ParamPiece> pieces_;
   int64_t steps_ = 0;

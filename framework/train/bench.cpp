@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -51,18 +50,6 @@ Tensor random_bf16(int64_t rows, int64_t cols, uint64_t seed, Device dev) {
     d[i] = static_cast<float>(static_cast<int64_t>(s >> 40) - (1LL << 23)) / (1 << 23);
   }
   return h.to(DType::kBF16).to(dev);
-}
-
-// Which attention implementation the step runs (the kernel's stderr line says the same):
-// cuDNN takes bf16, head_dim % 8 == 0 and <= 128 without a padding mask.
-std::string attention_backend(const Recipe& r, DType dtype) {
-  if (r.device.is_cpu()) return "cpu";
-  const char* env = std::getenv("GRAFT_ATTN_BACKEND");
-  const std::string choice = env && *env ? env : "auto";
-  if (choice == "unfused") return "unfused (GRAFT_ATTN_BACKEND=unfused)";
-  const int64_t d = r.model.config.decoder.head_dim;
-  const bool cudnn = dtype == DType::kBF16 && d % 8 == 0 && d <= 128;
-  return str(cudnn ? "cudnn" : "unfused", " (GRAFT_ATTN_BACKEND=", choice, ")");
 }
 
 }  // namespace
@@ -127,10 +114,23 @@ nlohmann::json BenchResult::to_json() const {
           {"mfu", opt(mfu ? std::optional<double>(r3(*mfu)) : std::nullopt)},
           {"peak_mem_gib", r3(peak_mem_gib)},
           {"first_loss", r3(first_loss)},
-          {"last_loss", r3(last_loss)}};
+          {"last_loss", r3(last_loss)},
+          {"train_loop",
+           train_loop ? nlohmann::json{{"warmup", train_loop->warmup},
+                                       {"steps", train_loop->steps},
+                                       {"grad_accum", train_loop->grad_accum},
+                                       {"ms_per_step", r3(train_loop->ms_per_step)},
+                                       {"tokens_per_s", std::round(train_loop->tokens_per_s)},
+                                       {"peak_mem_gib", r3(train_loop->peak_mem_gib)},
+                                       {"last_loss", r3(train_loop->last_loss)},
+                                       {"attention", train_loop->attention}}
+                      : nlohmann::json(nullptr)}};
 }
 
-BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
+namespace {
+
+// One micro-batch per optimizer step on random ids (bench.h).
+BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   GRAFT_INPUT_CHECK(opt.steps >= 1 && opt.warmup >= 0, "steps = ", opt.steps,
                     ", warmup = ", opt.warmup, ", expected steps >= 1 and warmup >= 0");
   const Device dev = r.device;
@@ -170,7 +170,6 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   res.layer_types = model->decoder_layer_types();
   res.dtype = dtype_name(r.precision.params);
   if (emulate_bf16) res.dtype += " (emulated in f32)";
-  res.attention = attention_backend(r, r.precision.params);
   res.num_layers = c.num_layers;
   for (auto& [name, p] : model->named_parameters()) res.params += p->value.numel();
 
@@ -200,6 +199,7 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     step();
     if (i == 0) res.first_loss = loss;
   }
+  model->reset_attention_report();  // what the timed steps ran, as the kernels report it
   std::vector<double> ms;
   for (int64_t i = 0; i < opt.steps; ++i) {
     ms.push_back(time_ms(dev, step));
@@ -207,6 +207,7 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     say(str("step ", i + 1, ": ", ms.back(), " ms, loss ", loss));
   }
   res.last_loss = loss;
+  res.attention = model->attention_report().summary();
   res.ms_per_step = median(ms);
   res.ms_min = *std::min_element(ms.begin(), ms.end());
   res.ms_max = *std::max_element(ms.begin(), ms.end());
@@ -217,6 +218,14 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   if (res.gemm_peak_tflops) res.mfu = res.model_tflops / *res.gemm_peak_tflops;
   if (dev.is_cuda())
     res.peak_mem_gib = static_cast<double>(device_backend().peak_bytes(dev)) / (1ULL << 30);
+  return res;
+}
+
+}  // namespace
+
+BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
+  BenchResult res = bench_step(r, opt);  // its model and optimizer are freed on return
+  if (opt.train_loop) res.train_loop = run_train_loop_bench(r, opt);
   return res;
 }
 

@@ -12,6 +12,7 @@
 #include "framework/train/tensorboard.h"
 #include "parallel/launch.h"
 #include "parallel/parallel_state.h"
+#include "parallel/tp_collectives.h"
 #include "parallel/watchdog.h"
 
 namespace graft {
@@ -38,12 +39,15 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   try {
     device = bind_local_device(r.device, r.parallel.backend == "mpi");
     groups_ = make_parallel_groups(r.parallel, world, device, r.file);
-    GRAFT_INPUT_CHECK(r.parallel.tp == 1, r.file, ": parallel.tp = ", r.parallel.tp,
-                      ": tensor parallelism is not implemented yet; use parallel.dp or cp");
-    GRAFT_INPUT_CHECK(r.data.seq_len % (2 * r.parallel.cp) == 0, r.file,
+    GRAFT_INPUT_CHECK(r.parallel.cp == 1 || r.data.seq_len % (2 * r.parallel.cp) == 0, r.file,
                       ": data.seq_len = ", r.data.seq_len,
                       " is not a multiple of 2 * parallel.cp = ", 2 * r.parallel.cp,
                       " (context parallelism cuts each row into 2 * cp chunks)");
+    if (r.parallel.sequence_parallel)  // the sequence shards of each cp rank's rows
+      check_sp_divisible(
+          r.data.seq_len / r.parallel.cp, *groups_->tp,
+          (r.file + (r.parallel.cp > 1 ? ": data.seq_len / parallel.cp" : ": data.seq_len"))
+              .c_str());
   } catch (const CollectiveInputError&) {
     throw;
   } catch (const InputError& e) {  // the same on every rank: printed once, by rank 0
@@ -107,7 +111,11 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   ModelRecipe m = r.model;
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && device.is_cpu();
   BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_};
-  model_ = build_model_from_recipe(m, ctx);
+  try {
+    model_ = build_model_from_recipe(m, ctx);
+  } catch (const InputError& e) {  // a layout the model cannot split: the same on every rank
+    throw CollectiveInputError(str(r.file, ": ", e.what()));
+  }
   if (!ckpt.empty())
     load_model_weights(*model_, ckpt);
   else if (!m.hf_dir.empty())
@@ -119,6 +127,7 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
                                  GradBucketOptions{r.parallel.bucket_mb, r.parallel.zero == 1});
   optim_ = std::make_unique<AdamW>(buckets_->owned_pieces(), r.optim, emulate_bf16,
                                    buckets_->sharded() ? groups_->dp_cp.get() : nullptr);
+  optim_->set_tp_group(groups_->tp.get());
   if (!ckpt.empty()) resume(ckpt);
   optim_->sync_weights();     // with emulated bf16: the forward weights hold bf16 values
   buckets_->gather_params();  // ZeRO: each rank wrote only its shard of them
@@ -167,8 +176,10 @@ void Trainer::resume(const std::string& ckpt) {
 std::string Trainer::save(TrainResult& result) {
   // Each rank writes what it owns: under ZeRO-1 its shard of every parameter and of the optimizer
   // state (flat ranges of the parameter's box); otherwise the first data-parallel replica writes
-  // its box of everything and the other replicas write nothing.
+  // its box of everything and the other replicas write nothing. Under tp each piece is written
+  // once: by tp rank 0 for a parameter whole on every rank, by replica 0 of a replicated split one.
   CheckpointContents c;
+  const int tp_rank = groups_->tp->rank();
   auto piece = [](const std::string& name, const ParamPiece& pp, const Tensor& data) {
     TensorPiece t = spec_piece(name, pp.param->spec, pp.param->value);
     t.flat_offset = pp.offset;
@@ -179,18 +190,25 @@ std::string Trainer::save(TrainResult& result) {
   const bool writer = buckets_->sharded() || groups_->dp_cp->rank() == 0;
   if (writer) {
     for (const ParamPiece& pp : optim_->pieces())
-      c.pieces.push_back(piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu())));
+      if (pp.param->spec.is_primary(tp_rank))
+        c.pieces.push_back(piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu())));
     for (const auto& sp : optim_->state_pieces())
-      c.pieces.push_back(piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data));
+      if (sp.piece.param->spec.is_primary(tp_rank))
+        c.pieces.push_back(
+            piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data));
   }
   c.state = state_;
   c.recipe_yaml = recipe_.resolved_yaml();
   c.hf_config = hf_config_for_export(model_->config(), recipe_.precision.params);
   if (dataset_->tokenizer() != "byte") c.tokenizer_file = dataset_->tokenizer();
   const ParallelConfig& l = groups_->layout;
-  c.layout = {
-      {"world", groups_->world->size()}, {"tp", l.tp}, {"cp", l.cp}, {"dp", l.dp}, {"zero", l.zero},
-      {"backend", groups_->backend}};
+  c.layout = {{"world", groups_->world->size()},
+              {"tp", l.tp},
+              {"cp", l.cp},
+              {"dp", l.dp},
+              {"zero", l.zero},
+              {"sequence_parallel", l.sequence_parallel},
+              {"backend", groups_->backend}};
   result.last_checkpoint =
       save_checkpoint(recipe_.checkpoint.dir, c, recipe_.checkpoint.keep_last, *groups_->world);
   return result.last_checkpoint;
@@ -233,6 +251,7 @@ TrainResult Trainer::run() {
     const double t0 = now_s();
     Watchdog::instance().set_step(step + 1);
     buckets_->zero_grad();
+    model_->reset_attention_report();
     // The loss is the mean over every counted target of the step's micro-batches on all ranks
     // (document starts and SFT masks make the counts differ): each micro-batch contributes its
     // sum divided by that global count, and the gradients are scaled by the group size because
@@ -295,6 +314,7 @@ TrainResult Trainer::run() {
         sm.elapsed_s / static_cast<double>(step + 1 - first) * static_cast<double>(end - step - 1);
     sm.mfu = mfu_.mfu(sm.tokens_per_s);
     sm.peak_mem_gib = peak_mem_gib(model_->device());
+    sm.attention = model_->attention_report().summary();
     const bool eval_now = evaluator_ && evaluator_->due(step + 1, end);
     if (eval_now) {
       sm.eval_loss = evaluator_->evaluate(*model_, *groups_->dp_cp);

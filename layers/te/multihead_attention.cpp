@@ -7,6 +7,7 @@
 #include "layers/te/layernorm_linear.h"
 #include "layers/te/linear.h"
 #include "layers/te/norm.h"
+#include "parallel/tp_layout.h"
 
 namespace graft::te {
 namespace {
@@ -18,6 +19,7 @@ struct MhaCtx : LayerCtx {
   std::shared_ptr<const layers::RopeTable> rope;
   Tensor positions;
   Shape x_shape;
+  int64_t seq = 0;
 };
 
 // Column offsets of the q block of group g and of k/v head g in the fused qkv output.
@@ -76,15 +78,19 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
             "only self-attention is implemented");
   reject_if(c.qkv_format != "bshd", kName, "qkv_format", c.qkv_format,
             "MultiheadAttention takes [batch, seq, hidden] (bshd) inputs");
-  reject_if(c.sequence_parallel, kName, "sequence_parallel", "true",
-            "sequence parallelism is configured through parallel/");
-  reject_if(c.tp_size != 1, kName, "tp_size", str(c.tp_size),
-            "tensor parallelism is configured through parallel/");
+  check_linear_options(kName, c.sequence_parallel, c.tp_size, "", false, ctx);
+  const TpHeads heads = tp_heads(c.num_attention_heads, kv_, ctx.tp(), kName);
+  reject_if(heads.kv_replicas > 1, kName, "num_gqa_groups", str(kv_),
+            str("parallel.tp = ", ctx.tp().size(),
+                " is larger than the number of KV heads; replicating KV heads over tp is "
+                "implemented in the reference layers (model.layers: reference)"));
   reject_if(!c.qk_norm_type.empty() && c.qk_norm_type != "RMSNorm" && c.qk_norm_type != "LayerNorm",
             kName, "qk_norm_type", c.qk_norm_type, "expected RMSNorm or LayerNorm");
   reject_if(c.return_layernorm_output && !c.input_layernorm, kName, "return_layernorm_output",
             "true", "needs input_layernorm = true");
   const int64_t hq = c.num_attention_heads, total = (hq + 2 * kv_) * d_;
+  const bool tp = ctx.tp().size() > 1;
+  const std::string mode = tp ? "column" : "";
   const bool qkv_bias = c.qkv_bias.value_or(c.bias), proj_bias = c.proj_bias.value_or(c.bias);
   ParametersSplit split;
   if (!c.fuse_qkv_params) split = {{"query", hq * d_}, {"key", kv_ * d_}, {"value", kv_ * d_}};
@@ -102,6 +108,8 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
     lc.init_seed = c.init_seed;
     lc.params_dtype = c.params_dtype;
     lc.device = c.device;
+    lc.parallel_mode = mode;
+    lc.sequence_parallel = c.sequence_parallel;
     layernorm_qkv_ = &add_child("layernorm_qkv",
                                 Registry::global().create<LayerNormLinear, LayerNormLinearConfig>(
                                     "te.layernorm_linear", lc, ctx_));
@@ -115,19 +123,25 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
     lc.init_seed = c.init_seed;
     lc.params_dtype = c.params_dtype;
     lc.device = c.device;
+    lc.parallel_mode = mode;
+    lc.sequence_parallel = c.sequence_parallel;
     qkv_ =
         &add_child("qkv", Registry::global().create<Linear, LinearConfig>("te.linear", lc, ctx_));
   }
   if (!c.qk_norm_type.empty()) {
     NormConfig nc{d_, c.qk_norm_eps, c.zero_centered_gamma, c.params_dtype, c.device};
+    nc.tp_partial_grad = true;  // each tp rank normalises its own heads
     const char* reg = c.qk_norm_type == "RMSNorm" ? "te.rmsnorm" : "te.layernorm";
     q_norm_ =
         &add_child("q_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc, ctx_));
     k_norm_ =
         &add_child("k_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc, ctx_));
   }
+  // From here on the heads are this rank's.
+  hq_ = heads.q;
+  kv_ = heads.kv;
   DotProductAttentionConfig dc;
-  dc.num_attention_heads = hq;
+  dc.num_attention_heads = hq_;
   dc.kv_channels = d_;
   dc.num_gqa_groups = kv_;
   dc.attention_dropout = c.attention_dropout;
@@ -150,6 +164,8 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
   pc.init_seed = c.init_seed + 7;
   pc.params_dtype = c.params_dtype;
   pc.device = c.device;
+  pc.parallel_mode = tp ? "row" : "";
+  pc.sequence_parallel = c.sequence_parallel;
   proj_ =
       &add_child("proj", Registry::global().create<Linear, LinearConfig>("te.linear", pc, ctx_));
   if (c.rotary) layers::rope_table(c.rope, d_, 1, c.device);  // validates now
@@ -159,7 +175,8 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
                                      std::unique_ptr<LayerCtx>* save) {
   const MultiheadAttentionConfig& c = config_;
   GRAFT_CHECK(x.ndim() == 3 && x.size(2) == c.hidden_size, kName, ": x ", x.str());
-  const int64_t B = x.size(0), S = x.size(1), N = B * S, hq = c.num_attention_heads;
+  // Under sequence parallelism x is this rank's shard; attention runs on the whole sequence.
+  const int64_t B = x.size(0), S = in.seq > 0 ? in.seq : x.size(1), N = B * S, hq = hq_;
   auto ctx = save ? std::make_unique<MhaCtx>() : nullptr;
   TEOutput res = layernorm_qkv_ ? layernorm_qkv_->forward(x, ctx ? &ctx->qkv : nullptr)
                                 : qkv_->forward(x, ctx ? &ctx->qkv : nullptr);
@@ -193,6 +210,7 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
     ctx->rope = rope;
     ctx->positions = in.positions;
     ctx->x_shape = x.shape();
+    ctx->seq = S;
     *save = std::move(ctx);
   }
   return out;
@@ -201,7 +219,7 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
 Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
   auto& ctx = dynamic_cast<MhaCtx&>(ctx_base);
   const MultiheadAttentionConfig& c = config_;
-  const int64_t B = ctx.x_shape[0], S = ctx.x_shape[1], N = B * S, hq = c.num_attention_heads;
+  const int64_t B = ctx.x_shape[0], S = ctx.seq, N = B * S, hq = hq_;
   Tensor d_o = proj_->backward(dy, *ctx.proj).view({B, S, hq, d_});
   DotProductAttention::Grads g = core_->backward_self(d_o, *ctx.core);
   Tensor dq = g.dq, dk = g.dk, dv = g.dv;

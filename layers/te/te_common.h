@@ -13,6 +13,7 @@
 #include "framework/registry/module.h"
 #include "kernels/activation.h"
 #include "layers/decoder.h"
+#include "parallel/process_group.h"
 
 namespace graft::te {
 
@@ -40,21 +41,41 @@ Activation parse_te_activation(const std::string& layer, const std::string& valu
 void reject_if(bool set, const std::string& layer, const std::string& option,
                const std::string& value, const std::string& why);
 
+// How a TE linear's weight is split over tensor parallelism (tp ranks of the build context):
+//   column: each block's rows split evenly (rank r holds rows [r·n/T, (r+1)·n/T) of a block of n
+//           rows; the fused qkv's grouped layout makes that whole KV groups); with gated_halves
+//           (LayerNormMLP's fc1 = [gate; up]) each half is split and the local tensor is
+//           [gate_r; up_r], declared as a [2, F/T, in] view of [2, F, in] (at every tp, so native
+//           checkpoints do not depend on the layout).
+//   row:    the input columns split: [out, in/T] at r·in/T.
+// Initial values are drawn for the whole block and sliced, so a tp rank holds exactly the slice
+// a single process would.
+struct LinearShard {
+  std::string mode;  // "", "column" or "row"
+  int64_t tp = 1, rank = 0;
+  bool gated_halves = false;
+};
+
 class LinearBlocks {
  public:
   // Adds the parameters to `owner`: `prefix`weight / `prefix`bias, or, with a split,
-  // <name>_weight / <name>_bias per block (trailing underscores of the name stripped).
+  // <name>_weight / <name>_bias per block (trailing underscores of the name stripped). `in` and
+  // `out` are the global sizes; in() and out() the local ones.
   void init(Module& owner, const std::string& layer, int64_t in, int64_t out, bool bias,
             const ParametersSplit& split, const std::string& prefix, const InitMethod& init,
-            uint64_t init_seed, DType params_dtype, Device device);
+            uint64_t init_seed, DType params_dtype, Device device,
+            const LinearShard& shard = LinearShard());
   int64_t in() const { return in_; }
   int64_t out() const { return out_; }
   bool has_bias() const { return bias_; }
 
   // x [rows, in] -> [rows, out]; the bias is added when add_bias.
   Tensor forward(Module& owner, const Tensor& x, bool add_bias) const;
-  // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy.
-  Tensor backward(Module& owner, const Tensor& dy, const Tensor& x) const;
+  // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy. With
+  // `reduce` (a column-parallel layer's tp group) dx is all-reduced over it, the collective
+  // started before the weight-gradient GEMMs and waited after them (they overlap on a GPU).
+  Tensor backward(Module& owner, const Tensor& dy, const Tensor& x,
+                  ProcessGroup* reduce = nullptr) const;
   // The whole bias [out] (a copy when split), for return_bias.
   Tensor bias(Module& owner) const;
 

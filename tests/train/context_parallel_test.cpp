@@ -1,6 +1,6 @@
 // Context parallelism end to end: `graft train` under `mpirun -np 2/4` with parallel.cp against a
 // single-process run of the same batches (losses and every parameter after 3 steps within 1e-5
-// relative, both layer sets, with document masks, cp × dp), a checkpoint saved at cp1 that
+// relative, both layer sets, with document masks, cp × dp, tp × cp), a checkpoint saved at cp1 that
 // resumes at cp2 with the same losses, and data.seq_len not divisible by 2·cp as a one-line error.
 // CPU, f32, the MPI backend.
 //
@@ -136,6 +136,12 @@ INSTANTIATE_TEST_SUITE_P(
                {"parallel.cp=2", "train.batch_size=4"},
                {"data.document_mask=true", "model.layers=te"}},
         Layout{"cp2_dp2", 4, {"parallel.cp=2", "parallel.dp=2", "train.batch_size=2"}, {}},
+        Layout{"tp2_cp2", 4, {"parallel.tp=2", "parallel.cp=2", "train.batch_size=4"}, {}},
+        Layout{"tp2_cp2_sp_te",
+               4,
+               {"parallel.tp=2", "parallel.cp=2", "parallel.sequence_parallel=true",
+                "train.batch_size=4"},
+               {"model.layers=te"}},
         Layout{"cp2_dp2_te_zero",
                4,
                {"parallel.cp=2", "train.batch_size=2", "parallel.zero=1"},

@@ -39,12 +39,15 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   try {
     device = bind_local_device(r.device, r.parallel.backend == "mpi");
     groups_ = make_parallel_groups(r.parallel, world, device, r.file);
-    if (r.parallel.sequence_parallel)
-      check_sp_divisible(r.data.seq_len, *groups_->tp, (r.file + ": data.seq_len").c_str());
-    GRAFT_INPUT_CHECK(r.data.seq_len % (2 * r.parallel.cp) == 0, r.file,
+    GRAFT_INPUT_CHECK(r.parallel.cp == 1 || r.data.seq_len % (2 * r.parallel.cp) == 0, r.file,
                       ": data.seq_len = ", r.data.seq_len,
                       " is not a multiple of 2 * parallel.cp = ", 2 * r.parallel.cp,
                       " (context parallelism cuts each row into 2 * cp chunks)");
+    if (r.parallel.sequence_parallel)  // the sequence shards of each cp rank's rows
+      check_sp_divisible(
+          r.data.seq_len / r.parallel.cp, *groups_->tp,
+          (r.file + (r.parallel.cp > 1 ? ": data.seq_len / parallel.cp" : ": data.seq_len"))
+              .c_str());
   } catch (const CollectiveInputError&) {
     throw;
   } catch (const InputError& e) {  // the same on every rank: printed once, by rank 0

@@ -57,6 +57,8 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
       ro.window = opt.window;
       ro.scale = opt.scale;
       ro.layer = opt.layer;
+      ro.backend = so.backend;
+      ro.report = so.report;
       return ring_attention_forward(*opt.cp, q, k, v, so.key_padding, so.segment_ids, ro,
                                     save ? &save->ring : nullptr);
     }

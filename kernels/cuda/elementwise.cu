@@ -1,5 +1,5 @@
 // Small element-wise ops on CUDA (the math is in kernels/elementwise.h): add, axpy, scale, fill,
-// cast, copy_2d, sum_rows. Grid-stride kernels in f32 arithmetic (add and cast over 8-element
+// cast, copy_2d, sum_rows. Grid-stride kernels in f32 arithmetic (add, axpy and cast over 8-element
 // 16-byte vectors when the pointers are aligned, then the tail); copy_2d is a strided
 // cudaMemcpy2DAsync; sum_rows uses the deterministic column sum of common.cuh.
 #include "kernels/cuda/common.cuh"
@@ -26,6 +26,21 @@ __global__ void add_vec_kernel(const T* a, const T* b, T* out, int64_t n) {
   GRAFT_GRID_STRIDE(t, n % 8) {
     const int64_t i = n / 8 * 8 + t;
     out[i] = from_f32<T>(to_f32(a[i]) + to_f32(b[i]));
+  }
+}
+template <class T>
+__global__ void axpy_vec_kernel(const T* x, T* y, float alpha, int64_t n) {
+  float a[8], b[8];
+  GRAFT_GRID_STRIDE(u, n / 8) {
+    load8(x + 8 * u, a);
+    load8(y + 8 * u, b);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) b[k] = b[k] + alpha * a[k];
+    store8(y + 8 * u, b);
+  }
+  GRAFT_GRID_STRIDE(t, n % 8) {
+    const int64_t i = n / 8 * 8 + t;
+    y[i] = from_f32<T>(to_f32(y[i]) + alpha * to_f32(x[i]));
   }
 }
 template <class S, class D>
@@ -93,9 +108,15 @@ void launch_axpy(const AxpyParams& p) {
   if (p.n == 0) return;
   DeviceGuard g(p.device.index);
   cudaStream_t s = stream_of(p);
+  const size_t es = dtype_size(p.dtype);
+  const bool vec = aligned_for_8(p.x, es) && aligned_for_8(p.y, es);
   GRAFT_FLOAT_SWITCH(p.dtype, T, "axpy", {
-    axpy_kernel<T><<<grid_for(p.n, kThreads), kThreads, 0, s>>>(static_cast<const T*>(p.x),
-                                                                static_cast<T*>(p.y), p.alpha, p.n);
+    if (vec)
+      axpy_vec_kernel<T><<<grid_for(p.n / 8 + 1, kThreads), kThreads, 0, s>>>(
+          static_cast<const T*>(p.x), static_cast<T*>(p.y), p.alpha, p.n);
+    else
+      axpy_kernel<T><<<grid_for(p.n, kThreads), kThreads, 0, s>>>(
+          static_cast<const T*>(p.x), static_cast<T*>(p.y), p.alpha, p.n);
   });
   GRAFT_CUDA_CHECK_LAUNCH();
 }

@@ -48,7 +48,8 @@ def main():
         rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
         tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001,
-        initializer_range=0.02, attn_implementation="eager")
+        initializer_range=0.02)
+    cfg._attn_implementation = "eager"  # as tests/model/fixtures/make_refs.py does
     model = LlamaForCausalLM(cfg).to(torch.bfloat16)
     os.makedirs(a.out, exist_ok=True)
     model.save_pretrained(a.out, max_shard_size="2GB")  # bf16 on disk, two shards
@@ -76,7 +77,8 @@ def main():
     for n, p in ref.named_parameters():
         out["step1." + n] = p.detach().float().cpu()
     # Generation from the original weights (reload: the step changed them).
-    gen_model = LlamaForCausalLM.from_pretrained(a.out, torch_dtype=torch.float32).to(dev).eval()
+    gen_model = LlamaForCausalLM.from_pretrained(a.out, dtype=torch.float32,
+                                                 attn_implementation="eager").to(dev).eval()
     prompt = ids[:1, :5]
     with torch.no_grad():
         gen = gen_model.generate(prompt, max_new_tokens=8, do_sample=False,
@@ -91,7 +93,7 @@ def main():
     with torch.no_grad():
         f32 = gen_model(ids).logits.float()
         for impl in ("sdpa", "eager"):
-            m = LlamaForCausalLM.from_pretrained(a.out, torch_dtype=torch.bfloat16,
+            m = LlamaForCausalLM.from_pretrained(a.out, dtype=torch.bfloat16,
                                                  attn_implementation=impl).to(dev).eval()
             lowp[f"bf16_weights_{impl}"] = rel(m(ids).logits, f32)
             del m

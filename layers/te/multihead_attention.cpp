@@ -1,6 +1,7 @@
 #include "layers/te/multihead_attention.h"
 
 #include "framework/registry/registry.h"
+#include "kernels/qkv.h"
 #include "layers/reference/common.h"
 #include "layers/reference/norm.h"
 #include "layers/reference/rope_table.h"
@@ -22,41 +23,50 @@ struct MhaCtx : LayerCtx {
   int64_t seq = 0;
 };
 
-// Column offsets of the q block of group g and of k/v head g in the fused qkv output.
+// The fused qkv output's head layout (column offsets of each block: kernels/qkv.h).
 struct QkvLayout {
   int64_t hq, hkv, d;
-  bool grouped;
-  int64_t n() const { return hq / hkv; }
-  int64_t q_col(int64_t g) const { return grouped ? g * (n() + 2) * d : g * n() * d; }
-  int64_t k_col(int64_t g) const { return grouped ? q_col(g) + n() * d : (hq + g) * d; }
-  int64_t v_col(int64_t g) const { return grouped ? q_col(g) + (n() + 1) * d : (hq + hkv + g) * d; }
+  bool grouped;  // per-group interleaved (fuse_qkv_params) rather than q | k | v
 };
+
+// One pass over the fused buffer (kernels/qkv.h), either way.
+void run_qkv_split(const Tensor& qkv, const QkvLayout& l, const Tensor& q, const Tensor& k,
+                   const Tensor& v, bool merge) {
+  GRAFT_CHECK(qkv.ndim() == 2 && qkv.strides()[1] == 1 && q.is_contiguous() && k.is_contiguous() &&
+                  v.is_contiguous(),
+              "qkv split: ", qkv.str(), " ", q.str(), " ", k.str(), " ", v.str());
+  QkvSplitParams p;
+  p.qkv = const_cast<void*>(qkv.raw());
+  p.q = const_cast<void*>(q.raw());
+  p.k = const_cast<void*>(k.raw());
+  p.v = const_cast<void*>(v.raw());
+  p.rows = qkv.size(0);
+  p.heads_q = l.hq;
+  p.heads_kv = l.hkv;
+  p.head_dim = l.d;
+  p.ld = qkv.strides()[0];
+  p.grouped = l.grouped;
+  p.merge = merge;
+  p.dtype = qkv.dtype();
+  p.device = qkv.device();
+  qkv_split(p);
+}
 
 // q [N, Hq·D], k, v [N, Hkv·D] (new, contiguous) from qkv [N, (Hq + 2Hkv)·D].
 void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tensor& v) {
-  const int64_t N = qkv.size(0), n = l.n(), d = l.d;
+  const int64_t N = qkv.size(0), d = l.d;
   q = Tensor::empty({N, l.hq * d}, qkv.dtype(), qkv.device());
   k = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
   v = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
-  for (int64_t g = 0; g < l.hkv; ++g) {
-    Tensor qd = q.slice(1, g * n * d, n * d), kd = k.slice(1, g * d, d), vd = v.slice(1, g * d, d);
-    layers::copy_matrix(qd, qkv.slice(1, l.q_col(g), n * d));
-    layers::copy_matrix(kd, qkv.slice(1, l.k_col(g), d));
-    layers::copy_matrix(vd, qkv.slice(1, l.v_col(g), d));
-  }
+  run_qkv_split(qkv, l, q, k, v, false);
 }
 
 // The inverse: dqkv [N, (Hq + 2Hkv)·D] (new) from dq, dk, dv.
 Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const QkvLayout& l) {
-  const int64_t N = dq.size(0), n = l.n(), d = l.d;
+  const int64_t N = dq.size(0), d = l.d;
   Tensor out = Tensor::empty({N, (l.hq + 2 * l.hkv) * d}, dq.dtype(), dq.device());
-  for (int64_t g = 0; g < l.hkv; ++g) {
-    Tensor qd = out.slice(1, l.q_col(g), n * d), kd = out.slice(1, l.k_col(g), d),
-           vd = out.slice(1, l.v_col(g), d);
-    layers::copy_matrix(qd, dq.slice(1, g * n * d, n * d));
-    layers::copy_matrix(kd, dk.slice(1, g * d, d));
-    layers::copy_matrix(vd, dv.slice(1, g * d, d));
-  }
+  auto c = [](const Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); };
+  run_qkv_split(out, l, c(dq), c(dk), c(dv), true);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -216,6 +217,37 @@ INSTANTIATE_TEST_SUITE_P(
         AttnCase{"chunk_pair_documents_window_bf16", 2, 16, 16, 4, 1, 64, M::kPaddingCausal, 20, 16,
                  false, B, false, true, true}),
     [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
+
+// head_dim 256 (Gemma 2B): auto takes cuDNN where this cuDNN supports it on the GPU, else the
+// unfused path; whichever ran (printed) must match the unfused kernels' output.
+TEST(CudaAttentionBackend, HeadDim256RunsAndMatchesUnfused) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for("hd256");
+  const int64_t B = 1, S = 64, Hq = 4, Hkv = 2, D = 256;
+  Tensor q = to_gpu(random_host({B, S, Hq, D}, rng, DType::kBF16), DType::kBF16);
+  Tensor k = to_gpu(random_host({B, S, Hkv, D}, rng, DType::kBF16), DType::kBF16);
+  Tensor v = to_gpu(random_host({B, S, Hkv, D}, rng, DType::kBF16), DType::kBF16);
+  Tensor out[2], lse = Tensor::empty({B, Hq, S}, DType::kF32, gpu());
+  AttnBackend ran[2];
+  const AttnBackend want[2] = {AttnBackend::kAuto, AttnBackend::kUnfused};
+  for (int i = 0; i < 2; ++i) {
+    out[i] = poisoned({B, S, Hq, D}, DType::kBF16);
+    AttnFwdParams f;
+    f.q = q.raw(), f.k = k.raw(), f.v = v.raw(), f.out = out[i].raw();
+    f.lse = static_cast<float*>(lse.raw());
+    f.shape.batch = B, f.shape.seq_q = f.shape.seq_kv = S, f.shape.heads_q = Hq;
+    f.shape.heads_kv = Hkv, f.shape.head_dim = D, f.dtype = DType::kBF16, f.device = gpu();
+    f.backend = want[i], f.ran = &ran[i];
+    attn_fwd(f);
+  }
+  std::printf("  head_dim 256 under auto ran: %s\n", attn_backend_name(ran[0]));
+  EXPECT_TRUE(ran[0] == AttnBackend::kCudnn || ran[0] == AttnBackend::kUnfused);
+  EXPECT_EQ(ran[1], AttnBackend::kUnfused);
+  // Both round P (or its tiles) to bf16 before the PV product: 2^-7 of the largest output.
+  double mx = 0;
+  for (float x : to_host_f32(out[1]).to_f32_vector()) mx = std::max(mx, std::fabs(double(x)));
+  expect_close(out[0], out[1], Tol{std::ldexp(mx, -7), 1e-2}, "hd256 auto vs unfused");
+}
 
 // The backend request is strict when named and the kernel reports what ran: f32 is outside cuDNN,
 // so auto runs (and reports) the unfused path and cudnn is an InputError saying why.

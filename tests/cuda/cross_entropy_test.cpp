@@ -86,7 +86,11 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaXent,
                                            XentCase{1, 4099, Reduction::kMean, F, true},
                                            XentCase{29, 32000, Reduction::kMean, F, false},
                                            XentCase{71, 229, Reduction::kMean, B, true},
-                                           XentCase{29, 541, Reduction::kSum, B, false}));
+                                           XentCase{29, 541, Reduction::kSum, B, false},
+                                           // vocab % 8 == 0: the 16-byte vector path
+                                           XentCase{33, 1032, Reduction::kMean, B, true},
+                                           XentCase{7, 128256, Reduction::kMean, B, false},
+                                           XentCase{5, 64, Reduction::kSum, F, true}));
 
 // Two row chunks (accumulate, global num_valid) give the loss and gradients of one call.
 TEST(CudaXentChunks, ChunkedEqualsWhole) {

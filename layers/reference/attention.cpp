@@ -11,7 +11,7 @@ namespace {
 
 struct AttnCtx : LayerCtx {
   std::unique_ptr<LayerCtx> q, k, v, o, qn, kn;
-  layers::SdpaSaved sdpa;
+  layers::SelfAttnSaved sdpa;
   std::shared_ptr<const layers::RopeTable> rope;
   Tensor positions;
   Shape x_shape;
@@ -114,6 +114,7 @@ Tensor Attention::forward(const Tensor& x, const AttentionInputs& in,
   opt.scale = c.softmax_scale;
   opt.cache_index = c.layer_number;
   opt.layer = "llama.decoder_layer";
+  opt.cp = ctx_.groups->cp.get();  // context parallelism replaces the attention there
   Tensor o = layers::self_attention_forward(q4, k4, v4, in, opt, ctx ? &ctx->sdpa : nullptr);
   Tensor y = o_proj_->forward(o.view({B, S, Hq * D}), slot(&AttnCtx::o));
   if (ctx) {

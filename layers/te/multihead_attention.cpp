@@ -1,10 +1,10 @@
 #include "layers/te/multihead_attention.h"
 
 #include "framework/registry/registry.h"
+#include "kernels/qkv.h"
 #include "layers/reference/common.h"
 #include "layers/reference/norm.h"
 #include "layers/reference/rope_table.h"
-#include "layers/reference/self_attention.h"
 #include "layers/te/layernorm_linear.h"
 #include "layers/te/linear.h"
 #include "layers/te/norm.h"
@@ -16,49 +16,57 @@ namespace {
 const char* kName = "te.multihead_attention";
 
 struct MhaCtx : LayerCtx {
-  std::unique_ptr<LayerCtx> qkv, qn, kn, proj;
-  layers::SdpaSaved sdpa;
+  std::unique_ptr<LayerCtx> qkv, qn, kn, proj, core;
   std::shared_ptr<const layers::RopeTable> rope;
   Tensor positions;
   Shape x_shape;
   int64_t seq = 0;
 };
 
-// Column offsets of the q block of group g and of k/v head g in the fused qkv output.
+// The fused qkv output's head layout (column offsets of each block: kernels/qkv.h).
 struct QkvLayout {
   int64_t hq, hkv, d;
-  bool grouped;
-  int64_t n() const { return hq / hkv; }
-  int64_t q_col(int64_t g) const { return grouped ? g * (n() + 2) * d : g * n() * d; }
-  int64_t k_col(int64_t g) const { return grouped ? q_col(g) + n() * d : (hq + g) * d; }
-  int64_t v_col(int64_t g) const { return grouped ? q_col(g) + (n() + 1) * d : (hq + hkv + g) * d; }
+  bool grouped;  // per-group interleaved (fuse_qkv_params) rather than q | k | v
 };
+
+// One pass over the fused buffer (kernels/qkv.h), either way.
+void run_qkv_split(const Tensor& qkv, const QkvLayout& l, const Tensor& q, const Tensor& k,
+                   const Tensor& v, bool merge) {
+  GRAFT_CHECK(qkv.ndim() == 2 && qkv.strides()[1] == 1 && q.is_contiguous() && k.is_contiguous() &&
+                  v.is_contiguous(),
+              "qkv split: ", qkv.str(), " ", q.str(), " ", k.str(), " ", v.str());
+  QkvSplitParams p;
+  p.qkv = const_cast<void*>(qkv.raw());
+  p.q = const_cast<void*>(q.raw());
+  p.k = const_cast<void*>(k.raw());
+  p.v = const_cast<void*>(v.raw());
+  p.rows = qkv.size(0);
+  p.heads_q = l.hq;
+  p.heads_kv = l.hkv;
+  p.head_dim = l.d;
+  p.ld = qkv.strides()[0];
+  p.grouped = l.grouped;
+  p.merge = merge;
+  p.dtype = qkv.dtype();
+  p.device = qkv.device();
+  qkv_split(p);
+}
 
 // q [N, Hq·D], k, v [N, Hkv·D] (new, contiguous) from qkv [N, (Hq + 2Hkv)·D].
 void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tensor& v) {
-  const int64_t N = qkv.size(0), n = l.n(), d = l.d;
+  const int64_t N = qkv.size(0), d = l.d;
   q = Tensor::empty({N, l.hq * d}, qkv.dtype(), qkv.device());
   k = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
   v = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
-  for (int64_t g = 0; g < l.hkv; ++g) {
-    Tensor qd = q.slice(1, g * n * d, n * d), kd = k.slice(1, g * d, d), vd = v.slice(1, g * d, d);
-    layers::copy_matrix(qd, qkv.slice(1, l.q_col(g), n * d));
-    layers::copy_matrix(kd, qkv.slice(1, l.k_col(g), d));
-    layers::copy_matrix(vd, qkv.slice(1, l.v_col(g), d));
-  }
+  run_qkv_split(qkv, l, q, k, v, false);
 }
 
 // The inverse: dqkv [N, (Hq + 2Hkv)·D] (new) from dq, dk, dv.
 Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const QkvLayout& l) {
-  const int64_t N = dq.size(0), n = l.n(), d = l.d;
+  const int64_t N = dq.size(0), d = l.d;
   Tensor out = Tensor::empty({N, (l.hq + 2 * l.hkv) * d}, dq.dtype(), dq.device());
-  for (int64_t g = 0; g < l.hkv; ++g) {
-    Tensor qd = out.slice(1, l.q_col(g), n * d), kd = out.slice(1, l.k_col(g), d),
-           vd = out.slice(1, l.v_col(g), d);
-    layers::copy_matrix(qd, dq.slice(1, g * n * d, n * d));
-    layers::copy_matrix(kd, dk.slice(1, g * d, d));
-    layers::copy_matrix(vd, dv.slice(1, g * d, d));
-  }
+  auto c = [](const Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); };
+  run_qkv_split(out, l, c(dq), c(dk), c(dv), true);
   return out;
 }
 
@@ -152,7 +160,9 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
   dc.qkv_format = "bshd";
   dc.softmax_scale = c.softmax_scale;
   dc.layer_number = c.layer_number;
-  core_ = &add_child("core_attention", std::make_unique<DotProductAttention>(dc));
+  core_ = &add_child("core_attention",
+                     Registry::global().create<DotProductAttention, DotProductAttentionConfig>(
+                         "te.dot_product_attention", dc, ctx_));
   reject_if(core_->mask() == AttnMask::kArbitrary, kName, "attn_mask_type", "arbitrary",
             "self-attention layers take masks from AttentionInputs (causal/padding/window)");
   LinearConfig pc;
@@ -202,14 +212,8 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
     q4 = q.view({B, S, hq, d_});
     k4 = k.view({B, S, kv_, d_});
   }
-  layers::SelfAttnOptions opt;
-  opt.mask = core_->mask();
-  opt.window = core_->kernel_window();
-  opt.scale = c.softmax_scale;
-  opt.cache_index = c.layer_number - 1;
-  opt.layer = kName;
-  Tensor o = layers::self_attention_forward(q4, k4, v.view({B, S, kv_, d_}), in, opt,
-                                            ctx ? &ctx->sdpa : nullptr);
+  Tensor o =
+      core_->forward_self(q4, k4, v.view({B, S, kv_, d_}), in, ctx ? &ctx->core : nullptr, kName);
   TEOutput out = proj_->forward(o.view({B, S, hq * d_}), ctx ? &ctx->proj : nullptr);
   if (c.return_layernorm_output) out.ln_out = res.ln_out;
   if (ctx) {
@@ -227,8 +231,8 @@ Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const 
   const MultiheadAttentionConfig& c = config_;
   const int64_t B = ctx.x_shape[0], S = ctx.seq, N = B * S, hq = hq_;
   Tensor d_o = proj_->backward(dy, *ctx.proj).view({B, S, hq, d_});
-  Tensor dq, dk, dv;
-  layers::self_attention_backward(d_o, ctx.sdpa, dq, dk, dv);
+  DotProductAttention::Grads g = core_->backward_self(d_o, *ctx.core);
+  Tensor dq = g.dq, dk = g.dk, dv = g.dv;
   auto* qn = dynamic_cast<graft::Norm*>(q_norm_);
   auto* kn = dynamic_cast<graft::Norm*>(k_norm_);
   auto norm_qk_bwd = [&] {

@@ -5,7 +5,8 @@
 //   q, k = q_norm(q), k_norm(k)           (qk_norm_type RMSNorm | LayerNorm, over kv_channels;
 //                                          before RoPE when qk_norm_before_rope, else after)
 //   q, k = rope(q), rope(k)               (when rotary; positions from AttentionInputs)
-//   o = DotProductAttention(q, k, v)      (mask, window, softmax_scale; KV cache when given)
+//   o = core_attention(q, k, v)           (te.dot_product_attention, built through the registry:
+//                                          mask, window, softmax_scale, KV cache, ring under cp)
 //   y = o Wprojᵀ + b                      (proj: Linear)
 //
 // Fused QKV layout (fuse_qkv_params = true), weight [(Hq + 2·Hkv)·D, H]: grouped per KV head.

@@ -1,11 +1,17 @@
 // `graft generate --checkpoint C | --hf DIR  --prompt TEXT | --prompts FILE | --prompt-ids 1,2,3
 //  [--device cpu|cuda|cuda:N] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]
-//  [--seed S] [--no-cache]`:
+//  [--seed S] [--no-cache] [--set parallel.tp=N ...]`:
 // continues prompts with a KV cache (on the model's device), greedy unless a temperature is
 // given, each stopping at an end-of-sequence id (the config's eos_token_id and the tokenizer's).
 // --prompts FILE holds one prompt per line, generated together as one batch (CausalLM::
 // generate_batch). For each prompt, in order, prints the prompt followed by the new text (when a
 // tokenizer is known) and a line "ids: " with the token ids of prompt + continuation.
+// Under mpirun the model runs in a layout: the checkpoint's recipe.yaml `parallel` section (tp,
+// cp; dp = the rest of the world) with --set parallel.* applied (for --hf, --set alone); rank 0
+// prints. Sequence parallelism is off (a one-token decode step has no sequence to split). A
+// single process generates alone unless --set asks for a layout.
+#include <yaml-cpp/yaml.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,8 +21,11 @@
 #include "framework/core/device.h"
 #include "framework/core/error.h"
 #include "framework/model/hf_loader.h"
+#include "framework/recipe/recipe.h"
 #include "framework/train/checkpoint_model.h"
 #include "launch/command.h"
+#include "parallel/launch.h"
+#include "parallel/parallel_state.h"
 
 namespace graft::launch {
 namespace {
@@ -77,7 +86,9 @@ int run_generate(const std::vector<std::string>& args) {
       "top-k", po::value<int64_t>()->default_value(0), "0 = off")(
       "top-p", po::value<double>()->default_value(1.0), "nucleus sampling mass")(
       "seed", po::value<uint64_t>()->default_value(0), "sampling seed")(
-      "no-cache", po::bool_switch(), "recompute the whole sequence per token (no KV cache)");
+      "no-cache", po::bool_switch(), "recompute the whole sequence per token (no KV cache)")(
+      "set", po::value<std::vector<std::string>>()->composing(),
+      "layout under mpirun: --set parallel.tp=2 (repeatable; parallel.* keys only)");
   auto vm = parse_options("generate",
                           "--checkpoint C|--hf DIR --prompt TEXT|--prompts FILE|--prompt-ids "
                           "1,2,3 [--device cuda] [--max-new-tokens N]",
@@ -98,19 +109,44 @@ int run_generate(const std::vector<std::string>& args) {
   GRAFT_INPUT_CHECK(g.temperature >= 0, "--temperature ", g.temperature, ": expected >= 0");
   GRAFT_INPUT_CHECK(g.top_k >= 0, "--top-k ", g.top_k, ": expected >= 0");
   GRAFT_INPUT_CHECK(g.top_p > 0 && g.top_p <= 1, "--top-p ", g.top_p, ": expected in (0, 1]");
-  const Device device = parse_device((*vm)["device"].as<std::string>(), "--device");
+  Device device = parse_device((*vm)["device"].as<std::string>(), "--device");
   if (!device.is_cpu()) device_backend();  // InputError now when there is no GPU
-
+  const std::vector<std::string> sets =
+      vm->count("set") ? (*vm)["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const std::string ckpt =
+      vm->count("checkpoint") ? resolve_checkpoint((*vm)["checkpoint"].as<std::string>()) : "";
+  std::shared_ptr<const ParallelGroups> groups;
+  if (world_info().size > 1 || !sets.empty()) {
+    YAML::Node recipe;
+    const std::string recipe_file = ckpt.empty() ? "--set" : ckpt + "/recipe.yaml";
+    if (!ckpt.empty() && world_info().size > 1 && std::filesystem::is_regular_file(recipe_file)) {
+      try {
+        recipe = YAML::LoadFile(recipe_file);
+      } catch (const YAML::Exception& e) {
+        throw CollectiveInputError(str(recipe_file, ": ", e.what()));
+      }
+    }
+    try {
+      ParallelConfig layout = parse_parallel_layout(recipe, recipe_file, sets);
+      layout.dp = 0;  // the rest of the world
+      layout.zero = 0;
+      layout.sequence_parallel = false;
+      device = bind_local_device(device, layout.backend == "mpi");
+      groups = make_parallel_groups(layout, world_info(), device, recipe_file);
+    } catch (const InputError& e) {
+      throw CollectiveInputError(e.what());  // the same on every rank
+    }
+  }
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<Tokenizer> tok;
-  if (vm->count("checkpoint")) {
-    const std::string ckpt = resolve_checkpoint((*vm)["checkpoint"].as<std::string>());
-    model = load_checkpoint_model(ckpt, device);
+  if (!ckpt.empty()) {
+    model = load_checkpoint_model(ckpt, device, false, groups);
     tok = load_checkpoint_tokenizer(ckpt);
   } else {
     const std::string dir = (*vm)["hf"].as<std::string>();
     HfLoadOptions lo;
     lo.device = device;
+    lo.groups = groups;
     model = load_hf_model(dir, lo);
     if (std::filesystem::is_regular_file(dir + "/tokenizer.json"))
       tok = make_tokenizer(dir + "/tokenizer.json");
@@ -139,6 +175,7 @@ int run_generate(const std::vector<std::string>& args) {
   g.stop_ids = model->config().eos_token_ids;
   if (tok) g.stop_ids.push_back(tok->eos_id());
   const std::vector<std::vector<int64_t>> outs = model->generate_batch(prompts, g);
+  if (world_info().rank != 0) return 0;  // every rank generated the same tokens; rank 0 prints
   for (size_t r = 0; r < outs.size(); ++r) {
     const std::vector<int64_t>& out = outs[r];
     if (tok) {

@@ -1,15 +1,16 @@
 // `graft generate --checkpoint C | --hf DIR  --prompt TEXT | --prompts FILE | --prompt-ids 1,2,3
 //  [--device cpu|cuda|cuda:N] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]
-//  [--seed S] [--no-cache] [--set parallel.tp=N ...]`:
+//  [--seed S] [--no-cache] [--tp N] [--set parallel.KEY=V ...]`:
 // continues prompts with a KV cache (on the model's device), greedy unless a temperature is
 // given, each stopping at an end-of-sequence id (the config's eos_token_id and the tokenizer's).
 // --prompts FILE holds one prompt per line, generated together as one batch (CausalLM::
 // generate_batch). For each prompt, in order, prints the prompt followed by the new text (when a
 // tokenizer is known) and a line "ids: " with the token ids of prompt + continuation.
 // Under mpirun the model runs in a layout: the checkpoint's recipe.yaml `parallel` section (tp,
-// cp; dp = the rest of the world) with --set parallel.* applied (for --hf, --set alone); rank 0
-// prints. Sequence parallelism is off (a one-token decode step has no sequence to split). A
-// single process generates alone unless --set asks for a layout.
+// cp; dp = the rest of the world) with --set parallel.* applied (--tp N = --set parallel.tp=N;
+// for --hf, --set alone), each rank loading its slices; every rank samples the same tokens from
+// the gathered logits and rank 0 prints. Sequence parallelism is off (a one-token decode step has
+// no sequence to split). A single process generates alone unless --set asks for a layout.
 #include <yaml-cpp/yaml.h>
 
 #include <cstdio>
@@ -87,6 +88,8 @@ int run_generate(const std::vector<std::string>& args) {
       "top-p", po::value<double>()->default_value(1.0), "nucleus sampling mass")(
       "seed", po::value<uint64_t>()->default_value(0), "sampling seed")(
       "no-cache", po::bool_switch(), "recompute the whole sequence per token (no KV cache)")(
+      "tp", po::value<int64_t>()->default_value(1),
+      "tensor-parallel size under mpirun (= --set parallel.tp=N)")(
       "set", po::value<std::vector<std::string>>()->composing(),
       "layout under mpirun: --set parallel.tp=2 (repeatable; parallel.* keys only)");
   auto vm = parse_options("generate",
@@ -111,15 +114,21 @@ int run_generate(const std::vector<std::string>& args) {
   GRAFT_INPUT_CHECK(g.top_p > 0 && g.top_p <= 1, "--top-p ", g.top_p, ": expected in (0, 1]");
   Device device = parse_device((*vm)["device"].as<std::string>(), "--device");
   if (!device.is_cpu()) device_backend();  // InputError now when there is no GPU
-  const std::vector<std::string> sets =
+
+  // The layout: every rank holds its slices and samples the same tokens from the gathered
+  // logits; rank 0 prints.
+  std::vector<std::string> sets =
       vm->count("set") ? (*vm)["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const int64_t tp = (*vm)["tp"].as<int64_t>();
+  if (tp != 1) sets.push_back(str("parallel.tp=", tp));
   const std::string ckpt =
       vm->count("checkpoint") ? resolve_checkpoint((*vm)["checkpoint"].as<std::string>()) : "";
+  const WorldInfo& world = world_info();
   std::shared_ptr<const ParallelGroups> groups;
-  if (world_info().size > 1 || !sets.empty()) {
+  if (world.size > 1 || !sets.empty()) {
     YAML::Node recipe;
     const std::string recipe_file = ckpt.empty() ? "--set" : ckpt + "/recipe.yaml";
-    if (!ckpt.empty() && world_info().size > 1 && std::filesystem::is_regular_file(recipe_file)) {
+    if (!ckpt.empty() && world.size > 1 && std::filesystem::is_regular_file(recipe_file)) {
       try {
         recipe = YAML::LoadFile(recipe_file);
       } catch (const YAML::Exception& e) {
@@ -131,8 +140,11 @@ int run_generate(const std::vector<std::string>& args) {
       layout.dp = 0;  // the rest of the world
       layout.zero = 0;
       layout.sequence_parallel = false;
+      // CUDA: the MPI-staged backend unless asked otherwise (ranks may share a GPU; decoding
+      // moves little data).
+      if (!device.is_cpu() && layout.backend == "auto") layout.backend = "mpi";
       device = bind_local_device(device, layout.backend == "mpi");
-      groups = make_parallel_groups(layout, world_info(), device, recipe_file);
+      groups = make_parallel_groups(layout, world, device, recipe_file);
     } catch (const InputError& e) {
       throw CollectiveInputError(e.what());  // the same on every rank
     }
@@ -175,7 +187,7 @@ int run_generate(const std::vector<std::string>& args) {
   g.stop_ids = model->config().eos_token_ids;
   if (tok) g.stop_ids.push_back(tok->eos_id());
   const std::vector<std::vector<int64_t>> outs = model->generate_batch(prompts, g);
-  if (world_info().rank != 0) return 0;  // every rank generated the same tokens; rank 0 prints
+  if (world.rank != 0) return 0;
   for (size_t r = 0; r < outs.size(); ++r) {
     const std::vector<int64_t>& out = outs[r];
     if (tok) {

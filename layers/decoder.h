@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "framework/registry/module.h"
+#include "kernels/attention.h"
 #include "layers/weight_map.h"
 
 namespace graft {
@@ -70,6 +71,10 @@ struct AttentionInputs {
   // call's keys/values appended at `cache_offset`. Nullptr when training.
   struct KVCache* cache = nullptr;
   int64_t cache_offset = 0;
+  // The attention backend the model was configured with (model.attention) and where the attention
+  // kernels report what ran (owned by the model; null = not reported).
+  AttnBackend attention = AttnBackend::kAuto;
+  AttnReport* attention_report = nullptr;
   // Context parallelism: the rows are this rank's two chunks of the sequence (positions,
   // key_padding_mask and segment_ids reordered alike, framework/model/context_parallel.h), so
   // attention runs as a ring over the layer's cp group. False: the rows are the whole sequence.

@@ -53,7 +53,7 @@ struct GradBucketOptions {
   bool zero = false;
   // The tensor-parallel group: parameters whose spec sums their gradient over kTP
   // (ShardSpec::grad_sum_over) are summed over it before the reduction (null: none).
-  std::shared_ptr<ProcessGroup> tp;
+  std::shared_ptr<ProcessGroup> tp = nullptr;
 };
 
 // Sums p.grad over the tp ranks that hold replicas of p (collective over `tp`): a parameter whole

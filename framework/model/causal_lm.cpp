@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
 #include "framework/model/context_parallel.h"
@@ -174,6 +175,8 @@ AttentionInputs CausalLM::attention_inputs(const LmInputs& li, const Tensor& ids
   AttentionInputs in;
   in.batch = B;
   in.seq = S;
+  in.attention = config_.attention;
+  in.attention_report = &attn_report_;
   auto same_shape = [&](const Tensor& t, const char* name) {
     GRAFT_INPUT_CHECK(t.shape() == ids.shape(), what, ": ", name, " ", t.str(),
                       " does not match input_ids ", ids.str());
@@ -220,31 +223,38 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
                     " must be i64 shaped like input_ids ", input_ids.str());
   GRAFT_INPUT_CHECK(input_ids.ndim() == 2, "forward_backward: input_ids ", input_ids.str(),
                     " must be [batch, seq]");
-  // Shift: position t predicts labels[t + 1]; the last position predicts nothing.
+  // Shift: position t predicts labels[t + 1]; the last position predicts nothing. On the model's
+  // device (shift_labels), so device labels never travel to the host.
   const int64_t B = input_ids.size(0), S = input_ids.size(1);
-  Tensor host_labels = labels.to(Device::cpu()).contiguous();
-  const int64_t* lab = host_labels.data<int64_t>();
-  std::vector<int64_t> targets(static_cast<size_t>(B * S), -100);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s + 1 < S; ++s) targets[b * S + s] = lab[b * S + s + 1];
+  Tensor lab = on_device_i64(labels, device(), "forward_backward: labels");
+  Tensor targets = Tensor::empty({B, S}, DType::kI64, device());
+  ShiftLabelsParams sp;
+  sp.labels = static_cast<const int64_t*>(lab.raw());
+  sp.targets = static_cast<int64_t*>(targets.raw());
+  sp.batch = B;
+  sp.seq = S;
+  sp.device = device();
+  shift_labels(sp);
   LmInputs li;
   li.input_ids = input_ids;
-  li.targets = Tensor::from_vector(targets, {B, S});
+  li.targets = targets;
   li.attention_mask = attention_mask;
   return forward_backward(li, backward, grad_scale);
 }
 
-double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad_scale) {
+double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad_scale,
+                                  Tensor* loss_sum) {
   // Context parallelism: this rank's chunks (context_parallel.h); the ranks' losses add up.
   ProcessGroup& cp = *ctx_.groups->cp;
-  if (cp.size() == 1) return forward_backward_rows(li, backward, grad_scale, false);
+  if (cp.size() == 1) return forward_backward_rows(li, backward, grad_scale, false, loss_sum);
+  GRAFT_CHECK(!loss_sum, "forward_backward: loss_sum (the device-side loss) needs cp = 1");
   const double part =
       forward_backward_rows(cp_split(li, cp.rank(), cp.size()), backward, grad_scale, true);
   return cp.all_reduce_scalar(part, ReduceOp::kSum);
 }
 
 double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double grad_scale,
-                                       bool context_parallel) {
+                                       bool context_parallel, Tensor* loss_sum) {
   Saved save;
   save.ids = on_device_i64(li.input_ids, device(), "forward_backward: input_ids");
   const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
@@ -259,9 +269,16 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
       head(hidden(save.ids, in, backward ? &save : nullptr), backward ? &save : nullptr);
 
   Tensor tgt = on_device_i64(li.targets, device(), "forward_backward: targets");
-  if (tp_->size() > 1) return vocab_parallel_loss(logits, tgt, li, save, in, backward, grad_scale);
+  if (tp_->size() > 1) {
+    GRAFT_CHECK(!loss_sum, "forward_backward: loss_sum (the device-side loss) needs tp = 1");
+    return vocab_parallel_loss(logits, tgt, li, save, in, backward, grad_scale);
+  }
 
-  Tensor loss = Tensor::zeros({1}, DType::kF32, device());
+  if (loss_sum)
+    GRAFT_CHECK(loss_sum->defined() && loss_sum->dtype() == DType::kF32 && loss_sum->numel() >= 1 &&
+                    loss_sum->device() == device(),
+                "forward_backward: loss_sum must be an f32 tensor on ", device().str());
+  Tensor loss = loss_sum ? *loss_sum : Tensor::zeros({1}, DType::kF32, device());
   Tensor lse = Tensor::empty({B * S}, DType::kF32, device());
   XentFwdParams fp;
   fp.logits = logits.raw();
@@ -271,10 +288,13 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
   fp.n = B * S;
   fp.vocab = V;
   fp.num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
+  fp.accumulate = loss_sum != nullptr;
   fp.dtype = logits.dtype();
   fp.device = device();
   cross_entropy_fwd(fp);
-  const double value = loss.to(Device::cpu()).item({0});
+  // With loss_sum the loss stays on the device (no host read, no sync here).
+  const double value =
+      loss_sum ? std::numeric_limits<double>::quiet_NaN() : loss.to(Device::cpu()).item({0});
   if (!backward) return value;
 
   XentBwdParams bp;

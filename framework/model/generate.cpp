@@ -125,6 +125,7 @@ std::vector<std::vector<int64_t>> CausalLM::generate_batch(
     AttentionInputs in;
     in.batch = B;
     in.seq = end - begin;
+    in.attention = config_.attention;
     in.positions = columns(pos, B, C, begin, end, device());
     if (padded) in.key_padding_mask = columns(keep, B, C, 0, end, device());
     if (opt.use_cache) {

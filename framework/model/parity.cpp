@@ -1,5 +1,6 @@
 #include "framework/model/parity.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -115,13 +116,19 @@ std::shared_ptr<const ParallelGroups> parity_groups(const ParityOptions& opt) {
 
 }  // namespace
 
-ParityTolerances ParityTolerances::for_dtype(DType t) {
+ParityTolerances ParityTolerances::for_model(DType t, int64_t num_layers, bool fp8) {
   ParityTolerances tol;
-  if (t == DType::kBF16) {
-    tol.logits = 2e-2;
-    tol.grads = 1e-1;
-    tol.loss = 2e-2;
-  }
+  if (t == DType::kF32 && !fp8) return tol;
+  GRAFT_CHECK(num_layers >= 1, "parity tolerances: num_layers = ", num_layers);
+  const double L = static_cast<double>(num_layers);
+  const double n = 11 * L + 3;  // roundings on a hidden state's forward path (parity.h)
+  const double u = kBf16UnitRoundoff, u8 = kE4m3UnitRoundoff;
+  double fwd_sq = u * u * n;
+  if (fp8) fwd_sq += u8 * u8 * (4 * L + 1);
+  const double fwd = std::sqrt(fwd_sq);
+  tol.logits = std::max(2e-2, fwd);
+  tol.loss = std::max(2e-2, fwd);
+  tol.grads = std::max(1e-1, std::sqrt(2.0) * fwd);
   return tol;
 }
 
@@ -214,7 +221,7 @@ ParityResult run_parity(const ParityOptions& opt) {
   r.layers = opt.layers;
   r.device = opt.device.str();
   r.dtype = dtype_name(opt.dtype);
-  r.tol = ParityTolerances::for_dtype(opt.dtype);
+  r.tol = ParityTolerances::for_model(opt.dtype, cfg.num_layers);
   const int64_t V = cfg.vocab_size;
 
   const Tensor ids = ref.get("input_ids", DType::kI64);

@@ -42,8 +42,8 @@ std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, D
   std::unique_ptr<CausalLM> model;
   {
     OverrideScope scope(overrides);
-    model = build_model(config, groups ? BuildContext{device, config.decoder.params_dtype, groups}
-                                       : local_context(config.decoder));
+    model = groups ? build_model(config, BuildContext{device, config.decoder.params_dtype, groups})
+                   : build_model(config);
   }
   load_model_weights(*model, checkpoint, prefer_master);
   return model;

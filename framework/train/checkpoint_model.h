@@ -17,7 +17,8 @@ std::string resolve_checkpoint(const std::string& path);
 // recipe.yaml (plugins loaded) and loads its weights whatever layout wrote them: the working
 // copy (model/<name>, what training computed with: generate), or with prefer_master the f32
 // master weights where the checkpoint has them (export).
-// `groups` (null: one process) is the layout to build the model in; each rank reads its boxes.
+// With `groups` (a layout of several ranks; collective over them) each rank builds and reads its
+// slice of a tensor-parallel model.
 std::unique_ptr<CausalLM> load_checkpoint_model(
     const std::string& checkpoint, Device device = Device::cpu(), bool prefer_master = false,
     std::shared_ptr<const ParallelGroups> groups = nullptr);

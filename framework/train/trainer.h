@@ -6,6 +6,10 @@
 // parameter or optimizer state is touched), counted and logged, and more than
 // train.max_consecutive_skips skips in a row end the run with an error. Otherwise the gradients
 // are clipped to optim.grad_clip by global norm and AdamW takes a step with the schedule's lr.
+// In one process on a GPU the step has no host sync until its end: the micro-batches' losses
+// accumulate on the device, the norm stays there, and the AdamW kernel's prologue clips from it
+// and skips the update when the norm or the loss is not finite (kernels/adamw.h); loss and norm
+// are then read together once. The CPU and data-parallel runs keep the host path (same rule).
 // Checkpoints every checkpoint.every steps and at the end; a sample at the end (train.sample_*:
 // temperature 0.8, top-p 0.95, seeded with train.seed by default; temperature 0 = greedy).
 //

@@ -155,7 +155,10 @@ void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const
 
 void attn_fwd(const AttnFwdParams& p) {
   const AttnShape& a = p.shape;
+  GRAFT_INPUT_CHECK(p.backend != AttnBackend::kCudnn,
+                    "attention = cudnn: cuDNN attention needs a CUDA device, this runs on the CPU");
   check_shape(a, p.dtype, p.device, "attn_fwd");
+  if (p.ran) *p.ran = AttnBackend::kCpu;
   if (a.batch == 0 || a.seq_q == 0) return;
   GRAFT_CHECK(p.q && p.k && p.v && p.out, "attn_fwd: null q, k, v or out");
   const int64_t d = a.head_dim, skv = a.seq_kv, group = a.heads_q / a.heads_kv;
@@ -216,7 +219,10 @@ void attn_fwd(const AttnFwdParams& p) {
 
 void attn_bwd(const AttnBwdParams& p) {
   const AttnShape& a = p.shape;
+  GRAFT_INPUT_CHECK(p.backend != AttnBackend::kCudnn,
+                    "attention = cudnn: cuDNN attention needs a CUDA device, this runs on the CPU");
   check_shape(a, p.dtype, p.device, "attn_bwd");
+  if (p.ran) *p.ran = AttnBackend::kCpu;
   if (a.batch == 0) return;
   GRAFT_CHECK(p.q && p.k && p.v && p.out && p.dout && p.lse && p.dq && p.dk && p.dv,
               "attn_bwd: null input or output pointer");

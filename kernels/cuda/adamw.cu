@@ -52,10 +52,27 @@ __device__ __forceinline__ int find_tensor(const int64_t* chunk_start, int count
 
 struct AdamWScalars {
   float lr, beta1, beta2, eps, grad_scale, step_size, bc2_sqrt;
+  const float* norm_sq;  // null: grad_scale as given; else the device clip/skip prologue
+  const float* loss;
+  double max_norm;
 };
+
+// The clip/skip prologue (kernels/adamw.h): every thread reads the two scalars (broadcast loads).
+__device__ __forceinline__ bool device_scale(const AdamWScalars& h, float* scale) {
+  *scale = h.grad_scale;
+  if (!h.norm_sq) return true;
+  const double norm = sqrt(static_cast<double>(*h.norm_sq));
+  const float loss = h.loss ? *h.loss : 0.0f;
+  if (!isfinite(norm) || !isfinite(loss)) return false;
+  const double clip = (h.max_norm > 0 && norm > h.max_norm) ? h.max_norm / norm : 1.0;
+  *scale = h.grad_scale * static_cast<float>(clip);
+  return true;
+}
 
 template <class C>
 __global__ void adamw_kernel(const AdamWPack pk, AdamWScalars h) {
+  float grad_scale;
+  if (!device_scale(h, &grad_scale)) return;  // skipped step: nothing written
   const int64_t total = pk.chunk_start[pk.count];
   for (int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
     const int t = find_tensor(pk.chunk_start, pk.count, chunk);
@@ -68,7 +85,7 @@ __global__ void adamw_kernel(const AdamWPack pk, AdamWScalars h) {
     C* cp = static_cast<C*>(pk.copy[t]);
     const float decay = 1.0f - h.lr * pk.wd[t];
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const float gi = g[i] * h.grad_scale;
+      const float gi = g[i] * grad_scale;
       float pi = p[i] * decay;
       const float mi = h.beta1 * m[i] + (1.0f - h.beta1) * gi;
       const float vi = h.beta2 * v[i] + (1.0f - h.beta2) * gi * gi;
@@ -137,7 +154,10 @@ AdamWScalars scalars(const AdamWHyper& h) {
                       h.eps,
                       h.grad_scale,
                       static_cast<float>(h.lr / bc1),
-                      static_cast<float>(std::sqrt(bc2))};
+                      static_cast<float>(std::sqrt(bc2)),
+                      h.norm_sq,
+                      h.loss,
+                      h.max_norm};
 }
 
 void adamw_launch_pack(const AdamWPack& pk, DType copy_dtype, const AdamWScalars& h,

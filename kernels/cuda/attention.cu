@@ -2,11 +2,12 @@
 // picks a backend, and the unfused fallback.
 //
 // Backends: cuDNN fused flash attention (attention_cudnn.h) where it supports the problem, else
-// the unfused kernels below. The environment variable GRAFT_ATTN_BACKEND selects: "auto"
-// (default: cuDNN, falling back loudly), "cudnn" (strict: a fallback is an InputError) or
-// "unfused". The log (stderr) says once which backend ran and, once per reason, why cuDNN was
-// rejected. Both backends define lse identically (natural-log logsumexp of the scaled scores),
-// so a forward on one and a backward on the other agree.
+// the unfused kernels below. The params' `backend` selects (the recipe's model.attention): kAuto
+// (cuDNN, falling back loudly), kCudnn (strict: a fallback is an InputError saying why) or
+// kUnfused; the backend that ran is written to *p.ran. The log (stderr) says once which backend
+// ran and, once per reason, why cuDNN was rejected. Both backends define lse identically
+// (natural-log logsumexp of the scaled scores), so a forward on one and a backward on the other
+// agree.
 //
 // Unfused fallback:
 // Per batch entry b and per position r inside a GQA group (query head h = g * G + r for kv head
@@ -24,7 +25,6 @@
 // (causal with q_offset, padding, arbitrary, sliding window, document ids) are evaluated in the
 // softmax kernels; a fully masked row gives P = 0, out = 0 and lse = -inf.
 #include <cstdio>
-#include <cstdlib>
 #include <mutex>
 #include <set>
 #include <string>
@@ -262,18 +262,6 @@ struct BatchedGemm {
   }
 };
 
-enum class Backend { kAuto, kCudnn, kUnfused };
-
-// Read on every call (a getenv is cheap next to an attention launch), so tests can switch it.
-Backend backend_choice() {
-  const char* e = std::getenv("GRAFT_ATTN_BACKEND");
-  const std::string v = e ? e : "";
-  if (v.empty() || v == "auto") return Backend::kAuto;
-  if (v == "cudnn") return Backend::kCudnn;
-  if (v == "unfused") return Backend::kUnfused;
-  throw InputError(str("GRAFT_ATTN_BACKEND = '", v, "': expected auto, cudnn or unfused"));
-}
-
 void log_once(const std::string& msg) {
   static std::mutex mu;
   static auto* seen = new std::set<std::string>();
@@ -282,22 +270,28 @@ void log_once(const std::string& msg) {
 }
 
 // Runs cuDNN when chosen and possible; returns false when the unfused path must run.
+// Sets *p.ran to the backend that will have run.
 template <class P, class F>
 bool try_cudnn(const P& p, F cudnn_fn, const char* dir) {
-  const Backend b = backend_choice();
-  if (b == Backend::kUnfused) {
-    log_once(str("attention ", dir, ": unfused backend (GRAFT_ATTN_BACKEND=unfused)"));
-    return false;
+  const AttnBackend b = p.backend;
+  GRAFT_CHECK(b != AttnBackend::kCpu, "attention ", dir, ": backend cpu on a CUDA device");
+  auto ran = [&](AttnBackend r) {
+    if (p.ran) *p.ran = r;
+    return r == AttnBackend::kCudnn;
+  };
+  if (b == AttnBackend::kUnfused) {
+    log_once(str("attention ", dir, ": unfused backend (attention = unfused)"));
+    return ran(AttnBackend::kUnfused);
   }
   std::string why;
   if (cudnn_fn(p, &why)) {
     log_once(str("attention ", dir, ": cuDNN fused flash attention"));
-    return true;
+    return ran(AttnBackend::kCudnn);
   }
-  GRAFT_INPUT_CHECK(b != Backend::kCudnn, "attention ", dir,
-                    ": GRAFT_ATTN_BACKEND=cudnn but cuDNN cannot run this problem: ", why);
+  GRAFT_INPUT_CHECK(b != AttnBackend::kCudnn, "attention = cudnn but cuDNN cannot run the ", dir,
+                    " of this problem: ", why);
   log_once(str("attention ", dir, ": cuDNN rejected (", why, "); running the unfused fallback"));
-  return false;
+  return ran(AttnBackend::kUnfused);
 }
 
 float resolved_scale(const AttnShape& sh) {

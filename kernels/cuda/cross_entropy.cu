@@ -179,10 +179,29 @@ void launch_xent_bwd(const XentBwdParams& p) {
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
+__global__ void shift_labels_kernel(const int64_t* labels, int64_t* targets, int64_t total,
+                                    int64_t seq, int64_t ignore_index) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    targets[i] = (i % seq) + 1 < seq ? labels[i + 1] : ignore_index;
+}
+
+void launch_shift_labels(const ShiftLabelsParams& p) {
+  const int64_t total = p.batch * p.seq;
+  if (total == 0) return;
+  GRAFT_CHECK(p.labels && p.targets, "shift_labels: null pointers");
+  DeviceGuard g(p.device.index);
+  cudaStream_t s = stream_of(p);
+  shift_labels_kernel<<<grid_for(total, 256), 256, 0, s>>>(p.labels, p.targets, total, p.seq,
+                                                           p.ignore_index);
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 }  // namespace graft::cuda
 
 namespace graft {
+GRAFT_REGISTER_CUDA_KERNEL(shift_labels, ShiftLabelsParams, cuda::launch_shift_labels);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_fwd, XentFwdParams, cuda::launch_xent_fwd);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_bwd, XentBwdParams, cuda::launch_xent_bwd);
 }  // namespace graft

@@ -121,6 +121,8 @@ bool pair_options(const Chunks& ch, int64_t qi, int64_t ki, const RingAttnOption
                   SdpaOptions& so) {
   const int64_t c = ch.c, w = o.window;
   so.scale = o.scale;
+  so.backend = o.backend;
+  so.report = o.report;
   so.window = 0;
   so.q_offset = 0;
   bool causal = false;

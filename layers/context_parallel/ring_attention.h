@@ -26,6 +26,7 @@
 #include <memory>
 
 #include "framework/core/tensor.h"
+#include "kernels/attention.h"
 #include "parallel/process_group.h"
 
 namespace graft::layers {
@@ -35,6 +36,8 @@ struct RingAttnOptions {
   int64_t window = 0;  // > 0: left sliding window W over absolute positions (causal only)
   double scale = 0.0;  // <= 0: 1/sqrt(D)
   const char* layer = "attention";
+  AttnBackend backend = AttnBackend::kAuto;  // each chunk pair's (the model's model.attention)
+  AttnReport* report = nullptr;              // optional: counts what each pair ran
 };
 
 struct RingAttnSaved {

@@ -37,7 +37,7 @@ struct LinearConfig {
   bool bias = false;
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
-  std::string parallel_mode;  // "", "column" or "row"
+  std::string parallel_mode = "";  // "", "column" or "row"
   bool sequence_parallel = false;
   // Column mode only: this rank's rows [out_offset, out_offset + out_local) of the weight and its
   // replica index (ShardSpec::replica); out_local = 0: an even split. logical_out > 0: the real

@@ -92,7 +92,11 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaO
     lse = Tensor::empty({p.shape.batch, p.shape.heads_q, p.shape.seq_q}, DType::kF32, q.device());
     p.lse = static_cast<float*>(lse.raw());
   }
+  p.backend = opt.backend;
+  AttnBackend ran = AttnBackend::kAuto;
+  p.ran = &ran;
   if (q.numel() > 0) attn_fwd(p);
+  if (opt.report && ran != AttnBackend::kAuto) opt.report->add(false, ran);
   if (save) *save = SdpaSaved{q, k, v, out, lse, opt};
 }
 
@@ -125,7 +129,11 @@ void sdpa_backward(const Tensor& dout, const SdpaSaved& s, Tensor& dq, Tensor& d
               "sdpa_backward: dtypes of dout ", dout.str(), " and q ", s.q.str());
   p.dtype = s.q.dtype();
   p.device = dout.device();
+  p.backend = s.opt.backend;
+  AttnBackend ran = AttnBackend::kAuto;
+  p.ran = &ran;
   if (s.q.numel() > 0) attn_bwd(p);
+  if (s.opt.report && ran != AttnBackend::kAuto) s.opt.report->add(true, ran);
 }
 
 }  // namespace graft::layers

@@ -20,6 +20,8 @@ struct SdpaOptions {
   int64_t window = 0;     // > 0: key j visible from absolute position a when a - W < j <= a
   double scale = 0.0;     // <= 0: 1/sqrt(D)
   int64_t q_offset = 0;   // absolute position of query row 0 (decoding with a cache)
+  AttnBackend backend = AttnBackend::kAuto;  // the model's model.attention
+  AttnReport* report = nullptr;              // optional: counts what forward/backward ran
 };
 
 struct SdpaSaved {

@@ -29,6 +29,8 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   SdpaOptions so;
   so.window = opt.window;
   so.scale = opt.scale;
+  so.backend = in.attention;
+  so.report = in.attention_report;
   const bool padding = opt.mask == AttnMask::kPadding || opt.mask == AttnMask::kPaddingCausal;
   const bool causal = opt.mask == AttnMask::kCausal || opt.mask == AttnMask::kPaddingCausal;
   GRAFT_INPUT_CHECK(padding || !in.key_padding_mask.defined(), opt.layer,
@@ -55,6 +57,8 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
       ro.window = opt.window;
       ro.scale = opt.scale;
       ro.layer = opt.layer;
+      ro.backend = so.backend;
+      ro.report = so.report;
       return ring_attention_forward(*opt.cp, q, k, v, so.key_padding, so.segment_ids, ro,
                                     save ? &save->ring : nullptr);
     }

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "tests/cuda/cuda_test_util.h"
@@ -28,27 +27,6 @@ struct AttnCase {
   // The queries' document ids passed apart (q_segment_ids, a ring-attention chunk pair): the
   // ids of their absolute positions q_offset + i, which may lie beyond the keys.
   bool q_documents = false;
-};
-
-// Sets GRAFT_ATTN_BACKEND for a scope.
-class BackendScope {
- public:
-  explicit BackendScope(const char* v) {
-    const char* old = std::getenv("GRAFT_ATTN_BACKEND");
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv("GRAFT_ATTN_BACKEND", v, 1);
-  }
-  ~BackendScope() {
-    if (had_)
-      setenv("GRAFT_ATTN_BACKEND", old_.c_str(), 1);
-    else
-      unsetenv("GRAFT_ATTN_BACKEND");
-  }
-
- private:
-  bool had_ = false;
-  std::string old_;
 };
 
 class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
@@ -155,11 +133,11 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     return Tol{std::ldexp(mx, -7), kBF16Tol.rtol};
   };
 
-  std::vector<const char*> backends{"unfused"};
-  if (c.cudnn) backends.push_back("cudnn");  // strict: a fallback would throw
-  for (const char* backend : backends) {
+  std::vector<AttnBackend> backends{AttnBackend::kUnfused};
+  if (c.cudnn) backends.push_back(AttnBackend::kCudnn);  // strict: a fallback would throw
+  for (AttnBackend want : backends) {
+    const char* backend = attn_backend_name(want);
     SCOPED_TRACE(backend);
-    BackendScope scope(backend);
     const size_t es = dtype_size(c.dt);
     Tensor q_d, k_d, v_d, fused_d;
     const void *qp, *kp, *vp;
@@ -184,7 +162,10 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     fg.lse = static_cast<float*>(lse_d.raw());
     fg.q_strides = qs, fg.k_strides = ks, fg.v_strides = vs, fg.shape = shg;
     fg.dtype = c.dt, fg.device = gpu();
+    AttnBackend ran_fwd = AttnBackend::kAuto, ran_bwd = AttnBackend::kAuto;
+    fg.backend = want, fg.ran = &ran_fwd;
     attn_fwd(fg);
+    EXPECT_EQ(ran_fwd, want) << "forward reported " << attn_backend_name(ran_fwd);
     // Backward from the CPU's out and lse, so that it is checked on its own.
     Tensor lse_ref = lse_h.to(gpu()), dout_d = to_gpu(dout, c.dt);
     Tensor dq_d = poisoned({B, Sq, Hq, D}, c.dt), dk_d = poisoned({B, Skv, Hkv, D}, c.dt);
@@ -195,7 +176,9 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     bg.dq = dq_d.raw(), bg.dk = dk_d.raw(), bg.dv = dv_d.raw();
     bg.q_strides = qs, bg.k_strides = ks, bg.v_strides = vs, bg.shape = shg;
     bg.dtype = c.dt, bg.device = gpu();
+    bg.backend = want, bg.ran = &ran_bwd;
     attn_bwd(bg);
+    EXPECT_EQ(ran_bwd, want) << "backward reported " << attn_backend_name(ran_bwd);
     const std::string tag = std::string(" ") + backend;
     expect_close(out_d, out_h, tol(out_h), "out" + tag);
     expect_close(lse_d, lse_h, Tol{kF32Tol.atol + 4.0 * D * kU32, kF32Tol.rtol}, "lse" + tag);
@@ -233,6 +216,33 @@ INSTANTIATE_TEST_SUITE_P(
         AttnCase{"chunk_pair_documents_window_bf16", 2, 16, 16, 4, 1, 64, M::kPaddingCausal, 20, 16,
                  false, B, false, true, true}),
     [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
+
+// The backend request is strict when named and the kernel reports what ran: f32 is outside cuDNN,
+// so auto runs (and reports) the unfused path and cudnn is an InputError saying why.
+TEST(CudaAttentionBackend, StrictCudnnRejectsAndAutoReportsFallback) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for("backend");
+  const int64_t B = 1, S = 16, H = 2, D = 16;
+  Tensor q = to_gpu(random_host({B, S, H, D}, rng, DType::kF32), DType::kF32);
+  Tensor o = Tensor::empty({B, S, H, D}, DType::kF32, gpu());
+  Tensor lse = Tensor::empty({B, H, S}, DType::kF32, gpu());
+  AttnFwdParams f;
+  f.q = f.k = f.v = q.raw(), f.out = o.raw(), f.lse = static_cast<float*>(lse.raw());
+  f.shape.batch = B, f.shape.seq_q = f.shape.seq_kv = S, f.shape.heads_q = f.shape.heads_kv = H;
+  f.shape.head_dim = D, f.dtype = DType::kF32, f.device = gpu();
+  AttnBackend ran = AttnBackend::kCpu;
+  f.ran = &ran;
+  f.backend = AttnBackend::kAuto;
+  attn_fwd(f);
+  EXPECT_EQ(ran, AttnBackend::kUnfused);
+  f.backend = AttnBackend::kCudnn;
+  try {
+    attn_fwd(f);
+    ADD_FAILURE() << "attention = cudnn ran an f32 problem";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("attention = cudnn"), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 }  // namespace graft

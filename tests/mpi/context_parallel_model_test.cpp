@@ -1,9 +1,10 @@
-// Context parallelism through a whole CausalLM under mpirun (-np 2: cp2; -np 4: cp2×dp2, cp4),
-// against a single-process model on every rank: for both layer sets (reference, and te through
-// the override scope), a Llama with GQA and a Mistral with a sliding window that crosses chunk
-// boundaries, with document masks (segment ids, positions restarting per document) and a key
-// padding mask; three SGD steps, and at each the loss and every parameter gradient (summed over
-// dp×cp, as the trainer's gradient buckets do) must match the single-process run.
+// Context parallelism through a whole CausalLM under mpirun (-np 2: cp2; -np 4: cp2×dp2, cp4,
+// tp2×cp2, tp2×cp2 + sequence parallelism), against a single-process model on every rank: for
+// both layer sets (reference, and te through the override scope), a Llama with GQA and a Mistral
+// with a sliding window that crosses chunk boundaries, with document masks (segment ids,
+// positions restarting per document) and a key padding mask; three SGD steps, and at each the
+// loss and every parameter gradient (reduced by the gradient buckets over dp×cp as in the
+// trainer; under tp each rank's box of the single-process gradient) must match.
 //
 // Tolerance 1e-5 relative per tensor: f32; the runs differ only in how sums are grouped (the LSE
 // merge of chunk pairs, dK/dV summed over ranks, parameter gradients summed over ranks); measured
@@ -11,10 +12,12 @@
 // reduced over the wrong group is an O(1e-1) error.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "framework/model/causal_lm.h"
+#include "framework/model/shard_init.h"
 #include "framework/registry/registry.h"
 #include "tests/mpi/mpi_test_util.h"
 
@@ -33,7 +36,6 @@ nlohmann::json llama_json() {
 nlohmann::json mistral_json() {
   nlohmann::json j = llama_json();
   j["model_type"] = "mistral";
-  j["num_key_value_heads"] = 1;
   j["sliding_window"] = 5;
   return j;
 }
@@ -110,16 +112,27 @@ std::unique_ptr<CausalLM> build(const ModelConfig& cfg, bool te, const BuildCont
   return m;
 }
 
-void run_case(const Case& c, int64_t cp_size) {
+struct Layout {
+  int64_t cp, tp;
+  bool sp;
+};
+
+void run_case(const Case& c, const Layout& l) {
   const WorldInfo& w = world_info();
   ParallelConfig layout;
-  layout.cp = cp_size;
+  layout.cp = l.cp;
+  layout.tp = l.tp;
+  layout.sequence_parallel = l.sp;
   layout.timeout_s = 120;
   auto groups = make_parallel_groups(layout, w, Device::cpu(), "cp-model-test");
   const int64_t dp = groups->layout.dp;
   const ModelConfig cfg = parse_hf_config(c.mistral ? mistral_json() : llama_json(), "cp-test");
   auto ref = build(cfg, c.te, BuildContext{});
   auto cpm = build(cfg, c.te, BuildContext{Device::cpu(), DType::kF32, groups});
+  ref->allocate_grads();
+  auto buckets = attach_grad_buckets(*cpm, groups->dp_cp, GradBucketOptions{1.0, false});
+  std::map<std::string, Parameter*> ref_params;
+  for (auto& [n, p] : ref->named_parameters()) ref_params[n] = p;
   const int64_t rows_per_dp = 2, S = 16;
   double worst_loss = 0, worst_grad = 0;
   for (int step = 0; step < 3; ++step) {
@@ -128,41 +141,46 @@ void run_case(const Case& c, int64_t cp_size) {
     const double want = ref->forward_backward(global);
     LmInputs mine = rows_of(global, groups->dp->rank() * rows_per_dp, rows_per_dp);
     mine.loss_divisor = count_targets(global.targets);
-    cpm->zero_grad();
-    const double got = groups->dp->all_reduce_scalar(cpm->forward_backward(mine), ReduceOp::kSum);
+    buckets->zero_grad();
+    buckets->set_sync(true);
+    // The buckets average over dp x cp: scaled by its size, the gradients are summed.
+    double got = cpm->forward_backward(mine, true, static_cast<double>(groups->dp_cp->size()));
+    buckets->finish();
+    got = groups->dp->all_reduce_scalar(got, ReduceOp::kSum);
     EXPECT_NEAR(got, want, 1e-5 * std::abs(want)) << c.name << " step " << step;
     worst_loss = std::max(worst_loss, std::abs(got - want) / std::abs(want));
-    auto rp = ref->named_parameters(), cpp = cpm->named_parameters();
-    ASSERT_EQ(rp.size(), cpp.size());
-    for (size_t i = 0; i < rp.size(); ++i) {
-      Tensor& g = cpp[i].second->grad;
-      ASSERT_TRUE(g.defined()) << cpp[i].first;
-      groups->dp_cp->all_reduce(g, ReduceOp::kSum);
-      const double e = rel_err(g, rp[i].second->grad);
-      EXPECT_LE(e, 1e-5) << c.name << " step " << step << " " << rp[i].first;
+    for (auto& [n, p] : cpm->named_parameters()) {
+      const Parameter& r = *ref_params.at(n);
+      const double e = rel_err(p->grad, whole_box(r.grad, r.spec, p->spec, p->value.shape(), n));
+      EXPECT_LE(e, 1e-5) << c.name << " step " << step << " " << n;
       worst_grad = std::max(worst_grad, e);
-      // The same SGD step on both.
-      for (auto* p : {rp[i].second, cpp[i].second}) {
+    }
+    // The same SGD step on both.
+    for (CausalLM* m : {ref.get(), cpm.get()})
+      for (auto& [n, p] : m->named_parameters()) {
         float* v = p->value.data<float>();
         const float* d = p->grad.data<float>();
         for (int64_t j = 0; j < p->value.numel(); ++j) v[j] -= 0.5f * d[j];
       }
-    }
   }
   // forward() under cp: the whole-sequence logits, gathered.
   LmInputs last = make_batch(rows_per_dp, S, cfg.vocab_size, 7, c);
   EXPECT_LE(rel_err(cpm->forward(last), ref->forward(last)), 1e-5) << c.name << " logits";
   if (w.rank == 0)
-    std::printf("  %s cp%lld dp%lld: worst loss %.2e, worst gradient %.2e relative\n", c.name,
-                static_cast<long long>(cp_size), static_cast<long long>(dp), worst_loss,
-                worst_grad);
+    std::printf("  %s tp%lld%s cp%lld dp%lld: worst loss %.2e, worst gradient %.2e relative\n",
+                c.name, static_cast<long long>(l.tp), l.sp ? "+sp" : "",
+                static_cast<long long>(l.cp), static_cast<long long>(dp), worst_loss, worst_grad);
 }
 
 class ContextParallelModel : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ContextParallelModel, MatchesSingleProcessOverThreeSteps) {
-  run_case(GetParam(), 2);  // cp2 (np 2), cp2 x dp2 (np 4)
-  if (world_info().size == 4) run_case(GetParam(), 4);
+  run_case(GetParam(), {2, 1, false});  // cp2 (np 2), cp2 x dp2 (np 4)
+  if (world_info().size == 4) {
+    run_case(GetParam(), {4, 1, false});
+    run_case(GetParam(), {2, 2, false});
+    run_case(GetParam(), {2, 2, true});
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ContextParallelModel,

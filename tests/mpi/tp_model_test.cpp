@@ -17,6 +17,8 @@
 #include <map>
 
 #include "framework/model/shard_init.h"
+#include "framework/registry/registry.h"
+#include "kernels/elementwise.h"
 #include "parallel/tp_layout.h"
 #include "tests/model/test_util.h"
 #include "tests/mpi/mpi_test_util.h"
@@ -39,56 +41,71 @@ std::vector<Layout> layouts() {
   return {};
 }
 
-std::shared_ptr<const ParallelGroups> groups_for(const Layout& l) {
+// The layout's groups for tensors on `device` (CUDA: the MPI-staged backend, so ranks may share
+// one GPU).
+std::shared_ptr<const ParallelGroups> groups_for(const Layout& l, Device device) {
   static std::map<std::string, std::shared_ptr<const ParallelGroups>> cache;
-  auto& g = cache[l.name()];
+  auto& g = cache[l.name() + device.str()];
   if (!g) {
     ParallelConfig c;
     c.tp = l.tp;
     c.sequence_parallel = l.sp;
     c.timeout_s = 120;
-    g = make_parallel_groups(c, world_info(), Device::cpu(), "tp-model-test");
+    if (device.is_cuda()) c.backend = "mpi";
+    g = make_parallel_groups(c, world_info(), device, "tp-model-test");
   }
   return g;
 }
 
 double rel(const Tensor& got, const Tensor& want) { return test::rel_err(got, want); }
 
+// value -= lr · grad (f32 parameters, any device).
 void sgd(CausalLM& m, float lr) {
   for (auto& [name, p] : m.named_parameters()) {
-    float* v = p->value.data<float>();
-    const float* g = p->grad.data<float>();
-    for (int64_t i = 0; i < p->value.numel(); ++i) v[i] -= lr * g[i];
+    AxpyParams a;
+    a.x = p->grad.raw();
+    a.y = p->value.raw();
+    a.alpha = -lr;
+    a.n = p->value.numel();
+    a.device = p->value.device();
+    axpy(a);
   }
 }
 
 // Rows [b0, b0 + n) of a [B, S] tensor.
 Tensor rows(const Tensor& t, int64_t b0, int64_t n) { return t.slice(0, b0, n).contiguous(); }
 
-class TpModel : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+using Overrides = std::vector<std::pair<std::string, std::string>>;
 
-TEST_P(TpModel, MatchesOneProcess) {
-  const auto& [arch, te] = GetParam();
-  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
-  const ModelConfig cfg = test::tiny_config(arch);
+template <class Fn>
+auto with_overrides(const Overrides& o, Fn&& fn) {
+  OverrideScope scope(o);
+  return fn();
+}
+
+// Every layout of layouts(): init, 3 SGD steps (loss and every gradient), whole logits and
+// greedy generation against the single-process CPU model, built under `o`; the tp model's
+// parameters on `device` (f32), compared within `tol`.
+void expect_matches_one_process(const ModelConfig& cfg, const Overrides& o, bool te,
+                                Device device = Device::cpu(), double tol = kTol) {
+  const double kTol = tol;
   for (const Layout& l : layouts()) {
     SCOPED_TRACE(l.name());
-    auto groups = groups_for(l);
-    BuildContext ctx{Device::cpu(), DType::kF32, groups};
+    auto groups = groups_for(l, device);
+    BuildContext ctx{device, DType::kF32, groups};
     if (cfg.decoder.num_attention_heads % l.tp != 0) {  // Qwen2's 6 heads at tp4
       test::expect_input_error(
-          [&] { test::with_layers(te, cfg, [&] { return build_model(cfg, ctx); }); },
+          [&] { with_overrides(o, [&] { return build_model(cfg, ctx); }); },
           {"num_attention_heads = 6", "num_key_value_heads = 2", "parallel.tp = 4"});
       continue;
     }
     if (te && cfg.decoder.num_kv_heads < l.tp) {  // KV-head replication: reference layers only
-      test::expect_input_error(
-          [&] { test::with_layers(te, cfg, [&] { return build_model(cfg, ctx); }); },
-          {"num_gqa_groups", "larger than the number of KV heads"});
+      test::expect_input_error([&] { with_overrides(o, [&] { return build_model(cfg, ctx); }); },
+                               {"num_gqa_groups", "larger than the number of KV heads"});
       continue;
     }
-    auto ref = test::with_layers(te, cfg, [&] { return build_model(cfg); });
-    auto tp = test::with_layers(te, cfg, [&] { return build_model(cfg, ctx); });
+    auto ref = with_overrides(o, [&] { return build_model(cfg); });
+    auto tp = with_overrides(o, [&] { return build_model(cfg, ctx); });
     ref->init_weights(5);
     tp->init_weights(5);
     std::map<std::string, Parameter*> ref_params;
@@ -124,7 +141,7 @@ TEST_P(TpModel, MatchesOneProcess) {
       for (auto& [n, p] : tp->named_parameters()) {
         Tensor g =
             whole_box(ref_params.at(n)->grad, ref_params.at(n)->spec, p->spec, p->value.shape(), n);
-        EXPECT_LE(rel(p->grad, g), kTol) << n << " (" << p->spec.str() << ")";
+        EXPECT_LE(rel(p->grad.to(Device::cpu()), g), kTol) << n << " (" << p->spec.str() << ")";
       }
       sgd(*ref, 0.1f);
       sgd(*tp, 0.1f);
@@ -140,6 +157,45 @@ TEST_P(TpModel, MatchesOneProcess) {
     }
   }
 }
+
+class TpModel : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(TpModel, MatchesOneProcess) {
+  const auto& [arch, te] = GetParam();
+  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
+  const ModelConfig cfg = test::tiny_config(arch);
+  Overrides o;
+  if (te) o.emplace_back(cfg.decoder_layer, "te.transformer_layer");
+  expect_matches_one_process(cfg, o, te);
+}
+
+// The same on a GPU (several ranks may share it: the MPI-staged backend), f32. The GPU's GEMMs
+// and reductions sum in another order than the CPU reference, ~1e-6 relative per op; 1e-4 leaves
+// room for that over 3 steps and still catches a wrong shard (O(1)). Skips without a GPU.
+TEST(TpModelCuda, MatchesOneCpuProcess) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
+  for (const char* arch : {"llama", "qwen3"}) {
+    for (bool te : {false, true}) {
+      SCOPED_TRACE(str(arch, te ? " te" : " reference"));
+      const ModelConfig cfg = test::tiny_config(arch);
+      Overrides o;
+      if (te) o.emplace_back(cfg.decoder_layer, "te.transformer_layer");
+      expect_matches_one_process(cfg, o, te, Device::cuda(0), 1e-4);
+    }
+  }
+}
+
+#ifdef GRAFT_EXAMPLE_PLUGIN
+// The example plugin (tests/plugins) declares its own MLP's sharding from its build context: at
+// every layout it matches its single-process run like graft's own layers.
+TEST(TpPlugin, ExamplePluginMatchesOneProcess) {
+  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
+  load_plugin(GRAFT_EXAMPLE_PLUGIN);
+  const ModelConfig cfg = test::tiny_config("llama");
+  expect_matches_one_process(cfg, {{cfg.decoder_layer, "example.scaled_decoder_layer"}}, false);
+}
+#endif
 
 INSTANTIATE_TEST_SUITE_P(Arch, TpModel,
                          ::testing::Combine(::testing::Values("llama", "gemma", "qwen2", "qwen3",

@@ -1,6 +1,6 @@
 // Context parallelism end to end: `graft train` under `mpirun -np 2/4` with parallel.cp against a
 // single-process run of the same batches (losses and every parameter after 3 steps within 1e-5
-// relative, both layer sets, with document masks, cp × dp), a checkpoint saved at cp1 that
+// relative, both layer sets, with document masks, cp × dp, tp × cp), a checkpoint saved at cp1 that
 // resumes at cp2 with the same losses, and data.seq_len not divisible by 2·cp as a one-line error.
 // CPU, f32, the MPI backend.
 //
@@ -37,6 +37,18 @@ test::CommandResult mpirun(int np, const std::string& args) {
       "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 "
       "--mca btl self,vader,tcp -np " +
       std::to_string(np) + " " + test::graft_binary() + " " + args);
+}
+
+// The eval_loss of the last metrics line that has one (NaN when none has).
+double last_eval_loss(const std::string& path) {
+  double out = std::nan("");
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("eval_loss")) out = j.at("eval_loss").get<double>();
+  }
+  return out;
 }
 
 std::vector<double> metric_losses(const std::string& path) {
@@ -124,6 +136,11 @@ TEST_P(ContextParallel, MatchesTheSingleProcessRun) {
   for (size_t i = 0; i < ref.size(); ++i)
     EXPECT_NEAR(got[i], ref[i], 1e-5 * std::abs(ref[i])) << l.name << " step " << i + 1;
   expect_same_model(find_latest_checkpoint(d / "cp"), find_latest_checkpoint(d / "ref"), 1e-5);
+  const double want_eval = last_eval_loss(d / "ref.jsonl");
+  if (!std::isnan(want_eval)) {
+    std::cout << "eval loss " << last_eval_loss(d / "cp.jsonl") << " against " << want_eval << "\n";
+    EXPECT_NEAR(last_eval_loss(d / "cp.jsonl"), want_eval, 1e-5 * want_eval) << l.name << " eval";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -135,7 +152,17 @@ INSTANTIATE_TEST_SUITE_P(
                2,
                {"parallel.cp=2", "train.batch_size=4"},
                {"data.document_mask=true", "model.layers=te"}},
-        Layout{"cp2_dp2", 4, {"parallel.cp=2", "parallel.dp=2", "train.batch_size=2"}, {}},
+        // With evaluation: the held-out loss under cp × dp equals one process's.
+        Layout{"cp2_dp2",
+               4,
+               {"parallel.cp=2", "parallel.dp=2", "train.batch_size=2"},
+               {"data.validation.fraction=0.1", "eval.every=3", "eval.batches=2"}},
+        Layout{"tp2_cp2", 4, {"parallel.tp=2", "parallel.cp=2", "train.batch_size=4"}, {}},
+        Layout{"tp2_cp2_sp_te",
+               4,
+               {"parallel.tp=2", "parallel.cp=2", "parallel.sequence_parallel=true",
+                "train.batch_size=4"},
+               {"model.layers=te"}},
         Layout{"cp2_dp2_te_zero",
                4,
                {"parallel.cp=2", "train.batch_size=2", "parallel.zero=1"},

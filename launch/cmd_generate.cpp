@@ -1,11 +1,18 @@
 // `graft generate --checkpoint C | --hf DIR  --prompt TEXT | --prompts FILE | --prompt-ids 1,2,3
 //  [--device cpu|cuda|cuda:N] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]
-//  [--seed S] [--no-cache]`:
+//  [--seed S] [--no-cache] [--tp N] [--set parallel.KEY=V ...]`:
 // continues prompts with a KV cache (on the model's device), greedy unless a temperature is
 // given, each stopping at an end-of-sequence id (the config's eos_token_id and the tokenizer's).
 // --prompts FILE holds one prompt per line, generated together as one batch (CausalLM::
 // generate_batch). For each prompt, in order, prints the prompt followed by the new text (when a
 // tokenizer is known) and a line "ids: " with the token ids of prompt + continuation.
+// Under mpirun the model runs in a layout: the checkpoint's recipe.yaml `parallel` section (tp,
+// cp; dp = the rest of the world) with --set parallel.* applied (--tp N = --set parallel.tp=N;
+// for --hf, --set alone), each rank loading its slices; every rank samples the same tokens from
+// the gathered logits and rank 0 prints. Sequence parallelism is off (a one-token decode step has
+// no sequence to split). A single process generates alone unless --set asks for a layout.
+#include <yaml-cpp/yaml.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +22,7 @@
 #include "framework/core/device.h"
 #include "framework/core/error.h"
 #include "framework/model/hf_loader.h"
+#include "framework/recipe/recipe.h"
 #include "framework/train/checkpoint_model.h"
 #include "launch/command.h"
 #include "parallel/launch.h"
@@ -81,7 +89,9 @@ int run_generate(const std::vector<std::string>& args) {
       "seed", po::value<uint64_t>()->default_value(0), "sampling seed")(
       "no-cache", po::bool_switch(), "recompute the whole sequence per token (no KV cache)")(
       "tp", po::value<int64_t>()->default_value(1),
-      "tensor-parallel size (under mpirun -np N: N; native checkpoints)");
+      "tensor-parallel size under mpirun (= --set parallel.tp=N)")(
+      "set", po::value<std::vector<std::string>>()->composing(),
+      "layout under mpirun: --set parallel.tp=2 (repeatable; parallel.* keys only)");
   auto vm = parse_options("generate",
                           "--checkpoint C|--hf DIR --prompt TEXT|--prompts FILE|--prompt-ids "
                           "1,2,3 [--device cuda] [--max-new-tokens N]",
@@ -102,37 +112,53 @@ int run_generate(const std::vector<std::string>& args) {
   GRAFT_INPUT_CHECK(g.temperature >= 0, "--temperature ", g.temperature, ": expected >= 0");
   GRAFT_INPUT_CHECK(g.top_k >= 0, "--top-k ", g.top_k, ": expected >= 0");
   GRAFT_INPUT_CHECK(g.top_p > 0 && g.top_p <= 1, "--top-p ", g.top_p, ": expected in (0, 1]");
-  const Device device = parse_device((*vm)["device"].as<std::string>(), "--device");
+  Device device = parse_device((*vm)["device"].as<std::string>(), "--device");
   if (!device.is_cpu()) device_backend();  // InputError now when there is no GPU
 
-  // Tensor parallelism: every rank holds its slice and samples the same tokens from the
-  // gathered logits; rank 0 prints.
+  // The layout: every rank holds its slices and samples the same tokens from the gathered
+  // logits; rank 0 prints.
+  std::vector<std::string> sets =
+      vm->count("set") ? (*vm)["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   const int64_t tp = (*vm)["tp"].as<int64_t>();
+  if (tp != 1) sets.push_back(str("parallel.tp=", tp));
+  const std::string ckpt =
+      vm->count("checkpoint") ? resolve_checkpoint((*vm)["checkpoint"].as<std::string>()) : "";
   const WorldInfo& world = world_info();
   std::shared_ptr<const ParallelGroups> groups;
-  if (tp > 1) {
-    GRAFT_INPUT_CHECK(tp == world.size, "--tp ", tp,
-                      ": generate runs tensor-parallel over the "
-                      "whole world, which has ",
-                      world.size, " ranks (run it under mpirun -np ", tp, ")");
-    GRAFT_INPUT_CHECK(vm->count("checkpoint"),
-                      "--tp: tensor-parallel generation reads a native checkpoint (--checkpoint)");
-    ParallelConfig layout;
-    layout.tp = tp;
-    // CUDA: the MPI-staged backend (ranks may share a GPU; decoding moves little data).
-    layout.backend = device.is_cpu() ? "auto" : "mpi";
-    groups = make_parallel_groups(layout, world, device, "--tp");
+  if (world.size > 1 || !sets.empty()) {
+    YAML::Node recipe;
+    const std::string recipe_file = ckpt.empty() ? "--set" : ckpt + "/recipe.yaml";
+    if (!ckpt.empty() && world.size > 1 && std::filesystem::is_regular_file(recipe_file)) {
+      try {
+        recipe = YAML::LoadFile(recipe_file);
+      } catch (const YAML::Exception& e) {
+        throw CollectiveInputError(str(recipe_file, ": ", e.what()));
+      }
+    }
+    try {
+      ParallelConfig layout = parse_parallel_layout(recipe, recipe_file, sets);
+      layout.dp = 0;  // the rest of the world
+      layout.zero = 0;
+      layout.sequence_parallel = false;
+      // CUDA: the MPI-staged backend unless asked otherwise (ranks may share a GPU; decoding
+      // moves little data).
+      if (!device.is_cpu() && layout.backend == "auto") layout.backend = "mpi";
+      device = bind_local_device(device, layout.backend == "mpi");
+      groups = make_parallel_groups(layout, world, device, recipe_file);
+    } catch (const InputError& e) {
+      throw CollectiveInputError(e.what());  // the same on every rank
+    }
   }
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<Tokenizer> tok;
-  if (vm->count("checkpoint")) {
-    const std::string ckpt = resolve_checkpoint((*vm)["checkpoint"].as<std::string>());
+  if (!ckpt.empty()) {
     model = load_checkpoint_model(ckpt, device, false, groups);
     tok = load_checkpoint_tokenizer(ckpt);
   } else {
     const std::string dir = (*vm)["hf"].as<std::string>();
     HfLoadOptions lo;
     lo.device = device;
+    lo.groups = groups;
     model = load_hf_model(dir, lo);
     if (std::filesystem::is_regular_file(dir + "/tokenizer.json"))
       tok = make_tokenizer(dir + "/tokenizer.json");

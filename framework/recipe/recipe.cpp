@@ -211,6 +211,22 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
   return r;
 }
 
+ParallelConfig parse_parallel_layout(YAML::Node root, const std::string& file,
+                                     const std::vector<std::string>& sets) {
+  auto source = std::make_shared<RecipeSource>();
+  source->file = file;
+  YAML::Node copy = root && root.IsMap() ? YAML::Clone(root) : YAML::Node(YAML::NodeType::Map);
+  for (const auto& s : sets) {
+    GRAFT_INPUT_CHECK(s.rfind("parallel.", 0) == 0, "--set ", s,
+                      ": only parallel.* keys apply here (tp, cp, dp, sequence_parallel, ...)");
+    apply_set_override(copy, s, *source);
+  }
+  YAML::Node resolved(YAML::NodeType::Map);
+  RecipeNode top(copy, resolved, "", source);
+  RecipeNode n = top.child("parallel");
+  return parse_parallel(n);
+}
+
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& sets) {
   std::ifstream f(path);
   GRAFT_INPUT_CHECK(f.good(), path, ": cannot read the recipe file");

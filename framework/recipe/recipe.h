@@ -57,6 +57,12 @@ struct Recipe {
 
 // Reads `path` and applies `sets` ("a.b=c", in order) before validation.
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& sets = {});
+
+// The `parallel` section alone, from `root` (a recipe's YAML, or null) with `sets` applied; each
+// set must be a parallel.* key (InputError naming it otherwise). graft generate reads its
+// layout so; `file` names the source in errors.
+ParallelConfig parse_parallel_layout(YAML::Node root, const std::string& file,
+                                     const std::vector<std::string>& sets);
 Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
                     const std::vector<std::string>& sets = {});
 

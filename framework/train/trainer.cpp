@@ -303,7 +303,7 @@ TrainResult Trainer::run() {
       }
       if (options_.after_backward) options_.after_backward(step, *model_);
       buckets_->finish();
-      loss = groups_->dp_cp->all_reduce_scalar(loss, ReduceOp::kSum);
+      loss = groups_->dp->all_reduce_scalar(loss, ReduceOp::kSum);  // already summed over cp
       norm = optim_->grad_norm();
       skip = !std::isfinite(loss) || !std::isfinite(norm);
     }

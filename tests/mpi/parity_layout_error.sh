@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# A bad layout under mpirun: graft parity exits 2 and says so in one line (from rank 0 only).
+# A bad layout under mpirun: graft parity exits 2 and says so in one line (from rank 0 only; no
+# per-rank "rank N: graft ..." lines. mpirun's own abort notice and a rank told to stop while in
+# MPI_Finalize may follow: they are not graft's error lines).
 #   parity_layout_error.sh MPIRUN GRAFT EXPECTED_TEXT [mpirun flags ...] -- [graft parity args ...]
 set -u
 mpirun="$1" graft="$2" expect="$3"
@@ -10,7 +12,7 @@ shift
 err=$("$mpirun" "${flags[@]}" -np 2 "$graft" parity "$@" 2>&1 >/dev/null)
 rc=$?
 lines=$(printf '%s\n' "$err" | grep -c '^graft parity: ' || true)
-others=$(printf '%s\n' "$err" | grep -c '^rank [0-9]*: ' || true)
+others=$(printf '%s\n' "$err" | grep -c '^rank [0-9]*: graft ' || true)
 if [ "$rc" -ne 2 ] || [ "$lines" -ne 1 ] || [ "$others" -ne 0 ]; then
   echo "expected exit 2 and one 'graft parity:' line, got exit $rc, $lines lines, $others per-rank:"
   printf '%s\n' "$err"

@@ -10,6 +10,7 @@
 #include "framework/core/device_timer.h"
 #include "framework/optim/adamw.h"
 #include "kernels/gemm.h"
+#include "layers/te/fp8_state.h"
 #include "parallel/grad_buckets.h"
 #include "parallel/parallel_state.h"
 
@@ -109,6 +110,7 @@ nlohmann::json BenchResult::to_json() const {
           {"layer_types", layer_types},
           {"device", device},
           {"dtype", dtype},
+          {"fp8", fp8},
           {"attention", attention},
           {"params", params},
           {"num_layers", num_layers},
@@ -157,7 +159,8 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   ModelRecipe m = r.model;
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && dev.is_cpu();
   const auto groups = single_process_groups();
-  BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups};
+  BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups, nullptr};
+  if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, dev);
   std::unique_ptr<CausalLM> model = build_model_from_recipe(m, ctx);
   model->init_weights(static_cast<uint64_t>(r.train.seed));
   std::unique_ptr<GradBuckets> buckets =
@@ -169,6 +172,7 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   res.layers = r.model.layers;
   res.layer_types = model->decoder_layer_types();
   res.dtype = dtype_name(r.precision.params);
+  res.fp8 = te::fp8_recipe_name(r.precision.fp8.recipe);
   if (emulate_bf16) res.dtype += " (emulated in f32)";
   res.attention = attention_backend(r, r.precision.params);
   res.num_layers = c.num_layers;
@@ -192,8 +196,11 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     const double scale =
         (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
     optim.step(lr, scale);
+    if (ctx.fp8) ctx.fp8->end_step(*groups->world);  // amax update; weights re-cast next step
   };
   say(str(res.arch, " ", res.params, " parameters, ", res.layers, " layers, ", res.dtype,
+          ctx.fp8 ? str(", FP8 ", res.fp8, " scaling (", ctx.fp8->num_slots(), " FP8 tensors)")
+                  : std::string(),
           ", batch ", B, " x ", S, " on ", res.device, ": ", opt.warmup, " warm-up + ", opt.steps,
           " steps"));
   for (int64_t i = 0; i < opt.warmup; ++i) {

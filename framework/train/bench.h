@@ -37,6 +37,7 @@ struct BenchOptions {
 
 struct BenchResult {
   std::string arch, layers, device, dtype, attention;
+  std::string fp8 = "none";  // precision.fp8.recipe
   std::vector<std::string> layer_types;
   int64_t params = 0, num_layers = 0, batch = 0, seq = 0;
   int64_t warmup = 0, steps = 0;

@@ -10,6 +10,7 @@
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
 #include "framework/train/tensorboard.h"
+#include "layers/te/fp8_state.h"
 #include "parallel/launch.h"
 #include "parallel/parallel_state.h"
 #include "parallel/watchdog.h"
@@ -104,7 +105,8 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   // Model. bf16 on the CPU is emulated (f32 storage holding bf16 values), see recipe.h.
   ModelRecipe m = r.model;
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && device.is_cpu();
-  BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_};
+  BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_, nullptr};
+  if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, device);
   model_ = build_model_from_recipe(m, ctx);
   if (!ckpt.empty())
     load_model_weights(*model_, ckpt);
@@ -157,9 +159,35 @@ void Trainer::resume(const std::string& ckpt) {
   optim_->load_state(ShardedReader::open(ckpt));
   optim_->set_steps_taken(s.optimizer_steps);
   sampler_->set_position(s.data_position);
+  resume_fp8(ckpt);
   s.config_hash = state_.config_hash;
   state_ = s;
   resumed_from_ = ckpt;
+}
+
+void Trainer::resume_fp8(const std::string& ckpt) {
+  const auto& fp8 = model_->context().fp8;
+  if (!fp8) return;
+  const ShardedReader reader = ShardedReader::open(ckpt);
+  bool any = false;
+  for (const auto& n : reader.names()) any = any || n.rfind(kFp8Prefix, 0) == 0;
+  const char* recipe = te::fp8_recipe_name(fp8->config().recipe);
+  if (!fp8->delayed()) {
+    *options_.out << "fp8: " << recipe << " scaling is stateless"
+                  << (any ? "; the checkpoint's delayed-scaling state is not used" : "") << "\n";
+    return;
+  }
+  if (!any) {
+    *options_.out << "fp8: " << ckpt << " has no FP8 scaling state: the amax histories start "
+                  << "fresh (scales 1)\n";
+    return;
+  }
+  std::map<std::string, Tensor> tensors;
+  for (const auto& name : fp8->state_names())
+    if (reader.has(kFp8Prefix + name)) tensors[name] = reader.read(kFp8Prefix + name);
+  fp8->load_state(tensors, reader.manifest_path());
+  *options_.out << "fp8: restored " << fp8->num_slots() << " amax histories and scales from "
+                << ckpt << "\n";
 }
 
 std::string Trainer::save(TrainResult& result) {
@@ -175,6 +203,10 @@ std::string Trainer::save(TrainResult& result) {
     return t;
   };
   const bool writer = buckets_->sharded() || groups_->dp_cp->rank() == 0;
+  // The FP8 scaling state is the same on every rank (its amaxes are reduced over the world).
+  if (const auto& fp8 = model_->context().fp8; fp8 && groups_->world->rank() == 0)
+    for (auto& [name, t] : fp8->state_tensors())
+      c.pieces.push_back(spec_piece(kFp8Prefix + name, ShardSpec::replicated(t.shape()), t));
   if (writer) {
     for (const ParamPiece& pp : optim_->pieces())
       c.pieces.push_back(piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu())));
@@ -272,6 +304,9 @@ TrainResult Trainer::run() {
       buckets_->gather_params();
       state_.lr = lr;
     }
+    // FP8: the amaxes of this step reduced, histories rolled, scales updated; weight copies are
+    // cast again at the next forward.
+    if (const auto& fp8 = model_->context().fp8) fp8->end_step(*groups_->world);
     state_.step = step + 1;
     state_.optimizer_steps = optim_->steps_taken();
     state_.data_position = sampler_->position();

@@ -2,6 +2,7 @@
 #include "kernels/fp8.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "kernels/cpu/cpu_util.h"
@@ -18,12 +19,45 @@ float fp8_max(DType fp8) {
 namespace cpu {
 namespace {
 
-uint8_t to_fp8(float v, DType t) {
-  return t == DType::kF8E4M3 ? f32_to_fp8_e4m3(v) : f32_to_fp8_e5m2(v);
+// The 256 values of a format, decoded once by framework/core/dtype.cpp's reference converters,
+// and the cast as a search among the non-negative finite codes (ascending in value): the nearest
+// value, ties to the even code (even mantissa), beyond the largest finite value (and inf)
+// saturating, NaN to 0x7f. The same results as f32_to_fp8_e4m3 / _e5m2 (tests/kernels/fp8_test.cpp
+// checks every midpoint) without their per-element frexp/ldexp: emulated training casts millions
+// of elements per step.
+struct Fp8Table {
+  float value[256];
+  int max_code;  // largest finite non-negative code: 0x7e (E4M3), 0x7b (E5M2)
+};
+Fp8Table make_table(bool e4m3) {
+  Fp8Table t{};
+  for (int c = 0; c < 256; ++c)
+    t.value[c] =
+        e4m3 ? fp8_e4m3_to_f32(static_cast<uint8_t>(c)) : fp8_e5m2_to_f32(static_cast<uint8_t>(c));
+  t.max_code = e4m3 ? 0x7e : 0x7b;
+  return t;
 }
-float from_fp8(uint8_t v, DType t) {
-  return t == DType::kF8E4M3 ? fp8_e4m3_to_f32(v) : fp8_e5m2_to_f32(v);
+const Fp8Table& table(DType t) {
+  static const Fp8Table e4 = make_table(true), e5 = make_table(false);
+  return t == DType::kF8E4M3 ? e4 : e5;
 }
+uint8_t encode(float v, const Fp8Table& t) {
+  if (std::isnan(v)) return 0x7f;
+  const uint8_t sign = std::signbit(v) ? 0x80 : 0x00;
+  const float a = std::fabs(v);
+  if (a >= t.value[t.max_code]) return sign | static_cast<uint8_t>(t.max_code);
+  int lo = 0, hi = t.max_code;  // value[lo] <= a < value[hi]
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    (t.value[mid] <= a ? lo : hi) = mid;
+  }
+  const float half = 0.5f * (t.value[lo] + t.value[hi]);  // exact: one more mantissa bit
+  const int c = a < half ? lo : a > half ? hi : (lo % 2 == 0 ? lo : hi);
+  return sign | static_cast<uint8_t>(c);
+}
+
+uint8_t to_fp8(float v, DType t) { return encode(v, table(t)); }
+float from_fp8(uint8_t v, DType t) { return table(t).value[v]; }
 // max that lets NaN win (a NaN amax must reach the scale update, which then keeps the old scale).
 float nan_max(float a, float b) { return (std::isnan(a) || std::isnan(b)) ? NAN : std::max(a, b); }
 
@@ -94,6 +128,33 @@ void fp8_gemm(const Fp8GemmParams& p) {
   g.c_dtype = p.c_dtype;
   g.device = p.device;
   cpu::gemm(g);
+}
+
+void fp8_scale_update(const Fp8ScaleUpdateParams& p) {
+  detail::check_cpu(p.device, "fp8_scale_update");
+  GRAFT_CHECK(p.len >= 1 && (!p.current || p.len == 1), "fp8_scale_update: len = ", p.len,
+              (p.current ? " (current scaling has no history)" : ""));
+  for (int64_t i = 0; i < p.n; ++i) {
+    float* h = p.history + i;  // column i, stride n
+    const float last = h[0];
+    float amax = 0.0f;
+    if (p.current) {
+      amax = last;
+    } else if (last != 0.0f) {
+      for (int64_t j = 0; j < p.len; ++j) amax = nan_max(amax, h[j * p.n]);
+      for (int64_t j = 0; j + 1 < p.len; ++j) h[j * p.n] = h[(j + 1) * p.n];
+      h[(p.len - 1) * p.n] = last;
+      h[0] = 0.0f;
+      if (p.most_recent) amax = last;
+    }
+    if (std::isfinite(amax) && amax > 0.0f) {
+      float s = p.scaled_max[i] / amax;
+      if (std::isinf(s)) s = std::numeric_limits<float>::max();
+      p.scale[i] = s;
+    } else if (p.current) {
+      p.scale[i] = 1.0f;
+    }
+  }
 }
 
 }  // namespace cpu

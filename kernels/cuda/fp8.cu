@@ -2,6 +2,8 @@
 // Math and conventions: kernels/fp8.h. The GEMM is in fp8_gemm.cpp.
 #include <cuda_fp8.h>
 
+#include <cfloat>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/fp8.h"
 
@@ -97,6 +99,36 @@ __global__ void amax_kernel(const T* x, int64_t n, float* amax) {
   block_amax(key, amax);
 }
 
+// One thread per tensor (column i of the history); the window loop is short (len <= 65536, one
+// read and one write per entry) and n is a few hundred, so this is a single small launch.
+__global__ void scale_update_kernel(float* history, float* scale, const float* scaled_max,
+                                    int64_t n, int64_t len, bool current, bool most_recent) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float* h = history + i;
+  const float last = h[0];
+  float amax = 0.0f;
+  if (current) {
+    amax = last;
+  } else if (last != 0.0f) {
+    for (int64_t j = 0; j < len; ++j) {
+      const float v = h[j * n];
+      amax = (isnan(v) || isnan(amax)) ? NAN : fmaxf(amax, v);
+    }
+    for (int64_t j = 0; j + 1 < len; ++j) h[j * n] = h[(j + 1) * n];
+    h[(len - 1) * n] = last;
+    h[0] = 0.0f;
+    if (most_recent) amax = last;
+  }
+  if (isfinite(amax) && amax > 0.0f) {
+    float s = scaled_max[i] / amax;
+    if (isinf(s)) s = FLT_MAX;
+    scale[i] = s;
+  } else if (current) {
+    scale[i] = 1.0f;
+  }
+}
+
 void check_fp8(DType t, const char* what) {
   GRAFT_CHECK(t == DType::kF8E4M3 || t == DType::kF8E5M2, what, ": ", dtype_name(t),
               " is not an fp8 format");
@@ -144,6 +176,17 @@ void launch_amax(const AmaxParams& p) {
   GRAFT_CUDA_CHECK(cudaGetLastError());
 }
 
+void launch_scale_update(const Fp8ScaleUpdateParams& p) {
+  GRAFT_CHECK(p.len >= 1 && (!p.current || p.len == 1), "fp8_scale_update: len = ", p.len);
+  if (p.n == 0) return;
+  DeviceGuard g(p.device.index);
+  const int threads = 128;
+  scale_update_kernel<<<static_cast<unsigned>((p.n + threads - 1) / threads), threads, 0,
+                        stream_of(p)>>>(p.history, p.scale, p.scaled_max, p.n, p.len, p.current,
+                                        p.most_recent);
+  GRAFT_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 }  // namespace graft::cuda
 
@@ -151,4 +194,5 @@ namespace graft {
 GRAFT_REGISTER_CUDA_KERNEL(fp8_quantize, Fp8QuantizeParams, cuda::launch_quantize);
 GRAFT_REGISTER_CUDA_KERNEL(fp8_dequantize, Fp8DequantizeParams, cuda::launch_dequantize);
 GRAFT_REGISTER_CUDA_KERNEL(amax_reduce, AmaxParams, cuda::launch_amax);
+GRAFT_REGISTER_CUDA_KERNEL(fp8_scale_update, Fp8ScaleUpdateParams, cuda::launch_scale_update);
 }  // namespace graft

@@ -10,13 +10,13 @@ namespace {
 
 struct LNLinearCtx : LayerCtx {
   layers::NormSaved norm;
-  Tensor ln;  // [rows, in]
+  LinearSaved ln;  // the normalised input [rows, in]
   Shape in_shape;
 };
 
 }  // namespace
 
-LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c)
+LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c, const BuildContext& ctx)
     : Module("te.layernorm_linear"), config_(c) {
   const std::string name = "te.layernorm_linear";
   check_linear_options(name, c.sequence_parallel, c.tp_size, c.parallel_mode,
@@ -34,6 +34,7 @@ LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c)
     add_parameter("layer_norm_bias", Tensor::zeros(g.shape(), c.params_dtype, c.device), false);
   blocks_.init(*this, name, c.in_features, c.out_features, c.bias, c.parameters_split, "",
                c.init_method, c.init_seed, c.params_dtype, c.device);
+  blocks_.enable_fp8(ctx.fp8, *this, "");
 }
 
 TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -47,11 +48,10 @@ TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* sa
   TEOutput out;
   Shape s = x.shape();
   s.back() = config_.out_features;
-  out.out = blocks_.forward(*this, n, !config_.return_bias).view(s);
+  out.out = blocks_.forward(*this, n, !config_.return_bias, ctx ? &ctx->ln : nullptr).view(s);
   if (config_.return_bias) out.bias = blocks_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
   if (ctx) {
-    ctx->ln = n;
     ctx->in_shape = x.shape();
     *save = std::move(ctx);
   }
@@ -72,6 +72,8 @@ Tensor LayerNormLinear::backward(const Tensor& dy, LayerCtx& ctx_base, const Ten
 
 static Register<LayerNormLinear, LayerNormLinearConfig> reg(
     "te.layernorm_linear", "layernorm_linear",
-    [](const LayerNormLinearConfig& c) { return std::make_unique<LayerNormLinear>(c); });
+    [](const LayerNormLinearConfig& c, const BuildContext& ctx) {
+      return std::make_unique<LayerNormLinear>(c, ctx);
+    });
 
 }  // namespace graft::te

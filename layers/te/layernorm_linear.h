@@ -41,7 +41,8 @@ struct LayerNormLinearConfig {
 
 class LayerNormLinear : public Module {
  public:
-  explicit LayerNormLinear(const LayerNormLinearConfig& config);
+  // ctx.fp8 (when set) runs the GEMM in FP8 (layers/te/fp8_linear.h).
+  explicit LayerNormLinear(const LayerNormLinearConfig& config, const BuildContext& ctx = {});
   const LayerNormLinearConfig& config() const { return config_; }
   // x [..., in] -> out [..., out] (+ bias / ln_out per the options).
   TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);

@@ -10,13 +10,15 @@ namespace {
 
 struct LNMLPCtx : LayerCtx {
   layers::NormSaved norm;
-  Tensor ln, h, a;  // [rows, H], [rows, F'], [rows, F]
+  LinearSaved ln, a;  // fc1's input [rows, H], fc2's input [rows, F]
+  Tensor h;           // fc1's output [rows, F']
   Shape in_shape;
 };
 
 }  // namespace
 
-LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c) : Module("te.layernorm_mlp"), config_(c) {
+LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c, const BuildContext& ctx)
+    : Module("te.layernorm_mlp"), config_(c) {
   const std::string name = "te.layernorm_mlp";
   check_linear_options(name, c.sequence_parallel, c.tp_size, "", c.fuse_wgrad_accumulation);
   reject_if(c.set_parallel_mode, name, "set_parallel_mode", "true",
@@ -40,6 +42,8 @@ LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c) : Module("te.layernorm_m
             c.params_dtype, c.device);
   fc2_.init(*this, name, c.ffn_hidden_size, c.hidden_size, c.bias, {}, "fc2_",
             c.output_layer_init_method, c.init_seed + 1, c.params_dtype, c.device);
+  fc1_.enable_fp8(ctx.fp8, *this, "fc1_");
+  fc2_.enable_fp8(ctx.fp8, *this, "fc2_");
 }
 
 TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -51,7 +55,7 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
                                        ln ? parameter("layer_norm_bias")->value : Tensor(),
                                        {norm_, config_.eps, config_.zero_centered_gamma},
                                        ctx ? &ctx->norm : nullptr);
-  Tensor h = fc1_.forward(*this, n, true);
+  Tensor h = fc1_.forward(*this, n, true, ctx ? &ctx->ln : nullptr);
   const int64_t rows = x2.size(0);
   Tensor a = Tensor::empty({rows, F}, h.dtype(), x.device());
   ActFwdParams p;
@@ -64,13 +68,11 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
   p.device = x.device();
   if (rows > 0) activation_fwd(p);
   TEOutput out;
-  out.out = fc2_.forward(*this, a, !config_.return_bias).view(x.shape());
+  out.out = fc2_.forward(*this, a, !config_.return_bias, ctx ? &ctx->a : nullptr).view(x.shape());
   if (config_.return_bias) out.bias = fc2_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
   if (ctx) {
-    ctx->ln = n;
     ctx->h = h;
-    ctx->a = a;
     ctx->in_shape = x.shape();
     *save = std::move(ctx);
   }
@@ -103,9 +105,9 @@ Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor
   return dx.view(ctx.in_shape);
 }
 
-static Register<LayerNormMLP, LayerNormMLPConfig> reg("te.layernorm_mlp", "layernorm_mlp",
-                                                      [](const LayerNormMLPConfig& c) {
-                                                        return std::make_unique<LayerNormMLP>(c);
-                                                      });
+static Register<LayerNormMLP, LayerNormMLPConfig> reg(
+    "te.layernorm_mlp", "layernorm_mlp", [](const LayerNormMLPConfig& c, const BuildContext& ctx) {
+      return std::make_unique<LayerNormMLP>(c, ctx);
+    });
 
 }  // namespace graft::te

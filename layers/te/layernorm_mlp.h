@@ -44,7 +44,8 @@ struct LayerNormMLPConfig {
 
 class LayerNormMLP : public Module {
  public:
-  explicit LayerNormMLP(const LayerNormMLPConfig& config);
+  // ctx.fp8 (when set) runs fc1 and fc2 in FP8 (layers/te/fp8_linear.h).
+  explicit LayerNormMLP(const LayerNormMLPConfig& config, const BuildContext& ctx = {});
   const LayerNormMLPConfig& config() const { return config_; }
   TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);
   Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor());

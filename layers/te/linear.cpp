@@ -7,7 +7,7 @@ namespace graft::te {
 namespace {
 
 struct LinearCtx : LayerCtx {
-  Tensor x;
+  LinearSaved x;
   Shape in_shape;
 };
 
@@ -24,12 +24,13 @@ void check_linear_options(const std::string& layer, bool sequence_parallel, int6
             "gradients are always accumulated into Parameter::grad");
 }
 
-Linear::Linear(const LinearConfig& c) : Module("te.linear"), config_(c) {
+Linear::Linear(const LinearConfig& c, const BuildContext& ctx) : Module("te.linear"), config_(c) {
   check_linear_options("te.linear", c.sequence_parallel, c.tp_size, c.parallel_mode,
                        c.fuse_wgrad_accumulation);
   reject_if(c.return_bias && !c.bias, "te.linear", "return_bias", "true", "needs bias = true");
   blocks_.init(*this, "te.linear", c.in_features, c.out_features, c.bias, c.parameters_split, "",
                c.init_method, c.init_seed, c.params_dtype, c.device);
+  blocks_.enable_fp8(ctx.fp8, *this, "");
 }
 
 TEOutput Linear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -37,11 +38,10 @@ TEOutput Linear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
   TEOutput out;
   Shape s = x.shape();
   s.back() = config_.out_features;
-  out.out = blocks_.forward(*this, x2, !config_.return_bias).view(s);
+  auto ctx = save ? std::make_unique<LinearCtx>() : nullptr;
+  out.out = blocks_.forward(*this, x2, !config_.return_bias, ctx ? &ctx->x : nullptr).view(s);
   if (config_.return_bias) out.bias = blocks_.bias(*this);
   if (save) {
-    auto ctx = std::make_unique<LinearCtx>();
-    ctx->x = x2;
     ctx->in_shape = x.shape();
     *save = std::move(ctx);
   }
@@ -54,8 +54,9 @@ Tensor Linear::backward(const Tensor& dy, LayerCtx& ctx_base) {
       .view(ctx.in_shape);
 }
 
-static Register<Linear, LinearConfig> reg("te.linear", "linear", [](const LinearConfig& c) {
-  return std::make_unique<Linear>(c);
-});
+static Register<Linear, LinearConfig> reg("te.linear", "linear",
+                                          [](const LinearConfig& c, const BuildContext& ctx) {
+                                            return std::make_unique<Linear>(c, ctx);
+                                          });
 
 }  // namespace graft::te

@@ -35,7 +35,8 @@ struct LinearConfig {
 
 class Linear : public Module {
  public:
-  explicit Linear(const LinearConfig& config);
+  // ctx.fp8 (when set) runs the GEMM in FP8 (layers/te/fp8_linear.h).
+  explicit Linear(const LinearConfig& config, const BuildContext& ctx = {});
   const LinearConfig& config() const { return config_; }
   // x [..., in] -> out [..., out].
   TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);

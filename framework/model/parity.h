@@ -12,6 +12,7 @@
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
+#include "layers/te/fp8_config.h"
 
 namespace graft {
 
@@ -24,6 +25,10 @@ struct ParityOptions {
   // step1 compares one AdamW step taken from transformers' gradients (true: isolates optimizer
   // and layout) or from ours (false); the other figure is reported as step1_own_grads_*.
   bool step1_from_reference_grads = true;
+  // FP8 GEMMs in the TE layers (--fp8 delayed|current; needs layers "te"). Delayed scaling first
+  // runs one calibration forward + backward (the amaxes it records become the scales, as TE's
+  // fp8_autocast(calibrating=True)), since a fresh model's scales are 1.
+  te::Fp8Recipe fp8 = te::Fp8Recipe::kNone;
 };
 
 struct ParityTolerances {
@@ -38,10 +43,17 @@ struct ParityTolerances {
   // AdamW's first step moves each weight by about lr·sign(g), so a sign flipped by rounding on a
   // near-zero gradient moves that weight the other way).
   static ParityTolerances for_dtype(DType t);
+  // FP8 against an f32 reference: TE's FP8 tolerance (rtol 0.125) for logits, 0.05 for the loss
+  // (absolute); gradients come from E5M2 (2 mantissa bits, relative rounding up to 2^-3 per
+  // element) through every layer's backward, so 0.25 for the largest per-tensor relative error.
+  // Greedy generation is reported but not gated: logits a few percent off can swap two nearly
+  // equal tokens of these random tiny models.
+  static ParityTolerances for_fp8();
+  bool gate_generate = true;
 };
 
 struct ParityResult {
-  std::string arch, layers, device, dtype = "f32";
+  std::string arch, layers, device, dtype = "f32", fp8 = "none";
   double logits_rel_err = 0, padded_logits_rel_err = 0, loss = 0, loss_abs_err = 0;
   double grad_max_rel_err = 0, step1_max_rel_err = 0;
   std::string grad_worst, step1_worst;

@@ -252,6 +252,23 @@ TrainResult Trainer::run() {
     log.message(str("training ", r.model.config.arch, " (", params, " parameters, ", layer_types,
                     ") for steps ", state_.step + 1, "..", end, " of ", r.train.steps, " on ",
                     model_->device().str(), layout_summary()));
+  if (const auto& fp8 = model_->context().fp8; fp8 && state_.step < end) {
+    const te::Fp8Config& fc = fp8->config();
+    std::string msg = str(
+        "fp8: ", te::fp8_recipe_name(fc.recipe), " scaling, ",
+        fc.format == te::Fp8Format::kHybrid ? "E4M3 forward, E5M2 gradients" : "E4M3 everywhere",
+        ", ", fp8->num_slots(), " FP8 tensors in ", fp8->num_slots() / 3,
+        " GEMMs (embedding, norms, attention and LM head in high precision)");
+    if (fp8->delayed())
+      msg += str("; amax history ", fc.amax_history_len, ", ",
+                 fc.amax_compute_algo == te::AmaxAlgo::kMax ? "max" : "most_recent", ", margin ",
+                 fc.margin);
+    if (!fc.bf16_layers.empty()) {
+      msg += "; decoder layers kept in high precision:";
+      for (int64_t i : fc.bf16_layers) msg += str(" ", i);
+    }
+    log.message(msg);
+  }
   if (evaluator_ && state_.step < end) log.message(evaluator_->describe());
   if (!mfu_.source.empty() && state_.step < end) log.message("mfu against " + mfu_.source);
   const double t_start = now_s();

@@ -130,6 +130,35 @@ void fp8_gemm(const Fp8GemmParams& p) {
   cpu::gemm(g);
 }
 
+void fp8_act_quantize(const Fp8ActQuantizeParams& p) {
+  detail::check_cpu(p.device, "fp8_act_quantize");
+  GRAFT_CHECK(p.h_dtype == DType::kF32, "fp8_act_quantize: the CPU path takes f32, got ",
+              dtype_name(p.h_dtype));
+  std::vector<float> a(static_cast<size_t>(p.rows * p.cols));
+  ActFwdParams f;
+  f.x = p.h;
+  f.y = a.data();
+  f.rows = p.rows;
+  f.cols = p.cols;
+  f.act = p.act;
+  f.dtype = DType::kF32;
+  f.device = p.device;
+  cpu::activation_fwd(f);
+  Fp8QuantizeParams q;
+  q.x = a.data();
+  q.x_dtype = DType::kF32;
+  q.q = p.q;
+  q.qt = p.qt;
+  q.fp8 = p.fp8;
+  q.rows = p.rows;
+  q.cols = p.cols;
+  q.scale = p.scale;
+  q.amax = p.amax;
+  q.scale_inv = p.scale_inv;
+  q.device = p.device;
+  cpu::fp8_quantize(q);
+}
+
 void fp8_scale_update(const Fp8ScaleUpdateParams& p) {
   detail::check_cpu(p.device, "fp8_scale_update");
   GRAFT_CHECK(p.len >= 1 && (!p.current || p.len == 1), "fp8_scale_update: len = ", p.len,

@@ -52,11 +52,26 @@ void Fp8Linear::refresh_weight(const std::function<Tensor()>& weight) {
 
 Tensor Fp8Linear::forward(const Tensor& x, const std::function<Tensor()>& weight, Fp8Operand* xt) {
   refresh_weight(weight);
-  const int64_t rows = x.size(0), in = x.size(1), out = w_.data.size(0);
-  GRAFT_CHECK(w_.data.size(1) == in, "fp8 linear: x ", x.str(), " against W ", w_.data.str());
+  GRAFT_CHECK(w_.data.size(1) == x.size(1), "fp8 linear: x ", x.str(), " against W ",
+              w_.data.str());
   Fp8Operand xq;
   state_->cast(input_, x, /*record=*/xt != nullptr, &xq, xt);
-  Tensor y = Tensor::empty({rows, out}, x.dtype(), x.device());
+  return fprop(xq, x);
+}
+
+Tensor Fp8Linear::forward_activated(const Tensor& h, Activation act, int64_t cols,
+                                    const std::function<Tensor()>& weight, Fp8Operand* xt) {
+  refresh_weight(weight);
+  GRAFT_CHECK(w_.data.size(1) == cols, "fp8 linear: ", cols, " activations against W ",
+              w_.data.str());
+  Fp8Operand xq;
+  state_->cast_activation(input_, h, act, cols, /*record=*/xt != nullptr, &xq, xt);
+  return fprop(xq, h);
+}
+
+Tensor Fp8Linear::fprop(const Fp8Operand& xq, const Tensor& like) {
+  const int64_t rows = xq.data.size(0), in = xq.data.size(1), out = w_.data.size(0);
+  Tensor y = Tensor::empty({rows, out}, like.dtype(), like.device());
   gemm(xq.data.raw(), xq.dtype(), xq.scale_inv_ptr(), w_.data.raw(), w_.dtype(), w_.scale_inv_ptr(),
        y, rows, out, in, 0.0f, /*fast=*/true);
   return y;

@@ -31,6 +31,10 @@ class Fp8Linear {
   // y [rows, out] in x's dtype. `weight()` gives W [out, in] when the FP8 copies are stale.
   // With `xt` (a training forward) the FP8 xᵀ is kept there and the input amax is recorded.
   Tensor forward(const Tensor& x, const std::function<Tensor()>& weight, Fp8Operand* xt);
+  // The same with x = act(h) cast by Fp8State::cast_activation (the activation fused into the
+  // cast under delayed scaling).
+  Tensor forward_activated(const Tensor& h, Activation act, int64_t cols,
+                           const std::function<Tensor()>& weight, Fp8Operand* xt);
 
   struct GradBlock {
     int64_t offset = 0, size = 0;  // rows of W this gradient covers
@@ -41,6 +45,7 @@ class Fp8Linear {
 
  private:
   void refresh_weight(const std::function<Tensor()>& weight);
+  Tensor fprop(const Fp8Operand& xq, const Tensor& like);  // y = x Wᵀ in like's dtype
 
   std::shared_ptr<Fp8State> state_;
   int64_t input_ = 0, weight_ = 0, grad_ = 0;

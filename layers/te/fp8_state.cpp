@@ -120,6 +120,54 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
   fp8_quantize(p);
 }
 
+void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, int64_t cols,
+                               bool record, Fp8Operand* q, Fp8Operand* qt) {
+  ensure_buffers();
+  GRAFT_CHECK(slot >= 0 && slot < num_slots(), "Fp8State::cast_activation: slot ", slot);
+  const int64_t rows = h.size(0);
+  GRAFT_CHECK(h.ndim() == 2 && h.is_contiguous() && h.device() == device_ &&
+                  h.size(1) == (activation_is_gated(act) ? 2 * cols : cols),
+              "Fp8State::cast_activation: h ", h.str(), " for ", cols, " columns");
+  if (!delayed() || rows == 0) {  // the scale needs a's amax first (or there is nothing to do)
+    Tensor a = Tensor::empty({rows, cols}, h.dtype(), device_);
+    ActFwdParams f;
+    f.x = h.raw();
+    f.y = a.raw();
+    f.rows = rows;
+    f.cols = cols;
+    f.act = act;
+    f.dtype = h.dtype();
+    f.device = device_;
+    if (rows > 0) activation_fwd(f);
+    cast(slot, a, record, q, qt);
+    return;
+  }
+  const DType t = slots_[slot].dtype;
+  Tensor scale_inv = Tensor::empty({1}, DType::kF32, device_);
+  Fp8ActQuantizeParams p;
+  p.h = h.raw();
+  p.h_dtype = h.dtype();
+  p.act = act;
+  p.fp8 = t;
+  p.rows = rows;
+  p.cols = cols;
+  p.scale = scale_ptr(slot);
+  p.amax = record ? amax_ptr(slot) : nullptr;
+  p.scale_inv = static_cast<float*>(scale_inv.raw());
+  p.device = device_;
+  if (q) {
+    q->data = Tensor::empty({rows, cols}, t, device_);
+    q->scale_inv = scale_inv;
+    p.q = q->data.raw();
+  }
+  if (qt) {
+    qt->data = Tensor::empty({cols, rows}, t, device_);
+    qt->scale_inv = scale_inv;
+    p.qt = qt->data.raw();
+  }
+  fp8_act_quantize(p);
+}
+
 void Fp8State::end_step(ProcessGroup& group) {
   ++generation_;
   if (!delayed() || num_slots() == 0) return;

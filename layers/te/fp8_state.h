@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "framework/core/tensor.h"
+#include "kernels/activation.h"
 #include "layers/te/fp8_config.h"
 
 namespace graft {
@@ -67,6 +68,11 @@ class Fp8State {
   // (either may be null) in the slot's format and scale; with `record` (delayed) max|x| goes
   // into the slot's staging amax. Current scaling computes the scale from x first.
   void cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, Fp8Operand* qt);
+  // The same for a = act(h) ([rows, cols]; h [rows, 2 cols] when gated): delayed scaling fuses
+  // the activation into the cast (kernels/fp8.h fp8_act_quantize, a never written in high
+  // precision); current scaling runs the activation, then cast().
+  void cast_activation(int64_t slot, const Tensor& h, Activation act, int64_t cols, bool record,
+                       Fp8Operand* q, Fp8Operand* qt);
 
   // After each optimizer step (every rank): delayed — one all-reduce (max) of the recorded
   // amaxes over `group` (tp x cp x dp: the world), roll and scale update; both recipes — the

@@ -47,7 +47,7 @@ LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c, const BuildContext& ctx)
 }
 
 TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
-  const int64_t H = config_.hidden_size, F = config_.ffn_hidden_size;
+  const int64_t H = config_.hidden_size;
   auto ctx = save ? std::make_unique<LNMLPCtx>() : nullptr;
   Tensor x2 = layers::as_rows(x, H);
   const bool ln = norm_ == NormType::kLayerNorm;
@@ -56,19 +56,9 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
                                        {norm_, config_.eps, config_.zero_centered_gamma},
                                        ctx ? &ctx->norm : nullptr);
   Tensor h = fc1_.forward(*this, n, true, ctx ? &ctx->ln : nullptr);
-  const int64_t rows = x2.size(0);
-  Tensor a = Tensor::empty({rows, F}, h.dtype(), x.device());
-  ActFwdParams p;
-  p.x = h.raw();
-  p.y = a.raw();
-  p.rows = rows;
-  p.cols = F;
-  p.act = act_;
-  p.dtype = h.dtype();
-  p.device = x.device();
-  if (rows > 0) activation_fwd(p);
-  TEOutput out;
-  out.out = fc2_.forward(*this, a, !config_.return_bias, ctx ? &ctx->a : nullptr).view(x.shape());
+  TEOutput out;  // fc2(act(h)): with FP8 the activation is fused into fc2's input cast
+  out.out = fc2_.forward_activated(*this, h, act_, !config_.return_bias, ctx ? &ctx->a : nullptr)
+                .view(x.shape());
   if (config_.return_bias) out.bias = fc2_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
   if (ctx) {

@@ -118,31 +118,62 @@ Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const LinearSaved
   return dx;
 }
 
+Tensor LinearBlocks::fp8_weight(Module& owner) const {
+  if (blocks_.size() == 1) return owner.parameter(blocks_[0].weight)->value;
+  const Tensor& w0 = owner.parameter(blocks_[0].weight)->value;
+  Tensor w = Tensor::empty({out_, in_}, w0.dtype(), w0.device());
+  for (const auto& b : blocks_) {
+    Tensor dst = w.slice(0, b.offset, b.size);
+    layers::copy_matrix(dst, owner.parameter(b.weight)->value);
+  }
+  return w;
+}
+
+void LinearBlocks::add_bias_rows(Module& owner, Tensor& y) const {
+  if (!bias_ || y.size(0) == 0) return;
+  // A rank-1 GEMM (k = 1) with a column of ones.
+  Tensor ones = Tensor::full({y.size(0), 1}, 1.0f, DType::kF32);
+  const Tensor& b0 = owner.parameter(blocks_[0].bias)->value;
+  ones = (b0.dtype() == DType::kF32 ? ones : ones.to(b0.dtype())).to(y.device());
+  for (const auto& b : blocks_) {
+    Tensor yb = y.slice(1, b.offset, b.size);
+    layers::matmul_nt_into(ones, owner.parameter(b.bias)->value.view({b.size, 1}), Tensor(), yb,
+                           1.0f);
+  }
+}
+
 Tensor LinearBlocks::fp8_forward(Module& owner, const Tensor& x, bool add_bias,
                                  LinearSaved* save) const {
-  auto weight = [&] {
-    if (blocks_.size() == 1) return owner.parameter(blocks_[0].weight)->value;
-    const Tensor& w0 = owner.parameter(blocks_[0].weight)->value;
-    Tensor w = Tensor::empty({out_, in_}, w0.dtype(), w0.device());  // the blocks stacked
-    for (const auto& b : blocks_) {
-      Tensor dst = w.slice(0, b.offset, b.size);
-      layers::copy_matrix(dst, owner.parameter(b.weight)->value);
-    }
-    return w;
-  };
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
-  Tensor y = fp8_->forward(xc, weight, save ? &save->x_t : nullptr);
-  if (add_bias && bias_ && x.size(0) > 0) {  // y += 1 · biasᵀ, a rank-1 GEMM (k = 1)
-    Tensor ones = Tensor::full({x.size(0), 1}, 1.0f, DType::kF32);
-    const Tensor& b0 = owner.parameter(blocks_[0].bias)->value;
-    ones = (b0.dtype() == DType::kF32 ? ones : ones.to(b0.dtype())).to(x.device());
-    for (const auto& b : blocks_) {
-      Tensor yb = y.slice(1, b.offset, b.size);
-      layers::matmul_nt_into(ones, owner.parameter(b.bias)->value.view({b.size, 1}), Tensor(), yb,
-                             1.0f);
-    }
-  }
+  Tensor y = fp8_->forward(
+      xc, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr);
+  if (add_bias) add_bias_rows(owner, y);
   return y;
+}
+
+Tensor LinearBlocks::forward_activated(Module& owner, const Tensor& h, Activation act,
+                                       bool add_bias, LinearSaved* save) const {
+  const int64_t rows = h.size(0);
+  GRAFT_CHECK(h.ndim() == 2 && h.size(1) == (activation_is_gated(act) ? 2 * in_ : in_),
+              "te linear: activation input ", h.str(), ", in = ", in_);
+  if (fp8_) {
+    Tensor hc = h.is_contiguous() ? h : h.contiguous();
+    Tensor y = fp8_->forward_activated(
+        hc, act, in_, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr);
+    if (add_bias) add_bias_rows(owner, y);
+    return y;
+  }
+  Tensor a = Tensor::empty({rows, in_}, h.dtype(), h.device());
+  ActFwdParams p;
+  p.x = h.raw();
+  p.y = a.raw();
+  p.rows = rows;
+  p.cols = in_;
+  p.act = act;
+  p.dtype = h.dtype();
+  p.device = h.device();
+  if (rows > 0) activation_fwd(p);
+  return forward(owner, a, add_bias, save);
 }
 
 Tensor LinearBlocks::fp8_backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const {

@@ -71,6 +71,10 @@ class LinearBlocks {
   // x [rows, in] -> [rows, out]; the bias is added when add_bias. `save` (a training forward)
   // receives what backward needs.
   Tensor forward(Module& owner, const Tensor& x, bool add_bias, LinearSaved* save = nullptr) const;
+  // forward(act(h)) with h [rows, in] ([rows, 2 in] when gated): with FP8 the activation is fused
+  // into the input cast (Fp8State::cast_activation), otherwise a = act(h) is made first.
+  Tensor forward_activated(Module& owner, const Tensor& h, Activation act, bool add_bias,
+                           LinearSaved* save = nullptr) const;
   // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy.
   Tensor backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const;
   Tensor backward(Module& owner, const Tensor& dy, const Tensor& x) const {
@@ -85,6 +89,8 @@ class LinearBlocks {
     int64_t offset = 0, size = 0;
   };
   Tensor fp8_forward(Module& owner, const Tensor& x, bool add_bias, LinearSaved* save) const;
+  Tensor fp8_weight(Module& owner) const;              // W [out, in], the blocks stacked
+  void add_bias_rows(Module& owner, Tensor& y) const;  // y += 1 · biasᵀ
   Tensor fp8_backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const;
 
   std::vector<Block> blocks_;

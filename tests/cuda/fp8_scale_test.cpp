@@ -1,6 +1,7 @@
 // The CUDA FP8 scale update against the CPU reference, bit for bit (the same f32 divisions and
 // comparisons), over a history with zeros (tensors not cast), inf and NaN, for delayed scaling
-// (max and most_recent) and current scaling; and FP8 te.linear / te.layernorm_mlp on the GPU
+// (max and most_recent) and current scaling; the activation fused with the cast against its CPU
+// reference; and FP8 te.linear / te.layernorm_mlp on the GPU
 // against the CPU emulation: te.linear's casts are the same bytes (same amax, same scale), so its
 // outputs and gradients differ only by the GEMMs' accumulation order (tolerance below); in
 // LayerNormMLP the norm and activation round differently on the GPU (f32, last bits), which can
@@ -68,6 +69,72 @@ TEST(CudaFp8ScaleUpdate, MatchesTheCpuExactly) {
     update_both(1, 1, false, most_recent);
   }
   update_both(129, 1, true, false);
+}
+
+// fp8_act_quantize on the GPU (fused kernel for aligned shapes, activation + cast otherwise)
+// against the CPU reference (activation in f64 rounded to f32, then the cast). The GPU evaluates
+// the activation in f32 (expf, erfcf): a few ulps apart, so a byte differs only where a * scale
+// lies within those ulps of a rounding midpoint, and then by one code: at most 1% of the bytes,
+// each one code away; amax within 1e-5 relative; scale_inv exact.
+void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype) {
+  SCOPED_TRACE(str(rows, "x", cols, " ", activation_name(act), " ", dtype_name(h_dtype)));
+  auto rng = rng_for(str(rows, cols, activation_name(act)));
+  const int64_t hc = activation_is_gated(act) ? 2 * cols : cols;
+  Tensor h = random_host({rows, hc}, rng, h_dtype, -3.0f, 3.0f);  // rounded through h_dtype
+  const float scale = 60.0f;
+  Tensor q = Tensor::empty({rows, cols}, DType::kF8E4M3),
+         qt = Tensor::empty({cols, rows}, DType::kF8E4M3);
+  float amax = 0.0f, si = 0.0f;
+  Fp8ActQuantizeParams p;
+  p.h = h.raw();
+  p.act = act;
+  p.q = q.raw();
+  p.qt = qt.raw();
+  p.rows = rows;
+  p.cols = cols;
+  p.scale = &scale;
+  p.amax = &amax;
+  p.scale_inv = &si;
+  fp8_act_quantize(p);
+  Tensor hg = to_gpu(h, h_dtype), qg = Tensor::empty({rows, cols}, DType::kF8E4M3, gpu());
+  Tensor qtg = Tensor::empty({cols, rows}, DType::kF8E4M3, gpu());
+  Tensor sg = Tensor::from_vector(std::vector<float>{scale}, {1}).to(gpu());
+  Tensor ag = Tensor::zeros({1}, DType::kF32, gpu()), sig = Tensor::zeros({1}, DType::kF32, gpu());
+  Fp8ActQuantizeParams g = p;
+  g.h = hg.raw();
+  g.h_dtype = h_dtype;
+  g.q = qg.raw();
+  g.qt = qtg.raw();
+  g.scale = static_cast<const float*>(sg.raw());
+  g.amax = static_cast<float*>(ag.raw());
+  g.scale_inv = static_cast<float*>(sig.raw());
+  g.device = gpu();
+  fp8_act_quantize(g);
+  for (auto [cpu, dev] : {std::pair{&q, &qg}, std::pair{&qt, &qtg}}) {
+    const Tensor d = dev->to(Device::cpu());
+    const auto* a = static_cast<const uint8_t*>(cpu->raw());
+    const auto* b = static_cast<const uint8_t*>(d.raw());
+    int64_t differ = 0;
+    for (int64_t i = 0; i < cpu->numel(); ++i) {
+      if (a[i] == b[i]) continue;
+      ++differ;
+      ASSERT_EQ(std::abs(int(a[i] & 0x7f) - int(b[i] & 0x7f)), 1) << "element " << i;
+      ASSERT_EQ(a[i] & 0x80, b[i] & 0x80) << "element " << i;
+    }
+    EXPECT_LE(differ, cpu->numel() / 100 + 1);
+  }
+  EXPECT_NEAR(ag.to(Device::cpu()).to_f32_vector()[0], amax, 1e-5 * amax);
+  EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], si);
+}
+
+TEST(CudaFp8ActQuantize, MatchesTheCpuReference) {
+  GRAFT_REQUIRE_CUDA();
+  for (Activation a : {Activation::kSwiglu, Activation::kGeglu, Activation::kReglu,
+                       Activation::kGeluTanh, Activation::kGelu, Activation::kSquaredRelu}) {
+    act_quantize_both(136, 200, a, DType::kBF16);  // fused, partial 64x64 tiles
+    act_quantize_both(64, 256, a, DType::kF32);    // fused
+    act_quantize_both(29, 52, a, DType::kF32);     // activation kernel + cast
+  }
 }
 
 std::shared_ptr<te::Fp8State> state(Device d) {

@@ -35,7 +35,7 @@
 //            then new[0] = 0 (old[1], the oldest, drops out); amax = max over old[0..len-1]
 //            (kMax) or last (most_recent); if last == 0 (the tensor was not cast) nothing rolls
 //            and amax = 0.
-//   current: history is amax [1, n] (len 1), read and left as is.
+//   current: history is amax [1, n] (len 1), read and reset to 0 (ready for the next amax).
 //   scale[i] = scaled_max[i] / amax when amax is finite and > 0 (scaled_max = fp8_max /
 //   2^margin); otherwise the old scale (delayed) or 1 (current); an infinite quotient (a tiny
 //   amax) becomes FLT_MAX.

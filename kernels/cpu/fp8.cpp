@@ -169,6 +169,7 @@ void fp8_scale_update(const Fp8ScaleUpdateParams& p) {
     float amax = 0.0f;
     if (p.current) {
       amax = last;
+      h[0] = 0.0f;
     } else if (last != 0.0f) {
       for (int64_t j = 0; j < p.len; ++j) amax = nan_max(amax, h[j * p.n]);
       for (int64_t j = 0; j + 1 < p.len; ++j) h[j * p.n] = h[(j + 1) * p.n];

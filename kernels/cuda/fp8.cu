@@ -249,6 +249,7 @@ __global__ void scale_update_kernel(float* history, float* scale, const float* s
   float amax = 0.0f;
   if (current) {
     amax = last;
+    h[0] = 0.0f;
   } else if (last != 0.0f) {
     for (int64_t j = 0; j < len; ++j) {
       const float v = h[j * n];

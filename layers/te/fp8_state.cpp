@@ -73,17 +73,17 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
               x.str(), " for slot ", slots_[slot].name);
   const int64_t rows = x.size(0), cols = x.size(1);
   const DType t = slots_[slot].dtype;
-  if (!delayed()) {  // current scaling: scale from this tensor's own amax
-    Tensor amax = Tensor::zeros({1, 1}, DType::kF32, device_);
+  if (!delayed()) {  // current scaling: scale from this tensor's own amax, in the slot's
+    // staging entry (zero: the scale update resets it after reading it)
     AmaxParams a;
     a.x = x.raw();
     a.dtype = x.dtype();
     a.n = x.numel();
-    a.amax = static_cast<float*>(amax.raw());
+    a.amax = amax_ptr(slot);
     a.device = device_;
     amax_reduce(a);
     Fp8ScaleUpdateParams u;
-    u.history = static_cast<float*>(amax.raw());
+    u.history = amax_ptr(slot);
     u.scale = scale_ptr(slot);
     u.scaled_max = static_cast<const float*>(scaled_max_.raw()) + slot;
     u.n = 1;

@@ -75,6 +75,11 @@ if want bench; then
       >> "$out/bench_fp8.jsonl" 2> "$out/bench_8b_$r.err"
     echo "bench 8b-layers $r rc=$?" >> "$out/stages.log"
   done
+  # The per-region breakdown (casts, GEMMs, scale update) of the 1B step, events around each region.
+  GRAFT_FP8_PROFILE=1 timeout 150 $bin/graft bench --recipe recipes/llama-3.2-1b.yaml \
+    --set model.layers=te --set precision.fp8.recipe=delayed > "$out/bench_fp8_profile.jsonl" \
+    2> "$out/bench_fp8_profile.err"
+  echo "bench 1b delayed profiled rc=$?" >> "$out/stages.log"
   timeout 240 python3 $sb/floor.py > "$out/floor.jsonl" 2> "$out/floor.err"
   echo "floor rc=$?" >> "$out/stages.log"
 fi
@@ -124,6 +129,9 @@ for shape in sorted({(r["num_layers"], r["seq"]) for r in b}):
         for k in ("delayed", "current"):
             if k in g:
                 print(f"{shape}: {k} / bf16 = {g[k]['ms_per_step'] / g['none']['ms_per_step']:.3f}")
+for r in rows("bench_fp8_profile.jsonl"):
+    print("1B delayed, FP8 regions per step (ms):", json.dumps(r.get("fp8_breakdown_ms")),
+          f"(step {r['ms_per_step']:.1f} ms with the events)")
 for r in rows("floor.jsonl"):
     print(f"floor {r['shape']}: bf16 {r['bf16_floor_ms']} ms, fp8 {r['fp8_floor_ms']} ms")
 PY

@@ -111,6 +111,8 @@ nlohmann::json BenchResult::to_json() const {
           {"device", device},
           {"dtype", dtype},
           {"fp8", fp8},
+          {"fp8_breakdown_ms",
+           fp8_breakdown_ms.empty() ? nlohmann::json(nullptr) : nlohmann::json(fp8_breakdown_ms)},
           {"attention", attention},
           {"params", params},
           {"num_layers", num_layers},
@@ -207,6 +209,7 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     step();
     if (i == 0) res.first_loss = loss;
   }
+  if (ctx.fp8) ctx.fp8->profile().reset();  // the breakdown covers the timed steps
   std::vector<double> ms;
   for (int64_t i = 0; i < opt.steps; ++i) {
     ms.push_back(time_ms(dev, step));
@@ -214,6 +217,11 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     say(str("step ", i + 1, ": ", ms.back(), " ms, loss ", loss));
   }
   res.last_loss = loss;
+  if (ctx.fp8 && ctx.fp8->profile().enabled()) {
+    res.fp8_breakdown_ms = ctx.fp8->profile().per_step_ms();
+    say(str("FP8 regions per step (ms, GRAFT_FP8_PROFILE; events around each region): ",
+            nlohmann::json(res.fp8_breakdown_ms).dump()));
+  }
   res.ms_per_step = median(ms);
   res.ms_min = *std::min_element(ms.begin(), ms.end());
   res.ms_max = *std::max_element(ms.begin(), ms.end());

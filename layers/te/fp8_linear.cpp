@@ -72,6 +72,7 @@ Tensor Fp8Linear::forward_activated(const Tensor& h, Activation act, int64_t col
 Tensor Fp8Linear::fprop(const Fp8Operand& xq, const Tensor& like) {
   const int64_t rows = xq.data.size(0), in = xq.data.size(1), out = w_.data.size(0);
   Tensor y = Tensor::empty({rows, out}, like.dtype(), like.device());
+  Fp8Profile::Scope timed(state_->profile(), "gemm_fprop");
   gemm(xq.data.raw(), xq.dtype(), xq.scale_inv_ptr(), w_.data.raw(), w_.dtype(), w_.scale_inv_ptr(),
        y, rows, out, in, 0.0f, /*fast=*/true);
   return y;
@@ -86,8 +87,12 @@ Tensor Fp8Linear::backward(const Tensor& dy, const Fp8Operand& xt,
   Fp8Operand dyq, dyt;
   state_->cast(grad_, dy, /*record=*/true, &dyq, &dyt);
   Tensor dx = Tensor::empty({rows, in}, dy.dtype(), dy.device());
-  gemm(dyq.data.raw(), dyq.dtype(), dyq.scale_inv_ptr(), wt_.data.raw(), wt_.dtype(),
-       wt_.scale_inv_ptr(), dx, rows, in, out, 0.0f, /*fast=*/false);
+  {
+    Fp8Profile::Scope timed(state_->profile(), "gemm_dgrad");
+    gemm(dyq.data.raw(), dyq.dtype(), dyq.scale_inv_ptr(), wt_.data.raw(), wt_.dtype(),
+         wt_.scale_inv_ptr(), dx, rows, in, out, 0.0f, /*fast=*/false);
+  }
+  Fp8Profile::Scope timed(state_->profile(), "gemm_wgrad");
   for (const GradBlock& g : grads) {
     GRAFT_CHECK(g.grad && g.grad->dtype() == DType::kF32 && g.grad->shape() == Shape({g.size, in}),
                 "fp8 linear backward: weight gradient of block at ", g.offset);

@@ -21,7 +21,8 @@ const char* fp8_recipe_name(Fp8Recipe r) {
   }
 }
 
-Fp8State::Fp8State(Fp8Config config, Device device) : config_(std::move(config)), device_(device) {
+Fp8State::Fp8State(Fp8Config config, Device device)
+    : config_(std::move(config)), device_(device), profile_(device) {
   GRAFT_CHECK(config_.enabled(), "Fp8State: recipe none");
 }
 
@@ -31,6 +32,7 @@ int64_t Fp8State::add_slot(const Module* owner, const std::string& name, Fp8Role
   s.owner = owner;
   s.name = name;
   s.dtype = role == Fp8Role::kGradOutput ? config_.backward_dtype() : config_.forward_dtype();
+  s.role = role;
   slots_.push_back(s);
   return num_slots() - 1;
 }
@@ -73,6 +75,10 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
               x.str(), " for slot ", slots_[slot].name);
   const int64_t rows = x.size(0), cols = x.size(1);
   const DType t = slots_[slot].dtype;
+  const Fp8Role role = slots_[slot].role;
+  Fp8Profile::Scope timed(profile_, role == Fp8Role::kInput    ? "cast_input"
+                                    : role == Fp8Role::kWeight ? "cast_weight"
+                                                               : "cast_grad_output");
   if (!delayed()) {  // current scaling: scale from this tensor's own amax, in the slot's
     // staging entry (zero: the scale update resets it after reading it)
     AmaxParams a;
@@ -143,6 +149,7 @@ void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, in
     return;
   }
   const DType t = slots_[slot].dtype;
+  Fp8Profile::Scope timed(profile_, "cast_activation_fused");
   Tensor scale_inv = Tensor::empty({1}, DType::kF32, device_);
   Fp8ActQuantizeParams p;
   p.h = h.raw();
@@ -170,10 +177,14 @@ void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, in
 
 void Fp8State::end_step(ProcessGroup& group) {
   ++generation_;
-  if (!delayed() || num_slots() == 0) return;
+  if (!delayed() || num_slots() == 0) {
+    profile_.collect();
+    return;
+  }
   ensure_buffers();
   const int64_t n = num_slots();
   if (group.size() > 1) {
+    Fp8Profile::Scope timed(profile_, "amax_allreduce");
     Tensor staged = history_.slice(0, 0, 1).view({n});  // row 0: contiguous
     group.all_reduce(staged, ReduceOp::kMax);
   }
@@ -185,7 +196,11 @@ void Fp8State::end_step(ProcessGroup& group) {
   u.len = len();
   u.most_recent = config_.amax_compute_algo == AmaxAlgo::kMostRecent;
   u.device = device_;
-  fp8_scale_update(u);
+  {
+    Fp8Profile::Scope timed(profile_, "scale_update");
+    fp8_scale_update(u);
+  }
+  profile_.collect();
 }
 
 float Fp8State::scale(int64_t slot) const {

@@ -27,6 +27,7 @@
 #include "framework/core/tensor.h"
 #include "kernels/activation.h"
 #include "layers/te/fp8_config.h"
+#include "layers/te/fp8_profile.h"
 
 namespace graft {
 class Module;
@@ -79,6 +80,8 @@ class Fp8State {
   // generation advances so that weight copies are cast again.
   void end_step(ProcessGroup& group);
   int64_t generation() const { return generation_; }
+  // GRAFT_FP8_PROFILE=1: per-step times of the casts, GEMMs and the scale update (fp8_profile.h).
+  Fp8Profile& profile() { return profile_; }
 
   // Host copies, for tests and checkpoints.
   float scale(int64_t slot) const;
@@ -98,6 +101,7 @@ class Fp8State {
     const Module* owner = nullptr;
     std::string name;
     DType dtype = DType::kF8E4M3;
+    Fp8Role role = Fp8Role::kInput;
   };
   void ensure_buffers();
   int64_t len() const { return delayed() ? config_.amax_history_len : 1; }
@@ -109,6 +113,7 @@ class Fp8State {
   std::vector<Slot> slots_;
   Tensor history_, scale_, scaled_max_;  // [len, n], [n], [n] on device_
   int64_t generation_ = 0;
+  Fp8Profile profile_;
 };
 
 }  // namespace graft::te

@@ -228,6 +228,25 @@ TEST(Fp8Layers, ParametersSplitSharesOneWeightScale) {
   }
 }
 
+TEST(Fp8State, ProfileTimesEveryRegionOfAStep) {
+  setenv("GRAFT_FP8_PROFILE", "1", 1);
+  auto s = make_state(Fp8Recipe::kDelayed);
+  unsetenv("GRAFT_FP8_PROFILE");
+  ASSERT_TRUE(s->profile().enabled());
+  auto lin = scalar_linear(fp8_ctx(s), 1.0f);
+  for (int step = 0; step < 2; ++step) train_step(*lin, *s, scalar(2.0f), scalar(1.0f));
+  const auto ms = s->profile().per_step_ms();
+  double sum = 0;
+  for (const char* k : {"cast_input", "cast_weight", "cast_grad_output", "gemm_fprop", "gemm_dgrad",
+                        "gemm_wgrad", "scale_update"}) {
+    ASSERT_TRUE(ms.count(k)) << k;
+    EXPECT_GE(ms.at(k), 0.0) << k;
+    sum += ms.at(k);
+  }
+  EXPECT_NEAR(ms.at("total"), sum, 1e-9);
+  EXPECT_FALSE(make_state(Fp8Recipe::kDelayed)->profile().enabled());  // off by default
+}
+
 TEST(Fp8State, CheckpointTensorsRoundTripExactly) {
   auto s = make_state(Fp8Recipe::kDelayed, 5);
   auto lin = scalar_linear(fp8_ctx(s), 0.75f);

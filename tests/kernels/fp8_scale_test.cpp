@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -47,6 +49,41 @@ TEST(Fp8Cast, MatchesTheReferenceConverterAtEveryMidpoint) {
         ASSERT_EQ(cast_one(s * v, t), ref(s * v)) << dtype_name(t) << " " << s * v;
       }
     EXPECT_EQ(cast_one(std::nanf(""), t), ref(std::nanf(""))) << dtype_name(t);
+  }
+}
+
+// A sweep over the f32 bit patterns (every `stride`-th, both signs, so every exponent and many
+// mantissas): the same bytes as the reference converters. GRAFT_FP8_SWEEP_STRIDE overrides the
+// stride (1 = all 2^32 patterns, minutes).
+TEST(Fp8Cast, MatchesTheReferenceConverterOverTheF32Range) {
+  const char* env = std::getenv("GRAFT_FP8_SWEEP_STRIDE");
+  const uint64_t stride = env ? std::strtoull(env, nullptr, 10) : 4099;
+  for (DType t : {DType::kF8E4M3, DType::kF8E5M2}) {
+    std::vector<float> xs;
+    for (uint64_t u = 0; u <= 0xffffffffull; u += stride) {
+      const uint32_t b = static_cast<uint32_t>(u);
+      float v;
+      std::memcpy(&v, &b, 4);
+      xs.push_back(v);
+      if (xs.size() == (1u << 20) || u + stride > 0xffffffffull) {
+        std::vector<uint8_t> q(xs.size());
+        const float one = 1.0f;
+        Fp8QuantizeParams p;
+        p.x = xs.data();
+        p.q = q.data();
+        p.fp8 = t;
+        p.rows = 1;
+        p.cols = static_cast<int64_t>(xs.size());
+        p.scale = &one;
+        fp8_quantize(p);
+        for (size_t i = 0; i < xs.size(); ++i) {
+          const uint8_t want =
+              t == DType::kF8E4M3 ? f32_to_fp8_e4m3(xs[i]) : f32_to_fp8_e5m2(xs[i]);
+          ASSERT_EQ(q[i], want) << dtype_name(t) << " " << xs[i];
+        }
+        xs.clear();
+      }
+    }
   }
 }
 

@@ -7,6 +7,11 @@
 //   param_copy = p rounded to copy_dtype (optional: the bf16 weights of a mixed-precision run)
 // Accumulate rule: p, m, v are updated in place; param_copy is written (=).
 // grad_scale folds gradient clipping (min(1, max_norm / norm)) and loss scaling into the step.
+// Clipping on the device (no host round trip of the norm): with `norm_sq` set (a device scalar,
+// the sum of g² from grad_norm with squared = true) the kernel's prologue computes, in f64 as the
+// host would, norm = sqrt(*norm_sq) and multiplies grad_scale by (float)(max_norm / norm) when
+// max_norm > 0 and norm > max_norm. When the norm or *loss (optional) is not finite the update
+// is skipped: nothing is written (the caller learns it from the same scalars afterwards).
 // Global norm: out = sqrt(sum over tensors and elements of g²) (or the sum of squares itself when
 // `squared`, e.g. to all-reduce across ranks before the square root); written (=), f32, on device.
 // f32 params/grads/moments; the CPU path accumulates the norm in f64.
@@ -28,6 +33,9 @@ struct AdamWHyper {
   float weight_decay = 0.0f;
   int64_t step = 1;  // 1-based count of steps taken including this one
   float grad_scale = 1.0f;
+  const float* norm_sq = nullptr;  // optional [1], on the params' device: clip + skip on device
+  double max_norm = 0.0;           // with norm_sq: clip to this global norm (<= 0: no clipping)
+  const float* loss = nullptr;     // optional [1], with norm_sq: non-finite skips the update
 };
 
 struct AdamWParams {

@@ -16,6 +16,9 @@
 //   segment_ids (optional, with any mask): [B, Skv] document ids; additionally masks
 //     segment[b, j] != segment[b, a] (packed documents never attend to each other; the query's
 //     id is read at its absolute position a, so Skv >= q_offset + Sq).
+//   q_segment_ids (optional, with segment_ids): [B, Sq] the queries' own document ids, read at
+//     row i instead of segment[b, a] (context parallelism: the query and key chunks are different
+//     pieces of the sequence, so Skv may be < q_offset + Sq).
 // A fully masked row gives out_i = 0 and lse_i = -inf (no NaN); its gradients are zero.
 // Backward from the saved lse, with delta_i = <dout_i, out_i>:
 //   dp_ij = <dout_i, v_j>;  ds_ij = p_ij (dp_ij - delta_i)
@@ -26,9 +29,16 @@
 // contiguous. Non-zero strides let q/k/v be views into a fused qkv buffer.
 // The CPU path requires f32 (lse always f32): O(B Hq Sq Skv D) work in OpenBLAS sgemms over
 // blocks of query rows (f32 dot products), softmax row sums in f64, [block, Skv] scratch.
+//
+// Backend (CUDA): `backend` asks for one (kAuto: cuDNN fused attention where it supports the
+// problem, else the unfused kernels, said once on stderr; kCudnn: strict, an InputError saying
+// why cuDNN cannot run it; kUnfused). The CPU path runs for a CPU device (kCudnn there is an
+// InputError). The entry point writes the backend that actually ran into *ran when ran != null,
+// so callers report what ran rather than guess it.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
@@ -38,6 +48,22 @@ namespace graft {
 
 enum class AttnMask { kNoMask, kCausal, kPadding, kPaddingCausal, kArbitrary };
 const char* attn_mask_name(AttnMask m);
+
+// A requested backend (kAuto, kCudnn, kUnfused) or one that ran (kCudnn, kUnfused, kCpu).
+enum class AttnBackend { kAuto, kCudnn, kUnfused, kCpu };
+const char* attn_backend_name(AttnBackend b);  // "auto", "cudnn", "unfused", "cpu"
+// "auto" | "cudnn" | "unfused"; InputError naming `where` (e.g. "recipe.yaml: model.attention")
+AttnBackend parse_attn_backend(const std::string& s, const std::string& where);
+
+// What the attention calls of a model ran, counted per direction and backend (filled from the
+// kernels' *ran). summary(): "cudnn", "unfused", "cpu", "none", or e.g. "cudnn fwd, unfused bwd"
+// / "mixed (fwd cudnn 30 unfused 2; bwd ...)" when calls differ.
+struct AttnReport {
+  int64_t fwd[4] = {0, 0, 0, 0}, bwd[4] = {0, 0, 0, 0};  // indexed by AttnBackend
+  void add(bool backward, AttnBackend ran) { (backward ? bwd : fwd)[static_cast<int>(ran)]++; }
+  void reset() { *this = AttnReport{}; }
+  std::string summary() const;
+};
 
 // Element strides of a [B, S, H, D] tensor whose D channels are contiguous. 0 = contiguous.
 struct BshdStrides {
@@ -59,6 +85,8 @@ struct AttnShape {
   // Optional [B, Skv] i32 or i64 document ids: keys of another document are masked.
   const void* segment_ids = nullptr;
   DType segment_ids_dtype = DType::kI64;
+  // Optional [B, Sq] document ids of the queries (same dtype as segment_ids); see the top.
+  const void* q_segment_ids = nullptr;
   int64_t q_offset = 0;  // absolute position of query row 0
   float scale = 0.0f;    // <= 0: 1/sqrt(head_dim)
 };
@@ -72,6 +100,8 @@ struct AttnFwdParams {
   BshdStrides q_strides, k_strides, v_strides, out_strides;
   AttnShape shape;
   DType dtype = DType::kF32;  // q, k, v, out
+  AttnBackend backend = AttnBackend::kAuto;
+  AttnBackend* ran = nullptr;  // optional: set to the backend that ran
   Device device;
   void* stream = nullptr;
 };
@@ -90,6 +120,8 @@ struct AttnBwdParams {
   BshdStrides dq_strides, dk_strides, dv_strides;
   AttnShape shape;
   DType dtype = DType::kF32;
+  AttnBackend backend = AttnBackend::kAuto;
+  AttnBackend* ran = nullptr;  // optional: set to the backend that ran
   Device device;
   void* stream = nullptr;
 };

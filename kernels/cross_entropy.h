@@ -57,12 +57,26 @@ struct XentBwdParams {
   void* stream = nullptr;
 };
 
+// Causal-LM target shift (HF semantics) on the labels' device, so labels never travel to the host:
+//   targets[b, s] = labels[b, s + 1] for s + 1 < seq;  targets[b, seq - 1] = ignore_index
+// (labels equal to ignore_index stay ignored). Written (=); targets must not alias labels.
+struct ShiftLabelsParams {
+  const int64_t* labels = nullptr;  // [batch, seq]
+  int64_t* targets = nullptr;       // [batch, seq]
+  int64_t batch = 0, seq = 0;
+  int64_t ignore_index = -100;
+  Device device;
+  void* stream = nullptr;
+};
+
 namespace cpu {
 void cross_entropy_fwd(const XentFwdParams& p);
 void cross_entropy_bwd(const XentBwdParams& p);
+void shift_labels(const ShiftLabelsParams& p);
 }  // namespace cpu
 
 inline void cross_entropy_fwd(const XentFwdParams& p) { GRAFT_DISPATCH(cross_entropy_fwd, p); }
 inline void cross_entropy_bwd(const XentBwdParams& p) { GRAFT_DISPATCH(cross_entropy_bwd, p); }
+inline void shift_labels(const ShiftLabelsParams& p) { GRAFT_DISPATCH(shift_labels, p); }
 
 }  // namespace graft

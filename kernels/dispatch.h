@@ -12,12 +12,14 @@
 //
 // so the CPU-only build needs no CUDA symbols, and a family without a CUDA implementation fails
 // loudly at the call ("no CUDA implementation of rmsnorm_fwd") instead of silently running on the
-// CPU. Every params struct has `Device device` and `void* stream` members.
+// CPU. Every params struct has `Device device` and `void* stream` members. While a
+// KernelProfile (kernels/profile.h) is active on the thread, each CUDA call is timed per family.
 #pragma once
 
 #include <string>
 
 #include "framework/core/device.h"
+#include "kernels/profile.h"
 
 namespace graft::kernels {
 
@@ -39,7 +41,10 @@ void erase_kernel(const void* p) {
   do {                                                                                             \
     if ((p).device.is_cuda()) {                                                                    \
       static const ::graft::kernels::ErasedKernel graft_k_ = ::graft::kernels::cuda_kernel(#name); \
-      graft_k_(&(p));                                                                              \
+      if (auto* graft_prof_ = ::graft::kernels::active_profile())                                  \
+        graft_prof_->run(#name, (p).device, [&] { graft_k_(&(p)); });                              \
+      else                                                                                         \
+        graft_k_(&(p));                                                                            \
     } else {                                                                                       \
       ::graft::cpu::name(p);                                                                       \
     }                                                                                              \

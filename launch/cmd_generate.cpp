@@ -17,6 +17,8 @@
 #include "framework/model/hf_loader.h"
 #include "framework/train/checkpoint_model.h"
 #include "launch/command.h"
+#include "parallel/launch.h"
+#include "parallel/parallel_state.h"
 
 namespace graft::launch {
 namespace {
@@ -77,7 +79,9 @@ int run_generate(const std::vector<std::string>& args) {
       "top-k", po::value<int64_t>()->default_value(0), "0 = off")(
       "top-p", po::value<double>()->default_value(1.0), "nucleus sampling mass")(
       "seed", po::value<uint64_t>()->default_value(0), "sampling seed")(
-      "no-cache", po::bool_switch(), "recompute the whole sequence per token (no KV cache)");
+      "no-cache", po::bool_switch(), "recompute the whole sequence per token (no KV cache)")(
+      "tp", po::value<int64_t>()->default_value(1),
+      "tensor-parallel size (under mpirun -np N: N; native checkpoints)");
   auto vm = parse_options("generate",
                           "--checkpoint C|--hf DIR --prompt TEXT|--prompts FILE|--prompt-ids "
                           "1,2,3 [--device cuda] [--max-new-tokens N]",
@@ -101,11 +105,29 @@ int run_generate(const std::vector<std::string>& args) {
   const Device device = parse_device((*vm)["device"].as<std::string>(), "--device");
   if (!device.is_cpu()) device_backend();  // InputError now when there is no GPU
 
+  // Tensor parallelism: every rank holds its slice and samples the same tokens from the
+  // gathered logits; rank 0 prints.
+  const int64_t tp = (*vm)["tp"].as<int64_t>();
+  const WorldInfo& world = world_info();
+  std::shared_ptr<const ParallelGroups> groups;
+  if (tp > 1) {
+    GRAFT_INPUT_CHECK(tp == world.size, "--tp ", tp,
+                      ": generate runs tensor-parallel over the "
+                      "whole world, which has ",
+                      world.size, " ranks (run it under mpirun -np ", tp, ")");
+    GRAFT_INPUT_CHECK(vm->count("checkpoint"),
+                      "--tp: tensor-parallel generation reads a native checkpoint (--checkpoint)");
+    ParallelConfig layout;
+    layout.tp = tp;
+    // CUDA: the MPI-staged backend (ranks may share a GPU; decoding moves little data).
+    layout.backend = device.is_cpu() ? "auto" : "mpi";
+    groups = make_parallel_groups(layout, world, device, "--tp");
+  }
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<Tokenizer> tok;
   if (vm->count("checkpoint")) {
     const std::string ckpt = resolve_checkpoint((*vm)["checkpoint"].as<std::string>());
-    model = load_checkpoint_model(ckpt, device);
+    model = load_checkpoint_model(ckpt, device, false, groups);
     tok = load_checkpoint_tokenizer(ckpt);
   } else {
     const std::string dir = (*vm)["hf"].as<std::string>();
@@ -139,6 +161,7 @@ int run_generate(const std::vector<std::string>& args) {
   g.stop_ids = model->config().eos_token_ids;
   if (tok) g.stop_ids.push_back(tok->eos_id());
   const std::vector<std::vector<int64_t>> outs = model->generate_batch(prompts, g);
+  if (world.rank != 0) return 0;
   for (size_t r = 0; r < outs.size(); ++r) {
     const std::vector<int64_t>& out = outs[r];
     if (tok) {

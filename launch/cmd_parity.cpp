@@ -1,12 +1,16 @@
 // graft parity --checkpoint DIR [--reference FILE] [--device cpu|cuda] [--layers reference|te]
 //              [--dtype f32|bf16] [--step1-grads reference|own] [--fp8 none|delayed|current]
-// Prints one JSON line (see framework/model/parity.h); exit 0 only when every figure is within
-// its tolerance, 1 otherwise, 2 on bad input.
+//              [--tp N] [--cp N] [--sequence-parallel] [--backend auto|nccl|mpi]
+//              (under mpirun -np tp·cp)
+// Prints one JSON line (see framework/model/parity.h; from rank 0 under mpirun, with the layout
+// added); exit 0 only when every figure is within its tolerance, 1 otherwise, 2 on bad input
+// (a bad layout included: one line).
 #include <iostream>
 
 #include "framework/core/error.h"
 #include "framework/model/parity.h"
 #include "launch/command.h"
+#include "parallel/launch.h"
 
 namespace graft::launch {
 namespace {
@@ -26,7 +30,13 @@ int run(const std::vector<std::string>& args) {
       "step1-grads", po::value<std::string>()->default_value("reference"),
       "gradients the checked AdamW step starts from: reference (transformers') or own")(
       "fp8", po::value<std::string>()->default_value("none"),
-      "FP8 GEMMs in the TE layers: none, delayed or current (docs/fp8.md; needs --layers te)");
+      "FP8 GEMMs in the TE layers: none, delayed or current (docs/fp8.md; needs --layers te)")(
+      "tp", po::value<int64_t>()->default_value(1), "tensor-parallel size (mpirun -np tp*cp)")(
+      "cp", po::value<int64_t>()->default_value(1), "context-parallel size")(
+      "sequence-parallel", po::bool_switch(), "sequence parallelism (needs --tp > 1)")(
+      "backend", po::value<std::string>()->default_value("auto"),
+      "collectives: auto (NCCL on CUDA, MPI on CPU), nccl, or mpi (MPI-staged on CUDA: ranks may "
+      "share a GPU)");
   auto vm = parse_options("parity", "--checkpoint DIR [options]", desc, args);
   if (!vm) return 0;
   ParityOptions opt;
@@ -48,8 +58,17 @@ int run(const std::vector<std::string>& args) {
   opt.fp8 = fp8 == "delayed"   ? te::Fp8Recipe::kDelayed
             : fp8 == "current" ? te::Fp8Recipe::kCurrent
                                : te::Fp8Recipe::kNone;
+  opt.tp = (*vm)["tp"].as<int64_t>();
+  opt.cp = (*vm)["cp"].as<int64_t>();
+  opt.sequence_parallel = (*vm)["sequence-parallel"].as<bool>();
+  opt.backend = (*vm)["backend"].as<std::string>();
+  if (world_info().size > 1) opt.device = bind_local_device(opt.device, opt.backend == "mpi");
   const ParityResult r = run_parity(opt);
-  std::cout << r.to_json().dump() << std::endl;
+  if (world_info().rank != 0) return 0;  // rank 0 holds the figures and prints them
+  nlohmann::json j = r.to_json();
+  if (world_info().size > 1)
+    j["layout"] = {{"tp", opt.tp}, {"cp", opt.cp}, {"sequence_parallel", opt.sequence_parallel}};
+  std::cout << j.dump() << std::endl;
   return r.pass() ? 0 : 1;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "framework/registry/module.h"
+#include "kernels/attention.h"
 #include "layers/weight_map.h"
 
 namespace graft {
@@ -51,6 +52,10 @@ struct DecoderConfig {
   int64_t layer_number = 0;    // 0-based index in the stack
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
+  // Sequence parallelism (with a tp group > 1 in the build context): the layer's input and output
+  // are this rank's sequence shards [B, S/T, hidden]; norms and residual adds run on the shards.
+  // Set by CausalLM from the layout (parallel.sequence_parallel).
+  bool sequence_parallel = false;
 };
 
 // Per-call attention inputs shared by every layer of a forward pass.
@@ -66,6 +71,14 @@ struct AttentionInputs {
   // call's keys/values appended at `cache_offset`. Nullptr when training.
   struct KVCache* cache = nullptr;
   int64_t cache_offset = 0;
+  // The attention backend the model was configured with (model.attention) and where the attention
+  // kernels report what ran (owned by the model; null = not reported).
+  AttnBackend attention = AttnBackend::kAuto;
+  AttnReport* attention_report = nullptr;
+  // Context parallelism: the rows are this rank's two chunks of the sequence (positions,
+  // key_padding_mask and segment_ids reordered alike, framework/model/context_parallel.h), so
+  // attention runs as a ring over the layer's cp group. False: the rows are the whole sequence.
+  bool context_parallel = false;
 };
 
 // Per-layer key/value cache, [batch, max_len, kv_heads, head_dim] each, on the model's device in

@@ -2,12 +2,52 @@
 
 #include <algorithm>
 
+#include "kernels/elementwise.h"
+
 namespace graft {
 
 namespace {
 constexpr int64_t kAlign = 64;  // elements
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 }  // namespace
+
+void sum_replica_grads(Parameter& p, ProcessGroup& tp) {
+  if (tp.size() == 1 || !p.grad.defined()) return;
+  Tensor g = p.grad.is_contiguous() ? p.grad : p.grad.contiguous();
+  const ShardSpec& s = p.spec;
+  const Shape box = s.box_shape(g.shape());
+  int d = -1;
+  for (size_t i = 0; i < s.dims.size(); ++i)
+    if (s.dims[i].group == LayoutGroup::kTP) d = static_cast<int>(i);
+  if (d < 0 || s.global_shape.size() != box.size()) {
+    tp.all_reduce(g, ReduceOp::kSum)->wait();
+  } else {
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < d; ++i) outer *= box[static_cast<size_t>(i)];
+    for (size_t i = static_cast<size_t>(d) + 1; i < box.size(); ++i) inner *= box[i];
+    const int64_t local = box[static_cast<size_t>(d)] * inner;
+    const int64_t global = s.global_shape[static_cast<size_t>(d)] * inner;
+    const int64_t at = s.dims[static_cast<size_t>(d)].offset * inner;
+    Tensor buf = Tensor::zeros({outer * global}, DType::kF32, g.device());
+    auto copy = [&](const Tensor& src, int64_t src_off, int64_t ld_src, Tensor& dst,
+                    int64_t dst_off, int64_t ld_dst) {
+      Copy2dParams c;
+      c.src = static_cast<const float*>(src.raw()) + src_off;
+      c.dst = static_cast<float*>(dst.raw()) + dst_off;
+      c.rows = outer;
+      c.cols = local;
+      c.ld_src = ld_src;
+      c.ld_dst = ld_dst;
+      c.dtype = DType::kF32;
+      c.device = g.device();
+      if (outer > 0 && local > 0) copy_2d(c);
+    };
+    copy(g, 0, local, buf, at, global);
+    tp.all_reduce(buf, ReduceOp::kSum)->wait();
+    copy(buf, at, global, g, 0, local);
+  }
+  if (g.raw() != p.grad.raw()) p.grad.copy_from(g);
+}
 
 Tensor ParamPiece::value() const { return param->value.view({-1}).slice(0, offset, numel); }
 Tensor ParamPiece::grad() const { return param->grad.view({-1}).slice(0, offset, numel); }
@@ -102,6 +142,9 @@ void GradBuckets::mark_ready(const Parameter* p) {
 
 void GradBuckets::launch(Bucket& b) {
   b.launched = true;
+  if (options_.tp && options_.tp->size() > 1)
+    for (auto& e : b.entries)
+      if (e.param->spec.sums_over(LayoutGroup::kTP)) sum_replica_grads(*e.param, *options_.tp);
   if (group_->size() == 1) return;
   if (sharded()) {
     b.shard = Tensor::empty({b.numel / group_->size()}, DType::kF32, b.grads.device());

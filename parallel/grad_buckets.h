@@ -11,7 +11,10 @@
 // bucket's last parameter is ready, its collective starts at once (async, on the group's
 // communication stream), so the reduction of bucket k overlaps the backward of the layers below
 // it. finish() starts what has not started and waits for all of it; only then may the optimizer
-// read the gradients. The reduction is the mean over the group (ReduceOp::kAvg):
+// read the gradients. Before a bucket's reduction starts, the gradients of its parameters that are
+// replicated over tp and see only part of their gradient on each rank (ShardSpec::grad_sum_over
+// has kTP: sequence-parallel norms, q/k norms, replicated KV heads) are summed over options.tp.
+// The reduction is the mean over the group (ReduceOp::kAvg):
 //   zero = 0: all_reduce of the whole bucket; every rank holds the averaged gradients.
 //   zero = 1: reduce_scatter; rank r holds the averaged gradients of its shard
 //             [r * n / size, (r + 1) * n / size) of each bucket (n = padded bucket size). The rest
@@ -48,7 +51,16 @@ struct ParamPiece {
 struct GradBucketOptions {
   double bucket_mb = 25.0;
   bool zero = false;
+  // The tensor-parallel group: parameters whose spec sums their gradient over kTP
+  // (ShardSpec::grad_sum_over) are summed over it before the reduction (null: none).
+  std::shared_ptr<ProcessGroup> tp = nullptr;
 };
+
+// Sums p.grad over the tp ranks that hold replicas of p (collective over `tp`): a parameter whole
+// on every rank is all-reduced; a split one (a KV head replicated over some tp ranks) is placed at
+// its offset in a zero buffer of the global extent along the split dimension, the buffer
+// all-reduced and this rank's piece taken back, so only the ranks holding the same piece add up.
+void sum_replica_grads(Parameter& p, ProcessGroup& tp);
 
 class GradBuckets {
  public:

@@ -17,7 +17,10 @@
 #   run: carry ["build-gpu/gpubin", ".shared"], command "scripts/bench-gpu.sh"
 #
 # STAGES (default all: "tests parity train bench baseline") picks stages; keep bench and baseline
-# in one invocation so that their ratio comes from one machine minutes apart.
+# in one invocation so that their ratio comes from one machine minutes apart. The stage "speed"
+# (issue 11, not in the default) runs graft bench --profile --train-loop on the 1B shape with both
+# layer sets, the 4-layer Llama-3-8B shape at 1 x 8192 with --profile, and .shared/bench/floor.py
+# (copied from ../shared/bench): STAGES="speed baseline" gives the issue's table from one call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-bench-out}"
@@ -74,6 +77,22 @@ for layers in reference te; do
 done
 fi
 
+if want speed; then
+stage "issue 11: bench --profile (--train-loop), 4 x 8B layers, floor"
+: > "$out/speed.jsonl"
+for layers in te reference; do
+  timeout 300 $bin/graft bench --recipe recipes/llama-3.2-1b.yaml --set model.layers=$layers \
+    --profile --train-loop >> "$out/speed.jsonl" 2> "$out/speed_$layers.err"
+  echo "speed 1b $layers rc=$?" >> "$out/stages.log"
+done
+timeout 200 $bin/graft bench --recipe recipes/llama-3-8b.yaml --set model.layers=te \
+  --set model.config.num_hidden_layers=4 --set data.seq_len=8192 --set train.batch_size=1 \
+  --profile >> "$out/speed.jsonl" 2> "$out/speed_8b.err"
+echo "speed 8b-4layers rc=$?" >> "$out/stages.log"
+timeout 200 python3 $sb/floor.py > "$out/floor.jsonl" 2> "$out/floor.err"
+echo "floor rc=$?" >> "$out/stages.log"
+fi
+
 if want baseline; then
 stage "hf_baseline.py"
 timeout 240 python3 $sb/hf_baseline.py > "$out/hf_baseline.jsonl" 2> "$out/hf_baseline.err"
@@ -119,6 +138,20 @@ for r in rows("bench.jsonl"):
     print(f"{'graft ' + r['layers'] + ' ' + r['dtype']:28} {r['ms_per_step']:8.1f} "
           f"{r['tokens_per_s']:8.0f} {r['model_tflops']:8.1f} {r['mfu'] or 0:6.3f} "
           f"{r['peak_mem_gib']:8.1f}  gemm peak {r['gemm_peak_tflops']}")
+for r in rows("speed.jsonl"):
+    tl = r.get("train_loop") or {}
+    print(f"{'graft ' + r['layers'] + ' L' + str(r['num_layers']) + ' s' + str(r['seq']):28} "
+          f"{r['ms_per_step']:8.1f} {r['tokens_per_s']:8.0f} {r['model_tflops']:8.1f} "
+          f"{r['mfu'] or 0:6.3f} {r['peak_mem_gib']:8.1f}  attention {r['attention']}"
+          + (f"  train loop {tl['tokens_per_s']:.0f} tok/s (grad_accum {tl['grad_accum']})"
+             if tl else ""))
+    prof = r.get("profile")
+    if prof:
+        print(f"    profiled step {prof['step_ms']:.1f} ms, unattributed {prof['unattributed_ms']:.1f}")
+        for f in prof["families"]:
+            print(f"    {f['family']:22} {f['ms_per_step']:8.2f} ms  {f['calls_per_step']:6.0f} calls")
+for r in rows("floor.jsonl"):
+    print("floor", r)
 for r in rows("hf_baseline.jsonl"):
     if "mode" in r and "ms_per_step" in r:
         print(f"{'pytorch ' + r['mode']:28} {r['ms_per_step']:8.1f} {r['tokens_per_s']:8.0f} "

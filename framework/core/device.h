@@ -35,7 +35,9 @@ struct DeviceBackend {
   // Stream-ordered caching allocation on the current stream of `device`.
   virtual void* allocate(size_t bytes, Device device) = 0;
   virtual void release(void* ptr, size_t bytes, Device device) = 0;
-  // Copies `bytes` between any combination of host and device memory; synchronous w.r.t. host.
+  // Copies `bytes` between any combination of host and device memory. On return the host buffer
+  // may be reused and a device->host result is ready; a host->device copy may still be queued on
+  // the current stream (ordered before all later work there).
   virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) = 0;
   virtual void memset_zero(void* ptr, size_t bytes, Device device) = 0;
   virtual void synchronize(Device device) = 0;

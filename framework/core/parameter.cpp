@@ -37,7 +37,26 @@ bool ShardSpec::is_split() const {
   return false;
 }
 
-void ShardSpec::check(const Shape& local, const std::string& what) const {
+bool ShardSpec::split_over(LayoutGroup g) const {
+  for (const auto& d : dims)
+    if (d.group == g) return true;
+  return false;
+}
+
+bool ShardSpec::sums_over(LayoutGroup g) const {
+  for (LayoutGroup x : grad_sum_over)
+    if (x == g) return true;
+  return false;
+}
+
+bool ShardSpec::is_primary(int tp_rank) const {
+  return split_over(LayoutGroup::kTP) ? replica == 0 : tp_rank == 0;
+}
+
+void ShardSpec::check(const Shape& local_shape, const std::string& what) const {
+  GRAFT_CHECK(view.empty() || shape_numel(view) == shape_numel(local_shape), what, ": shard view ",
+              shape_str(view), " does not hold the local shape ", shape_str(local_shape));
+  const Shape local = box_shape(local_shape);
   GRAFT_CHECK(local.size() == global_shape.size() && dims.size() == local.size(), what,
               ": shard spec ", str(), " does not fit the local shape ", shape_str(local));
   for (size_t d = 0; d < local.size(); ++d) {
@@ -62,6 +81,9 @@ std::string ShardSpec::str() const {
     any = true;
   }
   if (!any) out += " replicated";
+  if (replica > 0) out += graft::str(" (replica ", replica, ")");
+  if (!logical_shape.empty() && logical_shape != global_shape)
+    out += graft::str(" (padded; logical ", shape_str(logical_shape), ")");
   for (LayoutGroup g : grad_sum_over)
     out += graft::str(" (grad summed over ", layout_group_name(g), ")");
   return out;

@@ -10,8 +10,35 @@
 //   dims[d].group == kTP   : dimension d is split over the tensor-parallel group; this rank
 //                            holds [offset, offset + local size) of it (likewise kCP)
 // grad_sum_over lists groups beyond data parallelism whose ranks hold *replicas* of this
-// parameter that each see part of the gradient (sequence-parallel norm weights, KV heads
-// replicated over tp): their gradients are summed over those groups before the dp reduction.
+// parameter that each see part of the gradient (sequence-parallel norm weights, per-head q/k norm
+// weights, KV heads replicated over tp): their gradients are summed over those groups before the
+// dp reduction (GradBuckets does it; see sum_replica_grads in parallel/grad_buckets.h). For a
+// split parameter the sum runs over the ranks holding the same piece only.
+//
+// Replicas. A parameter with no dimension over kTP is whole on every tp rank; a split one may
+// still be held by several tp ranks (a KV head replicated over the ranks whose query heads use
+// it, tp > num_key_value_heads): `replica` is this rank's index among the ranks holding the same
+// piece. Exactly one copy of each piece counts: is_primary(tp_rank) says whether this rank's does
+// (it writes the piece to native checkpoints and adds it to the gradient norm).
+//
+// Padding. `logical_shape` (empty = global_shape) gives the real extent of each dimension when the
+// global shape is padded: a vocabulary that tp does not divide is padded to the next multiple of
+// tp (the embedding and an untied LM head are [padded_vocab, hidden], logical [vocab, hidden]).
+// Padding rows are zero, never sampled, never in the loss and must never be exported; HF export
+// and loading take rows [0, logical_shape[0]) only. A checkpoint stores the padded shape, so it
+// resumes across layouts with the same padding (any tp when tp divides the vocabulary).
+//
+// Fused tensor-parallel layouts (the global tensor is the single-process parameter; each rank's
+// local tensor is one box of it):
+//   te layernorm_qkv.weight [(Hq + 2·Hkv)·D, H], grouped per KV head: rank r holds rows
+//     [r·L, (r+1)·L), L = (Hq + 2·Hkv)·D / tp (whole groups; tp <= Hkv).
+//   te layernorm_mlp.fc1_weight [2F, H] = [gate; up] (gated): rank r's local tensor is
+//     [gate_r; up_r] (rows r·F/tp.. of each half), not one box of [2F, H]; so the spec views the
+//     tensor as [2, F, H]: view = [2, F/tp, H], global_shape [2, F, H], dim 1 split at r·F/tp
+//     (at every tp, tp 1 included, so checkpoints do not depend on the layout). fc1_bias [2F]
+//     likewise as [2, F].
+// `view` (empty = the local tensor's shape): the shape the local tensor is read as (row-major,
+// same element count) for the box; global_shape, dims and logical_shape then have its rank.
 #pragma once
 
 #include <cstdint>
@@ -34,12 +61,22 @@ struct ShardSpec {
   Shape global_shape;
   std::vector<DimShard> dims;  // one per dimension
   std::vector<LayoutGroup> grad_sum_over;
+  int64_t replica = 0;  // index among the tp ranks holding this same (split) piece
+  Shape logical_shape;  // empty = global_shape; else the unpadded extents (see above)
+  Shape view;           // empty = the local shape; else the local tensor viewed as this box
 
   // Whole on every rank (every dimension kNone).
   static ShardSpec replicated(const Shape& shape);
   // Split along `dim` over `group`: this rank holds local[dim] entries from `offset`.
   static ShardSpec split(const Shape& global, int dim, LayoutGroup group, int64_t offset);
   bool is_split() const;
+  // The box this rank holds: `view`, or the local shape.
+  Shape box_shape(const Shape& local) const { return view.empty() ? local : view; }
+  bool split_over(LayoutGroup g) const;  // some dimension is split over g
+  bool sums_over(LayoutGroup g) const;   // g is in grad_sum_over
+  // Whether this rank's copy is the one that counts (checkpoints, gradient norm): tp rank 0 for a
+  // parameter whole on every tp rank, replica 0 for a split one.
+  bool is_primary(int tp_rank) const;
   // Checks the spec against the local tensor shape (ndim, sizes inside the global shape);
   // throws Error naming `what`.
   void check(const Shape& local, const std::string& what) const;

@@ -137,28 +137,48 @@ void ShardedCheckpoint::validate() const {
 void write_hf_shards(const std::string& dir,
                      const std::vector<std::pair<std::string, Tensor>>& tensors,
                      uint64_t max_shard_bytes) {
+  std::vector<TensorMeta> metas;
+  for (const auto& [name, t] : tensors) metas.push_back({name, t.shape(), t.dtype()});
+  write_hf_shards_streaming(
+      dir, metas, [&](size_t i) { return tensors[i].second; }, max_shard_bytes);
+}
+
+void write_hf_shards_streaming(const std::string& dir, const std::vector<TensorMeta>& tensors,
+                               const std::function<Tensor(size_t)>& produce,
+                               uint64_t max_shard_bytes, bool write) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw InputError(str(dir, ": cannot create folder: ", ec.message()));
+  if (write) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw InputError(str(dir, ": cannot create folder: ", ec.message()));
+  }
   // Greedy split in the given order (as transformers does): a shard is closed when the next
   // tensor would take it past max_shard_bytes.
-  std::vector<std::vector<std::pair<std::string, Tensor>>> groups(1);
+  std::vector<std::vector<size_t>> groups(1);
   uint64_t current = 0, total = 0;
-  for (const auto& entry : tensors) {
-    const uint64_t bytes = entry.second.nbytes();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const uint64_t bytes = tensors[i].nbytes();
     if (!groups.back().empty() && current + bytes > max_shard_bytes) {
       groups.emplace_back();
       current = 0;
     }
-    groups.back().push_back(entry);
+    groups.back().push_back(i);
     current += bytes;
     total += bytes;
   }
-  const std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  auto write_group = [&](const std::string& path, const std::vector<size_t>& group) {
+    std::vector<TensorMeta> metas;
+    for (size_t i : group) metas.push_back(tensors[i]);
+    auto from_group = [&](size_t k) { return produce(group[k]); };
+    if (!write) {
+      for (size_t k : safetensors_file_order(metas)) from_group(k);
+      return;
+    }
+    write_safetensors_streaming(path, metas, from_group, {{"format", "pt"}});
+  };
   std::set<std::string> written;
   const std::filesystem::path index_path = std::filesystem::path(dir) / kHfIndexFile;
   if (groups.size() == 1) {
-    write_safetensors(dir + "/" + kHfSingleFile, groups[0], metadata);
+    write_group(dir + "/" + kHfSingleFile, groups[0]);
     written.insert(kHfSingleFile);
   } else {
     nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
@@ -166,16 +186,18 @@ void write_hf_shards(const std::string& dir,
     char name[64];
     for (size_t i = 0; i < groups.size(); ++i) {
       std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, groups.size());
-      write_safetensors(dir + "/" + name, groups[i], metadata);
+      write_group(dir + "/" + name, groups[i]);
       written.insert(name);
-      for (const auto& [tensor, _] : groups[i]) sorted[tensor] = name;
+      for (size_t t : groups[i]) sorted[tensors[t].name] = name;
     }
+    if (!write) return;
     for (const auto& [tensor, shard] : sorted) weight_map[tensor] = shard;
     nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}},
                                     {"weight_map", weight_map}};
     io::write_file_atomic(index_path.string(), index.dump(2) + "\n");
     written.insert(kHfIndexFile);
   }
+  if (!write) return;
   // Remove weight files of an earlier export that this one does not overwrite, so the folder
   // never mixes two checkpoints (transformers' save_pretrained does the same).
   static const std::regex kWeightFile(R"(model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?)");

@@ -54,6 +54,14 @@ void write_hf_shards(const std::string& dir,
                      const std::vector<std::pair<std::string, Tensor>>& tensors,
                      uint64_t max_shard_bytes);
 
+// Streaming form (the same files): produce(i) is called once per tensor, shard by shard in each
+// file's order (safetensors_file_order), and its result written before the next is asked for.
+// With write = false nothing is written but produce is called in the same order: the ranks that
+// help rank 0 gather each tensor run exactly its sequence of collectives.
+void write_hf_shards_streaming(const std::string& dir, const std::vector<TensorMeta>& tensors,
+                               const std::function<Tensor(size_t)>& produce,
+                               uint64_t max_shard_bytes, bool write = true);
+
 // Parses "5GB", "40KB", "2MiB", "1000" (bytes). InputError naming `what` otherwise.
 uint64_t parse_byte_size(const std::string& s, const std::string& what);
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,6 +61,16 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   const TensorInfo* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   size_t file_size() const { return size_; }
+  // Bytes of the mapping present in this process's page tables, as the kernel counts them
+  // (the Rss of the mapping in /proc/self/smaps): the pages read so far, rounded out by the
+  // kernel's fault-around (up to 64 KiB around each fault on Linux). A fresh mapping holds none.
+  // Pages of the file in the page cache but never touched here do not count. Error when
+  // /proc/self/smaps cannot be read or lacks the mapping.
+  uint64_t resident_bytes() const;
+  // Drops the pages holding `t`'s bytes from this process's mapping (madvise MADV_DONTNEED; the
+  // page cache keeps them): a reader done with a tensor releases it, so the mapping holds one
+  // tensor's pages at a time. Views stay valid (a later access faults the page back in).
+  void release_pages(const TensorInfo& t) const;
 
   // Zero-copy CPU view of a tensor; keeps the mapping alive while any view exists. The mapping
   // is read-only: clone() a view before writing to it. (A tensor whose bytes are not aligned to
@@ -86,5 +97,24 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// What a file's header says of a tensor.
+struct TensorMeta {
+  std::string name;
+  Shape shape;
+  DType dtype = DType::kF32;
+  uint64_t nbytes() const;
+};
+
+// The order write_safetensors stores `tensors` in (element size, largest first, then name):
+// indices into `tensors`.
+std::vector<size_t> safetensors_file_order(const std::vector<TensorMeta>& tensors);
+
+// Streaming form: the header from `tensors`, then each tensor's data from produce(i), called once
+// per tensor in safetensors_file_order and written before the next is asked for, so one tensor
+// is held at a time. produce must return a CPU or device tensor of exactly that shape and dtype.
+void write_safetensors_streaming(const std::string& path, const std::vector<TensorMeta>& tensors,
+                                 const std::function<Tensor(size_t)>& produce,
+                                 const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace graft

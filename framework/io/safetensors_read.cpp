@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <numeric>
 
@@ -232,6 +233,34 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(map_, size_);
+}
+
+uint64_t SafetensorsFile::resident_bytes() const {
+  std::ifstream f("/proc/self/smaps");
+  GRAFT_CHECK(f.good(), path_, ": cannot read /proc/self/smaps to measure the mapped bytes");
+  const auto want = reinterpret_cast<uintptr_t>(map_);
+  std::string line;
+  bool inside = false;
+  while (std::getline(f, line)) {
+    // A mapping's first line: "start-end perms offset dev inode path"; then "Key: value kB".
+    const size_t dash = line.find('-'), space = line.find(' ');
+    if (dash != std::string::npos && space != std::string::npos && dash < space &&
+        line.find(':') > space) {
+      inside = std::strtoull(line.c_str(), nullptr, 16) == want;
+      continue;
+    }
+    if (inside && line.rfind("Rss:", 0) == 0)
+      return std::strtoull(line.c_str() + 4, nullptr, 10) * 1024;
+  }
+  GRAFT_CHECK(false, path_, ": mapping not found in /proc/self/smaps");
+  return 0;
+}
+
+void SafetensorsFile::release_pages(const TensorInfo& t) const {
+  const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = (data_start_ + t.begin) / page * page;
+  const uint64_t end = std::min<uint64_t>((data_start_ + t.end + page - 1) / page * page, size_);
+  if (end > begin) ::madvise(static_cast<char*>(map_) + begin, end - begin, MADV_DONTNEED);
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {

@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
+#include "framework/model/context_parallel.h"
 #include "framework/model/hf_loader.h"
+#include "framework/model/shard_init.h"
 #include "framework/registry/registry.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
@@ -15,6 +18,8 @@
 #include "layers/reference/linear.h"
 #include "layers/reference/norm.h"
 #include "layers/te/fp8_state.h"
+#include "parallel/tp_collectives.h"
+#include "parallel/vocab_parallel.h"
 
 namespace graft {
 namespace {
@@ -52,7 +57,8 @@ struct CausalLM::Saved {
   std::vector<std::unique_ptr<LayerCtx>> layers;  // empty slots under activation recompute
   std::vector<Tensor> layer_inputs;               // activation recompute: each layer's input
   std::unique_ptr<LayerCtx> norm, head;
-  Tensor normed;  // [rows, hidden], the LM head input (tied head)
+  Tensor normed;  // [rows, hidden], the LM head input (tied head; gathered under sp)
+  Shape normed_shape;
 };
 
 CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
@@ -68,10 +74,11 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
   GRAFT_INPUT_CHECK(c.final_logit_softcap == 0.0,
                     "model config: final_logit_softcap = ", c.final_logit_softcap,
                     " is not supported");
-  GRAFT_INPUT_CHECK(ctx_.groups->tp->size() == 1 && ctx_.groups->cp->size() == 1,
-                    "model: tensor- and context-parallel groups of ", ctx_.groups->tp->size(),
-                    " and ", ctx_.groups->cp->size(),
-                    " ranks: the layers do not split yet (only data parallelism is implemented)");
+  tp_ = ctx_.groups->tp;
+  // Sequence parallelism: activations between the tensor-parallel regions are sequence shards.
+  config_.decoder.sequence_parallel = ctx_.groups->layout.sequence_parallel && tp_->size() > 1;
+  sp_ = config_.decoder.sequence_parallel;
+  vocab_ = vocab_shard(c.vocab_size, *tp_, "model");
   const Registry& reg = Registry::global();
   const DType dt = c.decoder.params_dtype;
   const Device dev = c.decoder.device;
@@ -81,6 +88,7 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
   BuildContext high = ctx_;
   high.fp8 = nullptr;
   EmbeddingConfig ec{c.vocab_size, c.hidden_size, dt, dev};
+  ec.sequence_parallel = sp_;
   embed_ =
       &add_child("embed_tokens", reg.create<Embedding, EmbeddingConfig>(kEmbeddingName, ec, high));
 
@@ -104,9 +112,15 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
                 c.decoder.zero_centered_gamma,
                 dt,
                 dev};
+  nc.tp_partial_grad = sp_;
   norm_ = &add_child("norm", reg.create<Norm, NormConfig>(kNormName, nc, high));
   if (!c.tie_word_embeddings) {
-    LinearConfig lc{c.hidden_size, c.vocab_size, false, dt, dev};
+    // Vocab-parallel head: column-parallel over the padded vocabulary (logits never gathered
+    // for the loss).
+    LinearConfig lc{c.hidden_size, vocab_.padded, false, dt, dev};
+    lc.parallel_mode = "column";
+    lc.sequence_parallel = sp_;
+    lc.logical_out = c.vocab_size;
     lm_head_ = &add_child("lm_head", reg.create<Linear, LinearConfig>(kLinearName, lc, high));
   }
   if (ctx_.fp8) {
@@ -156,11 +170,20 @@ Tensor CausalLM::hidden(const Tensor& ids, const AttentionInputs& in, Saved* sav
 }
 
 Tensor CausalLM::head(const Tensor& normed, Saved* save) {
-  Tensor rows = layers::as_rows(normed, config_.hidden_size);
-  if (lm_head_) return lm_head_->forward(rows, save ? &save->head : nullptr);
-  if (save) save->normed = rows;
+  const int64_t H = config_.hidden_size;
+  if (lm_head_)
+    return layers::as_rows(lm_head_->forward(normed, save ? &save->head : nullptr), vocab_.rows);
+  // Tied head: the (vocab-parallel) embedding weight as a column-parallel linear.
+  Tensor x = sp_ ? gather_from_sp(normed, *tp_) : copy_to_tp(normed, *tp_);
+  Tensor rows = layers::as_rows(x, H);
+  if (save) {
+    save->normed = rows;
+    save->normed_shape = normed.shape();
+  }
   return layers::matmul_nt(rows, embedding_weight().value);
 }
+
+Tensor CausalLM::whole_logits(const Tensor& local) { return gather_vocab(local, vocab_, *tp_); }
 
 AttentionInputs CausalLM::attention_inputs(const LmInputs& li, const Tensor& ids,
                                            const char* what) {
@@ -168,6 +191,8 @@ AttentionInputs CausalLM::attention_inputs(const LmInputs& li, const Tensor& ids
   AttentionInputs in;
   in.batch = B;
   in.seq = S;
+  in.attention = config_.attention;
+  in.attention_report = &attn_report_;
   auto same_shape = [&](const Tensor& t, const char* name) {
     GRAFT_INPUT_CHECK(t.shape() == ids.shape(), what, ": ", name, " ", t.str(),
                       " does not match input_ids ", ids.str());
@@ -188,17 +213,23 @@ Tensor CausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask) 
   return forward(li);
 }
 
-Tensor CausalLM::forward(const LmInputs& li) {
+Tensor CausalLM::forward(const LmInputs& li_in) {
+  // Context parallelism: this rank's chunks through the ring, the logits gathered back.
+  ProcessGroup& cp = *ctx_.groups->cp;
+  const LmInputs li = cp.size() > 1 ? cp_split(li_in, cp.rank(), cp.size()) : li_in;
   Tensor ids = on_device_i64(li.input_ids, device(), "forward: input_ids");
   const int64_t B = ids.size(0), S = ids.size(1);
   AttentionInputs in = attention_inputs(li, ids, "forward");
-  Tensor logits = head(hidden(ids, in, nullptr), nullptr);
+  if (sp_) check_sp_divisible(S, *tp_, "forward");
+  in.context_parallel = cp.size() > 1;
+  Tensor logits = whole_logits(head(hidden(ids, in, nullptr), nullptr));
   if (logits.dtype() != DType::kF32) {  // bf16 activations: the logits are returned in f32
     Tensor f = Tensor::empty(logits.shape(), DType::kF32, device());
     layers::cast_into(f, logits);
     logits = f;
   }
-  return logits.view({B, S, config_.vocab_size});
+  logits = logits.view({B, S, config_.vocab_size});
+  return cp.size() > 1 ? cp_gather_rows(logits, cp) : logits;
 }
 
 double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
@@ -208,21 +239,38 @@ double CausalLM::forward_backward(const Tensor& input_ids, const Tensor& labels,
                     " must be i64 shaped like input_ids ", input_ids.str());
   GRAFT_INPUT_CHECK(input_ids.ndim() == 2, "forward_backward: input_ids ", input_ids.str(),
                     " must be [batch, seq]");
-  // Shift: position t predicts labels[t + 1]; the last position predicts nothing.
+  // Shift: position t predicts labels[t + 1]; the last position predicts nothing. On the model's
+  // device (shift_labels), so device labels never travel to the host.
   const int64_t B = input_ids.size(0), S = input_ids.size(1);
-  Tensor host_labels = labels.to(Device::cpu()).contiguous();
-  const int64_t* lab = host_labels.data<int64_t>();
-  std::vector<int64_t> targets(static_cast<size_t>(B * S), -100);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s + 1 < S; ++s) targets[b * S + s] = lab[b * S + s + 1];
+  Tensor lab = on_device_i64(labels, device(), "forward_backward: labels");
+  Tensor targets = Tensor::empty({B, S}, DType::kI64, device());
+  ShiftLabelsParams sp;
+  sp.labels = static_cast<const int64_t*>(lab.raw());
+  sp.targets = static_cast<int64_t*>(targets.raw());
+  sp.batch = B;
+  sp.seq = S;
+  sp.device = device();
+  shift_labels(sp);
   LmInputs li;
   li.input_ids = input_ids;
-  li.targets = Tensor::from_vector(targets, {B, S});
+  li.targets = targets;
   li.attention_mask = attention_mask;
   return forward_backward(li, backward, grad_scale);
 }
 
-double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad_scale) {
+double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad_scale,
+                                  Tensor* loss_sum) {
+  // Context parallelism: this rank's chunks (context_parallel.h); the ranks' losses add up.
+  ProcessGroup& cp = *ctx_.groups->cp;
+  if (cp.size() == 1) return forward_backward_rows(li, backward, grad_scale, false, loss_sum);
+  GRAFT_CHECK(!loss_sum, "forward_backward: loss_sum (the device-side loss) needs cp = 1");
+  const double part =
+      forward_backward_rows(cp_split(li, cp.rank(), cp.size()), backward, grad_scale, true);
+  return cp.all_reduce_scalar(part, ReduceOp::kSum);
+}
+
+double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double grad_scale,
+                                       bool context_parallel, Tensor* loss_sum) {
   Saved save;
   save.ids = on_device_i64(li.input_ids, device(), "forward_backward: input_ids");
   const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
@@ -231,12 +279,22 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
                     "forward_backward: targets ", li.targets.defined() ? li.targets.str() : "none",
                     " must be i64 shaped like input_ids ", save.ids.str());
   AttentionInputs in = attention_inputs(li, save.ids, "forward_backward");
+  if (sp_) check_sp_divisible(S, *tp_, "forward_backward");
+  in.context_parallel = context_parallel;
   Tensor logits =
       head(hidden(save.ids, in, backward ? &save : nullptr), backward ? &save : nullptr);
 
   Tensor tgt = on_device_i64(li.targets, device(), "forward_backward: targets");
+  if (tp_->size() > 1) {
+    GRAFT_CHECK(!loss_sum, "forward_backward: loss_sum (the device-side loss) needs tp = 1");
+    return vocab_parallel_loss(logits, tgt, li, save, in, backward, grad_scale);
+  }
 
-  Tensor loss = Tensor::zeros({1}, DType::kF32, device());
+  if (loss_sum)
+    GRAFT_CHECK(loss_sum->defined() && loss_sum->dtype() == DType::kF32 && loss_sum->numel() >= 1 &&
+                    loss_sum->device() == device(),
+                "forward_backward: loss_sum must be an f32 tensor on ", device().str());
+  Tensor loss = loss_sum ? *loss_sum : Tensor::zeros({1}, DType::kF32, device());
   Tensor lse = Tensor::empty({B * S}, DType::kF32, device());
   XentFwdParams fp;
   fp.logits = logits.raw();
@@ -246,10 +304,13 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
   fp.n = B * S;
   fp.vocab = V;
   fp.num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
+  fp.accumulate = loss_sum != nullptr;
   fp.dtype = logits.dtype();
   fp.device = device();
   cross_entropy_fwd(fp);
-  const double value = loss.to(Device::cpu()).item({0});
+  // With loss_sum the loss stays on the device (no host read, no sync here).
+  const double value =
+      loss_sum ? std::numeric_limits<double>::quiet_NaN() : loss.to(Device::cpu()).item({0});
   if (!backward) return value;
 
   XentBwdParams bp;
@@ -264,21 +325,43 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
   bp.dtype = logits.dtype();
   bp.device = device();
   cross_entropy_bwd(bp);
-  Tensor& dlogits = logits;
+  backward_from_logits(logits, save, in);
+  return value;
+}
 
+double CausalLM::vocab_parallel_loss(Tensor& logits, const Tensor& tgt, const LmInputs& li,
+                                     Saved& save, const AttentionInputs& in, bool backward,
+                                     double grad_scale) {
+  const int64_t num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
+  Tensor lse;
+  Tensor t = tgt.view({tgt.numel()});
+  const double value = vocab_parallel_xent_fwd(logits, t, vocab_, num_valid, *tp_, lse);
+  if (!backward) return value;
+  vocab_parallel_xent_bwd(logits, t, lse, vocab_, num_valid, grad_scale);
+  backward_from_logits(logits, save, in);
+  return value;
+}
+
+void CausalLM::backward_from_logits(Tensor& dlogits, Saved& save, const AttentionInputs& in) {
+  const int64_t B = save.ids.size(0), S = save.ids.size(1);
   Tensor dnormed;
   auto done = [&](Module& m) {
     if (backward_hook_) backward_hook_(m);
   };
+  const int64_t S_local = sp_ ? S / tp_->size() : S;
   if (lm_head_) {
-    dnormed = lm_head_->backward(dlogits, *save.head);
+    dnormed = lm_head_->backward(dlogits.view({B, S, vocab_.rows}), *save.head);
     done(*lm_head_);
   } else {
     Parameter& w = embedding_weight();
-    dnormed = layers::matmul_nn(dlogits, w.value);
+    Tensor dx = layers::matmul_nn(dlogits, w.value);
+    std::unique_ptr<Work> reduce;
+    if (!sp_) reduce = copy_to_tp_backward_async(dx, *tp_);  // overlaps the wgrad GEMM
     layers::matmul_tn_acc(dlogits, save.normed, layers::grad_of(w));
+    if (reduce) reduce->wait();
+    dnormed = sp_ ? gather_from_sp_backward(dx.view({B, S, config_.hidden_size}), *tp_) : dx;
   }
-  Tensor dh = norm_->backward(dnormed.view({B, S, config_.hidden_size}), *save.norm);
+  Tensor dh = norm_->backward(dnormed.view({B, S_local, config_.hidden_size}), *save.norm);
   done(*norm_);
   for (size_t i = layers_.size(); i-- > 0;) {
     if (recompute_) {  // re-run this layer's forward, saving, then free it after its backward
@@ -292,16 +375,25 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
   const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
   embed_->backward(dh, save.ids, scale);
   done(*embed_);
-  return value;
 }
 
-void CausalLM::init_weights(uint64_t seed) { init_hf_weights(*this, seed); }
+void CausalLM::init_weights(uint64_t seed) {
+  if (tp_->size() == 1) {
+    init_hf_weights(*this, seed);
+    return;
+  }
+  // Every rank takes its box of the single-process initialisation (shard_init.h).
+  auto whole = build_whole_model(*this);
+  whole->init_weights(seed);
+  copy_shards(*this, *whole);
+}
 
 std::unique_ptr<GradBuckets> attach_grad_buckets(CausalLM& model,
                                                  std::shared_ptr<ProcessGroup> group,
                                                  GradBucketOptions options) {
   auto params = model.named_parameters();
   std::reverse(params.begin(), params.end());  // backward order: the reverse of registration
+  if (!options.tp) options.tp = model.context().groups->tp;
   auto buckets = std::make_unique<GradBuckets>(params, std::move(group), options);
   // Each module's parameters, collected the first time it reports (not on every micro-batch).
   model.set_backward_hook(

@@ -16,6 +16,7 @@
 #include "framework/registry/build_context.h"
 #include "layers/decoder.h"
 #include "parallel/grad_buckets.h"
+#include "parallel/tp_layout.h"
 
 namespace graft {
 
@@ -37,6 +38,7 @@ struct ModelConfig {
   double initializer_range = 0.02;
   nlohmann::json hf_config;  // the config.json as read (written back by export)
   std::string decoder_layer = "llama.decoder_layer";  // registry name the architecture asks for
+  AttnBackend attention = AttnBackend::kAuto;  // the recipe's model.attention (not an HF field)
 };
 
 // Parses an HF config.json (path names the file in errors) through the architecture registered
@@ -61,6 +63,15 @@ class Linear;
 // Module tree (parameter names): embed_tokens.weight, layers.N.<decoder layer's own names>,
 // norm.weight, lm_head.weight (absent when tie_word_embeddings: the head reuses
 // embed_tokens.weight). All parameters live on config.decoder.device.
+//
+// Tensor parallelism (the context's tp group, T > 1): the embedding and LM head (or the tied
+// embedding weight) are split over the vocabulary, padded to a multiple of T; each rank computes
+// the logits of its vocabulary shard and the loss comes from vocab_parallel_xent_fwd (partial
+// max, sum-exp and target logit all-reduced over tp), so no rank holds full-vocabulary logits in
+// training. forward() and generation gather the logits they return (gather_vocab). The decoder
+// layers split heads and the MLP (column / row parallel). With sequence parallelism
+// (parallel.sequence_parallel) the embedding output, every layer's input and output and the final
+// norm are sequence shards [B, S/T, H]; S must be a multiple of T (generation is not available).
 class CausalLM : public Module {
  public:
   // Builds the tree through the registry; device, dtype and groups come from `ctx`.
@@ -95,7 +106,17 @@ class CausalLM : public Module {
   // The loss on pre-shifted targets (lm_inputs.h): mean of -log p(targets[t]) over the targets
   // that are not -100 (the sum divided by in.loss_divisor when that is > 0). Positions and document
   // ids, when given, reach every attention layer.
-  double forward_backward(const LmInputs& in, bool backward = true, double grad_scale = 1.0);
+  // With `loss_sum` (an f32 [1+] tensor on the model's device) the loss is added to
+  // (*loss_sum)[0] on the device and not read back (the return value is then NaN): a training
+  // step accumulates its micro-batches there and reads the sum once (one process only).
+  // Context parallelism (a cp group of more than one rank): forward and forward_backward are
+  // collective over cp; every rank passes the whole batch and keeps its chunks
+  // (framework/model/context_parallel.h). forward returns the whole-sequence logits;
+  // forward_backward returns the whole batch's loss (summed over cp) and accumulates this rank's
+  // share of every parameter gradient (sum them over cp, e.g. with the dp_cp gradient buckets).
+  // Generation is local (any one rank, the whole sequence).
+  double forward_backward(const LmInputs& in, bool backward = true, double grad_scale = 1.0,
+                          Tensor* loss_sum = nullptr);
 
   // Greedy (temperature 0) or sampled continuation of `prompt`; returns prompt + new tokens.
   // The KV cache (opt.use_cache) lives on the model's device in the activations' dtype.
@@ -113,13 +134,25 @@ class CausalLM : public Module {
 
   // Names of decoder layer implementations in use, e.g. {"te.transformer_layer"}.
   std::vector<std::string> decoder_layer_types() const;
+  // What the attention kernels ran since the last reset (counted per call and direction).
+  const AttnReport& attention_report() const { return attn_report_; }
+  void reset_attention_report() { attn_report_.reset(); }
 
  private:
   bool recompute_ = false;
   std::function<void(Module&)> backward_hook_;
   struct Saved;
   Tensor hidden(const Tensor& ids, const AttentionInputs& in, Saved* save);  // after final norm
-  Tensor head(const Tensor& normed, Saved* save);                            // [rows, vocab] logits
+  Tensor head(const Tensor& normed, Saved* save);  // [rows, vocab shard] logits
+  // This rank's vocabulary columns -> the whole vocabulary (tp > 1), padding dropped.
+  Tensor whole_logits(const Tensor& local);
+  double vocab_parallel_loss(Tensor& logits, const Tensor& targets, const LmInputs& li, Saved& save,
+                             const AttentionInputs& in, bool backward, double grad_scale);
+  // dlogits [rows, vocab shard] -> every parameter gradient (the backward hook reports modules).
+  void backward_from_logits(Tensor& dlogits, Saved& save, const AttentionInputs& in);
+  // forward_backward of rows already split for cp (context_parallel) or of whole rows.
+  double forward_backward_rows(const LmInputs& in, bool backward, double grad_scale,
+                               bool context_parallel, Tensor* loss_sum = nullptr);
   AttentionInputs attention_inputs(const LmInputs& in, const Tensor& ids, const char* what);
   // Host f32 logits [batch * vocab] of the last column of every row of `ids` [batch, seq].
   std::vector<float> next_token_logits(const Tensor& ids, const AttentionInputs& in);
@@ -131,6 +164,10 @@ class CausalLM : public Module {
   std::vector<DecoderLayer*> layers_;
   Norm* norm_ = nullptr;
   Linear* lm_head_ = nullptr;  // null when tied
+  std::shared_ptr<ProcessGroup> tp_;
+  bool sp_ = false;   // sequence parallelism (parallel.sequence_parallel with tp > 1)
+  VocabShard vocab_;  // this rank's rows of the (padded) vocabulary
+  AttnReport attn_report_;
 };
 
 // Gradient buckets over `model`'s parameters in backward order, reduced over `group`, with the

@@ -53,7 +53,9 @@ std::vector<float> CausalLM::next_token_logits(const Tensor& ids, const Attentio
     for (int64_t b = 0; b < B; ++b)
       last.slice(0, b, 1).copy_from(normed.slice(0, b, 1).slice(1, S - 1, 1).view({1, H}));
   }
-  return head(last, nullptr).to(Device::cpu()).to_f32_vector();
+  // Under tp each rank holds its vocabulary shard of the logits: gathered, every rank samples the
+  // same token from the same whole row.
+  return whole_logits(head(last, nullptr)).to(Device::cpu()).to_f32_vector();
 }
 
 std::vector<int64_t> CausalLM::generate(const std::vector<int64_t>& prompt,
@@ -65,6 +67,9 @@ std::vector<int64_t> CausalLM::generate(const std::vector<int64_t>& prompt,
 std::vector<std::vector<int64_t>> CausalLM::generate_batch(
     const std::vector<std::vector<int64_t>>& prompts, const GenerateOptions& opt) {
   GRAFT_INPUT_CHECK(!prompts.empty(), "generate: no prompts");
+  GRAFT_INPUT_CHECK(!sp_,
+                    "generate: parallel.sequence_parallel = true splits the sequence, which "
+                    "a KV-cached decode step of one token cannot do; generate with tp only");
   GRAFT_INPUT_CHECK(opt.max_new_tokens >= 0, "generate: max_new_tokens = ", opt.max_new_tokens,
                     ", expected >= 0");
   const int64_t B = static_cast<int64_t>(prompts.size()), V = config_.vocab_size;
@@ -102,14 +107,16 @@ std::vector<std::vector<int64_t>> CausalLM::generate_batch(
   std::vector<bool> done(static_cast<size_t>(B), false);
 
   KVCache cache;
+  // Under tp each rank caches the KV heads its query heads read.
+  const int64_t kv_heads =
+      tp_heads(config_.decoder.num_attention_heads, config_.decoder.num_kv_heads, *tp_, "generate")
+          .kv;
   if (opt.use_cache) {
     cache.max_len = C;
     const DecoderConfig& d = config_.decoder;  // the activations' dtype, on the model's device
     for (size_t i = 0; i < layers_.size(); ++i) {
-      cache.k.push_back(
-          Tensor::zeros({B, C, d.num_kv_heads, d.head_dim}, d.params_dtype, device()));
-      cache.v.push_back(
-          Tensor::zeros({B, C, d.num_kv_heads, d.head_dim}, d.params_dtype, device()));
+      cache.k.push_back(Tensor::zeros({B, C, kv_heads, d.head_dim}, d.params_dtype, device()));
+      cache.v.push_back(Tensor::zeros({B, C, kv_heads, d.head_dim}, d.params_dtype, device()));
     }
   }
   int64_t end = L;  // columns filled
@@ -118,6 +125,7 @@ std::vector<std::vector<int64_t>> CausalLM::generate_batch(
     AttentionInputs in;
     in.batch = B;
     in.seq = end - begin;
+    in.attention = config_.attention;
     in.positions = columns(pos, B, C, begin, end, device());
     if (padded) in.key_padding_mask = columns(keep, B, C, 0, end, device());
     if (opt.use_cache) {

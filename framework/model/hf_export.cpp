@@ -26,33 +26,6 @@ const char* torch_dtype_name(DType t) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, Tensor>> export_hf_tensors(CausalLM& model,
-                                                              HfExportSource source, DType dtype) {
-  GRAFT_INPUT_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
-                    "export: dtype ", dtype_name(dtype), " is not supported (f32, bf16, f16)");
-  WeightTable table = build_weight_table(model);
-  std::map<std::string, Tensor> out;
-  std::map<std::string, int64_t> covered;
-  for (const std::string& n : table.hf_names) out[n] = Tensor::empty(table.hf_shapes.at(n), dtype);
-  for (const HfParamEntry& e : table.params) {
-    const Tensor& v = source == HfExportSource::kWeights ? e.parameter->value : e.parameter->grad;
-    GRAFT_CHECK(v.defined(), "export of ", e.param, ": gradient not allocated");
-    Tensor host = v.to(Device::cpu());
-    for (const HfPiece& p : e.pieces) {
-      Tensor& dst = out.at(p.hf_name);
-      dst.slice(p.dim, p.hf_start, p.length).copy_from(host.slice(p.dim, p.start, p.length));
-      covered[p.hf_name] += p.length * (host.numel() / host.size(p.dim));
-    }
-  }
-  std::vector<std::pair<std::string, Tensor>> result;
-  for (const std::string& n : table.hf_names) {
-    GRAFT_CHECK(covered[n] == out.at(n).numel(), "export: ", n, " covered ", covered[n], " of ",
-                out.at(n).numel(), " elements by the weight map");
-    result.emplace_back(n, out.at(n));
-  }
-  return result;
-}
-
 nlohmann::json hf_config_for_export(const ModelConfig& c, DType dtype) {
   nlohmann::json j = c.hf_config.is_object() ? c.hf_config : nlohmann::json::object();
   if (!c.hf_config.is_object()) {
@@ -93,11 +66,26 @@ nlohmann::json hf_config_for_export(const ModelConfig& c, DType dtype) {
 }
 
 void export_hf_checkpoint(CausalLM& model, const std::string& dir, const HfExportOptions& opt) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw InputError(str(dir, ": cannot create the export folder: ", ec.message()));
-  write_hf_shards(dir, export_hf_tensors(model, HfExportSource::kWeights, opt.dtype),
-                  opt.max_shard_bytes);
+  HfGather gather(model, HfExportSource::kWeights, opt.dtype, opt.groups);
+  ProcessGroup& world = *(opt.groups ? opt.groups : model.context().groups)->world;
+  // The folder is made by rank 0; every rank learns whether that worked before the gathers.
+  std::string failure;
+  if (gather.root()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) failure = str(dir, ": cannot create the export folder: ", ec.message());
+  }
+  if (world.size() > 1 && world.all_reduce_scalar(failure.empty() ? 0 : 1, ReduceOp::kMax) > 0)
+    throw InputError(failure.empty() ? str(dir, ": rank 0 cannot create the export folder")
+                                     : failure);
+  if (!failure.empty()) throw InputError(failure);
+  std::vector<TensorMeta> metas;
+  for (const std::string& n : gather.table().hf_names)
+    metas.push_back({n, gather.table().hf_shapes.at(n), opt.dtype});
+  write_hf_shards_streaming(
+      dir, metas, [&](size_t i) { return gather.gather(metas[i].name); }, opt.max_shard_bytes,
+      gather.root());
+  if (!gather.root()) return;
   io::write_file_atomic(dir + "/config.json",
                         hf_config_for_export(model.config(), opt.dtype).dump(2) + "\n");
   const ModelConfig& c = model.config();

@@ -3,7 +3,8 @@
 // into q/k/v and gate/up). export_hf_checkpoint writes config.json (the original config with the
 // fields graft owns updated), generation_config.json when token ids are known, and
 // model-0000i-of-0000n.safetensors shards of at most max_shard_bytes with their index (or a
-// single model.safetensors). Load -> export -> load is bit-exact in the parameter dtype.
+// single model.safetensors). Load -> export -> load is bit-exact in the parameter dtype, under
+// any layout (the parameters' ShardSpecs say which blocks each rank holds).
 #pragma once
 
 #include <cstdint>
@@ -13,15 +14,9 @@
 #include <vector>
 
 #include "framework/model/causal_lm.h"
+#include "framework/model/hf_gather.h"
 
 namespace graft {
-
-enum class HfExportSource { kWeights, kGrads };
-
-// HF-named CPU tensors of the parameter values (or their gradients: graft parity compares them
-// with transformers' gradients) in `dtype`. Gradients must be allocated for kGrads.
-std::vector<std::pair<std::string, Tensor>> export_hf_tensors(
-    CausalLM& model, HfExportSource source = HfExportSource::kWeights, DType dtype = DType::kF32);
 
 // config.json content for the model: its hf_config with model_type, architectures, sizes,
 // tie_word_embeddings and dtype set from the ModelConfig (written from scratch in the Llama form
@@ -31,8 +26,13 @@ nlohmann::json hf_config_for_export(const ModelConfig& config, DType dtype);
 struct HfExportOptions {
   uint64_t max_shard_bytes = 5ull << 30;  // transformers' default "5GB"
   DType dtype = DType::kF32;              // f32, bf16 or f16
+  // The groups the parameters' ShardSpecs refer to; null: the model's context.
+  std::shared_ptr<const ParallelGroups> groups;
 };
 
+// Under a layout this is collective: world rank 0 writes the files, gathering each HF tensor
+// from the ranks that hold its blocks just before writing it (HfGather, one tensor at a time);
+// the files are the ones a single process writes, byte for byte.
 void export_hf_checkpoint(CausalLM& model, const std::string& dir, const HfExportOptions& opt = {});
 
 }  // namespace graft

@@ -8,27 +8,31 @@
 #include <set>
 
 #include "framework/io/hf_checkpoint.h"
+#include "framework/model/weight_slices.h"
 #include "framework/model/weight_table.h"
 
 namespace graft {
 namespace {
 
-// Copies block `pc` of the HF tensor `src` into the parameter (any device, any dtype).
-void fill_piece(Parameter& p, const HfPiece& pc, const Tensor& src) {
-  Tensor from = src.slice(pc.dim, pc.hf_start, pc.length);
-  Tensor to = p.value.slice(pc.dim, pc.start, pc.length);
+// Copies block `lp` of the HF tensor `src` (a view of the mapped shard) into the parameter (any
+// device, any dtype). Returns the bytes of host staging buffers it held.
+uint64_t fill_block(Parameter& p, const LocalPiece& lp, const Tensor& src) {
+  Tensor from = box_view(src, lp.hf_offset, lp.box);
+  Tensor to = box_view(p.value, lp.local_offset, lp.box);
   if (p.value.device().is_cpu()) {
-    to.copy_from(from);
-    return;
+    copy_box(to, from);
+    return 0;
   }
-  Tensor host = from.contiguous().to(p.value.dtype());
+  Tensor host = Tensor::empty(lp.box, p.value.dtype());
+  copy_box(host, from);
   if (to.is_contiguous()) {
     to.copy_from(host);
-  } else {
-    Tensor whole = p.value.to(Device::cpu());
-    whole.slice(pc.dim, pc.start, pc.length).copy_from(host);
-    p.value.copy_from(whole);
+    return host.nbytes();
   }
+  Tensor whole = p.value.to(Device::cpu());
+  box_view(whole, lp.local_offset, lp.box).copy_from(host);
+  p.value.copy_from(whole);
+  return host.nbytes() + whole.nbytes();
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -57,6 +61,20 @@ uint64_t stream_next(uint64_t& s) {  // splitmix64
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
+}
+
+// Every parameter's blocks; parameters with rows no block covers (the vocabulary padded to a
+// multiple of tp) are zeroed first, so padding is zero and never read.
+std::vector<std::vector<LocalPiece>> blocks_zeroing_padding(const WeightTable& table) {
+  std::vector<std::vector<LocalPiece>> blocks(table.params.size());
+  for (size_t i = 0; i < table.params.size(); ++i) {
+    blocks[i] = local_pieces(table.params[i]);
+    int64_t held = 0;
+    for (const LocalPiece& b : blocks[i]) held += b.numel();
+    Parameter& p = *table.params[i].parameter;
+    if (held < p.value.numel()) p.value.zero_();
+  }
+  return blocks;
 }
 
 // ShardedCheckpoint::open stops at the first shard file that is missing; to report every lost
@@ -90,6 +108,7 @@ HfLoadStats load_hf_weights(CausalLM& model, const std::string& dir) {
   WeightTable table = build_weight_table(model);
   const Targets targets = targets_of(table);
   std::vector<std::vector<bool>> filled(table.params.size());
+  const std::vector<std::vector<LocalPiece>> blocks = blocks_zeroing_padding(table);
   for (size_t i = 0; i < table.params.size(); ++i)
     filled[i].assign(table.params[i].pieces.size(), false);
 
@@ -112,7 +131,6 @@ HfLoadStats load_hf_weights(CausalLM& model, const std::string& dir) {
       ++stats.shards_read;
       stats.total_shard_bytes += f->file_size();
       stats.largest_shard_bytes = std::max<uint64_t>(stats.largest_shard_bytes, f->file_size());
-      stats.peak_mapped_bytes = std::max<uint64_t>(stats.peak_mapped_bytes, f->file_size());
       for (const TensorInfo& info : f->tensors()) {
         seen.insert(info.name);
         auto it = targets.find(info.name);
@@ -134,10 +152,18 @@ HfLoadStats load_hf_weights(CausalLM& model, const std::string& dir) {
         }
         Tensor src = f->tensor(info.name);
         for (auto [i, j] : it->second) {
-          fill_piece(*table.params[i].parameter, table.params[i].pieces[j], src);
+          for (const LocalPiece& b : blocks[i]) {
+            if (b.piece != j) continue;
+            stats.peak_buffer_bytes =
+                std::max(stats.peak_buffer_bytes, fill_block(*table.params[i].parameter, b, src));
+            stats.bytes_read += static_cast<uint64_t>(b.numel()) * dtype_size(info.dtype);
+          }
           filled[i][j] = true;
         }
         ++stats.tensors_read;
+        // What the kernel says this process holds of the shard now, then let the tensor go.
+        stats.peak_mapped_bytes = std::max(stats.peak_mapped_bytes, f->resident_bytes());
+        f->release_pages(info);
       }
     }
     // The shard must be unmapped now: nothing may keep a view of it alive.
@@ -206,7 +232,8 @@ std::unique_ptr<CausalLM> load_hf_model(const std::string& dir, const HfLoadOpti
   read_generation_config(dir, c);
   c.decoder.params_dtype = opt.params_dtype;
   c.decoder.device = opt.device;
-  auto model = build_model(c);
+  auto model = build_model(c, BuildContext{opt.device, opt.params_dtype,
+                                           opt.groups ? opt.groups : single_process_groups()});
   HfLoadStats s = load_hf_weights(*model, dir);
   if (stats) *stats = s;
   return model;
@@ -215,6 +242,7 @@ std::unique_ptr<CausalLM> load_hf_model(const std::string& dir, const HfLoadOpti
 void init_hf_weights(CausalLM& model, uint64_t seed) {
   WeightTable table = build_weight_table(model);
   const Targets targets = targets_of(table);
+  const std::vector<std::vector<LocalPiece>> blocks = blocks_zeroing_padding(table);
   const ModelConfig& c = model.config();
   for (const std::string& name : table.hf_names) {
     const Shape& shape = table.hf_shapes.at(name);
@@ -237,7 +265,8 @@ void init_hf_weights(CausalLM& model, uint64_t seed) {
       for (int64_t k = 0; k < n; ++k) d[k] = v;
     }
     for (auto [i, j] : targets.at(name))
-      fill_piece(*table.params[i].parameter, table.params[i].pieces[j], t);
+      for (const LocalPiece& b : blocks[i])
+        if (b.piece == j) fill_block(*table.params[i].parameter, b, t);
   }
 }
 

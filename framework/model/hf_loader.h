@@ -1,13 +1,16 @@
 // Loading Hugging Face checkpoints (config.json + model.safetensors or sharded safetensors with
 // model.safetensors.index.json) into a CausalLM through the weight table (weight_table.h).
 //
-// Shards are read one at a time, memory-mapped, and released before the next is opened, so peak
-// host memory is the model plus one mapped shard (HfLoadStats records what was mapped at once;
-// tests check it). A parameter whose pieces (q/k/v, gate/up) sit in different shards is filled
-// piece by piece over several shards; coverage is tracked per piece. bf16/f16/f64 tensors are
-// converted to the parameter dtype. At the end every problem — missing tensors, unreadable
-// shards, partly filled parameters, unexpected tensors, wrong shapes or dtypes — is reported in
-// ONE InputError, each with its HF name.
+// Shards are read one at a time, memory-mapped, and released before the next is opened. Each rank
+// copies only the blocks its parameters hold (weight_slices.h: its rows or columns of q/k/v,
+// gate/up, o, down and of the vocabulary, from the parameters' ShardSpecs) straight from the
+// mapping into the local tensors, so no rank materialises a full parameter; vocabulary padding
+// rows are zeroed, never read. HfLoadStats measures what that costs (the mapped pages the kernel
+// says this process touched, and the staging buffers). A parameter whose pieces (q/k/v, gate/up)
+// sit in different shards is filled piece by piece over several shards; coverage is tracked per
+// piece. bf16/f16/f64 tensors are converted to the parameter dtype. At the end every problem —
+// missing tensors, unreadable shards, partly filled parameters, unexpected tensors, wrong shapes or
+// dtypes — is reported in ONE InputError, each with its HF name.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,9 @@ namespace graft {
 struct HfLoadOptions {
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
+  // The layout to build the model in (tp layers split their parameters; each rank then reads
+  // only its blocks); null: a single process.
+  std::shared_ptr<const ParallelGroups> groups;
 };
 
 struct HfLoadStats {
@@ -28,7 +34,21 @@ struct HfLoadStats {
   int64_t tensors_read = 0;
   uint64_t total_shard_bytes = 0;  // sum of the shard file sizes
   uint64_t largest_shard_bytes = 0;
-  uint64_t peak_mapped_bytes = 0;  // most shard bytes mapped at the same time
+  // HF tensor bytes this rank copied out of the shards: the sum of its blocks (in the file dtype).
+  uint64_t bytes_read = 0;
+  // Measured by the kernel: the most bytes of the mapped shard resident in this process
+  // (SafetensorsFile::resident_bytes, read after each tensor's blocks are copied; the tensor's
+  // pages are then released, and one shard is mapped at a time). As coarse as the kernel maps:
+  // 64 KiB fault-around windows of small pages, or whole page-cache folios of up to 2 MiB
+  // (PMD-mapped) where the file system caches large folios (ext4 on Linux 6.x). So a row slice
+  // costs its bytes plus a window or folio at each end, while a column slice of a matrix whose
+  // rows are shorter than that costs the pages of the whole matrix (clean page-cache pages,
+  // shared with the other ranks of the node).
+  uint64_t peak_mapped_bytes = 0;
+  // The most bytes of host staging buffers held at once (blocks for GPU parameters).
+  uint64_t peak_buffer_bytes = 0;
+  // peak_mapped_bytes + peak_buffer_bytes: the loader's host memory beyond the parameters.
+  uint64_t peak_host_bytes() const { return peak_mapped_bytes + peak_buffer_bytes; }
 };
 
 // Reads DIR/config.json (and the eos_token_id of DIR/generation_config.json when present, which

@@ -8,7 +8,8 @@
 namespace graft {
 namespace {
 
-// Model-level weight map (graft name <- HF name), the same for every architecture.
+// Model-level weight map (graft name <- HF name), the same for every architecture. A vocabulary
+// padded for tensor parallelism has a logical shape of vocab_size rows: the pieces tile those.
 const WeightMap& model_level_map() {
   static const WeightMap m = {
       {"embed_tokens.weight", {{"model.embed_tokens.weight"}}},
@@ -16,6 +17,16 @@ const WeightMap& model_level_map() {
       {"lm_head.weight", {{"lm_head.weight"}}},
   };
   return m;
+}
+
+// `s` (a spec's shape, in the rank of its view) in the rank of the local tensor.
+Shape merge_view(const Shape& s, size_t local_rank) {
+  if (s.size() == local_rank) return s;
+  GRAFT_CHECK(s.size() == local_rank + 1 && !s.empty(), "shard view of rank ", s.size(),
+              " for a local tensor of rank ", local_rank, ": one leading dimension at most");
+  Shape out(s.begin() + 1, s.end());
+  out[0] *= s[0];
+  return out;
 }
 
 bool match_pattern(const std::string& name, const std::string& pattern) {
@@ -39,7 +50,7 @@ bool match_pattern(const std::string& name, const std::string& pattern) {
 
 // Fills in length = -1 pieces: up to the next piece along the same dim, or the parameter's end.
 void resolve_lengths(HfParamEntry& e) {
-  const Shape& shape = e.parameter->value.shape();
+  const Shape& shape = e.logical;
   for (HfPiece& p : e.pieces) {
     GRAFT_CHECK(p.dim >= 0 && p.dim < static_cast<int>(shape.size()), e.param, ": piece ",
                 p.hf_name, " along dim ", p.dim, " of a parameter shaped ", shape_str(shape));
@@ -53,7 +64,7 @@ void resolve_lengths(HfParamEntry& e) {
 
 // Internal check: pieces tile the parameter exactly once.
 void check_coverage(const HfParamEntry& e) {
-  const Shape& shape = e.parameter->value.shape();
+  const Shape& shape = e.logical;
   int64_t covered = 0;
   for (const HfPiece& p : e.pieces) {
     GRAFT_CHECK(p.start >= 0 && p.length > 0 && p.start + p.length <= shape[p.dim], e.param,
@@ -99,6 +110,8 @@ void add_entries(WeightTable& t, Module& owner, const WeightMap& map, const std:
     HfParamEntry e;
     e.param = prefix + me.param;
     e.parameter = p;
+    e.shape = global_param_shape(*p);
+    e.logical = logical_param_shape(*p);
     for (const WeightPiece& wp : me.pieces)
       e.pieces.push_back({hf_prefix + wp.hf_name, wp.dim, wp.hf_start, wp.start, wp.length});
     resolve_lengths(e);
@@ -108,6 +121,26 @@ void add_entries(WeightTable& t, Module& owner, const WeightMap& map, const std:
 }
 
 }  // namespace
+
+bool spec_describes(const ShardSpec& s, const Shape& local) {
+  const Shape box = s.box_shape(local);
+  return shape_numel(box) == shape_numel(local) && s.global_shape.size() == box.size() &&
+         s.dims.size() == box.size() &&
+         (s.logical_shape.empty() || s.logical_shape.size() == box.size());
+}
+
+Shape global_param_shape(const Parameter& p) {
+  const Shape& local = p.value.shape();
+  if (!spec_describes(p.spec, local)) return local;
+  return merge_view(p.spec.global_shape, local.size());
+}
+
+Shape logical_param_shape(const Parameter& p) {
+  const Shape& local = p.value.shape();
+  if (!spec_describes(p.spec, local)) return local;
+  const ShardSpec& s = p.spec;
+  return merge_view(s.logical_shape.empty() ? s.global_shape : s.logical_shape, local.size());
+}
 
 WeightTable build_weight_table(CausalLM& model) {
   WeightTable t;
@@ -128,7 +161,7 @@ WeightTable build_weight_table(CausalLM& model) {
   // Expected HF shapes: the parameter's shape with the piece dimension's extent.
   for (const HfParamEntry& e : t.params) {
     for (const HfPiece& p : e.pieces) {
-      Shape s = e.parameter->value.shape();
+      Shape s = e.logical;
       s[p.dim] = p.hf_start + p.length;
       auto [it, fresh] = t.hf_shapes.emplace(p.hf_name, s);
       if (fresh) {

@@ -27,11 +27,24 @@ struct HfPiece {
   int64_t hf_start = 0, start = 0, length = 0;  // length resolved (never -1)
 };
 
+// Pieces are in the coordinates of the *global* parameter (its ShardSpec's global_shape; the
+// local shape when the parameter is whole): weight maps describe the unsharded layout, and
+// weight_slices.h derives the block of each HF tensor a rank's local tensor holds.
 struct HfParamEntry {
   std::string param;  // absolute graft name: "layers.0.self_attention.qkv.weight"
   Parameter* parameter = nullptr;
-  std::vector<HfPiece> pieces;  // cover the parameter exactly once (checked)
+  Shape shape;                  // the global parameter shape (global_param_shape)
+  Shape logical;                // its unpadded part, which the pieces tile (logical_param_shape)
+  std::vector<HfPiece> pieces;  // cover the logical parameter exactly once (checked)
 };
+
+// Whether `s` describes a local tensor shaped `local` (a hand-made Parameter may carry none).
+bool spec_describes(const ShardSpec& s, const Shape& local);
+// The global shape of `p` in the rank of its local tensor: the spec's global_shape, with the
+// leading dimension a view adds merged back ([2, F, H] -> [2F, H]); the local shape when the spec
+// does not describe the local tensor. logical_param_shape: the same of the logical shape.
+Shape global_param_shape(const Parameter& p);
+Shape logical_param_shape(const Parameter& p);
 
 struct WeightTable {
   std::vector<HfParamEntry> params;        // in the model's parameter order

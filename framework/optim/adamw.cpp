@@ -105,29 +105,50 @@ size_t AdamW::state_bytes() const {
   return n;
 }
 
+void AdamW::grad_norm_sq_into(float* out) const {
+  GradNormParams g;
+  g.device = slots_.front().param->grad.device();
+  // Under tp each piece counts once: replicas (a KV head on several ranks) only on the primary.
+  const bool tp = tp_group_ && tp_group_->size() > 1;
+  for (const auto& s : slots_) {
+    if (tp && !s.param->spec.is_primary(tp_group_->rank())) continue;
+    g.grads.push_back(static_cast<const float*>(s.piece.grad().raw()));
+    g.sizes.push_back(s.piece.numel);
+  }
+  g.squared = true;
+  g.out = out;
+  if (!g.grads.empty()) ::graft::grad_norm(g);  // else `out` keeps the caller's zero
+}
+
 double AdamW::grad_norm() const {
   double sq = 0.0;
+  const bool tp = tp_group_ && tp_group_->size() > 1;
   if (!slots_.empty()) {
-    GradNormParams g;
-    g.device = slots_.front().param->grad.device();
-    for (const auto& s : slots_) {
-      g.grads.push_back(static_cast<const float*>(s.piece.grad().raw()));
-      g.sizes.push_back(s.piece.numel);
-    }
-    g.squared = true;
-    Tensor out = Tensor::zeros({1}, DType::kF32, g.device);
-    g.out = static_cast<float*>(out.raw());
-    ::graft::grad_norm(g);
+    Tensor out = Tensor::zeros({1}, DType::kF32, slots_.front().param->grad.device());
+    grad_norm_sq_into(static_cast<float*>(out.raw()));
     sq = out.to(Device::cpu()).to_f32_vector()[0];
   }
   if (shard_group_ && shard_group_->size() > 1)
     sq = shard_group_->all_reduce_scalar(sq, ReduceOp::kSum);
+  if (tp) sq = tp_group_->all_reduce_scalar(sq, ReduceOp::kSum);
   return std::sqrt(sq);
 }
 
-void AdamW::step(double lr, double grad_scale) {
+void AdamW::grad_norm_sq_on_device(Tensor& out) const {
+  GRAFT_CHECK(
+      (!shard_group_ || shard_group_->size() == 1) && (!tp_group_ || tp_group_->size() == 1),
+      "AdamW::grad_norm_sq_on_device: the norm of a sharded model needs the host path");
+  GRAFT_CHECK(out.defined() && out.dtype() == DType::kF32 && out.numel() >= 1,
+              "AdamW::grad_norm_sq_on_device: out must be an f32 tensor");
+  if (slots_.empty()) {
+    out.zero_();
+    return;
+  }
+  grad_norm_sq_into(static_cast<float*>(out.raw()));
+}
+
+AdamWMultiParams AdamW::update_params(double lr, double grad_scale) {
   ++steps_;
-  if (slots_.empty()) return;
   AdamWMultiParams p;
   p.device = slots_.front().param->value.device();
   p.hyper.lr = static_cast<float>(lr);
@@ -151,8 +172,30 @@ void AdamW::step(double lr, double grad_scale) {
     }
     p.tensors.push_back(t);
   }
-  adamw_multi_step(p);
+  return p;
+}
+
+void AdamW::step(double lr, double grad_scale) {
+  if (slots_.empty()) {
+    ++steps_;
+    return;
+  }
+  adamw_multi_step(update_params(lr, grad_scale));
   if (emulate_bf16_) sync_weights();
+}
+
+void AdamW::step_on_device(double lr, double max_norm, const float* norm_sq, const float* loss) {
+  GRAFT_CHECK(norm_sq, "AdamW::step_on_device: null norm_sq");
+  GRAFT_CHECK(!emulate_bf16_, "AdamW::step_on_device: not with emulated bf16 (the CPU path)");
+  if (slots_.empty()) {
+    ++steps_;
+    return;
+  }
+  AdamWMultiParams p = update_params(lr, 1.0);
+  p.hyper.norm_sq = norm_sq;
+  p.hyper.max_norm = max_norm;
+  p.hyper.loss = loss;
+  adamw_multi_step(p);
 }
 
 void AdamW::sync_weights() {
@@ -266,7 +309,7 @@ void AdamW::load_state(const ShardedReader& r) {
                     ": optimizer state does not match this model: ", problems);
   for (auto& s : slots_) {  // this rank's flat range of its box of each tensor
     const Shape box = spec_box_offset(s.param->spec, s.param->value.shape());
-    const Shape& shape = s.param->value.shape();
+    const Shape shape = spec_box_shape(s.param->spec, s.param->value.shape());
     r.read("optim/m/" + s.name, box, shape, s.piece.offset, s.m);
     r.read("optim/v/" + s.name, box, shape, s.piece.offset, s.v);
     if (r.has("optim/master/" + s.name))

@@ -29,6 +29,7 @@
 #include "framework/io/safetensors.h"
 #include "framework/optim/optim_config.h"
 #include "framework/registry/module.h"
+#include "kernels/adamw.h"
 #include "parallel/grad_buckets.h"
 
 namespace graft {
@@ -50,10 +51,21 @@ class AdamW {
   AdamW(std::vector<ParamPiece> pieces, const OptimConfig& config, bool emulate_bf16,
         ProcessGroup* shard_group);
 
-  // sqrt(sum of squares of every gradient) (f64 accumulation on the CPU).
+  // sqrt(sum of squares of every gradient) (f64 accumulation on the CPU). With a tensor-parallel
+  // group the norm is that of the whole model: each rank adds the pieces it holds the primary
+  // copy of (ShardSpec::is_primary) and the squares are summed over tp.
   double grad_norm() const;
+  // The tensor-parallel group (not owned; null or size 1: none).
+  void set_tp_group(ProcessGroup* tp) { tp_group_ = tp; }
   // One update with learning rate `lr`; gradients are multiplied by grad_scale first (clipping).
   void step(double lr, double grad_scale);
+  // The same without the host in the loop (no sync): the sum of squared gradients written into
+  // out[0] on the parameters' device (single process or unsharded only) ...
+  void grad_norm_sq_on_device(Tensor& out) const;
+  // ... and an update whose clipping to max_norm and whose skip on a non-finite norm or loss are
+  // decided by the kernel from those device scalars (kernels/adamw.h). The step is counted; a
+  // caller that reads the scalars afterwards and finds it skipped calls set_steps_taken(n - 1).
+  void step_on_device(double lr, double max_norm, const float* norm_sq, const float* loss);
   // Writes the forward weights from the master weights (rounded to bf16 values when emulating,
   // converted when the parameters are low precision); a no-op when they are the same tensor.
   void sync_weights();
@@ -93,8 +105,11 @@ class AdamW {
     float weight_decay = 0.0f;
   };
   void add_slot(const ParamPiece& piece);
+  void grad_norm_sq_into(float* out) const;
+  AdamWMultiParams update_params(double lr, double grad_scale);  // counts the step
   OptimConfig config_;
   bool emulate_bf16_ = false;
+  ProcessGroup* tp_group_ = nullptr;
   ProcessGroup* shard_group_ = nullptr;
   std::vector<ParamPiece> pieces_;
   int64_t steps_ = 0;

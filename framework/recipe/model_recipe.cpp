@@ -73,6 +73,8 @@ ModelRecipe parse_model_recipe(RecipeNode& n) {
   m.layers = n.get<std::string>("layers", "reference");
   if (m.layers != "reference" && m.layers != "te")
     n.fail("layers", str("= ", m.layers, ", expected reference or te"));
+  const std::string attention = n.get<std::string>("attention", "auto");
+  const AttnBackend attn = parse_attn_backend(attention, n.where("attention"));
   RecipeNode ov = n.child("overrides");
   std::vector<std::pair<std::string, std::string>> extra;
   if (n.has("overrides")) {
@@ -102,6 +104,7 @@ ModelRecipe parse_model_recipe(RecipeNode& n) {
     check_config_fields(cfg, j, n);
     m.config = parse_hf_config(j, n.where("config"));
   }
+  m.config.attention = attn;
   if (m.layers == "te") m.overrides.emplace_back(m.config.decoder_layer, "te.transformer_layer");
   for (auto& e : extra) {
     if (!Registry::global().find(e.second))

@@ -8,6 +8,9 @@
 //       ...
 //     layers: reference   # reference | te (OverrideScope llama.decoder_layer ->
 //                         #   te.transformer_layer)
+//     attention: auto     # auto | cudnn | unfused: the CUDA attention backend (auto = cuDNN
+//                         #   where it supports the problem, else unfused, said on stderr;
+//                         #   cudnn = strict: an error saying why when it cannot run)
 //     overrides: {a: b}   # extra registry overrides, applied while the model is built
 //     plugins: [lib.so]   # shared libraries loaded (graft::load_plugin) before parsing
 #pragma once

@@ -208,6 +208,9 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
   r.device = parse_device(dev, top.where("device"));
   top.finish();
 
+  if (r.model.config.attention == AttnBackend::kCudnn && !r.device.is_cuda())
+    throw InputError(
+        str(file, ": model.attention = cudnn needs a CUDA device (device = ", r.device.str(), ")"));
   const int64_t max_pos = r.model.config.max_position_embeddings;
   if (max_pos > 0 && r.data.seq_len > max_pos) {
     throw InputError(str(file, ": data.seq_len = ", r.data.seq_len,

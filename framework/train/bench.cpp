@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <random>
 #include <vector>
 
 #include "framework/core/device_timer.h"
 #include "framework/optim/adamw.h"
+#include "kernels/cross_entropy.h"
 #include "kernels/gemm.h"
+#include "kernels/profile.h"
 #include "layers/te/fp8_state.h"
 #include "parallel/grad_buckets.h"
 #include "parallel/parallel_state.h"
@@ -54,18 +55,6 @@ Tensor random_bf16(int64_t rows, int64_t cols, uint64_t seed, Device dev) {
   return h.to(DType::kBF16).to(dev);
 }
 
-// Which attention implementation the step runs (the kernel's stderr line says the same):
-// cuDNN takes bf16, head_dim % 8 == 0 and <= 128 without a padding mask.
-std::string attention_backend(const Recipe& r, DType dtype) {
-  if (r.device.is_cpu()) return "cpu";
-  const char* env = std::getenv("GRAFT_ATTN_BACKEND");
-  const std::string choice = env && *env ? env : "auto";
-  if (choice == "unfused") return "unfused (GRAFT_ATTN_BACKEND=unfused)";
-  const int64_t d = r.model.config.decoder.head_dim;
-  const bool cudnn = dtype == DType::kBF16 && d % 8 == 0 && d <= 128;
-  return str(cudnn ? "cudnn" : "unfused", " (GRAFT_ATTN_BACKEND=", choice, ")");
-}
-
 }  // namespace
 
 double gemm_peak_tflops(Device dev, int64_t n, int64_t reps) {
@@ -100,6 +89,19 @@ double model_flops_per_token(const ModelConfig& c, int64_t seq) {
   return 6 * dense + 6 * L * static_cast<double>(seq) * q;  // causal attention: half of 12·L·s·q
 }
 
+nlohmann::json BenchResult::profile_json() const {
+  if (!profile) return nullptr;
+  auto r3 = [](double v) { return std::round(v * 1000) / 1000; };
+  nlohmann::json fam = nlohmann::json::array();
+  for (const auto& f : profile->families)
+    fam.push_back({{"family", f.family},
+                   {"ms_per_step", r3(f.ms_per_step)},
+                   {"calls_per_step", f.calls_per_step}});
+  return {{"step_ms", r3(profile->step_ms)},
+          {"unattributed_ms", r3(profile->unattributed_ms)},
+          {"families", fam}};
+}
+
 nlohmann::json BenchResult::to_json() const {
   auto opt = [](const std::optional<double>& v) {
     return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
@@ -131,10 +133,23 @@ nlohmann::json BenchResult::to_json() const {
           {"mfu", opt(mfu ? std::optional<double>(r3(*mfu)) : std::nullopt)},
           {"peak_mem_gib", r3(peak_mem_gib)},
           {"first_loss", r3(first_loss)},
-          {"last_loss", r3(last_loss)}};
+          {"last_loss", r3(last_loss)},
+          {"train_loop",
+           train_loop ? nlohmann::json{{"warmup", train_loop->warmup},
+                                       {"steps", train_loop->steps},
+                                       {"grad_accum", train_loop->grad_accum},
+                                       {"ms_per_step", r3(train_loop->ms_per_step)},
+                                       {"tokens_per_s", std::round(train_loop->tokens_per_s)},
+                                       {"peak_mem_gib", r3(train_loop->peak_mem_gib)},
+                                       {"last_loss", r3(train_loop->last_loss)},
+                                       {"attention", train_loop->attention}}
+                      : nlohmann::json(nullptr)}};
 }
 
-BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
+namespace {
+
+// One micro-batch per optimizer step on random ids (bench.h).
+BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   GRAFT_INPUT_CHECK(opt.steps >= 1 && opt.warmup >= 0, "steps = ", opt.steps,
                     ", warmup = ", opt.warmup, ", expected steps >= 1 and warmup >= 0");
   const Device dev = r.device;
@@ -176,43 +191,72 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   res.dtype = dtype_name(r.precision.params);
   res.fp8 = te::fp8_recipe_name(r.precision.fp8.recipe);
   if (emulate_bf16) res.dtype += " (emulated in f32)";
-  res.attention = attention_backend(r, r.precision.params);
   res.num_layers = c.num_layers;
   for (auto& [name, p] : model->named_parameters()) res.params += p->value.numel();
 
-  // Seeded random token ids, uploaded once; the labels stay on the host (the loss reads them).
+  // Seeded random token ids, uploaded once, and their shifted targets made on the device.
   std::mt19937_64 rng(static_cast<uint64_t>(r.data.seed));
   std::uniform_int_distribution<int64_t> tok(0, c.vocab_size - 1);
   std::vector<int64_t> ids(static_cast<size_t>(B * S));
   for (auto& t : ids) t = tok(rng);
-  const Tensor ids_host = Tensor::from_vector(ids, {B, S});
-  const Tensor ids_dev = dev.is_cpu() ? ids_host : ids_host.to(dev);
+  LmInputs batch;
+  batch.input_ids = Tensor::from_vector(ids, {B, S}).to(dev);
+  batch.targets = Tensor::empty({B, S}, DType::kI64, dev);
+  ShiftLabelsParams sp;
+  sp.labels = static_cast<const int64_t*>(batch.input_ids.raw());
+  sp.targets = static_cast<int64_t*>(batch.targets.raw());
+  sp.batch = B;
+  sp.seq = S;
+  sp.device = dev;
+  shift_labels(sp);
 
+  // On a GPU the step has no host sync (as in the trainer): the loss stays on the device and the
+  // AdamW kernel clips from the device norm; the loss is read after the step's timing.
   const double lr = r.optim.lr;
-  double loss = 0;
+  const bool device_step = dev.is_cuda();
+  Tensor stats = Tensor::zeros({2}, DType::kF32, dev);  // loss, gradient norm²
+  Tensor norm_slot = stats.slice(0, 1, 1);
+  double host_loss = 0;
   auto step = [&] {
     buckets->zero_grad();
-    loss = model->forward_backward(ids_dev, ids_host, Tensor(), true, 1.0);
-    buckets->finish();
-    const double norm = optim.grad_norm();
-    const double scale =
-        (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
-    optim.step(lr, scale);
+    if (device_step) {
+      stats.zero_();
+      model->forward_backward(batch, true, 1.0, &stats);
+      buckets->finish();
+      optim.grad_norm_sq_on_device(norm_slot);
+      optim.step_on_device(lr, r.optim.grad_clip, static_cast<const float*>(norm_slot.raw()),
+                           static_cast<const float*>(stats.raw()));
+    } else {
+      host_loss = model->forward_backward(batch, true, 1.0);
+      buckets->finish();
+      const double norm = optim.grad_norm();
+      const double scale =
+          (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
+      optim.step(lr, scale);
+    }
     if (ctx.fp8) ctx.fp8->end_step(*groups->world);  // amax update; weights re-cast next step
+  };
+  auto step_loss = [&] {
+    return device_step ? static_cast<double>(stats.to(Device::cpu()).to_f32_vector()[0])
+                       : host_loss;
   };
   say(str(res.arch, " ", res.params, " parameters, ", res.layers, " layers, ", res.dtype,
           ctx.fp8 ? str(", FP8 ", res.fp8, " scaling (", ctx.fp8->num_slots(), " FP8 tensors)")
                   : std::string(),
           ", batch ", B, " x ", S, " on ", res.device, ": ", opt.warmup, " warm-up + ", opt.steps,
           " steps"));
+  double loss = 0;
   for (int64_t i = 0; i < opt.warmup; ++i) {
     step();
+    loss = step_loss();
     if (i == 0) res.first_loss = loss;
   }
   if (ctx.fp8) ctx.fp8->profile().reset();  // the breakdown covers the timed steps
+  model->reset_attention_report();          // what the timed steps ran, as the kernels report it
   std::vector<double> ms;
   for (int64_t i = 0; i < opt.steps; ++i) {
     ms.push_back(time_ms(dev, step));
+    loss = step_loss();
     if (opt.warmup == 0 && i == 0) res.first_loss = loss;
     say(str("step ", i + 1, ": ", ms.back(), " ms, loss ", loss));
   }
@@ -221,6 +265,29 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
     res.fp8_breakdown_ms = ctx.fp8->profile().per_step_ms();
     say(str("FP8 regions per step (ms, GRAFT_FP8_PROFILE; events around each region): ",
             nlohmann::json(res.fp8_breakdown_ms).dump()));
+  }
+  res.attention = model->attention_report().summary();
+  if (opt.profile && dev.is_cuda()) {
+    kernels::KernelProfile prof;
+    double total = 0;
+    for (int64_t i = 0; i < opt.steps; ++i) total += time_ms(dev, step);
+    prof.collect();
+    BenchProfile bp;
+    const double n = static_cast<double>(opt.steps);
+    bp.step_ms = total / n;
+    double attributed = 0;
+    for (const auto& [name, f] : prof.families()) {
+      bp.families.push_back({name, f.ms / n, static_cast<double>(f.calls) / n});
+      attributed += f.ms / n;
+    }
+    std::sort(bp.families.begin(), bp.families.end(),
+              [](const auto& a, const auto& b) { return a.ms_per_step > b.ms_per_step; });
+    bp.unattributed_ms = bp.step_ms - attributed;
+    for (const auto& f : bp.families)
+      say(str("profile: ", f.family, " ", f.ms_per_step, " ms/step (", f.calls_per_step,
+              " calls)"));
+    say(str("profile: unattributed ", bp.unattributed_ms, " of ", bp.step_ms, " ms/step"));
+    res.profile = bp;
   }
   res.ms_per_step = median(ms);
   res.ms_min = *std::min_element(ms.begin(), ms.end());
@@ -232,6 +299,14 @@ BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
   if (res.gemm_peak_tflops) res.mfu = res.model_tflops / *res.gemm_peak_tflops;
   if (dev.is_cuda())
     res.peak_mem_gib = static_cast<double>(device_backend().peak_bytes(dev)) / (1ULL << 30);
+  return res;
+}
+
+}  // namespace
+
+BenchResult run_bench(const Recipe& r, const BenchOptions& opt) {
+  BenchResult res = bench_step(r, opt);  // its model and optimizer are freed on return
+  if (opt.train_loop) res.train_loop = run_train_loop_bench(r, opt);
   return res;
 }
 

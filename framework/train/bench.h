@@ -14,6 +14,14 @@
 // model_tflops = flops/token · tokens / time; mfu = model_tflops / gemm_peak_tflops, where the
 // peak is the median time of a bf16 8192³ GEMM through the same GEMM entry point (cuBLASLt),
 // measured in the same run (CPU: no peak, mfu null).
+//
+// With train_loop (graft bench --train-loop) the recipe's own loop runs afterwards, in the same
+// process: a Trainer (framework/train/trainer.h) on the recipe's data with its sampler,
+// train.grad_accum, logging and evaluation, for warmup + steps optimizer steps, without
+// checkpoints or the end-of-run sample. Its figure is the wall time of the steps after the
+// warm-up (the trainer's own clock, host syncs and logging included): train_loop.tokens_per_s =
+// batch_size · grad_accum · seq_len · steps / that time. The bench step's figures stay those of
+// one micro-batch per optimizer step, so both are reported side by side.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +30,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "framework/model/causal_lm.h"
 #include "framework/recipe/recipe.h"
@@ -33,7 +42,31 @@ struct BenchOptions {
   int64_t steps = 10;      // timed steps (>= 1)
   int64_t gemm_reps = 10;  // timed 8192³ GEMMs (GPU)
   int64_t gemm_size = 8192;
+  bool train_loop = false;         // also time the recipe's own training loop (above)
+  bool profile = false;            // also time each kernel family over `steps` more steps (GPU)
   std::ostream* log = &std::cerr;  // progress lines ("" to silence: nullptr)
+};
+
+// Per kernel family, per step (kernels/profile.h), from `steps` profiled steps after the timed
+// ones: families sorted by time; step_ms is the profiled steps' own time (events add a little),
+// unattributed_ms what no dispatched kernel accounts for (memsets, copies, launch gaps).
+struct KernelProfileRow {
+  std::string family;
+  double ms_per_step = 0, calls_per_step = 0;
+};
+struct BenchProfile {
+  double step_ms = 0, unattributed_ms = 0;
+  std::vector<KernelProfileRow> families;
+};
+
+// The recipe's training loop timed by the trainer's clock (bench.h, train_loop).
+struct TrainLoopResult {
+  int64_t warmup = 0, steps = 0, grad_accum = 1;
+  double ms_per_step = 0;   // per optimizer step (grad_accum micro-batches)
+  double tokens_per_s = 0;  // of the timed steps
+  double peak_mem_gib = 0;  // allocator peak over the loop (GPU); 0 on the CPU
+  double last_loss = 0;
+  std::string attention;  // what the last step's attention kernels ran
 };
 
 struct BenchResult {
@@ -49,8 +82,11 @@ struct BenchResult {
   std::optional<double> gemm_peak_tflops, mfu;
   double peak_mem_gib = 0;  // allocator peak (GPU); 0 on the CPU
   double first_loss = 0, last_loss = 0;
+  std::optional<TrainLoopResult> train_loop;  // with BenchOptions::train_loop
+  std::optional<BenchProfile> profile;        // with BenchOptions::profile on a GPU
 
-  nlohmann::json to_json() const;  // the one line graft bench prints
+  nlohmann::json to_json() const;       // the one line graft bench prints
+  nlohmann::json profile_json() const;  // "profile" of that line (null without one)
 };
 
 // Median TFLOP/s of `reps` bf16 n³ GEMMs (bf16 out, f32 accumulation) through graft::gemm, after
@@ -62,5 +98,7 @@ double model_flops_per_token(const ModelConfig& c, int64_t seq);
 
 // InputError for bad options (steps < 1, ...) or an unusable recipe.
 BenchResult run_bench(const Recipe& recipe, const BenchOptions& opt = {});
+// The recipe's training loop alone (what run_bench adds with train_loop).
+TrainLoopResult run_train_loop_bench(const Recipe& recipe, const BenchOptions& opt);
 
 }  // namespace graft

@@ -20,7 +20,8 @@ std::string resolve_checkpoint(const std::string& path) {
 }
 
 std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, Device device,
-                                                bool prefer_master) {
+                                                bool prefer_master,
+                                                std::shared_ptr<const ParallelGroups> groups) {
   ModelConfig config = load_hf_config(checkpoint + "/config.json");
   config.decoder.device = device;
   std::vector<std::pair<std::string, std::string>> overrides;
@@ -41,7 +42,8 @@ std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, D
   std::unique_ptr<CausalLM> model;
   {
     OverrideScope scope(overrides);
-    model = build_model(config);
+    model = groups ? build_model(config, BuildContext{device, config.decoder.params_dtype, groups})
+                   : build_model(config);
   }
   load_model_weights(*model, checkpoint, prefer_master);
   return model;

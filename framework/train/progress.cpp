@@ -75,6 +75,7 @@ void ProgressLog::log(const StepMetrics& m) {
                         {"elapsed_s", m.elapsed_s}};
     if (m.peak_mem_gib) j["peak_mem_gib"] = num(*m.peak_mem_gib);
     if (m.mfu) j["mfu"] = num(*m.mfu);
+    if (!m.attention.empty()) j["attention"] = m.attention;
     if (m.eval_loss) {
       j["eval_loss"] = num(*m.eval_loss);
       j["eval_ppl"] = num(std::exp(*m.eval_loss));

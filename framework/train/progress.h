@@ -27,6 +27,7 @@ struct StepMetrics {
   double elapsed_s = 0;
   double eta_s = 0;
   std::optional<double> eval_loss, mfu, peak_mem_gib;
+  std::string attention;  // what the step's attention kernels ran (AttnReport); "" = not recorded
 };
 
 class TensorBoardWriter;

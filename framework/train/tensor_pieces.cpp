@@ -227,7 +227,8 @@ TensorPiece whole_piece(const std::string& name, const Tensor& data) {
   return p;
 }
 
-Shape spec_box_offset(const ShardSpec& spec, const Shape& local) {
+Shape spec_box_offset(const ShardSpec& spec, const Shape& local_shape) {
+  const Shape local = spec_box_shape(spec, local_shape);
   Shape offset(local.size(), 0);
   if (spec.dims.size() != local.size() || spec.global_shape.size() != local.size()) return offset;
   for (size_t d = 0; d < local.size(); ++d)
@@ -235,14 +236,19 @@ Shape spec_box_offset(const ShardSpec& spec, const Shape& local) {
   return offset;
 }
 
+Shape spec_box_shape(const ShardSpec& spec, const Shape& local) {
+  if (spec.view.empty() || shape_numel(spec.view) != shape_numel(local)) return local;
+  return spec.view;
+}
+
 TensorPiece spec_piece(const std::string& name, const ShardSpec& spec, const Tensor& local) {
   TensorPiece p;
   p.name = name;
-  const bool fits =
-      spec.dims.size() == local.shape().size() && spec.global_shape.size() == local.shape().size();
-  p.global_shape = fits ? spec.global_shape : local.shape();
+  const Shape box = spec_box_shape(spec, local.shape());
+  const bool fits = spec.dims.size() == box.size() && spec.global_shape.size() == box.size();
+  p.global_shape = fits ? spec.global_shape : box;
   p.box_offset = spec_box_offset(spec, local.shape());
-  p.box_shape = local.shape();
+  p.box_shape = box;
   p.data = local;
   return p;
 }
@@ -470,12 +476,13 @@ void ShardedReader::read(const std::string& name, const Shape& box_offset, const
 }
 
 void ShardedReader::read_box(const std::string& name, const ShardSpec& spec, Tensor& local) const {
+  const Shape box = spec_box_shape(spec, local.shape());
   if (local.is_contiguous()) {
-    read(name, spec_box_offset(spec, local.shape()), local.shape(), 0, local);
+    read(name, spec_box_offset(spec, local.shape()), box, 0, local);
     return;
   }
   Tensor tmp = Tensor::empty(local.shape(), local.dtype(), local.device());
-  read(name, spec_box_offset(spec, local.shape()), local.shape(), 0, tmp);
+  read(name, spec_box_offset(spec, local.shape()), box, 0, tmp);
   local.copy_from(tmp);
 }
 

@@ -51,6 +51,8 @@ TensorPiece whole_piece(const std::string& name, const Tensor& data);
 // whole dimensions). A spec that does not describe `local` (say, a hand-made Parameter with no
 // spec) counts as replicated.
 Shape spec_box_offset(const ShardSpec& spec, const Shape& local);
+// The box's shape: the spec's view of the local tensor (te's fc1 [2, F/tp, H]), or its shape.
+Shape spec_box_shape(const ShardSpec& spec, const Shape& local);
 // `local`, the part of logical tensor `name` that `spec` describes, as a piece.
 TensorPiece spec_piece(const std::string& name, const ShardSpec& spec, const Tensor& local);
 

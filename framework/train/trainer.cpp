@@ -13,6 +13,7 @@
 #include "layers/te/fp8_state.h"
 #include "parallel/launch.h"
 #include "parallel/parallel_state.h"
+#include "parallel/tp_collectives.h"
 #include "parallel/watchdog.h"
 
 namespace graft {
@@ -39,10 +40,15 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   try {
     device = bind_local_device(r.device, r.parallel.backend == "mpi");
     groups_ = make_parallel_groups(r.parallel, world, device, r.file);
-    GRAFT_INPUT_CHECK(r.parallel.tp == 1 && r.parallel.cp == 1, r.file,
-                      ": parallel.tp = ", r.parallel.tp, ", parallel.cp = ", r.parallel.cp,
-                      ": tensor and context parallelism are not implemented yet (the layers do "
-                      "not split); use parallel.dp");
+    GRAFT_INPUT_CHECK(r.parallel.cp == 1 || r.data.seq_len % (2 * r.parallel.cp) == 0, r.file,
+                      ": data.seq_len = ", r.data.seq_len,
+                      " is not a multiple of 2 * parallel.cp = ", 2 * r.parallel.cp,
+                      " (context parallelism cuts each row into 2 * cp chunks)");
+    if (r.parallel.sequence_parallel)  // the sequence shards of each cp rank's rows
+      check_sp_divisible(
+          r.data.seq_len / r.parallel.cp, *groups_->tp,
+          (r.file + (r.parallel.cp > 1 ? ": data.seq_len / parallel.cp" : ": data.seq_len"))
+              .c_str());
   } catch (const CollectiveInputError&) {
     throw;
   } catch (const InputError& e) {  // the same on every rank: printed once, by rank 0
@@ -107,7 +113,11 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && device.is_cpu();
   BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_, nullptr};
   if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, device);
-  model_ = build_model_from_recipe(m, ctx);
+  try {
+    model_ = build_model_from_recipe(m, ctx);
+  } catch (const InputError& e) {  // a layout the model cannot split: the same on every rank
+    throw CollectiveInputError(str(r.file, ": ", e.what()));
+  }
   if (!ckpt.empty())
     load_model_weights(*model_, ckpt);
   else if (!m.hf_dir.empty())
@@ -119,6 +129,7 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
                                  GradBucketOptions{r.parallel.bucket_mb, r.parallel.zero == 1});
   optim_ = std::make_unique<AdamW>(buckets_->owned_pieces(), r.optim, emulate_bf16,
                                    buckets_->sharded() ? groups_->dp_cp.get() : nullptr);
+  optim_->set_tp_group(groups_->tp.get());
   if (!ckpt.empty()) resume(ckpt);
   optim_->sync_weights();     // with emulated bf16: the forward weights hold bf16 values
   buckets_->gather_params();  // ZeRO: each rank wrote only its shard of them
@@ -193,8 +204,10 @@ void Trainer::resume_fp8(const std::string& ckpt) {
 std::string Trainer::save(TrainResult& result) {
   // Each rank writes what it owns: under ZeRO-1 its shard of every parameter and of the optimizer
   // state (flat ranges of the parameter's box); otherwise the first data-parallel replica writes
-  // its box of everything and the other replicas write nothing.
+  // its box of everything and the other replicas write nothing. Under tp each piece is written
+  // once: by tp rank 0 for a parameter whole on every rank, by replica 0 of a replicated split one.
   CheckpointContents c;
+  const int tp_rank = groups_->tp->rank();
   auto piece = [](const std::string& name, const ParamPiece& pp, const Tensor& data) {
     TensorPiece t = spec_piece(name, pp.param->spec, pp.param->value);
     t.flat_offset = pp.offset;
@@ -209,18 +222,25 @@ std::string Trainer::save(TrainResult& result) {
       c.pieces.push_back(spec_piece(kFp8Prefix + name, ShardSpec::replicated(t.shape()), t));
   if (writer) {
     for (const ParamPiece& pp : optim_->pieces())
-      c.pieces.push_back(piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu())));
+      if (pp.param->spec.is_primary(tp_rank))
+        c.pieces.push_back(piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu())));
     for (const auto& sp : optim_->state_pieces())
-      c.pieces.push_back(piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data));
+      if (sp.piece.param->spec.is_primary(tp_rank))
+        c.pieces.push_back(
+            piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data));
   }
   c.state = state_;
   c.recipe_yaml = recipe_.resolved_yaml();
   c.hf_config = hf_config_for_export(model_->config(), recipe_.precision.params);
   if (dataset_->tokenizer() != "byte") c.tokenizer_file = dataset_->tokenizer();
   const ParallelConfig& l = groups_->layout;
-  c.layout = {
-      {"world", groups_->world->size()}, {"tp", l.tp}, {"cp", l.cp}, {"dp", l.dp}, {"zero", l.zero},
-      {"backend", groups_->backend}};
+  c.layout = {{"world", groups_->world->size()},
+              {"tp", l.tp},
+              {"cp", l.cp},
+              {"dp", l.dp},
+              {"zero", l.zero},
+              {"sequence_parallel", l.sequence_parallel},
+              {"backend", groups_->backend}};
   result.last_checkpoint =
       save_checkpoint(recipe_.checkpoint.dir, c, recipe_.checkpoint.keep_last, *groups_->world);
   return result.last_checkpoint;
@@ -276,10 +296,20 @@ TrainResult Trainer::run() {
   const double tokens_per_step = static_cast<double>(r.train.batch_size * r.train.grad_accum *
                                                      r.data.seq_len * groups_->layout.dp);
   const int64_t first = state_.step;
+  // One process on a GPU: the step runs without host syncs until its end (see the loop).
+  // (bf16 emulation is CPU-only, so the GPU's optimizer always writes its weights itself.)
+  const bool device_step =
+      model_->device().is_cuda() && groups_->world->size() == 1 && !buckets_->sharded();
+  Tensor stats, norm_slot;  // f32 [2] on the device: the step's loss sum and gradient norm²
+  if (device_step) {
+    stats = Tensor::zeros({2}, DType::kF32, model_->device());
+    norm_slot = stats.slice(0, 1, 1);
+  }
   for (int64_t step = state_.step; step < end; ++step) {
     const double t0 = now_s();
     Watchdog::instance().set_step(step + 1);
     buckets_->zero_grad();
+    model_->reset_attention_report();
     // The loss is the mean over every counted target of the step's micro-batches on all ranks
     // (document starts and SFT masks make the counts differ): each micro-batch contributes its
     // sum divided by that global count, and the gradients are scaled by the group size because
@@ -290,19 +320,42 @@ TrainResult Trainer::run() {
       micro.push_back(sampler_->next(r.train.batch_size));
       counted += static_cast<double>(micro.back().num_targets);
     }
-    counted = groups_->dp_cp->all_reduce_scalar(counted, ReduceOp::kSum);
-    double loss = 0;
-    for (int64_t a = 0; a < r.train.grad_accum; ++a) {
-      micro[a].loss_divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
-      buckets_->set_sync(a + 1 == r.train.grad_accum);
-      loss += model_->forward_backward(micro[a], true, groups_->dp_cp->size());
-    }
-    if (options_.after_backward) options_.after_backward(step, *model_);
-    buckets_->finish();
-    loss = groups_->dp_cp->all_reduce_scalar(loss, ReduceOp::kSum);
-    const double norm = optim_->grad_norm();
-    const bool skip = !std::isfinite(loss) || !std::isfinite(norm);
+    // The cp ranks of a replica hold the same rows (each keeps its chunks): count over dp only.
+    counted = groups_->dp->all_reduce_scalar(counted, ReduceOp::kSum);
     const double lr = schedule_.lr_at(step);
+    double loss = 0, norm = 0;
+    bool skip = false;
+    if (device_step) {
+      // No host round trip inside the step: the loss accumulates on the device, the norm stays
+      // there, the AdamW kernel clips and skips from them; one read of both after the update.
+      stats.zero_();
+      for (int64_t a = 0; a < r.train.grad_accum; ++a) {
+        micro[a].loss_divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
+        buckets_->set_sync(a + 1 == r.train.grad_accum);
+        model_->forward_backward(micro[a], true, 1.0, &stats);
+      }
+      if (options_.after_backward) options_.after_backward(step, *model_);
+      buckets_->finish();
+      optim_->grad_norm_sq_on_device(norm_slot);
+      optim_->step_on_device(lr, r.optim.grad_clip, static_cast<const float*>(norm_slot.raw()),
+                             static_cast<const float*>(stats.raw()));
+      const std::vector<float> host = stats.to(Device::cpu()).to_f32_vector();
+      loss = host[0];
+      norm = std::sqrt(static_cast<double>(host[1]));
+      skip = !std::isfinite(loss) || !std::isfinite(norm);
+      if (skip) optim_->set_steps_taken(optim_->steps_taken() - 1);  // the kernel skipped it
+    } else {
+      for (int64_t a = 0; a < r.train.grad_accum; ++a) {
+        micro[a].loss_divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
+        buckets_->set_sync(a + 1 == r.train.grad_accum);
+        loss += model_->forward_backward(micro[a], true, groups_->dp_cp->size());
+      }
+      if (options_.after_backward) options_.after_backward(step, *model_);
+      buckets_->finish();
+      loss = groups_->dp->all_reduce_scalar(loss, ReduceOp::kSum);  // already summed over cp
+      norm = optim_->grad_norm();
+      skip = !std::isfinite(loss) || !std::isfinite(norm);
+    }
     if (skip) {
       ++state_.skipped_total;
       ++state_.consecutive_skipped;
@@ -315,9 +368,11 @@ TrainResult Trainer::run() {
       }
     } else {
       state_.consecutive_skipped = 0;
-      const double scale =
-          (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
-      optim_->step(lr, scale);
+      if (!device_step) {
+        const double scale =
+            (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
+        optim_->step(lr, scale);
+      }
       buckets_->gather_params();
       state_.lr = lr;
     }
@@ -344,6 +399,7 @@ TrainResult Trainer::run() {
         sm.elapsed_s / static_cast<double>(step + 1 - first) * static_cast<double>(end - step - 1);
     sm.mfu = mfu_.mfu(sm.tokens_per_s);
     sm.peak_mem_gib = peak_mem_gib(model_->device());
+    sm.attention = model_->attention_report().summary();
     const bool eval_now = evaluator_ && evaluator_->due(step + 1, end);
     if (eval_now) {
       sm.eval_loss = evaluator_->evaluate(*model_, *groups_->dp_cp);

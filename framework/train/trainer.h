@@ -6,6 +6,10 @@
 // parameter or optimizer state is touched), counted and logged, and more than
 // train.max_consecutive_skips skips in a row end the run with an error. Otherwise the gradients
 // are clipped to optim.grad_clip by global norm and AdamW takes a step with the schedule's lr.
+// In one process on a GPU the step has no host sync until its end: the micro-batches' losses
+// accumulate on the device, the norm stays there, and the AdamW kernel's prologue clips from it
+// and skips the update when the norm or the loss is not finite (kernels/adamw.h); loss and norm
+// are then read together once. The CPU and data-parallel runs keep the host path (same rule).
 // Checkpoints every checkpoint.every steps and at the end; a sample at the end (train.sample_*:
 // temperature 0.8, top-p 0.95, seeded with train.seed by default; temperature 0 = greedy).
 //
@@ -21,6 +25,11 @@
 // grad_buckets.h) averaged over dp during the last micro-batch's backward; with parallel.zero = 1
 // each rank's optimizer updates only its shard and the parameters are all-gathered after the
 // step. Loss and tokens/s are reduced over the ranks; only rank 0 prints and writes metrics.
+//
+// Context parallelism (parallel.cp > 1): the cp ranks of one data-parallel replica draw the same
+// rows and each keeps its 2 of the 2·cp chunks of every row (framework/model/context_parallel.h;
+// data.seq_len must be a multiple of 2·cp); attention is a ring over cp; the gradients of the
+// (replicated) parameters are summed over dp × cp by the same buckets (group dp_cp).
 //
 // Resume: checkpoint.resume picks a checkpoint (auto = newest complete one in checkpoint.dir);
 // its config hash must equal this recipe's (else InputError naming the first differing key), and

@@ -37,6 +37,15 @@ void step_one(const AdamWTensor& t, const AdamWHyper& h, DType copy_dtype) {
   }
 }
 
+// The device clip/skip prologue (kernels/adamw.h): false = skip; *scale = grad_scale · clip.
+bool device_scale(float norm_sq, float loss, const AdamWHyper& h, float* scale) {
+  const double norm = std::sqrt(static_cast<double>(norm_sq));
+  if (!std::isfinite(norm) || !std::isfinite(loss)) return false;
+  const double clip = (h.max_norm > 0 && norm > h.max_norm) ? h.max_norm / norm : 1.0;
+  *scale = h.grad_scale * static_cast<float>(clip);
+  return true;
+}
+
 }  // namespace
 
 void adamw_step(const AdamWParams& p) {
@@ -44,8 +53,9 @@ void adamw_step(const AdamWParams& p) {
   check_hyper(p.hyper, "adamw_step");
   GRAFT_CHECK(!p.param_copy || detail::is_half_or_f32(p.copy_dtype), "adamw_step: copy_dtype ",
               dtype_name(p.copy_dtype), " must be f32, bf16 or f16");
-  step_one({p.param, p.grad, p.m, p.v, p.param_copy, p.n, p.hyper.weight_decay}, p.hyper,
-           p.copy_dtype);
+  AdamWHyper h = p.hyper;
+  if (h.norm_sq && !device_scale(*h.norm_sq, h.loss ? *h.loss : 0.0f, h, &h.grad_scale)) return;
+  step_one({p.param, p.grad, p.m, p.v, p.param_copy, p.n, p.hyper.weight_decay}, h, p.copy_dtype);
 }
 
 void adamw_multi_step(const AdamWMultiParams& p) {
@@ -53,7 +63,10 @@ void adamw_multi_step(const AdamWMultiParams& p) {
   check_hyper(p.hyper, "adamw_multi_step");
   GRAFT_CHECK(detail::is_half_or_f32(p.copy_dtype), "adamw_multi_step: copy_dtype ",
               dtype_name(p.copy_dtype), " must be f32, bf16 or f16");
-  for (const AdamWTensor& t : p.tensors) step_one(t, p.hyper, p.copy_dtype);
+  AdamWHyper h = p.hyper;
+  if (h.norm_sq && !device_scale(*h.norm_sq, h.loss ? *h.loss : 0.0f, h, &h.grad_scale))
+    return;  // non-finite norm or loss: skipped, nothing written
+  for (const AdamWTensor& t : p.tensors) step_one(t, h, p.copy_dtype);
 }
 
 void grad_norm(const GradNormParams& p) {

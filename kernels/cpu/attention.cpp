@@ -81,7 +81,8 @@ void check_shape(const AttnShape& a, DType dtype, const Device& dev, const char*
   if (a.segment_ids) {
     GRAFT_CHECK(a.segment_ids_dtype == DType::kI32 || a.segment_ids_dtype == DType::kI64, name,
                 ": segment_ids dtype ", dtype_name(a.segment_ids_dtype), " must be i32 or i64");
-    GRAFT_CHECK(a.seq_kv >= a.q_offset + a.seq_q, name, ": segment_ids need seq_kv = ", a.seq_kv,
+    GRAFT_CHECK(a.q_segment_ids || a.seq_kv >= a.q_offset + a.seq_q, name,
+                ": segment_ids without q_segment_ids need seq_kv = ", a.seq_kv,
                 " >= q_offset + seq_q = ", a.q_offset + a.seq_q);
   }
   if (a.mask == AttnMask::kArbitrary) {
@@ -106,14 +107,17 @@ void build_keep(const AttnShape& a, int64_t b, int64_t i0, int64_t nb, std::vect
   const bool padding = a.mask == AttnMask::kPadding || a.mask == AttnMask::kPaddingCausal;
   for (int64_t r = 0; r < nb; ++r) {
     const int64_t i = i0 + r, pos = a.q_offset + i;
+    const int64_t qseg = !a.segment_ids ? 0
+                         : a.q_segment_ids
+                             ? read_int(a.q_segment_ids, a.segment_ids_dtype, b * a.seq_q + i)
+                             : read_int(a.segment_ids, a.segment_ids_dtype, b * skv + pos);
     uint8_t* k = keep.data() + r * skv;
     for (int64_t j = 0; j < skv; ++j) {
       bool ok = true;
       if (causal && j > pos) ok = false;
       if (a.window > 0 && j <= pos - a.window) ok = false;
       if (padding && read_int(a.key_padding, a.key_padding_dtype, b * skv + j) == 0) ok = false;
-      if (a.segment_ids && read_int(a.segment_ids, a.segment_ids_dtype, b * skv + j) !=
-                               read_int(a.segment_ids, a.segment_ids_dtype, b * skv + pos))
+      if (a.segment_ids && read_int(a.segment_ids, a.segment_ids_dtype, b * skv + j) != qseg)
         ok = false;
       if (a.mask == AttnMask::kArbitrary) {
         const int64_t mb = a.mask_batch == 1 ? 0 : b;
@@ -151,7 +155,10 @@ void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const
 
 void attn_fwd(const AttnFwdParams& p) {
   const AttnShape& a = p.shape;
+  GRAFT_INPUT_CHECK(p.backend != AttnBackend::kCudnn,
+                    "attention = cudnn: cuDNN attention needs a CUDA device, this runs on the CPU");
   check_shape(a, p.dtype, p.device, "attn_fwd");
+  if (p.ran) *p.ran = AttnBackend::kCpu;
   if (a.batch == 0 || a.seq_q == 0) return;
   GRAFT_CHECK(p.q && p.k && p.v && p.out, "attn_fwd: null q, k, v or out");
   const int64_t d = a.head_dim, skv = a.seq_kv, group = a.heads_q / a.heads_kv;
@@ -212,7 +219,10 @@ void attn_fwd(const AttnFwdParams& p) {
 
 void attn_bwd(const AttnBwdParams& p) {
   const AttnShape& a = p.shape;
+  GRAFT_INPUT_CHECK(p.backend != AttnBackend::kCudnn,
+                    "attention = cudnn: cuDNN attention needs a CUDA device, this runs on the CPU");
   check_shape(a, p.dtype, p.device, "attn_bwd");
+  if (p.ran) *p.ran = AttnBackend::kCpu;
   if (a.batch == 0) return;
   GRAFT_CHECK(p.q && p.k && p.v && p.out && p.dout && p.lse && p.dq && p.dk && p.dv,
               "attn_bwd: null input or output pointer");

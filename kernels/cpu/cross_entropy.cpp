@@ -89,4 +89,16 @@ void cross_entropy_bwd(const XentBwdParams& p) {
   }
 }
 
+void shift_labels(const ShiftLabelsParams& p) {
+  GRAFT_CHECK(p.device.is_cpu(), "shift_labels (cpu) called for ", p.device.str());
+  GRAFT_CHECK(p.batch >= 0 && p.seq >= 0 && (p.batch * p.seq == 0 || (p.labels && p.targets)),
+              "shift_labels: bad sizes or null pointers");
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const int64_t* l = p.labels + b * p.seq;
+    int64_t* t = p.targets + b * p.seq;
+    for (int64_t s = 0; s + 1 < p.seq; ++s) t[s] = l[s + 1];
+    if (p.seq > 0) t[p.seq - 1] = p.ignore_index;
+  }
+}
+
 }  // namespace graft::cpu

@@ -22,11 +22,15 @@ void check(const Device& dev, DType ids_dtype, DType dtype, int64_t n, int64_t v
               ", hidden = ", hidden);
 }
 
-int64_t checked_id(const void* ids, DType t, int64_t i, int64_t vocab, const char* name) {
-  const int64_t id = id_at(ids, t, i);
-  GRAFT_INPUT_CHECK(id >= 0 && id < vocab, name, ": token id ", id, " at position ", i,
-                    " is outside the vocabulary [0, ", vocab, ")");
-  return id;
+// The row of the id at position i in this shard, or -1 when another vocab-parallel rank owns it.
+template <class P>
+int64_t checked_row(const P& p, int64_t i, const char* name) {
+  const int64_t id = id_at(p.ids, p.ids_dtype, i);
+  const int64_t total = p.vocab_total > 0 ? p.vocab_total : p.vocab;
+  GRAFT_INPUT_CHECK(id >= 0 && id < total, name, ": token id ", id, " at position ", i,
+                    " is outside the vocabulary [0, ", total, ")");
+  const int64_t row = p.vocab_total > 0 ? id - p.vocab_start : id;
+  return row >= 0 && row < p.vocab ? row : -1;
 }
 
 }  // namespace
@@ -38,8 +42,13 @@ void embedding_fwd(const EmbeddingFwdParams& p) {
   const auto* w = static_cast<const float*>(p.weight);
   auto* out = static_cast<float*>(p.out);
   for (int64_t t = 0; t < p.n; ++t) {
-    const float* row = w + checked_id(p.ids, p.ids_dtype, t, p.vocab, "embedding_fwd") * p.hidden;
+    const int64_t r = checked_row(p, t, "embedding_fwd");
     float* o = out + t * p.hidden;
+    if (r < 0) {
+      for (int64_t c = 0; c < p.hidden; ++c) o[c] = 0.0f;
+      continue;
+    }
+    const float* row = w + r * p.hidden;
     for (int64_t c = 0; c < p.hidden; ++c) o[c] = p.scale * row[c];
   }
 }
@@ -49,10 +58,12 @@ void embedding_bwd(const EmbeddingBwdParams& p) {
   if (p.n == 0) return;
   GRAFT_CHECK(p.ids && p.dy && p.dweight, "embedding_bwd: null ids, dy or dweight");
   // Validate every id before touching dweight, so an error leaves it unchanged.
-  for (int64_t t = 0; t < p.n; ++t) checked_id(p.ids, p.ids_dtype, t, p.vocab, "embedding_bwd");
+  for (int64_t t = 0; t < p.n; ++t) checked_row(p, t, "embedding_bwd");
   const auto* dy = static_cast<const float*>(p.dy);
   for (int64_t t = 0; t < p.n; ++t) {
-    float* row = p.dweight + id_at(p.ids, p.ids_dtype, t) * p.hidden;
+    const int64_t r = checked_row(p, t, "embedding_bwd");
+    if (r < 0) continue;
+    float* row = p.dweight + r * p.hidden;
     const float* g = dy + t * p.hidden;
     for (int64_t c = 0; c < p.hidden; ++c) row[c] += p.scale * g[c];
   }

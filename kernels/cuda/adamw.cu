@@ -4,10 +4,12 @@
 // (CUDA 12.1+ allows 32 KiB of parameters). Each tensor is cut into chunks of kChunk elements;
 // a block walks chunks b, b + grid, ... and finds each chunk's tensor by binary search over the
 // chunk prefix sums. One launch covers every parameter of a model up to kMaxTensors tensors.
+// Memory-bound (30 bytes per parameter with a bf16 copy): float4 loads and stores where aligned.
 // Global norm: per-block f64 partial sums of g² over the same chunking, then one block adds the
 // partials in a fixed order (deterministic), writes sqrt(sum) or the sum.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/adamw.h"
 #include "kernels/cuda/common.cuh"
@@ -52,10 +54,48 @@ __device__ __forceinline__ int find_tensor(const int64_t* chunk_start, int count
 
 struct AdamWScalars {
   float lr, beta1, beta2, eps, grad_scale, step_size, bc2_sqrt;
+  const float* norm_sq;  // null: grad_scale as given; else the device clip/skip prologue
+  const float* loss;
+  double max_norm;
 };
 
+// The clip/skip prologue (kernels/adamw.h): every thread reads the two scalars (broadcast loads).
+__device__ __forceinline__ bool device_scale(const AdamWScalars& h, float* scale) {
+  *scale = h.grad_scale;
+  if (!h.norm_sq) return true;
+  const double norm = sqrt(static_cast<double>(*h.norm_sq));
+  const float loss = h.loss ? *h.loss : 0.0f;
+  if (!isfinite(norm) || !isfinite(loss)) return false;
+  const double clip = (h.max_norm > 0 && norm > h.max_norm) ? h.max_norm / norm : 1.0;
+  *scale = h.grad_scale * static_cast<float>(clip);
+  return true;
+}
+
+// One element's update (the same arithmetic on the vector and the scalar path).
+template <class C>
+__device__ __forceinline__ void adamw_elem(float& p, float& m, float& v, float g, C* cp,
+                                           float decay, float grad_scale, const AdamWScalars& h) {
+  const float gi = g * grad_scale;
+  float pi = p * decay;
+  const float mi = h.beta1 * m + (1.0f - h.beta1) * gi;
+  const float vi = h.beta2 * v + (1.0f - h.beta2) * gi * gi;
+  pi -= h.step_size * mi / (sqrtf(vi) / h.bc2_sqrt + h.eps);
+  p = pi;
+  m = mi;
+  v = vi;
+  if (cp) *cp = from_f32<C>(pi);
+}
+
+__device__ __forceinline__ bool aligned(const void* p, int bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// Chunks whose param, grad, m, v are 16-byte aligned (and the copy 4·sizeof(C)) take float4
+// loads and stores (16 bytes a thread per stream); the others, and tails, go element by element.
 template <class C>
 __global__ void adamw_kernel(const AdamWPack pk, AdamWScalars h) {
+  float grad_scale;
+  if (!device_scale(h, &grad_scale)) return;  // skipped step: nothing written
   const int64_t total = pk.chunk_start[pk.count];
   for (int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
     const int t = find_tensor(pk.chunk_start, pk.count, chunk);
@@ -67,17 +107,36 @@ __global__ void adamw_kernel(const AdamWPack pk, AdamWScalars h) {
     const float* g = pk.grad[t];
     C* cp = static_cast<C*>(pk.copy[t]);
     const float decay = 1.0f - h.lr * pk.wd[t];
-    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const float gi = g[i] * h.grad_scale;
-      float pi = p[i] * decay;
-      const float mi = h.beta1 * m[i] + (1.0f - h.beta1) * gi;
-      const float vi = h.beta2 * v[i] + (1.0f - h.beta2) * gi * gi;
-      pi -= h.step_size * mi / (sqrtf(vi) / h.bc2_sqrt + h.eps);
-      p[i] = pi;
-      m[i] = mi;
-      v[i] = vi;
-      if (cp) cp[i] = from_f32<C>(pi);
+    int64_t i0 = begin;
+    if (aligned(p + begin, 16) && aligned(m + begin, 16) && aligned(v + begin, 16) &&
+        aligned(g + begin, 16) && (!cp || aligned(cp + begin, 4 * sizeof(C)))) {
+      const int64_t nvec = (end - begin) / 4;
+      for (int64_t j = threadIdx.x; j < nvec; j += blockDim.x) {
+        const int64_t i = begin + 4 * j;
+        float4 pv = *reinterpret_cast<const float4*>(p + i);
+        float4 mv = *reinterpret_cast<const float4*>(m + i);
+        float4 vv = *reinterpret_cast<const float4*>(v + i);
+        const float4 gv = *reinterpret_cast<const float4*>(g + i);
+        C c[4];
+        C* cq = cp ? c : nullptr;
+        adamw_elem<C>(pv.x, mv.x, vv.x, gv.x, cq ? cq + 0 : nullptr, decay, grad_scale, h);
+        adamw_elem<C>(pv.y, mv.y, vv.y, gv.y, cq ? cq + 1 : nullptr, decay, grad_scale, h);
+        adamw_elem<C>(pv.z, mv.z, vv.z, gv.z, cq ? cq + 2 : nullptr, decay, grad_scale, h);
+        adamw_elem<C>(pv.w, mv.w, vv.w, gv.w, cq ? cq + 3 : nullptr, decay, grad_scale, h);
+        *reinterpret_cast<float4*>(p + i) = pv;
+        *reinterpret_cast<float4*>(m + i) = mv;
+        *reinterpret_cast<float4*>(v + i) = vv;
+        if (cp) {
+          struct alignas(4 * sizeof(C)) Four {
+            C e[4];
+          } four{{c[0], c[1], c[2], c[3]}};
+          *reinterpret_cast<Four*>(cp + i) = four;
+        }
+      }
+      i0 = begin + 4 * nvec;
     }
+    for (int64_t i = i0 + threadIdx.x; i < end; i += blockDim.x)
+      adamw_elem<C>(p[i], m[i], v[i], g[i], cp ? cp + i : nullptr, decay, grad_scale, h);
   }
 }
 
@@ -137,7 +196,10 @@ AdamWScalars scalars(const AdamWHyper& h) {
                       h.eps,
                       h.grad_scale,
                       static_cast<float>(h.lr / bc1),
-                      static_cast<float>(std::sqrt(bc2))};
+                      static_cast<float>(std::sqrt(bc2)),
+                      h.norm_sq,
+                      h.loss,
+                      h.max_norm};
 }
 
 void adamw_launch_pack(const AdamWPack& pk, DType copy_dtype, const AdamWScalars& h,

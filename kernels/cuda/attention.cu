@@ -2,11 +2,12 @@
 // picks a backend, and the unfused fallback.
 //
 // Backends: cuDNN fused flash attention (attention_cudnn.h) where it supports the problem, else
-// the unfused kernels below. The environment variable GRAFT_ATTN_BACKEND selects: "auto"
-// (default: cuDNN, falling back loudly), "cudnn" (strict: a fallback is an InputError) or
-// "unfused". The log (stderr) says once which backend ran and, once per reason, why cuDNN was
-// rejected. Both backends define lse identically (natural-log logsumexp of the scaled scores),
-// so a forward on one and a backward on the other agree.
+// the unfused kernels below. The params' `backend` selects (the recipe's model.attention): kAuto
+// (cuDNN, falling back loudly), kCudnn (strict: a fallback is an InputError saying why) or
+// kUnfused; the backend that ran is written to *p.ran. The log (stderr) says once which backend
+// ran and, once per reason, why cuDNN was rejected. Both backends define lse identically
+// (natural-log logsumexp of the scaled scores), so a forward on one and a backward on the other
+// agree.
 //
 // Unfused fallback:
 // Per batch entry b and per position r inside a GQA group (query head h = g * G + r for kv head
@@ -24,7 +25,6 @@
 // (causal with q_offset, padding, arbitrary, sliding window, document ids) are evaluated in the
 // softmax kernels; a fully masked row gives P = 0, out = 0 and lse = -inf.
 #include <cstdio>
-#include <cstdlib>
 #include <mutex>
 #include <set>
 #include <string>
@@ -43,13 +43,14 @@ struct MaskInfo {
   int key_padding_bytes;  // 1, 4 or 8
   const uint8_t* arbitrary;
   int64_t mask_batch, seq_q, seq_kv, window, q_offset;
-  const void* segment;  // [B, Skv] document ids or null
-  int segment_bytes;    // 4 or 8
+  const void* segment;    // [B, Skv] document ids or null
+  int segment_bytes;      // 4 or 8
+  const void* q_segment;  // [B, Sq] the queries' document ids or null (then segment[b, a])
 };
 
-__device__ __forceinline__ int64_t segment_at(const MaskInfo& mi, int64_t k) {
-  return mi.segment_bytes == 4 ? static_cast<const int32_t*>(mi.segment)[k]
-                               : static_cast<const int64_t*>(mi.segment)[k];
+__device__ __forceinline__ int64_t segment_at(const MaskInfo& mi, int64_t k, const void* ids) {
+  return mi.segment_bytes == 4 ? static_cast<const int32_t*>(ids)[k]
+                               : static_cast<const int64_t*>(ids)[k];
 }
 
 __device__ __forceinline__ bool is_masked(const MaskInfo& mi, int64_t b, int64_t i, int64_t j) {
@@ -68,8 +69,11 @@ __device__ __forceinline__ bool is_masked(const MaskInfo& mi, int64_t b, int64_t
     }
     if (!keep) return true;
   }
-  if (mi.segment && segment_at(mi, b * mi.seq_kv + j) != segment_at(mi, b * mi.seq_kv + a))
-    return true;
+  if (mi.segment) {
+    const int64_t qs = mi.q_segment ? segment_at(mi, b * mi.seq_q + i, mi.q_segment)
+                                    : segment_at(mi, b * mi.seq_kv + a, mi.segment);
+    if (segment_at(mi, b * mi.seq_kv + j, mi.segment) != qs) return true;
+  }
   if (mi.mask == AttnMask::kArbitrary) {
     const int64_t mb = mi.mask_batch == 1 ? 0 : b;
     if (mi.arbitrary[(mb * mi.seq_q + i) * mi.seq_kv + j] != 0) return true;
@@ -183,13 +187,13 @@ MaskInfo mask_info(const AttnShape& sh) {
   MaskInfo mi{
       sh.mask,       sh.key_padding, 1,         static_cast<const uint8_t*>(sh.arbitrary_mask),
       sh.mask_batch, sh.seq_q,       sh.seq_kv, sh.window,
-      sh.q_offset,   sh.segment_ids, 8};
+      sh.q_offset,   sh.segment_ids, 8,         sh.q_segment_ids};
   if (sh.segment_ids) {
     GRAFT_CHECK(sh.segment_ids_dtype == DType::kI32 || sh.segment_ids_dtype == DType::kI64,
                 "attention: segment_ids dtype ", dtype_name(sh.segment_ids_dtype),
                 " (expected i32 or i64)");
-    GRAFT_CHECK(sh.seq_kv >= sh.q_offset + sh.seq_q,
-                "attention: segment_ids need seq_kv = ", sh.seq_kv,
+    GRAFT_CHECK(sh.q_segment_ids || sh.seq_kv >= sh.q_offset + sh.seq_q,
+                "attention: segment_ids without q_segment_ids need seq_kv = ", sh.seq_kv,
                 " >= q_offset + seq_q = ", sh.q_offset + sh.seq_q);
     mi.segment_bytes = static_cast<int>(dtype_size(sh.segment_ids_dtype));
   }
@@ -258,18 +262,6 @@ struct BatchedGemm {
   }
 };
 
-enum class Backend { kAuto, kCudnn, kUnfused };
-
-// Read on every call (a getenv is cheap next to an attention launch), so tests can switch it.
-Backend backend_choice() {
-  const char* e = std::getenv("GRAFT_ATTN_BACKEND");
-  const std::string v = e ? e : "";
-  if (v.empty() || v == "auto") return Backend::kAuto;
-  if (v == "cudnn") return Backend::kCudnn;
-  if (v == "unfused") return Backend::kUnfused;
-  throw InputError(str("GRAFT_ATTN_BACKEND = '", v, "': expected auto, cudnn or unfused"));
-}
-
 void log_once(const std::string& msg) {
   static std::mutex mu;
   static auto* seen = new std::set<std::string>();
@@ -278,22 +270,28 @@ void log_once(const std::string& msg) {
 }
 
 // Runs cuDNN when chosen and possible; returns false when the unfused path must run.
+// Sets *p.ran to the backend that will have run.
 template <class P, class F>
 bool try_cudnn(const P& p, F cudnn_fn, const char* dir) {
-  const Backend b = backend_choice();
-  if (b == Backend::kUnfused) {
-    log_once(str("attention ", dir, ": unfused backend (GRAFT_ATTN_BACKEND=unfused)"));
-    return false;
+  const AttnBackend b = p.backend;
+  GRAFT_CHECK(b != AttnBackend::kCpu, "attention ", dir, ": backend cpu on a CUDA device");
+  auto ran = [&](AttnBackend r) {
+    if (p.ran) *p.ran = r;
+    return r == AttnBackend::kCudnn;
+  };
+  if (b == AttnBackend::kUnfused) {
+    log_once(str("attention ", dir, ": unfused backend (attention = unfused)"));
+    return ran(AttnBackend::kUnfused);
   }
   std::string why;
   if (cudnn_fn(p, &why)) {
     log_once(str("attention ", dir, ": cuDNN fused flash attention"));
-    return true;
+    return ran(AttnBackend::kCudnn);
   }
-  GRAFT_INPUT_CHECK(b != Backend::kCudnn, "attention ", dir,
-                    ": GRAFT_ATTN_BACKEND=cudnn but cuDNN cannot run this problem: ", why);
+  GRAFT_INPUT_CHECK(b != AttnBackend::kCudnn, "attention = cudnn but cuDNN cannot run the ", dir,
+                    " of this problem: ", why);
   log_once(str("attention ", dir, ": cuDNN rejected (", why, "); running the unfused fallback"));
-  return false;
+  return ran(AttnBackend::kUnfused);
 }
 
 float resolved_scale(const AttnShape& sh) {

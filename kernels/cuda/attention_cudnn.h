@@ -5,8 +5,8 @@
 // layout with any b/s/h strides (so fused-qkv views work), GQA/MQA, no mask or causal masks
 // whose diagonal is top-left (q_offset = 0, Sq = Skv) or bottom-right (q_offset = Skv - Sq), and
 // a left sliding window on a causal mask. Everything else (f32, padding or arbitrary masks,
-// other q_offsets, head_dim not a multiple of 8 or > 128) is rejected with a reason, and the
-// caller falls back to the unfused kernels.
+// other q_offsets, head_dim not a multiple of 8 or > 256, and what cuDNN's own support check
+// refuses) is rejected with a reason, and the caller falls back to the unfused kernels.
 #pragma once
 
 #include <string>

@@ -48,6 +48,30 @@ __device__ __forceinline__ __half from_f32<__half>(float v) {
   return __float2half_rn(v);
 }
 
+// ---- 8-element vector access (16 bytes of bf16/f16, 32 of f32) -------------------------------
+// p must be aligned to 8 * sizeof(T) (callers check with aligned_for_8 before taking this path).
+template <class T>
+struct alignas(8 * sizeof(T)) Pack8 {
+  T v[8];
+};
+template <class T>
+__device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
+  const Pack8<T> pk = *reinterpret_cast<const Pack8<T>*>(p);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) f[k] = to_f32(pk.v[k]);
+}
+template <class T>
+__device__ __forceinline__ void store8(T* p, const float (&f)[8]) {
+  Pack8<T> pk;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) pk.v[k] = from_f32<T>(f[k]);
+  *reinterpret_cast<Pack8<T>*>(p) = pk;
+}
+// Host: whether `p` (null counts as aligned) can take load8/store8 for elements of `bytes`.
+inline bool aligned_for_8(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % (8 * bytes) == 0;
+}
+
 // ---- dtype dispatch ----------------------------------------------------------------------------
 // GRAFT_FLOAT_SWITCH(dtype, T, what, body): runs `body` with T = float / __nv_bfloat16 / __half.
 #define GRAFT_FLOAT_SWITCH(dtype, T, what, ...)                        \

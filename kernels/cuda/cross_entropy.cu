@@ -3,7 +3,8 @@
 // Nothing of size [n, vocab] is ever allocated: the forward reads each logits row once with an
 // online (max, sum-exp) reduction and keeps one f32 lse and one loss per row; the backward
 // recomputes exp(logit - lse) on the fly and writes dlogits in the logits' dtype (in place when
-// dlogits aliases logits). The scalar loss is reduced deterministically: one block sums the
+// dlogits aliases logits); both read the rows as 16-byte vectors of 8 logits when the row stride
+// and the pointers allow it. The scalar loss is reduced deterministically: one block sums the
 // per-row losses in f64 in a fixed order. A target outside [0, vocab) that is not ignore_index is
 // reported (InputError at the next synchronisation) and its row treated as ignored.
 //   logits, dlogits: [n, vocab] row stride ld in T;  targets [n] i64;  lse, row_loss [n] f32.
@@ -32,7 +33,9 @@ __device__ __forceinline__ bool target_valid(int64_t t, int64_t vocab, int64_t i
   return true;
 }
 
-template <class T>
+// kVec: rows read as 8-element 16-byte vectors (ld % 8 == 0, aligned logits), one running-max
+// update per 8 logits; the vocab % 8 tail element by element.
+template <class T, bool kVec>
 __global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float* lse_out,
                                  float* row_loss, float* loss_tmp, int* valid_tmp, int64_t vocab,
                                  int64_t ld, int64_t ignore_index, InputErrorRecord* err) {
@@ -40,7 +43,23 @@ __global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float*
   const int64_t r = blockIdx.x;
   const T* x = logits + r * ld;
   MaxSum acc{-INFINITY, 0.0f};
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+  const int64_t vec_end = kVec ? vocab / 8 * 8 : 0;
+  if (kVec) {
+    for (int64_t u = threadIdx.x; u < vocab / 8; u += blockDim.x) {
+      float v[8];
+      load8(x + 8 * u, v);
+      float m8 = v[0];
+#pragma unroll
+      for (int k = 1; k < 8; ++k) m8 = fmaxf(m8, v[k]);
+      if (m8 > acc.m) {  // new running max: rescale the sum (exp(-inf) = 0 the first time)
+        acc.s *= expf(acc.m - m8);
+        acc.m = m8;
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc.s += expf(v[k] - acc.m);
+    }
+  }
+  for (int64_t j = vec_end + threadIdx.x; j < vocab; j += blockDim.x) {
     const float v = to_f32(x[j]);
     if (v <= acc.m) {
       acc.s += expf(v - acc.m);
@@ -113,7 +132,7 @@ __global__ void xent_count_kernel(const int64_t* targets, int64_t n, int64_t voc
   if (threadIdx.x == 0) *count = sh[0];
 }
 
-template <class T>
+template <class T, bool kVec>
 __global__ void xent_bwd_kernel(const T* logits, const int64_t* targets, const float* lse,
                                 T* dlogits, int64_t vocab, int64_t ld, int64_t ignore_index,
                                 float grad_scale, bool mean, int64_t num_valid,
@@ -126,7 +145,20 @@ __global__ void xent_bwd_kernel(const T* logits, const int64_t* targets, const f
   const float l = lse[r];
   const T* x = logits + r * ld;
   T* dx = dlogits + r * ld;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+  const int64_t vec_end = kVec ? vocab / 8 * 8 : 0;
+  if (kVec) {
+    for (int64_t u = threadIdx.x; u < vocab / 8; u += blockDim.x) {
+      float v[8];
+      load8(x + 8 * u, v);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float pj = valid ? expf(v[e] - l) : 0.0f;
+        v[e] = k * (pj - (8 * u + e == t ? 1.0f : 0.0f));
+      }
+      store8(dx + 8 * u, v);
+    }
+  }
+  for (int64_t j = vec_end + threadIdx.x; j < vocab; j += blockDim.x) {
     const float pj = valid ? expf(to_f32(x[j]) - l) : 0.0f;
     dx[j] = from_f32<T>(k * (pj - (j == t ? 1.0f : 0.0f)));
   }
@@ -144,10 +176,12 @@ void launch_xent_fwd(const XentFwdParams& p) {
   float* loss_tmp = tmp.as<float>();
   int* valid_tmp = reinterpret_cast<int*>(loss_tmp + n);
   if (p.n > 0) {
+    const bool vec = ld % 8 == 0 && aligned_for_8(p.logits, dtype_size(p.dtype));
     GRAFT_FLOAT_SWITCH(p.dtype, T, "cross_entropy_fwd", {
-      xent_rows_kernel<T><<<static_cast<unsigned>(p.n), 1024, 0, s>>>(
-          static_cast<const T*>(p.logits), p.targets, p.lse, p.row_loss, loss_tmp, valid_tmp,
-          p.vocab, ld, p.ignore_index, err);
+      auto* kernel = vec ? xent_rows_kernel<T, true> : xent_rows_kernel<T, false>;
+      kernel<<<static_cast<unsigned>(p.n), 1024, 0, s>>>(static_cast<const T*>(p.logits), p.targets,
+                                                         p.lse, p.row_loss, loss_tmp, valid_tmp,
+                                                         p.vocab, ld, p.ignore_index, err);
     });
     GRAFT_CUDA_CHECK_LAUNCH();
   }
@@ -171,11 +205,32 @@ void launch_xent_bwd(const XentBwdParams& p) {
     GRAFT_CUDA_CHECK_LAUNCH();
   }
   InputErrorRecord* err = input_error_record(dev);
+  const size_t es = dtype_size(p.dtype);
+  const bool vec = ld % 8 == 0 && aligned_for_8(p.logits, es) && aligned_for_8(p.dlogits, es);
   GRAFT_FLOAT_SWITCH(p.dtype, T, "cross_entropy_bwd", {
-    xent_bwd_kernel<T><<<static_cast<unsigned>(p.n), 1024, 0, s>>>(
+    auto* kernel = vec ? xent_bwd_kernel<T, true> : xent_bwd_kernel<T, false>;
+    kernel<<<static_cast<unsigned>(p.n), 1024, 0, s>>>(
         static_cast<const T*>(p.logits), p.targets, p.lse, static_cast<T*>(p.dlogits), p.vocab, ld,
         p.ignore_index, p.grad_scale, mean, p.num_valid, count.as<long long>(), err);
   });
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+__global__ void shift_labels_kernel(const int64_t* labels, int64_t* targets, int64_t total,
+                                    int64_t seq, int64_t ignore_index) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    targets[i] = (i % seq) + 1 < seq ? labels[i + 1] : ignore_index;
+}
+
+void launch_shift_labels(const ShiftLabelsParams& p) {
+  const int64_t total = p.batch * p.seq;
+  if (total == 0) return;
+  GRAFT_CHECK(p.labels && p.targets, "shift_labels: null pointers");
+  DeviceGuard g(p.device.index);
+  cudaStream_t s = stream_of(p);
+  shift_labels_kernel<<<grid_for(total, 256), 256, 0, s>>>(p.labels, p.targets, total, p.seq,
+                                                           p.ignore_index);
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -183,6 +238,7 @@ void launch_xent_bwd(const XentBwdParams& p) {
 }  // namespace graft::cuda
 
 namespace graft {
+GRAFT_REGISTER_CUDA_KERNEL(shift_labels, ShiftLabelsParams, cuda::launch_shift_labels);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_fwd, XentFwdParams, cuda::launch_xent_fwd);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_bwd, XentBwdParams, cuda::launch_xent_bwd);
 }  // namespace graft

@@ -8,6 +8,9 @@
 //   3. one block per sorted position; the block that starts a run of equal ids owns that
 //      dweight row and adds scale * dy[t] for the run's t in ascending order — the same order
 //      of f32 additions as the CPU reference.
+// Vocab-parallel shards (vocab_total > 0): an id is checked against [0, vocab_total) and mapped
+// to row id - vocab_start; a row outside [0, vocab) belongs to another rank (zero output row in
+// the forward, the skipped sentinel key in the backward).
 //   ids: [n] i64/i32;  weight: [vocab, hidden] T;  out, dy: [n, hidden] T;  dweight f32 (+=).
 #include <cub/device/device_radix_sort.cuh>
 
@@ -19,15 +22,21 @@ namespace {
 
 template <class I, class T>
 __global__ void embedding_fwd_kernel(const I* ids, const T* weight, T* out, int64_t vocab,
-                                     int64_t hidden, float scale, InputErrorRecord* err) {
+                                     int64_t start, int64_t total, int64_t hidden, float scale,
+                                     InputErrorRecord* err) {
   const int64_t t = blockIdx.x;
   const int64_t id = static_cast<int64_t>(ids[t]);
-  if (id < 0 || id >= vocab) {
-    if (threadIdx.x == 0) report_input_error(err, kBadEmbeddingId, id, t, vocab);
+  if (id < 0 || id >= total) {
+    if (threadIdx.x == 0) report_input_error(err, kBadEmbeddingId, id, t, total);
     return;
   }
-  const T* w = weight + id * hidden;
+  const int64_t row = id - start;
   T* o = out + t * hidden;
+  if (row < 0 || row >= vocab) {  // another vocab-parallel rank's row
+    for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) o[j] = from_f32<T>(0.0f);
+    return;
+  }
+  const T* w = weight + row * hidden;
   for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) {
     o[j] = from_f32<T>(scale * to_f32(w[j]));
   }
@@ -35,13 +44,15 @@ __global__ void embedding_fwd_kernel(const I* ids, const T* weight, T* out, int6
 
 template <class I>
 __global__ void embedding_keys_kernel(const I* ids, int32_t* keys, int32_t* vals, int64_t n,
-                                      int64_t vocab, InputErrorRecord* err) {
+                                      int64_t vocab, int64_t start, int64_t total,
+                                      InputErrorRecord* err) {
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < n;
        t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t id = static_cast<int64_t>(ids[t]);
-    const bool ok = id >= 0 && id < vocab;
-    if (!ok) report_input_error(err, kBadEmbeddingId, id, t, vocab);
-    keys[t] = ok ? static_cast<int32_t>(id) : static_cast<int32_t>(vocab);
+    if (id < 0 || id >= total) report_input_error(err, kBadEmbeddingId, id, t, total);
+    const int64_t row = id - start;
+    const bool ok = id >= 0 && id < total && row >= 0 && row < vocab;
+    keys[t] = ok ? static_cast<int32_t>(row) : static_cast<int32_t>(vocab);
     vals[t] = static_cast<int32_t>(t);
   }
 }
@@ -77,17 +88,19 @@ void launch_embedding_fwd(const EmbeddingFwdParams& p) {
   DeviceGuard g(dev);
   cudaStream_t s = stream_of(p);
   InputErrorRecord* err = input_error_record(dev);
+  const int64_t start = p.vocab_total > 0 ? p.vocab_start : 0;
+  const int64_t total = p.vocab_total > 0 ? p.vocab_total : p.vocab;
   GRAFT_FLOAT_SWITCH(p.dtype, T, "embedding_fwd", {
     if (p.ids_dtype == DType::kI64) {
       embedding_fwd_kernel<int64_t, T>
           <<<static_cast<unsigned>(p.n), embed_threads(p.hidden), 0, s>>>(
               static_cast<const int64_t*>(p.ids), static_cast<const T*>(p.weight),
-              static_cast<T*>(p.out), p.vocab, p.hidden, p.scale, err);
+              static_cast<T*>(p.out), p.vocab, start, total, p.hidden, p.scale, err);
     } else {
       embedding_fwd_kernel<int32_t, T>
           <<<static_cast<unsigned>(p.n), embed_threads(p.hidden), 0, s>>>(
               static_cast<const int32_t*>(p.ids), static_cast<const T*>(p.weight),
-              static_cast<T*>(p.out), p.vocab, p.hidden, p.scale, err);
+              static_cast<T*>(p.out), p.vocab, start, total, p.hidden, p.scale, err);
     }
   });
   GRAFT_CUDA_CHECK_LAUNCH();
@@ -109,12 +122,14 @@ void launch_embedding_bwd(const EmbeddingBwdParams& p) {
   int32_t* vals_in = keys_in + n;
   int32_t* keys_out = vals_in + n;
   int32_t* vals_out = keys_out + n;
+  const int64_t start = p.vocab_total > 0 ? p.vocab_start : 0;
+  const int64_t total = p.vocab_total > 0 ? p.vocab_total : p.vocab;
   if (p.ids_dtype == DType::kI64) {
-    embedding_keys_kernel<<<grid_for(p.n, 256), 256, 0, s>>>(static_cast<const int64_t*>(p.ids),
-                                                             keys_in, vals_in, p.n, p.vocab, err);
+    embedding_keys_kernel<<<grid_for(p.n, 256), 256, 0, s>>>(
+        static_cast<const int64_t*>(p.ids), keys_in, vals_in, p.n, p.vocab, start, total, err);
   } else {
-    embedding_keys_kernel<<<grid_for(p.n, 256), 256, 0, s>>>(static_cast<const int32_t*>(p.ids),
-                                                             keys_in, vals_in, p.n, p.vocab, err);
+    embedding_keys_kernel<<<grid_for(p.n, 256), 256, 0, s>>>(
+        static_cast<const int32_t*>(p.ids), keys_in, vals_in, p.n, p.vocab, start, total, err);
   }
   GRAFT_CUDA_CHECK_LAUNCH();
   int end_bit = 1;

@@ -18,7 +18,6 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <tuple>
 
 #include "kernels/cuda/common.cuh"
@@ -203,11 +202,10 @@ void launch_gemm(const GemmParams& p) {
                 align[0],
                 align[1],
                 align[2]};
-    static std::mutex mu;
-    static std::map<PlanKey, std::unique_ptr<Plan>>* cache =
-        new std::map<PlanKey, std::unique_ptr<Plan>>();  // leaked: used until exit
-    // Held across the launch: the cached descriptor gets this call's bias pointer.
-    std::lock_guard<std::mutex> lock(mu);
+    // One plan cache per thread, so no lock is held across the launch (the cached descriptor
+    // gets this call's bias pointer, which another thread's launch must not overwrite).
+    static thread_local std::map<PlanKey, std::unique_ptr<Plan>>* cache =
+        new std::map<PlanKey, std::unique_ptr<Plan>>();  // leaked: used until the thread exits
     auto it = cache->find(key);
     if (it == cache->end()) {
       std::unique_ptr<Plan> pl;

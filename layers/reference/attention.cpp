@@ -4,29 +4,43 @@
 #include "layers/reference/common.h"
 #include "layers/reference/rope_table.h"
 #include "layers/reference/self_attention.h"
+#include "parallel/tp_layout.h"
 
 namespace graft {
 namespace {
 
 struct AttnCtx : LayerCtx {
   std::unique_ptr<LayerCtx> q, k, v, o, qn, kn;
-  layers::SdpaSaved sdpa;
+  layers::SelfAttnSaved sdpa;
   std::shared_ptr<const layers::RopeTable> rope;
   Tensor positions;
   Shape x_shape;
+  int64_t seq = 0;
 };
 
+// A column-parallel (q/k/v) or row-parallel (o) projection; local heads [offset, offset + n) of
+// D rows each for the column ones.
 Linear* make_linear(Module& owner, const char* name, int64_t in, int64_t out, bool bias,
-                    const DecoderConfig& c, const BuildContext& ctx) {
+                    const DecoderConfig& c, const BuildContext& ctx, const char* mode,
+                    int64_t local = 0, int64_t offset = 0, int64_t replica = 0,
+                    int64_t replicas = 1) {
   LinearConfig lc{in, out, bias, c.params_dtype, c.device};
+  lc.parallel_mode = mode;
+  lc.sequence_parallel = c.sequence_parallel;
+  lc.out_local = local;
+  lc.out_offset = offset;
+  lc.replica = replica;
+  lc.replicas = replicas;
   return &owner.add_child(
       name, Registry::global().create<Linear, LinearConfig>("reference.linear", lc, ctx));
 }
 
+// Qwen3's per-head norms: under tp each rank normalises its own heads only.
 Norm* make_head_norm(Module& owner, const char* name, const DecoderConfig& c,
                      const BuildContext& ctx) {
   NormConfig nc{c.head_dim, NormType::kRMSNorm, c.norm_eps, c.zero_centered_gamma, c.params_dtype,
                 c.device};
+  nc.tp_partial_grad = true;
   return &owner.add_child(
       name, Registry::global().create<Norm, NormConfig>("reference.rmsnorm", nc, ctx));
 }
@@ -54,12 +68,17 @@ void validate_decoder_config(const DecoderConfig& c, const std::string& layer) {
 Attention::Attention(const DecoderConfig& c, const BuildContext& ctx)
     : Module("reference.attention"), config_(c), ctx_(ctx) {
   validate_decoder_config(c, "reference.attention");
-  const int64_t H = c.hidden_size, q = c.num_attention_heads * c.head_dim,
-                kv = c.num_kv_heads * c.head_dim;
-  q_proj_ = make_linear(*this, "q_proj", H, q, c.attention_bias, c, ctx);
-  k_proj_ = make_linear(*this, "k_proj", H, kv, c.attention_bias, c, ctx);
-  v_proj_ = make_linear(*this, "v_proj", H, kv, c.attention_bias, c, ctx);
-  o_proj_ = make_linear(*this, "o_proj", q, H, c.attention_out_bias, c, ctx);
+  heads_ = tp_heads(c.num_attention_heads, c.num_kv_heads, ctx.tp(), "llama.decoder_layer");
+  const int64_t H = c.hidden_size, D = c.head_dim, q = c.num_attention_heads * D,
+                kv = c.num_kv_heads * D;
+  const TpHeads& h = heads_;
+  q_proj_ = make_linear(*this, "q_proj", H, q, c.attention_bias, c, ctx, "column", h.q * D,
+                        h.q_offset * D);
+  k_proj_ = make_linear(*this, "k_proj", H, kv, c.attention_bias, c, ctx, "column", h.kv * D,
+                        h.kv_offset * D, h.kv_replica, h.kv_replicas);
+  v_proj_ = make_linear(*this, "v_proj", H, kv, c.attention_bias, c, ctx, "column", h.kv * D,
+                        h.kv_offset * D, h.kv_replica, h.kv_replicas);
+  o_proj_ = make_linear(*this, "o_proj", q, H, c.attention_out_bias, c, ctx, "row");
   if (c.qk_norm) {
     q_norm_ = make_head_norm(*this, "q_norm", c, ctx);
     k_norm_ = make_head_norm(*this, "k_norm", c, ctx);
@@ -70,9 +89,10 @@ Attention::Attention(const DecoderConfig& c, const BuildContext& ctx)
 Tensor Attention::forward(const Tensor& x, const AttentionInputs& in,
                           std::unique_ptr<LayerCtx>* save) {
   const DecoderConfig& c = config_;
-  const int64_t B = x.size(0), S = x.size(1), D = c.head_dim;
-  const int64_t Hq = c.num_attention_heads, Hkv = c.num_kv_heads;
   GRAFT_CHECK(x.ndim() == 3 && x.size(2) == c.hidden_size, "reference.attention: x ", x.str());
+  // Under sequence parallelism x is this rank's shard; attention runs on the whole sequence.
+  const int64_t B = x.size(0), S = in.seq > 0 ? in.seq : x.size(1), D = c.head_dim;
+  const int64_t Hq = heads_.q, Hkv = heads_.kv;
   auto ctx = save ? std::make_unique<AttnCtx>() : nullptr;
   auto slot = [&](std::unique_ptr<LayerCtx> AttnCtx::*m) {
     return ctx ? &(ctx.get()->*m) : nullptr;
@@ -94,12 +114,14 @@ Tensor Attention::forward(const Tensor& x, const AttentionInputs& in,
   opt.scale = c.softmax_scale;
   opt.cache_index = c.layer_number;
   opt.layer = "llama.decoder_layer";
+  opt.cp = ctx_.groups->cp.get();  // context parallelism replaces the attention there
   Tensor o = layers::self_attention_forward(q4, k4, v4, in, opt, ctx ? &ctx->sdpa : nullptr);
   Tensor y = o_proj_->forward(o.view({B, S, Hq * D}), slot(&AttnCtx::o));
   if (ctx) {
     ctx->rope = rope;
     ctx->positions = in.positions;
     ctx->x_shape = x.shape();
+    ctx->seq = S;
     *save = std::move(ctx);
   }
   return y;
@@ -108,8 +130,8 @@ Tensor Attention::forward(const Tensor& x, const AttentionInputs& in,
 Tensor Attention::backward(const Tensor& dy, LayerCtx& ctx_base) {
   auto& ctx = dynamic_cast<AttnCtx&>(ctx_base);
   const DecoderConfig& c = config_;
-  const int64_t B = ctx.x_shape[0], S = ctx.x_shape[1], D = c.head_dim;
-  const int64_t Hq = c.num_attention_heads, Hkv = c.num_kv_heads;
+  const int64_t B = ctx.x_shape[0], S = ctx.seq, D = c.head_dim;
+  const int64_t Hq = heads_.q, Hkv = heads_.kv;
   Tensor d_o = o_proj_->backward(dy, *ctx.o).view({B, S, Hq, D});
   Tensor dq, dk, dv;
   layers::self_attention_backward(d_o, ctx.sdpa, dq, dk, dv);

@@ -14,6 +14,13 @@
 //
 // Parameters (HF names): q_proj.weight [Hq·D, H], k_proj.weight [Hkv·D, H], v_proj.weight,
 // o_proj.weight [H, Hq·D], optional *.bias, q_norm.weight [D], k_norm.weight [D].
+//
+// Tensor parallelism (the context's tp group, parallel/tp_layout.h: tp_heads): q/k/v_proj are
+// column-parallel over heads (rank r computes its query heads and the KV heads they read; a KV
+// head shared by several ranks when tp > KV heads is replicated there, its gradient summed over
+// them), o_proj is row-parallel; q_norm / k_norm are whole on every rank with their gradients
+// summed over tp. With sequence parallelism x and y are sequence shards (the projections gather
+// and reduce-scatter; AttentionInputs.seq is the whole length).
 #pragma once
 
 #include <memory>
@@ -22,6 +29,7 @@
 #include "layers/decoder.h"
 #include "layers/reference/linear.h"
 #include "layers/reference/norm.h"
+#include "parallel/tp_layout.h"
 
 namespace graft {
 
@@ -37,6 +45,7 @@ class Attention : public Module {
   BuildContext ctx_;
   Linear *q_proj_, *k_proj_, *v_proj_, *o_proj_;
   Norm *q_norm_ = nullptr, *k_norm_ = nullptr;
+  TpHeads heads_;
 };
 
 // Checks a DecoderConfig's sizes (InputError naming the field); shared with te.transformer_layer.

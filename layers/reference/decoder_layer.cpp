@@ -13,6 +13,7 @@ struct DecoderCtx : LayerCtx {
 Norm* make_norm(Module& owner, const char* name, const DecoderConfig& c, const BuildContext& ctx) {
   NormConfig nc{c.hidden_size,         c.normalization, c.norm_eps,
                 c.zero_centered_gamma, c.params_dtype,  c.device};
+  nc.tp_partial_grad = c.sequence_parallel;  // norms of sequence shards
   const char* reg =
       c.normalization == NormType::kRMSNorm ? "reference.rmsnorm" : "reference.layernorm";
   return &owner.add_child(name, Registry::global().create<Norm, NormConfig>(reg, nc, ctx));

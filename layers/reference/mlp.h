@@ -12,7 +12,7 @@ namespace graft {
 // The gated MLP of the Llama family: y = down_proj(act(gate_proj(x)) · up_proj(x)), with act
 // from DecoderConfig.activation (swiglu: silu, geglu: tanh-gelu, reglu: relu).
 // Parameters: gate_proj.weight [F, H], up_proj.weight [F, H], down_proj.weight [H, F] (+ bias
-// when DecoderConfig.mlp_bias).
+// when DecoderConfig.mlp_bias). Under tp, gate/up are column-parallel and down row-parallel.
 class GatedMLP : public Module {
  public:
   GatedMLP(const DecoderConfig& config, const BuildContext& ctx);
@@ -23,6 +23,7 @@ class GatedMLP : public Module {
   DecoderConfig config_;
   BuildContext ctx_;
   Linear *gate_proj_, *up_proj_, *down_proj_;
+  int64_t local_ffn_ = 0;  // F / tp
 };
 
 }  // namespace graft

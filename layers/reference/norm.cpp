@@ -3,6 +3,7 @@
 #include "framework/registry/registry.h"
 #include "layers/reference/common.h"
 #include "layers/reference/norm_ops.h"
+#include "parallel/tp_layout.h"
 
 namespace graft {
 namespace {
@@ -14,17 +15,25 @@ struct NormCtx : LayerCtx {
 
 }  // namespace
 
-Norm::Norm(const NormConfig& config, const std::string& type) : Module(type), config_(config) {
+Norm::Norm(const NormConfig& config, const std::string& type)
+    : Norm(config, local_context(config), type) {}
+
+Norm::Norm(const NormConfig& config, const BuildContext& ctx, const std::string& type)
+    : Module(type), config_(config) {
   GRAFT_INPUT_CHECK(config.hidden_size > 0, type, ": hidden_size = ", config.hidden_size,
                     ", expected > 0");
   GRAFT_INPUT_CHECK(config.eps > 0, type, ": eps = ", config.eps, ", expected > 0");
   layers::check_params_dtype(type, config.params_dtype, config.device);
   Tensor w = Tensor::full({config.hidden_size}, config.zero_centered_gamma ? 0.0f : 1.0f,
                           config.params_dtype);
-  add_parameter("weight", config.device.is_cpu() ? w : w.to(config.device), /*decay=*/false);
+  const bool partial = config.tp_partial_grad && ctx.tp().size() > 1;
+  const Shape shape{config.hidden_size};
+  auto spec = [&] { return partial ? tp_partial_grad_spec(shape) : ShardSpec::replicated(shape); };
+  add_parameter("weight", config.device.is_cpu() ? w : w.to(config.device), /*decay=*/false,
+                spec());
   if (config.type == NormType::kLayerNorm)
-    add_parameter("bias", Tensor::zeros({config.hidden_size}, config.params_dtype, config.device),
-                  /*decay=*/false);
+    add_parameter("bias", Tensor::zeros(shape, config.params_dtype, config.device),
+                  /*decay=*/false, spec());
 }
 
 Tensor Norm::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -52,13 +61,15 @@ Tensor Norm::backward(const Tensor& dy, LayerCtx& ctx_base) {
   return dx.view(ctx.in_shape);
 }
 
-static Register<Norm, NormConfig> reg_rmsnorm("reference.rmsnorm", "norm", [](const NormConfig& c) {
-  return std::make_unique<Norm>(c);
-});
+static Register<Norm, NormConfig> reg_rmsnorm("reference.rmsnorm", "norm",
+                                              [](const NormConfig& c, const BuildContext& ctx) {
+                                                return std::make_unique<Norm>(c, ctx,
+                                                                              "reference.rmsnorm");
+                                              });
 static Register<Norm, NormConfig> reg_layernorm("reference.layernorm", "norm",
-                                                [](const NormConfig& c) {
+                                                [](const NormConfig& c, const BuildContext& ctx) {
                                                   return std::make_unique<Norm>(
-                                                      c, "reference.layernorm");
+                                                      c, ctx, "reference.layernorm");
                                                 });
 
 }  // namespace graft

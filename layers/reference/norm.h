@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "framework/registry/build_context.h"
 #include "framework/registry/module.h"
 #include "layers/decoder.h"
 
@@ -27,11 +28,16 @@ struct NormConfig {
   bool zero_centered_gamma = false;  // weight initialised to 0 and applied as (1 + weight)
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
+  // Each tensor-parallel rank normalises only part of the rows (sequence-parallel shards, or its
+  // own heads for Qwen3's per-head q/k norms): the weight (and bias) are whole on every rank and
+  // their gradients summed over tp (ShardSpec::grad_sum_over). No effect without tp.
+  bool tp_partial_grad = false;
 };
 
 class Norm : public Module {
  public:
   explicit Norm(const NormConfig& config, const std::string& type = "reference.rmsnorm");
+  Norm(const NormConfig& config, const BuildContext& ctx, const std::string& type);
   const NormConfig& config() const { return config_; }
 
   // x: [..., hidden] -> [..., hidden]. Saves x and the per-row statistics when save != null.

@@ -52,6 +52,14 @@ AttnShape shape_of(const Tensor& q, const Tensor& k, const SdpaOptions& opt) {
         "attention: segment ids must be i32/i64 [", s.batch, ", ", s.seq_kv, "], got ", sg.str());
     s.segment_ids = sg.raw();
     s.segment_ids_dtype = sg.dtype();
+    if (opt.q_segment_ids.defined()) {
+      const Tensor& qs = opt.q_segment_ids;
+      GRAFT_INPUT_CHECK(qs.ndim() == 2 && qs.size(0) == s.batch && qs.size(1) == s.seq_q &&
+                            qs.is_contiguous() && qs.dtype() == sg.dtype(),
+                        "attention: query segment ids must be ", dtype_name(sg.dtype()), " [",
+                        s.batch, ", ", s.seq_q, "], got ", qs.str());
+      s.q_segment_ids = qs.raw();
+    }
   }
   s.window = opt.window;
   s.q_offset = opt.q_offset;
@@ -84,7 +92,11 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaO
     lse = Tensor::empty({p.shape.batch, p.shape.heads_q, p.shape.seq_q}, DType::kF32, q.device());
     p.lse = static_cast<float*>(lse.raw());
   }
+  p.backend = opt.backend;
+  AttnBackend ran = AttnBackend::kAuto;
+  p.ran = &ran;
   if (q.numel() > 0) attn_fwd(p);
+  if (opt.report && ran != AttnBackend::kAuto) opt.report->add(false, ran);
   if (save) *save = SdpaSaved{q, k, v, out, lse, opt};
 }
 
@@ -117,7 +129,11 @@ void sdpa_backward(const Tensor& dout, const SdpaSaved& s, Tensor& dq, Tensor& d
               "sdpa_backward: dtypes of dout ", dout.str(), " and q ", s.q.str());
   p.dtype = s.q.dtype();
   p.device = dout.device();
+  p.backend = s.opt.backend;
+  AttnBackend ran = AttnBackend::kAuto;
+  p.ran = &ran;
   if (s.q.numel() > 0) attn_bwd(p);
+  if (s.opt.report && ran != AttnBackend::kAuto) s.opt.report->add(true, ran);
 }
 
 }  // namespace graft::layers

@@ -16,9 +16,12 @@ struct SdpaOptions {
   Tensor key_padding;     // kPadding / kPaddingCausal: [B, Skv], non-zero = keep
   Tensor arbitrary_mask;  // kArbitrary: [1 or B, Sq, Skv] u8/bool, non-zero = masked
   Tensor segment_ids;     // optional [B, Skv] i64 document ids: other documents' keys masked
+  Tensor q_segment_ids;   // optional [B, Sq] the queries' ids (else read from segment_ids)
   int64_t window = 0;     // > 0: key j visible from absolute position a when a - W < j <= a
   double scale = 0.0;     // <= 0: 1/sqrt(D)
   int64_t q_offset = 0;   // absolute position of query row 0 (decoding with a cache)
+  AttnBackend backend = AttnBackend::kAuto;  // the model's model.attention
+  AttnReport* report = nullptr;              // optional: counts what forward/backward ran
 };
 
 struct SdpaSaved {

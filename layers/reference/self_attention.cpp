@@ -24,11 +24,13 @@ void cache_append(Tensor& cache, const Tensor& src, int64_t offset) {
 
 Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                               const AttentionInputs& in, const SelfAttnOptions& opt,
-                              SdpaSaved* save) {
+                              SelfAttnSaved* save) {
   const int64_t B = q.size(0), S = q.size(1);
   SdpaOptions so;
   so.window = opt.window;
   so.scale = opt.scale;
+  so.backend = in.attention;
+  so.report = in.attention_report;
   const bool padding = opt.mask == AttnMask::kPadding || opt.mask == AttnMask::kPaddingCausal;
   const bool causal = opt.mask == AttnMask::kCausal || opt.mask == AttnMask::kPaddingCausal;
   GRAFT_INPUT_CHECK(padding || !in.key_padding_mask.defined(), opt.layer,
@@ -45,9 +47,25 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
     GRAFT_INPUT_CHECK(!in.cache, opt.layer, ": document masking (segment ids) with a KV cache");
     so.segment_ids = in.segment_ids.is_contiguous() ? in.segment_ids : in.segment_ids.contiguous();
   }
+  if (in.context_parallel) {
+    GRAFT_CHECK(opt.cp != nullptr, opt.layer,
+                ": inputs split for context parallelism but the layer has no cp group");
+    GRAFT_INPUT_CHECK(!in.cache, opt.layer, ": a KV cache under context parallelism");
+    if (opt.cp->size() > 1) {
+      RingAttnOptions ro;
+      ro.causal = causal;
+      ro.window = opt.window;
+      ro.scale = opt.scale;
+      ro.layer = opt.layer;
+      ro.backend = so.backend;
+      ro.report = so.report;
+      return ring_attention_forward(*opt.cp, q, k, v, so.key_padding, so.segment_ids, ro,
+                                    save ? &save->ring : nullptr);
+    }
+  }
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   if (!in.cache) {
-    sdpa_forward(q, k, v, so, out, save);
+    sdpa_forward(q, k, v, so, out, save ? &save->sdpa : nullptr);
     return out;
   }
   GRAFT_CHECK(save == nullptr, opt.layer, ": backward through a KV cache is not supported");
@@ -75,8 +93,13 @@ Tensor self_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
   return out;
 }
 
-void self_attention_backward(const Tensor& dout, const SdpaSaved& saved, Tensor& dq, Tensor& dk,
+void self_attention_backward(const Tensor& dout, const SelfAttnSaved& s, Tensor& dq, Tensor& dk,
                              Tensor& dv) {
+  if (s.ring) {
+    ring_attention_backward(dout, *s.ring, dq, dk, dv);
+    return;
+  }
+  const SdpaSaved& saved = s.sdpa;
   dq = Tensor::empty(saved.q.shape(), saved.q.dtype(), dout.device());
   dk = Tensor::empty(saved.k.shape(), saved.k.dtype(), dout.device());
   dv = Tensor::empty(saved.v.shape(), saved.v.dtype(), dout.device());

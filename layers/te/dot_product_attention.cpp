@@ -2,6 +2,7 @@
 
 #include "framework/registry/registry.h"
 #include "layers/reference/sdpa.h"
+#include "layers/reference/self_attention.h"
 #include "layers/te/te_common.h"
 
 namespace graft::te {
@@ -9,6 +10,10 @@ namespace {
 
 struct DpaCtx : LayerCtx {
   layers::SdpaSaved saved;
+};
+
+struct SelfCtx : LayerCtx {
+  layers::SelfAttnSaved saved;
 };
 
 struct ThdCtx : LayerCtx {
@@ -46,8 +51,9 @@ int64_t parse_window(const std::string& layer, std::pair<int64_t, int64_t> w, At
   return w.first < 0 ? 0 : w.first + 1;
 }
 
-DotProductAttention::DotProductAttention(const DotProductAttentionConfig& c)
-    : Module("te.dot_product_attention"), config_(c) {
+DotProductAttention::DotProductAttention(const DotProductAttentionConfig& c,
+                                         const BuildContext& ctx)
+    : Module("te.dot_product_attention"), config_(c), ctx_(ctx) {
   const std::string name = "te.dot_product_attention";
   GRAFT_INPUT_CHECK(c.num_attention_heads > 0 && c.kv_channels > 0, name,
                     ": num_attention_heads = ", c.num_attention_heads,
@@ -124,6 +130,31 @@ DotProductAttention::Grads DotProductAttention::backward(const Tensor& dout, Lay
   return g;
 }
 
+Tensor DotProductAttention::forward_self(const Tensor& q, const Tensor& k, const Tensor& v,
+                                         const AttentionInputs& in, std::unique_ptr<LayerCtx>* save,
+                                         const char* layer) {
+  GRAFT_CHECK(!thd_ && !sbhd_ && mask_ != AttnMask::kArbitrary, layer,
+              ": self-attention runs in bshd with a causal/padding mask type, got qkv_format = ",
+              config_.qkv_format, ", attn_mask_type = ", config_.attn_mask_type);
+  layers::SelfAttnOptions opt;
+  opt.mask = mask_;
+  opt.window = window_;
+  opt.scale = config_.softmax_scale;
+  opt.cache_index = config_.layer_number - 1;
+  opt.layer = layer;
+  opt.cp = ctx_.groups->cp.get();
+  auto ctx = save ? std::make_unique<SelfCtx>() : nullptr;
+  Tensor out = layers::self_attention_forward(q, k, v, in, opt, ctx ? &ctx->saved : nullptr);
+  if (ctx) *save = std::move(ctx);
+  return out;
+}
+
+DotProductAttention::Grads DotProductAttention::backward_self(const Tensor& dout, LayerCtx& ctx) {
+  Grads g;
+  layers::self_attention_backward(dout, dynamic_cast<SelfCtx&>(ctx).saved, g.dq, g.dk, g.dv);
+  return g;
+}
+
 Tensor DotProductAttention::forward_thd(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                         const AttentionMasks& m, std::unique_ptr<LayerCtx>* save) {
   const int64_t Hq = config_.num_attention_heads, D = config_.kv_channels;
@@ -196,6 +227,8 @@ DotProductAttention::Grads DotProductAttention::backward_thd(const Tensor& dout,
 
 static Register<DotProductAttention, DotProductAttentionConfig> reg(
     "te.dot_product_attention", "attention",
-    [](const DotProductAttentionConfig& c) { return std::make_unique<DotProductAttention>(c); });
+    [](const DotProductAttentionConfig& c, const BuildContext& ctx) {
+      return std::make_unique<DotProductAttention>(c, ctx);
+    });
 
 }  // namespace graft::te

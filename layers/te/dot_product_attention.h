@@ -15,6 +15,11 @@
 //   i - left <= j (and j <= i + right). Supported: right = 0 or -1 with a causal mask (same
 //   thing), right = -1 otherwise; left = -1 or >= 0. (HF's sliding_window W is left = W - 1.)
 //   attention_dropout must be 0.
+//
+// Inside te.multihead_attention (its `core_attention` child, built through the registry so an
+// override of this name replaces it) the attention runs through forward_self / backward_self:
+// bshd q/k/v of a decoder layer with the masks, positions and KV cache of AttentionInputs, and
+// under context parallelism the ring attention over the build context's cp group.
 #pragma once
 
 #include <memory>
@@ -22,8 +27,10 @@
 #include <utility>
 #include <vector>
 
+#include "framework/registry/build_context.h"
 #include "framework/registry/module.h"
 #include "kernels/attention.h"
+#include "layers/decoder.h"
 
 namespace graft::te {
 
@@ -51,7 +58,8 @@ struct AttentionMasks {
 
 class DotProductAttention : public Module {
  public:
-  explicit DotProductAttention(const DotProductAttentionConfig& config);
+  explicit DotProductAttention(const DotProductAttentionConfig& config,
+                               const BuildContext& ctx = BuildContext{});
   const DotProductAttentionConfig& config() const { return config_; }
   AttnMask mask() const { return mask_; }
   int64_t kernel_window() const { return window_; }  // kernels/attention.h's W (0 = none)
@@ -63,6 +71,16 @@ class DotProductAttention : public Module {
   };
   Grads backward(const Tensor& dout, LayerCtx& ctx);
 
+  // Self-attention of a decoder layer: q [B, S, Hq, D], k, v [B, S, G, D] (bshd, RoPE applied)
+  // -> [B, S, Hq, D] (new, contiguous), with this layer's mask type and window and the key
+  // padding, document ids and KV cache of `in` (layers/reference/self_attention.h); the ring
+  // attention when `in` is split for context parallelism. `layer` names the caller in errors.
+  virtual Tensor forward_self(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const AttentionInputs& in, std::unique_ptr<LayerCtx>* save,
+                              const char* layer = "te.dot_product_attention");
+  // dq, dk, dv [B, S, H, D] (new, contiguous) from dout [B, S, Hq, D].
+  virtual Grads backward_self(const Tensor& dout, LayerCtx& ctx);
+
  private:
   Tensor forward_thd(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMasks& m,
                      std::unique_ptr<LayerCtx>* save);
@@ -71,6 +89,7 @@ class DotProductAttention : public Module {
  public:
  private:
   DotProductAttentionConfig config_;
+  BuildContext ctx_;
   AttnMask mask_;
   int64_t window_ = 0;
   bool sbhd_ = false;

@@ -4,23 +4,29 @@
 #include "layers/reference/common.h"
 #include "layers/reference/norm_ops.h"
 #include "layers/te/linear.h"
+#include "parallel/tp_collectives.h"
+#include "parallel/tp_layout.h"
 
 namespace graft::te {
 namespace {
 
 struct LNLinearCtx : LayerCtx {
   layers::NormSaved norm;
-  LinearSaved ln;  // the normalised input [rows, in]
-  Shape in_shape;
+  LinearSaved ln;  // the normalised input [rows, in] (gathered under sequence parallelism)
+  Shape in_shape, ln_shape;
 };
 
 }  // namespace
 
-LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c, const BuildContext& ctx)
-    : Module("te.layernorm_linear"), config_(c) {
+LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c, const BuildContext& bctx)
+    : Module("te.layernorm_linear"), config_(c), tp_(bctx.groups->tp) {
   const std::string name = "te.layernorm_linear";
-  check_linear_options(name, c.sequence_parallel, c.tp_size, c.parallel_mode,
-                       c.fuse_wgrad_accumulation);
+  const LinearShard shard = check_linear_options(name, c.sequence_parallel, c.tp_size,
+                                                 c.parallel_mode, c.fuse_wgrad_accumulation, bctx);
+  reject_if(shard.mode == "row", name, "parallel_mode", "row",
+            "a layernorm-linear is column-parallel (its input is whole) or not parallel");
+  column_ = shard.tp > 1 && shard.mode == "column";
+  sp_ = c.sequence_parallel && column_;
   reject_if(c.return_layernorm_output_gathered, name, "return_layernorm_output_gathered", "true",
             "only meaningful with sequence parallelism");
   reject_if(c.return_bias && !c.bias, name, "return_bias", "true", "needs bias = true");
@@ -29,12 +35,17 @@ LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c, const BuildCont
   layers::check_params_dtype(name, c.params_dtype, c.device);
   Tensor g = Tensor::full({c.in_features > 0 ? c.in_features : 1},
                           c.zero_centered_gamma ? 0.f : 1.f, c.params_dtype);
-  add_parameter("layer_norm_weight", c.device.is_cpu() ? g : g.to(c.device), false);
+  // Sequence shards: each rank normalises its own rows, so the norm's gradients are partial.
+  auto spec = [&] {
+    return sp_ ? tp_partial_grad_spec(g.shape()) : ShardSpec::replicated(g.shape());
+  };
+  add_parameter("layer_norm_weight", c.device.is_cpu() ? g : g.to(c.device), false, spec());
   if (norm_ == NormType::kLayerNorm)
-    add_parameter("layer_norm_bias", Tensor::zeros(g.shape(), c.params_dtype, c.device), false);
+    add_parameter("layer_norm_bias", Tensor::zeros(g.shape(), c.params_dtype, c.device), false,
+                  spec());
   blocks_.init(*this, name, c.in_features, c.out_features, c.bias, c.parameters_split, "",
-               c.init_method, c.init_seed, c.params_dtype, c.device);
-  blocks_.enable_fp8(ctx.fp8, *this, "");
+               c.init_method, c.init_seed, c.params_dtype, c.device, shard);
+  blocks_.enable_fp8(bctx.fp8, *this, "");
 }
 
 TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -45,14 +56,18 @@ TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* sa
                                        ln ? parameter("layer_norm_bias")->value : Tensor(),
                                        {norm_, config_.eps, config_.zero_centered_gamma},
                                        ctx ? &ctx->norm : nullptr);
+  Tensor ng = n.view(x.shape());
+  if (column_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
   TEOutput out;
-  Shape s = x.shape();
-  s.back() = config_.out_features;
-  out.out = blocks_.forward(*this, n, !config_.return_bias, ctx ? &ctx->ln : nullptr).view(s);
+  Shape s = ng.shape();
+  s.back() = blocks_.out();
+  Tensor rows = layers::as_rows(ng, config_.in_features);
+  out.out = blocks_.forward(*this, rows, !config_.return_bias, ctx ? &ctx->ln : nullptr).view(s);
   if (config_.return_bias) out.bias = blocks_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
   if (ctx) {
     ctx->in_shape = x.shape();
+    ctx->ln_shape = ng.shape();
     *save = std::move(ctx);
   }
   return out;
@@ -60,7 +75,11 @@ TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* sa
 
 Tensor LayerNormLinear::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
   auto& ctx = dynamic_cast<LNLinearCtx&>(ctx_base);
-  Tensor dln = blocks_.backward(*this, layers::as_rows(dy, config_.out_features), ctx.ln);
+  Tensor dln = blocks_.backward(*this, layers::as_rows(dy, blocks_.out()), ctx.ln,
+                                column_ && !sp_ ? tp_.get() : nullptr);
+  if (sp_)
+    dln =
+        layers::as_rows(gather_from_sp_backward(dln.view(ctx.ln_shape), *tp_), config_.in_features);
   if (d_ln_out.defined()) layers::add_into(dln, layers::as_rows(d_ln_out, config_.in_features));
   const bool ln = norm_ == NormType::kLayerNorm;
   Parameter* g = parameter("layer_norm_weight");

@@ -6,13 +6,17 @@
 //   bias [out]. return_bias: bias returned, not added (see te.linear). return_layernorm_output: ln
 //   returned in TEOutput.ln_out; its gradient (when the caller used it, e.g. a post-LN residual) is
 //   passed to backward as d_ln_out and added before the norm's backward.
-// Rejected: sequence_parallel, tp_size != 1, parallel_mode, fuse_wgrad_accumulation,
-// return_layernorm_output_gathered.
+// Tensor parallelism (the build context's tp group): parallel_mode "column" splits the weight's
+// rows (te.linear's LinearShard); the norm runs on the whole input, or with sequence_parallel on
+// this rank's sequence shard, whose normalised output is then gathered (gather_from_sp) before the
+// GEMM and whose norm-weight gradients are summed over tp. ln_out is the shard.
+// Rejected: parallel_mode row, fuse_wgrad_accumulation, return_layernorm_output_gathered.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "framework/registry/build_context.h"
 #include "layers/te/te_common.h"
 
 namespace graft::te {
@@ -31,8 +35,7 @@ struct LayerNormLinearConfig {
   uint64_t init_seed = 0;
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
-  // Accepted only at their defaults.
-  bool return_layernorm_output_gathered = false;
+  bool return_layernorm_output_gathered = false;  // rejected
   bool sequence_parallel = false;
   int64_t tp_size = 1;
   std::string parallel_mode;
@@ -42,7 +45,7 @@ struct LayerNormLinearConfig {
 class LayerNormLinear : public Module {
  public:
   // ctx.fp8 (when set) runs the GEMM in FP8 (layers/te/fp8_linear.h).
-  explicit LayerNormLinear(const LayerNormLinearConfig& config, const BuildContext& ctx = {});
+  LayerNormLinear(const LayerNormLinearConfig& config, const BuildContext& ctx);
   const LayerNormLinearConfig& config() const { return config_; }
   // x [..., in] -> out [..., out] (+ bias / ln_out per the options).
   TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);
@@ -53,6 +56,8 @@ class LayerNormLinear : public Module {
   LayerNormLinearConfig config_;
   NormType norm_;
   LinearBlocks blocks_;
+  std::shared_ptr<ProcessGroup> tp_;
+  bool column_ = false, sp_ = false;
 };
 
 }  // namespace graft::te

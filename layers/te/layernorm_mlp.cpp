@@ -4,25 +4,30 @@
 #include "layers/reference/common.h"
 #include "layers/reference/norm_ops.h"
 #include "layers/te/linear.h"
+#include "parallel/tp_collectives.h"
+#include "parallel/tp_layout.h"
 
 namespace graft::te {
 namespace {
 
 struct LNMLPCtx : LayerCtx {
   layers::NormSaved norm;
-  LinearSaved ln, a;  // fc1's input [rows, H], fc2's input [rows, F]
+  LinearSaved ln, a;  // fc1's input [rows, H], fc2's input [rows, F] (rows gathered under sp)
   Tensor h;           // fc1's output [rows, F']
-  Shape in_shape;
+  Shape in_shape, ln_shape;
 };
 
 }  // namespace
 
-LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c, const BuildContext& ctx)
-    : Module("te.layernorm_mlp"), config_(c) {
+LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c, const BuildContext& bctx)
+    : Module("te.layernorm_mlp"), config_(c), tp_(bctx.groups->tp) {
   const std::string name = "te.layernorm_mlp";
-  check_linear_options(name, c.sequence_parallel, c.tp_size, "", c.fuse_wgrad_accumulation);
-  reject_if(c.set_parallel_mode, name, "set_parallel_mode", "true",
-            "tensor parallelism is configured through parallel/");
+  LinearShard shard = check_linear_options(name, c.sequence_parallel, c.tp_size, "",
+                                           c.fuse_wgrad_accumulation, bctx);
+  parallel_ = c.set_parallel_mode && shard.tp > 1;
+  reject_if(c.sequence_parallel && !parallel_, name, "sequence_parallel", "true",
+            "needs set_parallel_mode (fc1 column-, fc2 row-parallel)");
+  sp_ = c.sequence_parallel && parallel_;
   reject_if(c.return_bias && !c.bias, name, "return_bias", "true", "needs bias = true");
   GRAFT_INPUT_CHECK(c.eps > 0, name, ": eps = ", c.eps, ", expected > 0");
   GRAFT_INPUT_CHECK(c.hidden_size > 0 && c.ffn_hidden_size > 0, name,
@@ -33,17 +38,24 @@ LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c, const BuildContext& ctx)
   gated_ = activation_is_gated(act_);
   layers::check_params_dtype(name, c.params_dtype, c.device);
   Tensor g = Tensor::full({c.hidden_size}, c.zero_centered_gamma ? 0.f : 1.f, c.params_dtype);
-  add_parameter("layer_norm_weight", c.device.is_cpu() ? g : g.to(c.device), false);
+  auto spec = [&] {
+    return sp_ ? tp_partial_grad_spec(g.shape()) : ShardSpec::replicated(g.shape());
+  };
+  add_parameter("layer_norm_weight", c.device.is_cpu() ? g : g.to(c.device), false, spec());
   if (norm_ == NormType::kLayerNorm)
     add_parameter("layer_norm_bias", Tensor::zeros({c.hidden_size}, c.params_dtype, c.device),
-                  false);
+                  false, spec());
   const int64_t f1 = gated_ ? 2 * c.ffn_hidden_size : c.ffn_hidden_size;
+  LinearShard s1 = shard, s2 = shard;
+  s1.mode = parallel_ ? "column" : "";
+  s1.gated_halves = gated_;
+  s2.mode = parallel_ ? "row" : "";
   fc1_.init(*this, name, c.hidden_size, f1, c.bias, {}, "fc1_", c.init_method, c.init_seed,
-            c.params_dtype, c.device);
+            c.params_dtype, c.device, s1);
   fc2_.init(*this, name, c.ffn_hidden_size, c.hidden_size, c.bias, {}, "fc2_",
-            c.output_layer_init_method, c.init_seed + 1, c.params_dtype, c.device);
-  fc1_.enable_fp8(ctx.fp8, *this, "fc1_");
-  fc2_.enable_fp8(ctx.fp8, *this, "fc2_");
+            c.output_layer_init_method, c.init_seed + 1, c.params_dtype, c.device, s2);
+  fc1_.enable_fp8(bctx.fp8, *this, "fc1_");
+  fc2_.enable_fp8(bctx.fp8, *this, "fc2_");
 }
 
 TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -55,13 +67,20 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
                                        ln ? parameter("layer_norm_bias")->value : Tensor(),
                                        {norm_, config_.eps, config_.zero_centered_gamma},
                                        ctx ? &ctx->norm : nullptr);
-  Tensor h = fc1_.forward(*this, n, true, ctx ? &ctx->ln : nullptr);
+  Tensor ng = n.view(x.shape());
+  if (parallel_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
+  Tensor n_rows = layers::as_rows(ng, H);
+  Tensor h = fc1_.forward(*this, n_rows, true, ctx ? &ctx->ln : nullptr);
   TEOutput out;  // fc2(act(h)): with FP8 the activation is fused into fc2's input cast
-  out.out = fc2_.forward_activated(*this, h, act_, !config_.return_bias, ctx ? &ctx->a : nullptr)
-                .view(x.shape());
+  const bool add_bias = !config_.return_bias && (!parallel_ || tp_->rank() == 0);
+  out.out =
+      fc2_.forward_activated(*this, h, act_, add_bias, ctx ? &ctx->a : nullptr).view(ng.shape());
+  if (parallel_)
+    out.out = sp_ ? reduce_scatter_to_sp(out.out, *tp_) : reduce_from_tp(out.out, *tp_);
   if (config_.return_bias) out.bias = fc2_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
   if (ctx) {
+    ctx->ln_shape = ng.shape();
     ctx->h = h;
     ctx->in_shape = x.shape();
     *save = std::move(ctx);
@@ -71,8 +90,9 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
 
 Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
   auto& ctx = dynamic_cast<LNMLPCtx&>(ctx_base);
-  const int64_t H = config_.hidden_size, F = config_.ffn_hidden_size;
-  Tensor da = fc2_.backward(*this, layers::as_rows(dy, H), ctx.a);
+  const int64_t H = config_.hidden_size, F = fc2_.in();
+  Tensor dyg = sp_ ? reduce_scatter_to_sp_backward(dy, *tp_) : dy;
+  Tensor da = fc2_.backward(*this, layers::as_rows(dyg, H), ctx.a);
   const int64_t rows = da.size(0);
   Tensor dh = Tensor::empty(ctx.h.shape(), da.dtype(), dy.device());
   ActBwdParams p;
@@ -85,7 +105,8 @@ Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor
   p.dtype = da.dtype();
   p.device = dy.device();
   if (rows > 0) activation_bwd(p);
-  Tensor dln = fc1_.backward(*this, dh, ctx.ln);
+  Tensor dln = fc1_.backward(*this, dh, ctx.ln, parallel_ && !sp_ ? tp_.get() : nullptr);
+  if (sp_) dln = layers::as_rows(gather_from_sp_backward(dln.view(ctx.ln_shape), *tp_), H);
   if (d_ln_out.defined()) layers::add_into(dln, layers::as_rows(d_ln_out, H));
   const bool ln = norm_ == NormType::kLayerNorm;
   Parameter* g = parameter("layer_norm_weight");

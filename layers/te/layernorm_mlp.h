@@ -6,16 +6,22 @@
 //   Parameters (TE names): layer_norm_weight [H] (+ layer_norm_bias), fc1_weight [F', H] with
 //   F' = 2F when gated, fc1_bias [F'], fc2_weight [H, F], fc2_bias [H].
 //   Fused layout of fc1 for gated activations: rows [0, F) are the gate projection, rows
-//   [F, 2F) the up projection ([gate; up], HF gate_proj then up_proj). A tensor-parallel rank r
-//   of T would own [gate_r; up_r] (rows r·F/T.. of each half), declared by the weight map.
+//   [F, 2F) the up projection ([gate; up], HF gate_proj then up_proj). Its ShardSpec views it as
+//   [2, F, H] (fc1_bias as [2, F]) at every tp.
+//   Tensor parallelism (set_parallel_mode with a tp group of T > 1 in the build context): fc1 is
+//   column-parallel — rank r owns [gate_r; up_r], rows r·F/T.. of each half, so the gated
+//   activation is local — and fc2 row-parallel (fc2_bias added once, after the reduction). With
+//   sequence_parallel the norm runs on this rank's sequence shard (its gradients summed over tp),
+//   the normalised rows are gathered before fc1 and fc2's output reduce-scattered back.
 //   return_bias: fc2_bias returned, not added. return_layernorm_output: ln returned (its
 //   gradient goes to backward as d_ln_out).
-// Rejected: sequence_parallel, tp_size != 1, fuse_wgrad_accumulation, set_parallel_mode.
+// Rejected: fuse_wgrad_accumulation; sequence_parallel without tp; tp_size other than the group's.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "framework/registry/build_context.h"
 #include "layers/te/te_common.h"
 
 namespace graft::te {
@@ -35,17 +41,16 @@ struct LayerNormMLPConfig {
   uint64_t init_seed = 0;
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
-  // Accepted only at their defaults.
   bool sequence_parallel = false;
-  int64_t tp_size = 1;
-  bool set_parallel_mode = false;
-  bool fuse_wgrad_accumulation = false;
+  int64_t tp_size = 1;             // 1 = the context's; otherwise it must match it
+  bool set_parallel_mode = false;  // fc1 column-, fc2 row-parallel over the context's tp group
+  bool fuse_wgrad_accumulation = false;  // rejected
 };
 
 class LayerNormMLP : public Module {
  public:
   // ctx.fp8 (when set) runs fc1 and fc2 in FP8 (layers/te/fp8_linear.h).
-  explicit LayerNormMLP(const LayerNormMLPConfig& config, const BuildContext& ctx = {});
+  LayerNormMLP(const LayerNormMLPConfig& config, const BuildContext& ctx);
   const LayerNormMLPConfig& config() const { return config_; }
   TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);
   Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor());
@@ -57,6 +62,8 @@ class LayerNormMLP : public Module {
   Activation act_;
   bool gated_;
   LinearBlocks fc1_, fc2_;
+  std::shared_ptr<ProcessGroup> tp_;
+  bool parallel_ = false, sp_ = false;
 };
 
 }  // namespace graft::te

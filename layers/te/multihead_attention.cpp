@@ -1,13 +1,14 @@
 #include "layers/te/multihead_attention.h"
 
 #include "framework/registry/registry.h"
+#include "kernels/qkv.h"
 #include "layers/reference/common.h"
 #include "layers/reference/norm.h"
 #include "layers/reference/rope_table.h"
-#include "layers/reference/self_attention.h"
 #include "layers/te/layernorm_linear.h"
 #include "layers/te/linear.h"
 #include "layers/te/norm.h"
+#include "parallel/tp_layout.h"
 
 namespace graft::te {
 namespace {
@@ -15,48 +16,57 @@ namespace {
 const char* kName = "te.multihead_attention";
 
 struct MhaCtx : LayerCtx {
-  std::unique_ptr<LayerCtx> qkv, qn, kn, proj;
-  layers::SdpaSaved sdpa;
+  std::unique_ptr<LayerCtx> qkv, qn, kn, proj, core;
   std::shared_ptr<const layers::RopeTable> rope;
   Tensor positions;
   Shape x_shape;
+  int64_t seq = 0;
 };
 
-// Column offsets of the q block of group g and of k/v head g in the fused qkv output.
+// The fused qkv output's head layout (column offsets of each block: kernels/qkv.h).
 struct QkvLayout {
   int64_t hq, hkv, d;
-  bool grouped;
-  int64_t n() const { return hq / hkv; }
-  int64_t q_col(int64_t g) const { return grouped ? g * (n() + 2) * d : g * n() * d; }
-  int64_t k_col(int64_t g) const { return grouped ? q_col(g) + n() * d : (hq + g) * d; }
-  int64_t v_col(int64_t g) const { return grouped ? q_col(g) + (n() + 1) * d : (hq + hkv + g) * d; }
+  bool grouped;  // per-group interleaved (fuse_qkv_params) rather than q | k | v
 };
+
+// One pass over the fused buffer (kernels/qkv.h), either way.
+void run_qkv_split(const Tensor& qkv, const QkvLayout& l, const Tensor& q, const Tensor& k,
+                   const Tensor& v, bool merge) {
+  GRAFT_CHECK(qkv.ndim() == 2 && qkv.strides()[1] == 1 && q.is_contiguous() && k.is_contiguous() &&
+                  v.is_contiguous(),
+              "qkv split: ", qkv.str(), " ", q.str(), " ", k.str(), " ", v.str());
+  QkvSplitParams p;
+  p.qkv = const_cast<void*>(qkv.raw());
+  p.q = const_cast<void*>(q.raw());
+  p.k = const_cast<void*>(k.raw());
+  p.v = const_cast<void*>(v.raw());
+  p.rows = qkv.size(0);
+  p.heads_q = l.hq;
+  p.heads_kv = l.hkv;
+  p.head_dim = l.d;
+  p.ld = qkv.strides()[0];
+  p.grouped = l.grouped;
+  p.merge = merge;
+  p.dtype = qkv.dtype();
+  p.device = qkv.device();
+  qkv_split(p);
+}
 
 // q [N, Hq·D], k, v [N, Hkv·D] (new, contiguous) from qkv [N, (Hq + 2Hkv)·D].
 void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tensor& v) {
-  const int64_t N = qkv.size(0), n = l.n(), d = l.d;
+  const int64_t N = qkv.size(0), d = l.d;
   q = Tensor::empty({N, l.hq * d}, qkv.dtype(), qkv.device());
   k = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
   v = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
-  for (int64_t g = 0; g < l.hkv; ++g) {
-    Tensor qd = q.slice(1, g * n * d, n * d), kd = k.slice(1, g * d, d), vd = v.slice(1, g * d, d);
-    layers::copy_matrix(qd, qkv.slice(1, l.q_col(g), n * d));
-    layers::copy_matrix(kd, qkv.slice(1, l.k_col(g), d));
-    layers::copy_matrix(vd, qkv.slice(1, l.v_col(g), d));
-  }
+  run_qkv_split(qkv, l, q, k, v, false);
 }
 
 // The inverse: dqkv [N, (Hq + 2Hkv)·D] (new) from dq, dk, dv.
 Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const QkvLayout& l) {
-  const int64_t N = dq.size(0), n = l.n(), d = l.d;
+  const int64_t N = dq.size(0), d = l.d;
   Tensor out = Tensor::empty({N, (l.hq + 2 * l.hkv) * d}, dq.dtype(), dq.device());
-  for (int64_t g = 0; g < l.hkv; ++g) {
-    Tensor qd = out.slice(1, l.q_col(g), n * d), kd = out.slice(1, l.k_col(g), d),
-           vd = out.slice(1, l.v_col(g), d);
-    layers::copy_matrix(qd, dq.slice(1, g * n * d, n * d));
-    layers::copy_matrix(kd, dk.slice(1, g * d, d));
-    layers::copy_matrix(vd, dv.slice(1, g * d, d));
-  }
+  auto c = [](const Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); };
+  run_qkv_split(out, l, c(dq), c(dk), c(dv), true);
   return out;
 }
 
@@ -78,15 +88,19 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
             "only self-attention is implemented");
   reject_if(c.qkv_format != "bshd", kName, "qkv_format", c.qkv_format,
             "MultiheadAttention takes [batch, seq, hidden] (bshd) inputs");
-  reject_if(c.sequence_parallel, kName, "sequence_parallel", "true",
-            "sequence parallelism is configured through parallel/");
-  reject_if(c.tp_size != 1, kName, "tp_size", str(c.tp_size),
-            "tensor parallelism is configured through parallel/");
+  check_linear_options(kName, c.sequence_parallel, c.tp_size, "", false, ctx);
+  const TpHeads heads = tp_heads(c.num_attention_heads, kv_, ctx.tp(), kName);
+  reject_if(heads.kv_replicas > 1, kName, "num_gqa_groups", str(kv_),
+            str("parallel.tp = ", ctx.tp().size(),
+                " is larger than the number of KV heads; replicating KV heads over tp is "
+                "implemented in the reference layers (model.layers: reference)"));
   reject_if(!c.qk_norm_type.empty() && c.qk_norm_type != "RMSNorm" && c.qk_norm_type != "LayerNorm",
             kName, "qk_norm_type", c.qk_norm_type, "expected RMSNorm or LayerNorm");
   reject_if(c.return_layernorm_output && !c.input_layernorm, kName, "return_layernorm_output",
             "true", "needs input_layernorm = true");
   const int64_t hq = c.num_attention_heads, total = (hq + 2 * kv_) * d_;
+  const bool tp = ctx.tp().size() > 1;
+  const std::string mode = tp ? "column" : "";
   const bool qkv_bias = c.qkv_bias.value_or(c.bias), proj_bias = c.proj_bias.value_or(c.bias);
   ParametersSplit split;
   if (!c.fuse_qkv_params) split = {{"query", hq * d_}, {"key", kv_ * d_}, {"value", kv_ * d_}};
@@ -104,6 +118,8 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
     lc.init_seed = c.init_seed;
     lc.params_dtype = c.params_dtype;
     lc.device = c.device;
+    lc.parallel_mode = mode;
+    lc.sequence_parallel = c.sequence_parallel;
     layernorm_qkv_ = &add_child("layernorm_qkv",
                                 Registry::global().create<LayerNormLinear, LayerNormLinearConfig>(
                                     "te.layernorm_linear", lc, ctx_));
@@ -117,19 +133,25 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
     lc.init_seed = c.init_seed;
     lc.params_dtype = c.params_dtype;
     lc.device = c.device;
+    lc.parallel_mode = mode;
+    lc.sequence_parallel = c.sequence_parallel;
     qkv_ =
         &add_child("qkv", Registry::global().create<Linear, LinearConfig>("te.linear", lc, ctx_));
   }
   if (!c.qk_norm_type.empty()) {
     NormConfig nc{d_, c.qk_norm_eps, c.zero_centered_gamma, c.params_dtype, c.device};
+    nc.tp_partial_grad = true;  // each tp rank normalises its own heads
     const char* reg = c.qk_norm_type == "RMSNorm" ? "te.rmsnorm" : "te.layernorm";
     q_norm_ =
         &add_child("q_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc, ctx_));
     k_norm_ =
         &add_child("k_norm", Registry::global().create<graft::Norm, NormConfig>(reg, nc, ctx_));
   }
+  // From here on the heads are this rank's.
+  hq_ = heads.q;
+  kv_ = heads.kv;
   DotProductAttentionConfig dc;
-  dc.num_attention_heads = hq;
+  dc.num_attention_heads = hq_;
   dc.kv_channels = d_;
   dc.num_gqa_groups = kv_;
   dc.attention_dropout = c.attention_dropout;
@@ -138,7 +160,9 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
   dc.qkv_format = "bshd";
   dc.softmax_scale = c.softmax_scale;
   dc.layer_number = c.layer_number;
-  core_ = &add_child("core_attention", std::make_unique<DotProductAttention>(dc));
+  core_ = &add_child("core_attention",
+                     Registry::global().create<DotProductAttention, DotProductAttentionConfig>(
+                         "te.dot_product_attention", dc, ctx_));
   reject_if(core_->mask() == AttnMask::kArbitrary, kName, "attn_mask_type", "arbitrary",
             "self-attention layers take masks from AttentionInputs (causal/padding/window)");
   LinearConfig pc;
@@ -150,6 +174,8 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
   pc.init_seed = c.init_seed + 7;
   pc.params_dtype = c.params_dtype;
   pc.device = c.device;
+  pc.parallel_mode = tp ? "row" : "";
+  pc.sequence_parallel = c.sequence_parallel;
   proj_ =
       &add_child("proj", Registry::global().create<Linear, LinearConfig>("te.linear", pc, ctx_));
   if (c.rotary) layers::rope_table(c.rope, d_, 1, c.device);  // validates now
@@ -159,7 +185,8 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
                                      std::unique_ptr<LayerCtx>* save) {
   const MultiheadAttentionConfig& c = config_;
   GRAFT_CHECK(x.ndim() == 3 && x.size(2) == c.hidden_size, kName, ": x ", x.str());
-  const int64_t B = x.size(0), S = x.size(1), N = B * S, hq = c.num_attention_heads;
+  // Under sequence parallelism x is this rank's shard; attention runs on the whole sequence.
+  const int64_t B = x.size(0), S = in.seq > 0 ? in.seq : x.size(1), N = B * S, hq = hq_;
   auto ctx = save ? std::make_unique<MhaCtx>() : nullptr;
   TEOutput res = layernorm_qkv_ ? layernorm_qkv_->forward(x, ctx ? &ctx->qkv : nullptr)
                                 : qkv_->forward(x, ctx ? &ctx->qkv : nullptr);
@@ -185,20 +212,15 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
     q4 = q.view({B, S, hq, d_});
     k4 = k.view({B, S, kv_, d_});
   }
-  layers::SelfAttnOptions opt;
-  opt.mask = core_->mask();
-  opt.window = core_->kernel_window();
-  opt.scale = c.softmax_scale;
-  opt.cache_index = c.layer_number - 1;
-  opt.layer = kName;
-  Tensor o = layers::self_attention_forward(q4, k4, v.view({B, S, kv_, d_}), in, opt,
-                                            ctx ? &ctx->sdpa : nullptr);
+  Tensor o =
+      core_->forward_self(q4, k4, v.view({B, S, kv_, d_}), in, ctx ? &ctx->core : nullptr, kName);
   TEOutput out = proj_->forward(o.view({B, S, hq * d_}), ctx ? &ctx->proj : nullptr);
   if (c.return_layernorm_output) out.ln_out = res.ln_out;
   if (ctx) {
     ctx->rope = rope;
     ctx->positions = in.positions;
     ctx->x_shape = x.shape();
+    ctx->seq = S;
     *save = std::move(ctx);
   }
   return out;
@@ -207,10 +229,10 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
 Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
   auto& ctx = dynamic_cast<MhaCtx&>(ctx_base);
   const MultiheadAttentionConfig& c = config_;
-  const int64_t B = ctx.x_shape[0], S = ctx.x_shape[1], N = B * S, hq = c.num_attention_heads;
+  const int64_t B = ctx.x_shape[0], S = ctx.seq, N = B * S, hq = hq_;
   Tensor d_o = proj_->backward(dy, *ctx.proj).view({B, S, hq, d_});
-  Tensor dq, dk, dv;
-  layers::self_attention_backward(d_o, ctx.sdpa, dq, dk, dv);
+  DotProductAttention::Grads g = core_->backward_self(d_o, *ctx.core);
+  Tensor dq = g.dq, dk = g.dk, dv = g.dv;
   auto* qn = dynamic_cast<graft::Norm*>(q_norm_);
   auto* kn = dynamic_cast<graft::Norm*>(k_norm_);
   auto norm_qk_bwd = [&] {

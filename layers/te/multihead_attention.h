@@ -5,7 +5,8 @@
 //   q, k = q_norm(q), k_norm(k)           (qk_norm_type RMSNorm | LayerNorm, over kv_channels;
 //                                          before RoPE when qk_norm_before_rope, else after)
 //   q, k = rope(q), rope(k)               (when rotary; positions from AttentionInputs)
-//   o = DotProductAttention(q, k, v)      (mask, window, softmax_scale; KV cache when given)
+//   o = core_attention(q, k, v)           (te.dot_product_attention, built through the registry:
+//                                          mask, window, softmax_scale, KV cache, ring under cp)
 //   y = o Wprojᵀ + b                      (proj: Linear)
 //
 // Fused QKV layout (fuse_qkv_params = true), weight [(Hq + 2·Hkv)·D, H]: grouped per KV head.
@@ -20,8 +21,15 @@
 // Parameters (TE names): layernorm_qkv.layer_norm_weight (+ layer_norm_bias),
 // layernorm_qkv.weight (+ bias) — or qkv.weight without input_layernorm —, q_norm.weight,
 // k_norm.weight, proj.weight [H, Hq·D] (+ proj.bias).
+// Tensor parallelism (the build context's tp group, T > 1): heads split over tp (T must divide the
+// heads and the KV heads; KV-head replication for T > KV heads is implemented by the reference
+// layers only: an InputError here), the qkv projection column-parallel (rank r owns whole KV
+// groups: a contiguous block of rows of the grouped layout; with fuse_qkv_params = false each of
+// query/key/value is split by heads), proj row-parallel, q/k norm gradients summed over tp. With
+// sequence_parallel x and the output are sequence shards [B, S/T, H] (AttentionInputs.seq is the
+// whole length).
 // Rejected: attention_type cross, qkv_format other than bshd, attention_dropout != 0,
-// sequence_parallel, tp_size != 1.
+// sequence_parallel without tp, tp_size other than the group's.
 #pragma once
 
 #include <memory>
@@ -88,7 +96,7 @@ class MultiheadAttention : public Module {
  private:
   MultiheadAttentionConfig config_;
   BuildContext ctx_;
-  int64_t kv_ = 0, d_ = 0;
+  int64_t kv_ = 0, d_ = 0, hq_ = 0;  // local KV heads, head dim, local query heads
   LayerNormLinear* layernorm_qkv_ = nullptr;
   Linear* qkv_ = nullptr;
   Module *q_norm_ = nullptr, *k_norm_ = nullptr;

@@ -5,7 +5,8 @@
 //   g = weight, or (1 + weight) with zero_centered_gamma (weight then starts at 0).
 //   Parameters: "weight" [hidden] (+ "bias" [hidden] for LayerNorm), as in TE.
 // The math is the reference Norm's (layers/reference/norm.h); these entries give it TE's option
-// names. sequence_parallel is rejected.
+// names. sequence_parallel (with a tp group > 1) normalises sequence shards: the weight is whole
+// on every rank and its gradient summed over tp; without tp it is rejected.
 #pragma once
 
 #include "layers/reference/norm.h"
@@ -18,10 +19,13 @@ struct NormConfig {
   bool zero_centered_gamma = false;
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
-  bool sequence_parallel = false;  // rejected when true
+  bool sequence_parallel = false;  // needs a tp group of more than one rank
+  // graft extension: each tp rank sees part of the rows (per-head q/k norms over split heads):
+  // gradients summed over tp, as with sequence_parallel.
+  bool tp_partial_grad = false;
 };
 
 // te.rmsnorm / te.layernorm build a graft::Norm of the corresponding type.
-std::unique_ptr<graft::Norm> make_norm(const NormConfig& c, NormType type);
+std::unique_ptr<graft::Norm> make_norm(const NormConfig& c, NormType type, const BuildContext& ctx);
 
 }  // namespace graft::te

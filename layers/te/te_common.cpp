@@ -4,6 +4,7 @@
 
 #include "layers/reference/common.h"
 #include "layers/te/fp8_linear.h"
+#include "parallel/tp_collectives.h"
 
 namespace graft::te {
 
@@ -39,16 +40,27 @@ void reject_if(bool set, const std::string& layer, const std::string& option,
 void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int64_t out, bool bias,
                         const ParametersSplit& split, const std::string& prefix,
                         const InitMethod& init, uint64_t init_seed, DType params_dtype,
-                        Device device) {
+                        Device device, const LinearShard& shard) {
   GRAFT_INPUT_CHECK(in > 0 && out > 0, layer, ": in_features = ", in, ", out_features = ", out,
                     ", expected > 0");
   layers::check_params_dtype(layer, params_dtype, device);
-  in_ = in;
-  out_ = out;
+  const bool column = shard.tp > 1 && shard.mode == "column";
+  const bool row = shard.tp > 1 && shard.mode == "row";
+  const int64_t T = shard.tp, r = shard.rank;
+  auto divide = [&](int64_t n, const char* what) {
+    GRAFT_INPUT_CHECK(n % T == 0, layer, ": ", what, " = ", n, " is not divisible by tp = ", T);
+    return n / T;
+  };
+  in_ = row ? divide(in, "in_features") : in;
   bias_ = bias;
   blocks_.clear();
+  struct Global {
+    int64_t offset, size;
+  };
+  std::vector<Global> global;
   if (split.empty()) {
     blocks_.push_back({prefix + "weight", prefix + "bias", 0, out});
+    global.push_back({0, out});
   } else {
     int64_t off = 0;
     for (const auto& [raw, size] : split) {
@@ -57,28 +69,60 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
       GRAFT_INPUT_CHECK(!name.empty() && size > 0, layer, ": parameters_split entry '", raw,
                         "' = ", size, ", expected a name and a positive size");
       blocks_.push_back({name + "_weight", name + "_bias", off, size});
+      global.push_back({off, size});
       off += size;
     }
     GRAFT_INPUT_CHECK(off == out, layer, ": parameters_split sizes add up to ", off,
                       ", expected out_features = ", out);
   }
+  if (shard.gated_halves) GRAFT_CHECK(blocks_.size() == 1 && out % 2 == 0, layer, ": gated fc1");
   std::mt19937_64 rng(init_seed);
   std::normal_distribution<float> normal(0.0f, 0.023f);
-  for (const auto& b : blocks_) {
-    Tensor w = Tensor::empty({b.size, in}, DType::kF32);
+  int64_t local_off = 0;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    Block& b = blocks_[i];
+    const int64_t n = global[i].size;
+    Tensor w = Tensor::empty({n, in}, DType::kF32);
     if (init) {
       init(w);
-      GRAFT_INPUT_CHECK(w.shape() == Shape({b.size, in}), layer, ": init_method changed the ",
+      GRAFT_INPUT_CHECK(w.shape() == Shape({n, in}), layer, ": init_method changed the ",
                         "weight's shape to ", shape_str(w.shape()));
     } else {
       float* d = w.data<float>();
-      for (int64_t i = 0; i < w.numel(); ++i) d[i] = normal(rng);
+      for (int64_t k = 0; k < w.numel(); ++k) d[k] = normal(rng);
     }
+    ShardSpec ws = ShardSpec::replicated({n, in}), bs = ShardSpec::replicated({n});
+    if (shard.gated_halves) {  // [gate; up] viewed as [2, F, in]
+      const int64_t F = n / 2, Fl = column ? divide(F, "ffn_hidden_size") : F;
+      Tensor local = Tensor::empty({2 * Fl, in}, DType::kF32);
+      local.slice(0, 0, Fl).copy_from(w.slice(0, r * Fl * column, Fl));
+      local.slice(0, Fl, Fl).copy_from(w.slice(0, F + r * Fl * column, Fl));
+      w = local;
+      ws = column ? ShardSpec::split({2, F, in}, 1, LayoutGroup::kTP, r * Fl)
+                  : ShardSpec::replicated({2, F, in});
+      ws.view = {2, Fl, in};
+      bs = column ? ShardSpec::split({2, F}, 1, LayoutGroup::kTP, r * Fl)
+                  : ShardSpec::replicated({2, F});
+      bs.view = {2, Fl};
+    } else if (column) {
+      const int64_t nl = divide(n, "out_features");
+      w = w.slice(0, r * nl, nl).contiguous();
+      ws = ShardSpec::split({n, in}, 0, LayoutGroup::kTP, r * nl);
+      bs = ShardSpec::split({n}, 0, LayoutGroup::kTP, r * nl);
+    } else if (row) {
+      w = w.slice(1, r * in_, in_).contiguous();
+      ws = ShardSpec::split({n, in}, 1, LayoutGroup::kTP, r * in_);
+    }
+    b.offset = local_off;
+    b.size = w.size(0);
+    local_off += b.size;
     if (params_dtype != DType::kF32) w = w.to(params_dtype);
-    owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device));
+    owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device), true, ws);
     if (bias)
-      owner.add_parameter(b.bias, Tensor::zeros({b.size}, params_dtype, device), /*decay=*/false);
+      owner.add_parameter(b.bias, Tensor::zeros({b.size}, params_dtype, device), /*decay=*/false,
+                          bs);
   }
+  out_ = local_off;
 }
 
 void LinearBlocks::enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
@@ -100,21 +144,30 @@ Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias,
   return y;
 }
 
-Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const {
-  if (fp8_) return fp8_backward(owner, dy, saved);
+Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const LinearSaved& saved,
+                              ProcessGroup* reduce) const {
+  if (fp8_) {
+    Tensor dx = fp8_backward(owner, dy, saved);
+    if (reduce) copy_to_tp_backward_async(dx, *reduce)->wait();
+    return dx;
+  }
   const Tensor& x = saved.x;
   GRAFT_CHECK(dy.ndim() == 2 && dy.size(1) == out_ && dy.size(0) == x.size(0),
               "te linear backward: dy ", dy.str(), " x ", x.str());
   Tensor dx = Tensor::empty({x.size(0), in_}, dy.dtype(), x.device());
   bool first = true;
-  for (const auto& b : blocks_) {
-    Tensor dyb = dy.slice(1, b.offset, b.size);
-    Parameter* w = owner.parameter(b.weight);
-    layers::matmul_tn_acc(dyb, x, layers::grad_of(*w));
-    if (bias_) layers::sum_rows_acc(dyb, layers::grad_of(*owner.parameter(b.bias)));
-    layers::matmul_nn_into(dyb, w->value, dx, first ? 0.0f : 1.0f);
+  for (const auto& b : blocks_) {  // dgrad first, so its all-reduce can overlap the wgrad GEMMs
+    layers::matmul_nn_into(dy.slice(1, b.offset, b.size), owner.parameter(b.weight)->value, dx,
+                           first ? 0.0f : 1.0f);
     first = false;
   }
+  std::unique_ptr<Work> work = reduce ? copy_to_tp_backward_async(dx, *reduce) : nullptr;
+  for (const auto& b : blocks_) {
+    Tensor dyb = dy.slice(1, b.offset, b.size);
+    layers::matmul_tn_acc(dyb, x, layers::grad_of(*owner.parameter(b.weight)));
+    if (bias_) layers::sum_rows_acc(dyb, layers::grad_of(*owner.parameter(b.bias)));
+  }
+  if (work) work->wait();
   return dx;
 }
 

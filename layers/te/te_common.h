@@ -17,6 +17,7 @@
 #include "kernels/activation.h"
 #include "layers/decoder.h"
 #include "layers/te/fp8_state.h"
+#include "parallel/process_group.h"
 
 namespace graft::te {
 
@@ -52,13 +53,30 @@ struct LinearSaved {
   Fp8Operand x_t;  // FP8 [in, rows] (FP8 only)
 };
 
+// How a TE linear's weight is split over tensor parallelism (tp ranks of the build context):
+//   column: each block's rows split evenly (rank r holds rows [r·n/T, (r+1)·n/T) of a block of n
+//           rows; the fused qkv's grouped layout makes that whole KV groups); with gated_halves
+//           (LayerNormMLP's fc1 = [gate; up]) each half is split and the local tensor is
+//           [gate_r; up_r], declared as a [2, F/T, in] view of [2, F, in] (at every tp, so native
+//           checkpoints do not depend on the layout).
+//   row:    the input columns split: [out, in/T] at r·in/T.
+// Initial values are drawn for the whole block and sliced, so a tp rank holds exactly the slice
+// a single process would.
+struct LinearShard {
+  std::string mode;  // "", "column" or "row"
+  int64_t tp = 1, rank = 0;
+  bool gated_halves = false;
+};
+
 class LinearBlocks {
  public:
   // Adds the parameters to `owner`: `prefix`weight / `prefix`bias, or, with a split,
-  // <name>_weight / <name>_bias per block (trailing underscores of the name stripped).
+  // <name>_weight / <name>_bias per block (trailing underscores of the name stripped). `in` and
+  // `out` are the global sizes; in() and out() the local ones.
   void init(Module& owner, const std::string& layer, int64_t in, int64_t out, bool bias,
             const ParametersSplit& split, const std::string& prefix, const InitMethod& init,
-            uint64_t init_seed, DType params_dtype, Device device);
+            uint64_t init_seed, DType params_dtype, Device device,
+            const LinearShard& shard = LinearShard());
   // FP8 GEMMs with `state`'s scaling (no-op when null): slots "<prefix>fp8_input", ... of
   // `owner`. Call after init.
   void enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
@@ -75,10 +93,15 @@ class LinearBlocks {
   // into the input cast (Fp8State::cast_activation), otherwise a = act(h) is made first.
   Tensor forward_activated(Module& owner, const Tensor& h, Activation act, bool add_bias,
                            LinearSaved* save = nullptr) const;
-  // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy.
-  Tensor backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const;
-  Tensor backward(Module& owner, const Tensor& dy, const Tensor& x) const {
-    return backward(owner, dy, LinearSaved{x, {}});
+  // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy. With
+  // `reduce` (a column-parallel layer's tp group) dx is all-reduced over it, the collective
+  // started before the weight-gradient GEMMs and waited after them (they overlap on a GPU; with
+  // FP8 it follows the FP8 backward).
+  Tensor backward(Module& owner, const Tensor& dy, const LinearSaved& saved,
+                  ProcessGroup* reduce = nullptr) const;
+  Tensor backward(Module& owner, const Tensor& dy, const Tensor& x,
+                  ProcessGroup* reduce = nullptr) const {
+    return backward(owner, dy, LinearSaved{x, {}}, reduce);
   }
   // The whole bias [out] (a copy when split), for return_bias.
   Tensor bias(Module& owner) const;

@@ -49,6 +49,7 @@ TransformerLayerConfig transformer_layer_config(const DecoderConfig& c) {
   t.softmax_scale = c.softmax_scale;
   t.params_dtype = c.params_dtype;
   t.device = c.device;
+  t.sequence_parallel = c.sequence_parallel;
   return t;
 }
 
@@ -117,12 +118,14 @@ TransformerLayer::TransformerLayer(const TransformerLayerConfig& c, const BuildC
   m.device = c.device;
   m.sequence_parallel = c.sequence_parallel;
   m.tp_size = c.tp_size;
+  m.set_parallel_mode = true;  // fc1 column-, fc2 row-parallel under tp (as TE's TransformerLayer)
   layernorm_mlp_ = &add_child(
       "layernorm_mlp",
       Registry::global().create<LayerNormMLP, LayerNormMLPConfig>("te.layernorm_mlp", m, ctx_));
   if (c.output_layernorm) {
     NormConfig nc{c.hidden_size, c.layernorm_epsilon, c.zero_centered_gamma, c.params_dtype,
                   c.device};
+    nc.sequence_parallel = c.sequence_parallel;
     const char* reg = parse_normalization(kName, c.normalization) == NormType::kRMSNorm
                           ? "te.rmsnorm"
                           : "te.layernorm";
@@ -185,7 +188,9 @@ WeightMap TransformerLayer::hf_weight_map() const {
             "HF decoder layers have a gated MLP, so there is no HF weight map");
   reject_if(c.parallel_attention_mlp, kName, "parallel_attention_mlp", "true",
             "HF decoder layers have one norm per block in sequence");
-  const int64_t hq = c.num_attention_heads, hkv = self_attention_->heads_kv(),
+  // The single-process layout (the global tensors; a tp rank's ShardSpecs say which box it holds).
+  const int64_t hq = c.num_attention_heads,
+                hkv = c.num_gqa_groups > 0 ? c.num_gqa_groups : c.num_attention_heads,
                 d = self_attention_->head_dim(), n = hq / hkv, F = c.ffn_hidden_size;
   const bool ln = parse_normalization(kName, c.normalization) == NormType::kLayerNorm;
   const bool qkv_bias = c.qkv_bias.value_or(c.bias), proj_bias = c.proj_bias.value_or(c.bias),

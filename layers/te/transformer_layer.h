@@ -23,14 +23,18 @@
 //   self_attention.proj.weight [H, Hq·D] (+ bias)               <- HF o_proj
 //   layernorm_mlp.layer_norm_weight [H]                         <- HF post_attention_layernorm
 //   layernorm_mlp.fc1_weight [2F, H] = [gate; up] (+ fc1_bias)  <- HF gate_proj, up_proj; a TP
-//       rank would own [gate_r; up_r] of its slice (two pieces per rank in the weight map)
+//       rank owns [gate_r; up_r] (its ShardSpec views fc1 as [2, F, H], split along F)
 //   layernorm_mlp.fc2_weight [H, F] (+ fc2_bias)                <- HF down_proj
 // hf_weight_map() returns exactly these pieces (layers/weight_map.h).
 //
 // Supported options: see TransformerLayerConfig. Rejected with an InputError naming the option:
 // hidden_dropout / attention_dropout != 0, self_attn_mask_type arbitrary, layer_type decoder
-// (cross-attention), qkv_format other than bshd, sequence_parallel, tp_size != 1,
-// parallel_attention_mlp together with apply_residual_connection_post_layernorm.
+// (cross-attention), qkv_format other than bshd, sequence_parallel without tp, tp_size other
+// than the build context's tp group, parallel_attention_mlp together with
+// apply_residual_connection_post_layernorm.
+// Tensor parallelism (the context's tp group): self_attention and layernorm_mlp split heads and
+// the MLP (column-parallel qkv / fc1, row-parallel proj / fc2); with sequence_parallel the
+// layer's input, output, residual adds and norms are sequence shards [B, S/T, H].
 #pragma once
 
 #include <memory>

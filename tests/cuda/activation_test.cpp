@@ -67,7 +67,10 @@ INSTANTIATE_TEST_SUITE_P(
         ActCase{Activation::kSquaredRelu, 71, 229, F}, ActCase{Activation::kQGelu, 29, 541, F},
         ActCase{Activation::kSwiglu, 71, 229, F}, ActCase{Activation::kGeglu, 29, 541, F},
         ActCase{Activation::kReglu, 1, 229, F}, ActCase{Activation::kSwiglu, 29, 541, B},
-        ActCase{Activation::kGeglu, 71, 229, B}, ActCase{Activation::kGelu, 29, 541, B}),
+        ActCase{Activation::kGeglu, 71, 229, B}, ActCase{Activation::kGelu, 29, 541, B},
+        // cols % 8 == 0: the 16-byte vector path, gated and plain, bf16 and f32
+        ActCase{Activation::kSwiglu, 33, 264, B}, ActCase{Activation::kSwiglu, 7, 64, F},
+        ActCase{Activation::kGeglu, 5, 8, B}, ActCase{Activation::kSilu, 9, 136, B}),
     act_name);
 
 }  // namespace

@@ -121,5 +121,83 @@ TEST(CudaGradNorm, MatchesCpuAndIsDeterministic) {
   }
 }
 
+// Clipping and skipping decided on the device (AdamWHyper::norm_sq/loss) equal the CPU
+// reference's prologue: clipped, unclipped, and skipped (non-finite norm or loss: untouched).
+TEST(CudaAdamW, DeviceClipAndSkipMatchCpu) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t n = 71 * 229;
+  Tensor g = random_host({n}, rng, DType::kF32, -0.1f, 0.1f);
+  double sq = 0;
+  for (float x : g.to_f32_vector()) sq += static_cast<double>(x) * x;
+  const double norm = std::sqrt(sq);
+  struct Case {
+    float norm_sq, loss;
+    double max_norm;
+  };
+  for (const Case c :
+       {Case{static_cast<float>(sq), 2.0f, norm / 4}, Case{static_cast<float>(sq), 2.0f, norm * 4},
+        Case{INFINITY, 2.0f, 1.0}, Case{static_cast<float>(sq), NAN, 1.0}}) {
+    SCOPED_TRACE(str(c.norm_sq, " ", c.loss, " ", c.max_norm));
+    Tensor p = random_host({n}, rng), m = random_host({n}, rng, DType::kF32, -0.01f, 0.01f);
+    Tensor v = random_host({n}, rng, DType::kF32, 0.0f, 0.001f);
+    Tensor p0 = p.clone();
+    Tensor dp = p.to(gpu()), dg = g.to(gpu()), dm = m.to(gpu()), dv = v.to(gpu());
+    Tensor scal = Tensor::from_vector(std::vector<float>{c.norm_sq, c.loss}, {2}).to(gpu());
+    AdamWMultiParams cp, gp;
+    cp.hyper.lr = gp.hyper.lr = 1e-2f;
+    cp.hyper.step = gp.hyper.step = 2;
+    cp.hyper.max_norm = gp.hyper.max_norm = c.max_norm;
+    const float host_scal[2] = {c.norm_sq, c.loss};
+    cp.hyper.norm_sq = &host_scal[0], cp.hyper.loss = &host_scal[1];
+    gp.hyper.norm_sq = static_cast<const float*>(scal.raw());
+    gp.hyper.loss = gp.hyper.norm_sq + 1;
+    gp.device = gpu();
+    cp.tensors.push_back(
+        {p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), nullptr, n, 0.1f});
+    gp.tensors.push_back({static_cast<float*>(dp.raw()), static_cast<const float*>(dg.raw()),
+                          static_cast<float*>(dm.raw()), static_cast<float*>(dv.raw()), nullptr, n,
+                          0.1f});
+    adamw_multi_step(cp);
+    adamw_multi_step(gp);
+    expect_close(dp, p, Tol{1e-6, 2e-5}, "param");
+    expect_close(dm, m, Tol{1e-6, 2e-5}, "m");
+    if (!std::isfinite(c.norm_sq) || !std::isfinite(c.loss))
+      expect_close(dp, p0, Tol{0, 0}, "skipped: untouched");
+  }
+}
+
+// The float4 path (aligned chunks) and the element path (a view one element into its buffer,
+// so no chunk is 16-byte aligned) compute the same bits, and both match the CPU.
+TEST(CudaAdamW, VectorAndElementPathsAgree) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t n = 3 * 4096 + 37;
+  Tensor p = random_host({n + 1}, rng), g = random_host({n + 1}, rng, DType::kF32, -0.1f, 0.1f);
+  Tensor m = random_host({n + 1}, rng, DType::kF32, -0.01f, 0.01f);
+  Tensor v = random_host({n + 1}, rng, DType::kF32, 0.0f, 0.001f);
+  Tensor out[2];
+  for (int off = 0; off < 2; ++off) {
+    Tensor dp = p.to(gpu()), dg = g.to(gpu()), dm = m.to(gpu()), dv = v.to(gpu());
+    Tensor copy = poisoned({n + 1}, DType::kBF16);
+    AdamWMultiParams a;
+    a.hyper.lr = 1e-2f, a.hyper.step = 3, a.device = gpu();
+    a.tensors.push_back({static_cast<float*>(dp.raw()) + off,
+                         static_cast<const float*>(dg.raw()) + off,
+                         static_cast<float*>(dm.raw()) + off, static_cast<float*>(dv.raw()) + off,
+                         static_cast<char*>(copy.raw()) + 2 * off, n, 0.1f});
+    adamw_multi_step(a);
+    out[off] = dp.to(Device::cpu()).slice(0, off, n);
+  }
+  expect_close(out[0], out[1], Tol{0, 0}, "float4 vs element path");
+  AdamWMultiParams c;
+  c.hyper.lr = 1e-2f, c.hyper.step = 3;
+  Tensor pc = p.clone(), mc = m.clone(), vc = v.clone();
+  c.tensors.push_back(
+      {pc.data<float>(), g.data<float>(), mc.data<float>(), vc.data<float>(), nullptr, n, 0.1f});
+  adamw_multi_step(c);
+  expect_close(out[0], pc.slice(0, 0, n), Tol{1e-6, 2e-5}, "vs cpu");
+}
+
 }  // namespace
 }  // namespace graft

@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "tests/cuda/cuda_test_util.h"
@@ -25,27 +25,9 @@ struct AttnCase {
   DType dt;
   bool cudnn;  // cuDNN fused attention must accept this case (it runs under both backends)
   bool documents = false;  // segment ids: documents of 9 tokens, starting 3 b earlier in entry b
-};
-
-// Sets GRAFT_ATTN_BACKEND for a scope.
-class BackendScope {
- public:
-  explicit BackendScope(const char* v) {
-    const char* old = std::getenv("GRAFT_ATTN_BACKEND");
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv("GRAFT_ATTN_BACKEND", v, 1);
-  }
-  ~BackendScope() {
-    if (had_)
-      setenv("GRAFT_ATTN_BACKEND", old_.c_str(), 1);
-    else
-      unsetenv("GRAFT_ATTN_BACKEND");
-  }
-
- private:
-  bool had_ = false;
-  std::string old_;
+  // The queries' document ids passed apart (q_segment_ids, a ring-attention chunk pair): the
+  // ids of their absolute positions q_offset + i, which may lie beyond the keys.
+  bool q_documents = false;
 };
 
 class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
@@ -74,6 +56,10 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     for (int64_t j = 0; j < Skv; ++j) doc_ids[b * Skv + j] = (j + 3 * b) / 9;
   Tensor seg = Tensor::from_vector(doc_ids, {B, Skv});
   sh.segment_ids_dtype = DType::kI64;
+  std::vector<int64_t> q_doc_ids(static_cast<size_t>(B * Sq));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < Sq; ++i) q_doc_ids[b * Sq + i] = (c.q_offset + i + 3 * b) / 9;
+  Tensor q_seg = Tensor::from_vector(q_doc_ids, {B, Sq});
 
   Tensor q, k, v;  // host f32 (rounded through dt)
   BshdStrides qs, ks, vs;
@@ -108,6 +94,7 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
   AttnShape shc = sh;
   shc.key_padding = pad_h.raw(), shc.arbitrary_mask = arb_h.raw();
   if (c.documents) shc.segment_ids = seg.raw();
+  if (c.q_documents) shc.q_segment_ids = q_seg.raw();
   AttnFwdParams fc;
   host_ptrs(fc.q, fc.k, fc.v);
   fc.out = out_h.raw(), fc.lse = lse_h.data<float>(), fc.shape = shc;
@@ -147,11 +134,11 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     return Tol{std::ldexp(mx, -7), kBF16Tol.rtol};
   };
 
-  std::vector<const char*> backends{"unfused"};
-  if (c.cudnn) backends.push_back("cudnn");  // strict: a fallback would throw
-  for (const char* backend : backends) {
+  std::vector<AttnBackend> backends{AttnBackend::kUnfused};
+  if (c.cudnn) backends.push_back(AttnBackend::kCudnn);  // strict: a fallback would throw
+  for (AttnBackend want : backends) {
+    const char* backend = attn_backend_name(want);
     SCOPED_TRACE(backend);
-    BackendScope scope(backend);
     const size_t es = dtype_size(c.dt);
     Tensor q_d, k_d, v_d, fused_d;
     const void *qp, *kp, *vp;
@@ -168,13 +155,18 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     shg.key_padding = pad_d.raw(), shg.arbitrary_mask = arb_d.raw();
     Tensor seg_d = seg.to(gpu());
     if (c.documents) shg.segment_ids = seg_d.raw();
+    Tensor q_seg_d = q_seg.to(gpu());
+    if (c.q_documents) shg.q_segment_ids = q_seg_d.raw();
     Tensor out_d = poisoned({B, Sq, Hq, D}, c.dt), lse_d = poisoned({B, Hq, Sq}, DType::kF32);
     AttnFwdParams fg;
     fg.q = qp, fg.k = kp, fg.v = vp, fg.out = out_d.raw();
     fg.lse = static_cast<float*>(lse_d.raw());
     fg.q_strides = qs, fg.k_strides = ks, fg.v_strides = vs, fg.shape = shg;
     fg.dtype = c.dt, fg.device = gpu();
+    AttnBackend ran_fwd = AttnBackend::kAuto, ran_bwd = AttnBackend::kAuto;
+    fg.backend = want, fg.ran = &ran_fwd;
     attn_fwd(fg);
+    EXPECT_EQ(ran_fwd, want) << "forward reported " << attn_backend_name(ran_fwd);
     // Backward from the CPU's out and lse, so that it is checked on its own.
     Tensor lse_ref = lse_h.to(gpu()), dout_d = to_gpu(dout, c.dt);
     Tensor dq_d = poisoned({B, Sq, Hq, D}, c.dt), dk_d = poisoned({B, Skv, Hkv, D}, c.dt);
@@ -185,7 +177,9 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
     bg.dq = dq_d.raw(), bg.dk = dk_d.raw(), bg.dv = dv_d.raw();
     bg.q_strides = qs, bg.k_strides = ks, bg.v_strides = vs, bg.shape = shg;
     bg.dtype = c.dt, bg.device = gpu();
+    bg.backend = want, bg.ran = &ran_bwd;
     attn_bwd(bg);
+    EXPECT_EQ(ran_bwd, want) << "backward reported " << attn_backend_name(ran_bwd);
     const std::string tag = std::string(" ") + backend;
     expect_close(out_d, out_h, tol(out_h), "out" + tag);
     expect_close(lse_d, lse_h, Tol{kF32Tol.atol + 4.0 * D * kU32, kF32Tol.rtol}, "lse" + tag);
@@ -216,8 +210,71 @@ INSTANTIATE_TEST_SUITE_P(
         AttnCase{"padding_bf16", 3, 29, 29, 4, 2, 64, M::kPaddingCausal, 0, 0, false, B, false},
         AttnCase{"documents", 2, 29, 29, 4, 2, 16, M::kCausal, 0, 0, false, F, false, true},
         AttnCase{"documents_fused_bf16", 2, 29, 29, 4, 2, 64, M::kCausal, 0, 0, true, B, false,
-                 true}),
+                 true},
+        // Ring-attention chunk pairs: keys of an earlier chunk, queries' ids apart.
+        AttnCase{"chunk_pair_documents", 2, 16, 16, 4, 2, 16, M::kCausal, 0, 16, false, F, false,
+                 true, true},
+        AttnCase{"chunk_pair_documents_window_bf16", 2, 16, 16, 4, 1, 64, M::kPaddingCausal, 20, 16,
+                 false, B, false, true, true}),
     [](const ::testing::TestParamInfo<AttnCase>& i) { return std::string(i.param.name); });
+
+// head_dim 256 (Gemma 2B): auto takes cuDNN where this cuDNN supports it on the GPU, else the
+// unfused path; whichever ran (printed) must match the unfused kernels' output.
+TEST(CudaAttentionBackend, HeadDim256RunsAndMatchesUnfused) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for("hd256");
+  const int64_t B = 1, S = 64, Hq = 4, Hkv = 2, D = 256;
+  Tensor q = to_gpu(random_host({B, S, Hq, D}, rng, DType::kBF16), DType::kBF16);
+  Tensor k = to_gpu(random_host({B, S, Hkv, D}, rng, DType::kBF16), DType::kBF16);
+  Tensor v = to_gpu(random_host({B, S, Hkv, D}, rng, DType::kBF16), DType::kBF16);
+  Tensor out[2], lse = Tensor::empty({B, Hq, S}, DType::kF32, gpu());
+  AttnBackend ran[2];
+  const AttnBackend want[2] = {AttnBackend::kAuto, AttnBackend::kUnfused};
+  for (int i = 0; i < 2; ++i) {
+    out[i] = poisoned({B, S, Hq, D}, DType::kBF16);
+    AttnFwdParams f;
+    f.q = q.raw(), f.k = k.raw(), f.v = v.raw(), f.out = out[i].raw();
+    f.lse = static_cast<float*>(lse.raw());
+    f.shape.batch = B, f.shape.seq_q = f.shape.seq_kv = S, f.shape.heads_q = Hq;
+    f.shape.heads_kv = Hkv, f.shape.head_dim = D, f.dtype = DType::kBF16, f.device = gpu();
+    f.backend = want[i], f.ran = &ran[i];
+    attn_fwd(f);
+  }
+  std::printf("  head_dim 256 under auto ran: %s\n", attn_backend_name(ran[0]));
+  EXPECT_TRUE(ran[0] == AttnBackend::kCudnn || ran[0] == AttnBackend::kUnfused);
+  EXPECT_EQ(ran[1], AttnBackend::kUnfused);
+  // Both round P (or its tiles) to bf16 before the PV product: 2^-7 of the largest output.
+  double mx = 0;
+  for (float x : to_host_f32(out[1]).to_f32_vector()) mx = std::max(mx, std::fabs(double(x)));
+  expect_close(out[0], out[1], Tol{std::ldexp(mx, -7), 1e-2}, "hd256 auto vs unfused");
+}
+
+// The backend request is strict when named and the kernel reports what ran: f32 is outside cuDNN,
+// so auto runs (and reports) the unfused path and cudnn is an InputError saying why.
+TEST(CudaAttentionBackend, StrictCudnnRejectsAndAutoReportsFallback) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for("backend");
+  const int64_t B = 1, S = 16, H = 2, D = 16;
+  Tensor q = to_gpu(random_host({B, S, H, D}, rng, DType::kF32), DType::kF32);
+  Tensor o = Tensor::empty({B, S, H, D}, DType::kF32, gpu());
+  Tensor lse = Tensor::empty({B, H, S}, DType::kF32, gpu());
+  AttnFwdParams f;
+  f.q = f.k = f.v = q.raw(), f.out = o.raw(), f.lse = static_cast<float*>(lse.raw());
+  f.shape.batch = B, f.shape.seq_q = f.shape.seq_kv = S, f.shape.heads_q = f.shape.heads_kv = H;
+  f.shape.head_dim = D, f.dtype = DType::kF32, f.device = gpu();
+  AttnBackend ran = AttnBackend::kCpu;
+  f.ran = &ran;
+  f.backend = AttnBackend::kAuto;
+  attn_fwd(f);
+  EXPECT_EQ(ran, AttnBackend::kUnfused);
+  f.backend = AttnBackend::kCudnn;
+  try {
+    attn_fwd(f);
+    ADD_FAILURE() << "attention = cudnn ran an f32 problem";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("attention = cudnn"), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 }  // namespace graft

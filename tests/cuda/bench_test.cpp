@@ -74,8 +74,9 @@ TEST(CudaBench, DISABLED_KernelTimings) {
     b.q = q.raw(), b.k = k.raw(), b.v = v.raw(), b.out = o.raw(), b.dout = o.raw();
     b.lse = static_cast<const float*>(lse.raw()), b.dq = dq.raw(), b.dk = dk.raw();
     b.dv = dv.raw(), b.shape = sh, b.dtype = DType::kBF16, b.device = gpu();
-    for (const char* backend : {"unfused", "cudnn"}) {
-      setenv("GRAFT_ATTN_BACKEND", backend, 1);
+    for (AttnBackend want : {AttnBackend::kUnfused, AttnBackend::kCudnn}) {
+      const char* backend = attn_backend_name(want);
+      f.backend = b.backend = want;
       const double fwd = median_ms([&] { attn_fwd(f); });
       const double bwd = median_ms([&] { attn_bwd(b); });
       const double flops = 4.0 * B * Hq * S * S * D / 2;  // causal: half of the 2 GEMMs
@@ -84,7 +85,6 @@ TEST(CudaBench, DISABLED_KernelTimings) {
           "TFLOP/s), bwd %.3f ms (%.1f TFLOP/s)\n",
           backend, fwd, flops / fwd / 1e9, bwd, 2.5 * flops / bwd / 1e9);
     }
-    unsetenv("GRAFT_ATTN_BACKEND");
   }
   {  // cross-entropy over the Llama-3 vocabulary: 8192 tokens x 128256, bf16 logits
     const int64_t n = 8192, vocab = 128256;

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "tests/cuda/cuda_test_util.h"
 
@@ -84,7 +86,11 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaXent,
                                            XentCase{1, 4099, Reduction::kMean, F, true},
                                            XentCase{29, 32000, Reduction::kMean, F, false},
                                            XentCase{71, 229, Reduction::kMean, B, true},
-                                           XentCase{29, 541, Reduction::kSum, B, false}));
+                                           XentCase{29, 541, Reduction::kSum, B, false},
+                                           // vocab % 8 == 0: the 16-byte vector path
+                                           XentCase{33, 1032, Reduction::kMean, B, true},
+                                           XentCase{7, 128256, Reduction::kMean, B, false},
+                                           XentCase{5, 64, Reduction::kSum, F, true}));
 
 // Two row chunks (accumulate, global num_valid) give the loss and gradients of one call.
 TEST(CudaXentChunks, ChunkedEqualsWhole) {
@@ -122,6 +128,29 @@ TEST(CudaXentChunks, ChunkedEqualsWhole) {
   q.targets = static_cast<const int64_t*>(ign.raw());
   cross_entropy_fwd(q);
   EXPECT_EQ(to_host_f32(whole).to_f32_vector()[0], 0.0f);
+}
+
+// shift_labels on the device equals the CPU shift (odd sizes; ignored labels kept ignored).
+TEST(CudaShiftLabels, MatchesCpu) {
+  GRAFT_REQUIRE_CUDA();
+  for (auto [B, S] : {std::pair<int64_t, int64_t>{3, 37}, {1, 1}, {5, 2049}}) {
+    std::vector<int64_t> labels(static_cast<size_t>(B * S));
+    for (size_t i = 0; i < labels.size(); ++i)
+      labels[i] = i % 11 == 3 ? -100 : static_cast<int64_t>((i * 7919) % 50021);
+    std::vector<int64_t> want(labels.size());
+    ShiftLabelsParams c;
+    c.labels = labels.data(), c.targets = want.data(), c.batch = B, c.seq = S;
+    shift_labels(c);
+    Tensor ld = Tensor::from_vector(labels, {B, S}).to(gpu());
+    Tensor td = Tensor::empty({B, S}, DType::kI64, gpu());
+    ShiftLabelsParams g = c;
+    g.labels = static_cast<const int64_t*>(ld.raw()), g.targets = static_cast<int64_t*>(td.raw());
+    g.device = gpu();
+    shift_labels(g);
+    Tensor back = td.to(Device::cpu());
+    EXPECT_EQ(std::vector<int64_t>(back.data<int64_t>(), back.data<int64_t>() + B * S), want)
+        << B << " x " << S;
+  }
 }
 
 TEST(CudaXentInput, TargetOutOfRangeIsAnInputError) {

@@ -87,6 +87,26 @@ TEST(CudaElementwiseCast, AllPairsRoundLikeTheCpu) {
   }
 }
 
+// Views one element into their buffers take the element path; full buffers the vector path plus
+// the n % 8 tail (n = 29 * 541 above): both round like the CPU.
+TEST(CudaElementwiseCast, MisalignedViewsTakeTheElementPath) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t n = 1001;
+  Tensor x = random_host({n}, rng, DType::kF32, -3.0f, 3.0f);
+  Tensor src_d = x.to(gpu()), dst_d = poisoned({n}, DType::kBF16);
+  CastParams p;
+  p.src = static_cast<const float*>(src_d.raw()) + 1;
+  p.dst = static_cast<char*>(dst_d.raw()) + 2, p.n = n - 1;
+  p.src_dtype = DType::kF32, p.dst_dtype = DType::kBF16, p.device = gpu();
+  cast(p);
+  const std::vector<float> got = to_host_f32(dst_d).to_f32_vector();
+  const std::vector<float> want = to_host_f32(x.to(DType::kBF16)).to_f32_vector();
+  EXPECT_TRUE(std::isnan(got[0]));  // untouched
+  EXPECT_EQ(std::vector<float>(got.begin() + 1, got.end()),
+            std::vector<float>(want.begin() + 1, want.end()));
+}
+
 TEST(CudaElementwiseCopy2d, StridedBlockCopy) {
   GRAFT_REQUIRE_CUDA();
   auto rng = rng_for();

@@ -113,7 +113,10 @@ INSTANTIATE_TEST_SUITE_P(
                       NormCase{1, 2048, false, false, F, F}, NormCase{71, 229, true, false, F, F},
                       NormCase{29, 541, true, false, F, F}, NormCase{71, 229, false, false, B, B},
                       NormCase{29, 541, false, true, B, F}, NormCase{130, 2048, false, false, B, B},
-                      NormCase{29, 541, true, false, B, B}),
+                      NormCase{29, 541, true, false, B, B},
+                      // 16-byte vector path (cols % 8 == 0): LayerNorm, f32 weights, (1 + w)
+                      NormCase{33, 264, true, false, B, F}, NormCase{17, 64, false, true, B, B},
+                      NormCase{5, 8, true, false, F, F}),
     norm_name);
 
 // y may alias x (in place) and dx may alias dy.

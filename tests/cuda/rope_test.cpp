@@ -83,7 +83,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaRope,
                                            RopeCase{3, 71, 2, 32, 16, true, false, F},
                                            RopeCase{2, 29, 5, 64, 0, true, true, F},
                                            RopeCase{2, 29, 3, 64, 0, false, false, B},
-                                           RopeCase{3, 71, 2, 32, 16, true, true, B}));
+                                           RopeCase{3, 71, 2, 32, 16, true, true, B},
+                                           // half % 8 != 0: the element path
+                                           RopeCase{2, 7, 3, 12, 0, false, false, B},
+                                           RopeCase{1, 5, 2, 20, 12, true, false, F}));
 
 TEST(CudaRopeInput, PositionOutOfRangeIsAnInputError) {
   GRAFT_REQUIRE_CUDA();

@@ -56,6 +56,7 @@ TEST(Bench, CpuRunPrintsConsistentFigures) {
   EXPECT_NEAR(r.tokens_per_s * r.ms_per_step / 1e3, 2.0 * 32, 1e-6);
   EXPECT_NEAR(r.model_tflops, r.flops_per_token * r.tokens_per_s / 1e12, 1e-12);
   EXPECT_LT(r.last_loss, r.first_loss) << "AdamW steps on one batch must lower its loss";
+  EXPECT_EQ(r.attention, "cpu");  // what the kernels reported, not a guess
 }
 
 TEST(Bench, BadStepCountIsAnInputError) {
@@ -80,6 +81,63 @@ TEST(Bench, GpuRunMeasuresPeakAndMfu) {
   EXPECT_GT(r.peak_mem_gib, 0.0);
   EXPECT_EQ(r.dtype, "bf16");
   EXPECT_LT(r.last_loss, r.first_loss);
+  // bf16, head_dim 64, causal: cuDNN runs it, and the kernels say so (forward and backward).
+  EXPECT_EQ(r.attention, "cudnn");
+}
+
+// --profile: per-family times of the dispatched CUDA kernels; GEMMs and attention are there, the
+// families add up to no more than the profiled step (nested calls are counted once), and the
+// families' call counts are per step.
+TEST(Bench, GpuProfileBreaksTheStepIntoKernelFamilies) {
+  GRAFT_REQUIRE_CUDA();
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.gemm_size = 256;
+  o.gemm_reps = 1;
+  o.profile = true;
+  o.log = nullptr;
+  const BenchResult r = run_bench(tiny({"device=cuda", "precision.params=bf16"}), o);
+  ASSERT_TRUE(r.profile.has_value());
+  double sum = 0;
+  bool gemm = false, attn = false;
+  for (const auto& f : r.profile->families) {
+    EXPECT_GT(f.calls_per_step, 0) << f.family;
+    EXPECT_GE(f.ms_per_step, 0) << f.family;
+    sum += f.ms_per_step;
+    gemm = gemm || f.family == "gemm";
+    attn = attn || f.family == "attn_fwd";
+  }
+  EXPECT_TRUE(gemm && attn) << r.profile_json().dump();
+  EXPECT_LE(sum, r.profile->step_ms * 1.001 + 1e-3) << r.profile_json().dump();
+  EXPECT_NEAR(r.profile->unattributed_ms, r.profile->step_ms - sum, 1e-9);
+  EXPECT_TRUE(r.to_json()["profile"].is_object());
+}
+
+// model.attention reaches the kernels through the model (no environment variable), and the JSON
+// records what ran: unfused when asked; cudnn strict on a problem cuDNN rejects (f32) fails.
+TEST(Bench, GpuAttentionKeyIsHonouredAndReported) {
+  GRAFT_REQUIRE_CUDA();
+  BenchOptions o;
+  o.warmup = 0;
+  o.steps = 1;
+  o.gemm_size = 256;
+  o.gemm_reps = 1;
+  o.log = nullptr;
+  const BenchResult u =
+      run_bench(tiny({"device=cuda", "precision.params=bf16", "model.attention=unfused"}), o);
+  EXPECT_EQ(u.attention, "unfused");
+  EXPECT_EQ(u.to_json()["attention"], "unfused");
+  const BenchResult f = run_bench(tiny({"device=cuda", "precision.params=f32"}), o);
+  EXPECT_EQ(f.attention, "unfused");  // auto: cuDNN takes no f32, the fallback ran
+  try {
+    run_bench(tiny({"device=cuda", "precision.params=f32", "model.attention=cudnn"}), o);
+    ADD_FAILURE() << "model.attention = cudnn ran f32 attention";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("attention = cudnn but cuDNN cannot run"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -81,6 +81,50 @@ TEST(AdamW, MultiTensorEqualsSingleStepsWithPerTensorDecay) {
   EXPECT_EQ(va, vb);
 }
 
+// The device clip/skip prologue: with norm_sq the update equals the host's clipped update (the
+// scale the trainer computes on the host, in double, rounded to float) bit for bit; a non-finite
+// norm or loss leaves everything untouched; below max_norm the scale is 1.
+TEST(AdamW, DeviceClipEqualsHostClipAndSkipsNonFinite) {
+  const int64_t n = 37;
+  const std::vector<float> g = test::randn(n, 70);
+  double sq = 0;
+  for (float x : g) sq += static_cast<double>(x) * x;
+  const float norm_sq = static_cast<float>(sq);
+  const double norm = std::sqrt(static_cast<double>(norm_sq));
+  for (double max_norm : {norm / 3, norm * 2, 0.0}) {
+    SCOPED_TRACE(max_norm);
+    std::vector<float> pa = test::randn(n, 71), pb = pa, ma(n, 0.1f), mb = ma, va(n, 0.2f), vb = va;
+    AdamWHyper h;
+    h.lr = 1e-2f, h.step = 3;
+    AdamWMultiParams host, dev;
+    host.hyper = dev.hyper = h;
+    host.hyper.grad_scale =
+        static_cast<float>((max_norm > 0 && norm > max_norm) ? max_norm / norm : 1.0);
+    dev.hyper.norm_sq = &norm_sq, dev.hyper.max_norm = max_norm;
+    host.tensors.push_back({pa.data(), g.data(), ma.data(), va.data(), nullptr, n, 0.1f});
+    dev.tensors.push_back({pb.data(), g.data(), mb.data(), vb.data(), nullptr, n, 0.1f});
+    adamw_multi_step(host);
+    adamw_multi_step(dev);
+    EXPECT_EQ(pa, pb);
+    EXPECT_EQ(ma, mb);
+    EXPECT_EQ(va, vb);
+  }
+  for (float bad_loss : {NAN, INFINITY}) {
+    std::vector<float> p = test::randn(n, 72), p0 = p, m(n, 0.1f), v(n, 0.2f);
+    const float ok_sq = 1.0f, inf_sq = INFINITY;
+    for (int which = 0; which < 2; ++which) {
+      AdamWParams a;
+      a.param = p.data(), a.grad = g.data(), a.m = m.data(), a.v = v.data(), a.n = n;
+      a.hyper.norm_sq = which == 0 ? &ok_sq : &inf_sq;
+      const float loss = which == 0 ? bad_loss : 1.0f;
+      a.hyper.loss = &loss;
+      adamw_step(a);
+      EXPECT_EQ(p, p0) << "a non-finite " << (which == 0 ? "loss" : "norm") << " must skip";
+      EXPECT_EQ(m, std::vector<float>(n, 0.1f));
+    }
+  }
+}
+
 TEST(GradNorm, GlobalNormAndSquaredNormOverTensors) {
   const auto a = test::randn(71 * 229, 60), b = test::randn(3, 61), c = test::randn(1, 62);
   double ss = 0;

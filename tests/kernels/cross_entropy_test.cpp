@@ -91,6 +91,17 @@ INSTANTIATE_TEST_SUITE_P(
                     XeCase{9, 31, Reduction::kMean}, XeCase{9, 31, Reduction::kSum},
                     XeCase{3, 1, Reduction::kMean}, XeCase{2, 1000, Reduction::kSum}));
 
+// The causal shift: position t predicts labels[t + 1], the last position is ignored; an ignored
+// label stays ignored; rows do not leak into each other.
+TEST(ShiftLabels, ShiftsEachRowAndIgnoresTheLastPosition) {
+  const std::vector<int64_t> labels = {5, 6, -100, 8, 9, 1, 2, 3, 4, 7};  // [2, 5]
+  std::vector<int64_t> t(10, 42);
+  ShiftLabelsParams p;
+  p.labels = labels.data(), p.targets = t.data(), p.batch = 2, p.seq = 5;
+  shift_labels(p);
+  EXPECT_EQ(t, (std::vector<int64_t>{6, -100, 8, 9, -100, 2, 3, 4, 7, -100}));
+}
+
 TEST(CrossEntropy, ChunkedRowsEqualOneCall) {
   const Problem pr = make(23, 50, 2);
   int64_t valid = 0;

@@ -148,7 +148,7 @@ TEST(Fp8Current, ScaleFromTheTensorItself) {
 template <class L, class C>
 void expect_close_to_f32(const C& c, const Shape& xs, std::mt19937& rng) {
   auto s = make_state(Fp8Recipe::kDelayed);
-  L ref(c), q(c, fp8_ctx(s));
+  L ref(c, local_context(c)), q(c, fp8_ctx(s));
   test::randomize(ref, rng);
   for (auto& [name, p] : ref.named_parameters()) q.parameter(name)->value.copy_from(p->value);
   s->finalize(q);

@@ -195,7 +195,7 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
       [] {
         te::LinearConfig c;
         c.in_features = c.out_features = 4;
-        c.parallel_mode = "column";
+        c.parallel_mode = "diagonal";  // column / row are valid (no-ops without a tp group)
         Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c, local_context(c));
       },
       "parallel_mode");

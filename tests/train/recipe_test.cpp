@@ -190,6 +190,21 @@ TEST(Recipe, SetOverridesAnyKeyAndCreatesSections) {
             std::string::npos);
 }
 
+TEST(Recipe, AttentionBackendKeyIsStrict) {
+  TempDir d;
+  EXPECT_EQ(test::micro(d.path()).model.config.attention, AttnBackend::kAuto);
+  EXPECT_EQ(test::micro(d.path(), {"model.attention=unfused"}).model.config.attention,
+            AttnBackend::kUnfused);
+  const std::string bad = input_error([&] { test::micro(d.path(), {"model.attention=flash"}); });
+  EXPECT_NE(bad.find("model.attention = 'flash': expected auto, cudnn or unfused"),
+            std::string::npos)
+      << bad;
+  const std::string cpu = input_error([&] { test::micro(d.path(), {"model.attention=cudnn"}); });
+  EXPECT_NE(cpu.find("model.attention = cudnn needs a CUDA device (device = cpu)"),
+            std::string::npos)
+      << cpu;
+}
+
 TEST(Recipe, ResolvedRecipeRoundTripsWithSameHash) {
   TempDir d;
   Recipe a = test::micro(d.path(), {"optim.lr=0.003"});

@@ -45,6 +45,8 @@ TEST(Trainer, LossGoesDownOnTheMicroModel) {
   ASSERT_EQ(r.steps.size(), 30u);
   EXPECT_NEAR(r.steps.front().loss, std::log(258.0), 0.3);  // uniform over the vocabulary
   EXPECT_LT(r.steps.back().loss, r.steps.front().loss - 1.0);
+  // Every step records what its attention kernels reported running (the CPU reference here).
+  for (const auto& s : r.steps) EXPECT_EQ(s.attention, "cpu");
 }
 
 // 2N steps in one go equal N steps, a stop, a resume from the checkpoint and N more: bit for bit.

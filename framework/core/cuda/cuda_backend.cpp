@@ -3,16 +3,23 @@
 //
 // Memory: device memory through the stream-ordered CachingAllocator on the current stream;
 // pinned host memory through a small size-keyed cache of cudaHostAlloc blocks.
-// Copies: host<->device copies are synchronous with respect to the host (queued on the current
-// stream, then that stream is synchronised). Device->device copies are queued on the current
-// stream and not waited for: every later device use is ordered after them on that stream and
-// every host read goes through a device->host copy, which waits, so no observer can tell.
-// Kernel-detected bad input (input_errors.h) surfaces as InputError at synchronize() and at
-// every copy that waits.
+// Copies: host<->device copies are synchronous with respect to the host: the host buffer may be
+// reused on return. Device->host copies wait for the stream. Host->device copies of up to
+// kStagedBytes (ids, positions, targets, scalars) do not wait: the source is copied into a pinned
+// staging block at once, the device copy is queued on the current stream, and the block returns
+// to the pinned cache when an event recorded after it has completed (polled at the next staged
+// copy); larger host->device copies (weights) are queued and then the stream is synchronised.
+// Device->device copies are queued on the current stream and not waited for: every later device use
+// is ordered after them on that stream and every host read goes through a device->host copy, which
+// waits, so no observer can tell. Kernel-detected bad input (input_errors.h) surfaces as InputError
+// at synchronize() and at every copy that waits.
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "framework/core/cuda/caching_allocator.h"
 #include "framework/core/cuda/cuda_check.h"
@@ -54,6 +61,49 @@ class PinnedCache {
   std::unordered_map<void*, size_t> live_;
 };
 
+// Pinned staging blocks of queued host->device copies, released once their copy has run.
+class StagingQueue {
+ public:
+  explicit StagingQueue(PinnedCache* cache) : cache_(cache) {}
+  // Queues dst <- src (host) on `s` through a pinned block; returns without waiting.
+  void upload(void* dst, const void* src, size_t bytes, cudaStream_t s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reap();
+    void* block = cache_->allocate(bytes);
+    std::memcpy(block, src, bytes);
+    GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, block, bytes, cudaMemcpyHostToDevice, s));
+    cudaEvent_t ev;
+    if (free_events_.empty()) {
+      GRAFT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    } else {
+      ev = free_events_.back();
+      free_events_.pop_back();
+    }
+    GRAFT_CUDA_CHECK(cudaEventRecord(ev, s));
+    pending_.push_back({ev, block});
+  }
+
+ private:
+  void reap() {  // under mu_: releases the blocks whose copies are done, oldest first
+    size_t done = 0;
+    while (done < pending_.size()) {
+      const cudaError_t e = cudaEventQuery(pending_[done].first);
+      if (e == cudaErrorNotReady) break;
+      GRAFT_CUDA_CHECK(e);
+      cache_->release(pending_[done].second);
+      free_events_.push_back(pending_[done].first);
+      ++done;
+    }
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(done));
+  }
+  PinnedCache* cache_;
+  std::mutex mu_;
+  std::vector<std::pair<cudaEvent_t, void*>> pending_;
+  std::vector<cudaEvent_t> free_events_;
+};
+
+constexpr size_t kStagedBytes = size_t{4} << 20;
+
 class CudaBackend final : public DeviceBackend {
  public:
   int device_count() override { return cuda::device_count(); }
@@ -88,6 +138,10 @@ class CudaBackend final : public DeviceBackend {
     check(gpu);
     DeviceGuard g(gpu.index);
     cudaStream_t s = current_stream(gpu.index);
+    if (dst_dev.is_cuda() && bytes <= kStagedBytes) {
+      staging_.upload(dst, src, bytes, s);  // no wait: the source is already copied
+      return;
+    }
     const cudaMemcpyKind kind = dst_dev.is_cuda() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
     GRAFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
     GRAFT_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -126,6 +180,7 @@ class CudaBackend final : public DeviceBackend {
                       " requested but ", device_count(), " CUDA GPU(s) are visible");
   }
   PinnedCache pinned_;
+  StagingQueue staging_{&pinned_};
 };
 
 const bool registered = [] {

@@ -1,0 +1,44 @@
+// `graft bench --train-loop` (framework/train/bench.h): the recipe's own loop is timed next to the
+// one-micro-batch bench step, and both land in the JSON line.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "framework/train/bench.h"
+#include "tests/train/test_util.h"
+
+namespace graft {
+namespace {
+
+TEST(BenchTrainLoop, RunsTheRecipesLoopWithGradAccumAndReportsBoth) {
+  test::TempDir d;
+  const Recipe r = test::micro(d.path(), {"train.grad_accum=3", "logging.every=1"},
+                               "checkpoint:\n  dir: " + (d / "ck") + "\n");
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.train_loop = true;
+  o.log = nullptr;
+  const BenchResult b = run_bench(r, o);
+  ASSERT_TRUE(b.train_loop.has_value());
+  const TrainLoopResult& t = *b.train_loop;
+  EXPECT_EQ(t.grad_accum, 3);
+  EXPECT_EQ(t.steps, 2);
+  EXPECT_GT(t.ms_per_step, 0.0);
+  // tokens/s of the loop counts grad_accum micro-batches of batch_size x seq_len per step.
+  EXPECT_NEAR(t.tokens_per_s * t.ms_per_step / 1e3, 3.0 * 2 * 16, 1e-6);
+  EXPECT_EQ(t.attention, "cpu");
+  EXPECT_TRUE(std::isfinite(t.last_loss));
+  const nlohmann::json j = b.to_json();
+  ASSERT_TRUE(j["train_loop"].is_object()) << j.dump();
+  EXPECT_EQ(j["train_loop"]["grad_accum"], 3);
+  EXPECT_TRUE(j["ms_per_step"].is_number());  // the bench step's own figure is still there
+  // Nothing written: no checkpoint folder appears.
+  EXPECT_FALSE(std::filesystem::exists(d / "ck"));
+  o.train_loop = false;
+  EXPECT_TRUE(run_bench(r, o).to_json()["train_loop"].is_null());
+}
+
+}  // namespace
+}  // namespace graft

@@ -20,12 +20,32 @@
 // The CPU reference dequantises both operands and runs the f32 GEMM: the FP8 inputs are exact,
 // so a CUDA result differs from it only by accumulation order.
 // Scales, scale_inv and amax are single f32 values in device memory (host memory on the CPU).
+//
+// Activation fused with the cast (LayerNormMLP's fc1 -> fc2, delayed scaling: the scale is known
+// before the activation runs): a = act(h) as kernels/activation.h defines it (gated: h = gate |
+// up, [rows, 2 cols]), then quantised like fp8_quantize (q, qt, amax of a, scale_inv), without
+// writing a in high precision. a is evaluated in f32 and cast from f32 (the unfused GPU path rounds
+// it to the activations' dtype first). The CPU reference is activation_fwd (f32) + fp8_quantize.
+//
+// Scale update for n tensors at once (TE's delayed_scaling.cu kernel_bulk and current scaling's
+// compute_scale_from_amax), one column i per tensor:
+//   delayed: history [len, n] holds in row 0 the amax this step's casts recorded (the staging
+//            slot) and in rows 1..len-1 the window of earlier steps. last = history[0][i]:
+//            if last != 0 the column rolls: new[j] = old[j+1] (j = 0..len-2), new[len-1] = last,
+//            then new[0] = 0 (old[1], the oldest, drops out); amax = max over old[0..len-1]
+//            (kMax) or last (most_recent); if last == 0 (the tensor was not cast) nothing rolls
+//            and amax = 0.
+//   current: history is amax [1, n] (len 1), read and reset to 0 (ready for the next amax).
+//   scale[i] = scaled_max[i] / amax when amax is finite and > 0 (scaled_max = fp8_max /
+//   2^margin); otherwise the old scale (delayed) or 1 (current); an infinite quotient (a tiny
+//   amax) becomes FLT_MAX.
 #pragma once
 
 #include <cstdint>
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
+#include "kernels/activation.h"
 #include "kernels/dispatch.h"
 
 namespace graft {
@@ -79,6 +99,32 @@ struct Fp8GemmParams {
   void* stream = nullptr;
 };
 
+struct Fp8ActQuantizeParams {
+  const void* h = nullptr;  // [rows, cols] or, gated, [rows, 2 cols] in h_dtype (f32 on the CPU)
+  DType h_dtype = DType::kF32;
+  Activation act = Activation::kSwiglu;
+  void* q = nullptr;   // [rows, cols] fp8, optional
+  void* qt = nullptr;  // [cols, rows] fp8, optional
+  DType fp8 = DType::kF8E4M3;
+  int64_t rows = 0, cols = 0;
+  const float* scale = nullptr;  // [1]
+  float* amax = nullptr;         // [1] optional, accumulated with max
+  float* scale_inv = nullptr;    // [1] optional, written
+  Device device;
+  void* stream = nullptr;
+};
+
+struct Fp8ScaleUpdateParams {
+  float* history = nullptr;           // [len, n]: delayed (rolled in place) / [1, n]: current
+  float* scale = nullptr;             // [n], updated
+  const float* scaled_max = nullptr;  // [n]: fp8_max / 2^margin of each tensor's format
+  int64_t n = 0, len = 1;
+  bool current = false;      // current scaling: no roll, amax = history[0][i], fallback scale 1
+  bool most_recent = false;  // delayed: amax = last instead of the max over the window
+  Device device;
+  void* stream = nullptr;
+};
+
 // Largest finite value of an fp8 format (448 or 57344).
 float fp8_max(DType fp8);
 
@@ -87,11 +133,15 @@ void fp8_quantize(const Fp8QuantizeParams& p);
 void fp8_dequantize(const Fp8DequantizeParams& p);
 void amax_reduce(const AmaxParams& p);
 void fp8_gemm(const Fp8GemmParams& p);
+void fp8_scale_update(const Fp8ScaleUpdateParams& p);
+void fp8_act_quantize(const Fp8ActQuantizeParams& p);
 }  // namespace cpu
 
 inline void fp8_quantize(const Fp8QuantizeParams& p) { GRAFT_DISPATCH(fp8_quantize, p); }
 inline void fp8_dequantize(const Fp8DequantizeParams& p) { GRAFT_DISPATCH(fp8_dequantize, p); }
 inline void amax_reduce(const AmaxParams& p) { GRAFT_DISPATCH(amax_reduce, p); }
 inline void fp8_gemm(const Fp8GemmParams& p) { GRAFT_DISPATCH(fp8_gemm, p); }
+inline void fp8_act_quantize(const Fp8ActQuantizeParams& p) { GRAFT_DISPATCH(fp8_act_quantize, p); }
+inline void fp8_scale_update(const Fp8ScaleUpdateParams& p) { GRAFT_DISPATCH(fp8_scale_update, p); }
 
 }  // namespace graft

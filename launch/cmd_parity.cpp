@@ -1,5 +1,5 @@
 // graft parity --checkpoint DIR [--reference FILE] [--device cpu|cuda] [--layers reference|te]
-//              [--dtype f32|bf16] [--step1-grads reference|own]
+//              [--dtype f32|bf16] [--step1-grads reference|own] [--fp8 none|delayed|current]
 //              [--tp N] [--cp N] [--sequence-parallel] [--backend auto|nccl|mpi]
 //              (under mpirun -np tp·cp)
 // Prints one JSON line (see framework/model/parity.h; from rank 0 under mpirun, with the layout
@@ -29,6 +29,8 @@ int run(const std::vector<std::string>& args) {
       "parameters and activations: f32, or bf16 (cuda; f32 gradients and master weights)")(
       "step1-grads", po::value<std::string>()->default_value("reference"),
       "gradients the checked AdamW step starts from: reference (transformers') or own")(
+      "fp8", po::value<std::string>()->default_value("none"),
+      "FP8 GEMMs in the TE layers: none, delayed or current (docs/fp8.md; needs --layers te)")(
       "tp", po::value<int64_t>()->default_value(1), "tensor-parallel size (mpirun -np tp*cp)")(
       "cp", po::value<int64_t>()->default_value(1), "context-parallel size")(
       "sequence-parallel", po::bool_switch(), "sequence parallelism (needs --tp > 1)")(
@@ -50,6 +52,12 @@ int run(const std::vector<std::string>& args) {
   GRAFT_INPUT_CHECK(step1 == "reference" || step1 == "own", "--step1-grads = '", step1,
                     "', expected reference or own");
   opt.step1_from_reference_grads = step1 == "reference";
+  const std::string fp8 = (*vm)["fp8"].as<std::string>();
+  GRAFT_INPUT_CHECK(fp8 == "none" || fp8 == "delayed" || fp8 == "current", "--fp8 = '", fp8,
+                    "', expected none, delayed or current");
+  opt.fp8 = fp8 == "delayed"   ? te::Fp8Recipe::kDelayed
+            : fp8 == "current" ? te::Fp8Recipe::kCurrent
+                               : te::Fp8Recipe::kNone;
   opt.tp = (*vm)["tp"].as<int64_t>();
   opt.cp = (*vm)["cp"].as<int64_t>();
   opt.sequence_parallel = (*vm)["sequence-parallel"].as<bool>();

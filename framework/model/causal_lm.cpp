@@ -17,6 +17,7 @@
 #include "layers/reference/embedding.h"
 #include "layers/reference/linear.h"
 #include "layers/reference/norm.h"
+#include "layers/te/fp8_state.h"
 #include "parallel/tp_collectives.h"
 #include "parallel/vocab_parallel.h"
 
@@ -82,10 +83,14 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
   const DType dt = c.decoder.params_dtype;
   const Device dev = c.decoder.device;
 
+  // FP8 (ctx_.fp8) reaches the decoder layers only, and not those precision.fp8.bf16_layers
+  // keeps out: the embedding, final norm and LM head stay in high precision, as in TE.
+  BuildContext high = ctx_;
+  high.fp8 = nullptr;
   EmbeddingConfig ec{c.vocab_size, c.hidden_size, dt, dev};
   ec.sequence_parallel = sp_;
   embed_ =
-      &add_child("embed_tokens", reg.create<Embedding, EmbeddingConfig>(kEmbeddingName, ec, ctx_));
+      &add_child("embed_tokens", reg.create<Embedding, EmbeddingConfig>(kEmbeddingName, ec, high));
 
   auto list = std::make_unique<Module>("module_list");
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -93,8 +98,11 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
     dc.hidden_size = c.hidden_size;
     dc.layer_number = i;
     if (!c.layer_windows.empty()) dc.sliding_window = c.layer_windows[static_cast<size_t>(i)];
+    const bool bf16 = ctx_.fp8 && std::count(ctx_.fp8->config().bf16_layers.begin(),
+                                             ctx_.fp8->config().bf16_layers.end(), i);
     layers_.push_back(&list->add_child(
-        std::to_string(i), reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc, ctx_)));
+        std::to_string(i),
+        reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc, bf16 ? high : ctx_)));
   }
   add_child("layers", std::move(list));
 
@@ -105,7 +113,7 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
                 dt,
                 dev};
   nc.tp_partial_grad = sp_;
-  norm_ = &add_child("norm", reg.create<Norm, NormConfig>(kNormName, nc, ctx_));
+  norm_ = &add_child("norm", reg.create<Norm, NormConfig>(kNormName, nc, high));
   if (!c.tie_word_embeddings) {
     // Vocab-parallel head: column-parallel over the padded vocabulary (logits never gathered
     // for the loss).
@@ -113,7 +121,15 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
     lc.parallel_mode = "column";
     lc.sequence_parallel = sp_;
     lc.logical_out = c.vocab_size;
-    lm_head_ = &add_child("lm_head", reg.create<Linear, LinearConfig>(kLinearName, lc, ctx_));
+    lm_head_ = &add_child("lm_head", reg.create<Linear, LinearConfig>(kLinearName, lc, high));
+  }
+  if (ctx_.fp8) {
+    GRAFT_INPUT_CHECK(
+        ctx_.fp8->num_slots() > 0 ||
+            static_cast<int64_t>(ctx_.fp8->config().bf16_layers.size()) == c.num_layers,
+        "precision.fp8.recipe = ", te::fp8_recipe_name(ctx_.fp8->config().recipe),
+        ": the model has no TE linear layers to run in FP8 (set model.layers: te)");
+    ctx_.fp8->finalize(*this);
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
+#include "layers/te/fp8_config.h"
 
 namespace graft {
 
@@ -24,6 +25,10 @@ struct ParityOptions {
   // step1 compares one AdamW step taken from transformers' gradients (true: isolates optimizer
   // and layout) or from ours (false); the other figure is reported as step1_own_grads_*.
   bool step1_from_reference_grads = true;
+  // FP8 GEMMs in the TE layers (--fp8 delayed|current; needs layers "te"). Delayed scaling first
+  // runs one calibration forward + backward (the amaxes it records become the scales, as TE's
+  // fp8_autocast(calibrating=True)), since a fresh model's scales are 1.
+  te::Fp8Recipe fp8 = te::Fp8Recipe::kNone;
   // The layout (run under mpirun with tp·cp ranks): the model is built with the tp layers and
   // loads its slices; rank 0 gathers the outputs and HF-named gradients and computes the figures.
   int64_t tp = 1, cp = 1;
@@ -64,10 +69,18 @@ struct ParityTolerances {
   static ParityTolerances for_dtype(DType t) { return for_model(t, 2); }  // the fixtures' depth
   static constexpr double kBf16UnitRoundoff = 1.0 / 256;                  // 2^-8
   static constexpr double kE4m3UnitRoundoff = 1.0 / 16;                   // 2^-4
+  // FP8 against an f32 reference: TE's FP8 tolerance (rtol 0.125) for logits, 0.05 for the loss
+  // (absolute); gradients come from E5M2 (2 mantissa bits, relative rounding up to 2^-3 per
+  // element) through every layer's backward, so 0.25 for the largest per-tensor relative error.
+  // Greedy generation is reported but not gated: logits a few percent off can swap two nearly
+  // equal tokens of these random tiny models. (graft parity --fp8 uses these measured gates;
+  // for_model(t, L, true) is the depth-scaled bound.)
+  static ParityTolerances for_fp8();
+  bool gate_generate = true;
 };
 
 struct ParityResult {
-  std::string arch, layers, device, dtype = "f32";
+  std::string arch, layers, device, dtype = "f32", fp8 = "none";
   double logits_rel_err = 0, padded_logits_rel_err = 0, loss = 0, loss_abs_err = 0;
   double grad_max_rel_err = 0, step1_max_rel_err = 0;
   std::string grad_worst, step1_worst;

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "framework/recipe/fp8_recipe.h"
 #include "framework/recipe/recipe_node.h"
 
 namespace graft {
@@ -32,6 +33,9 @@ YAML::Node recipe_identity(const YAML::Node& resolved, int64_t dp) {
   id.remove("logging");
   id.remove("eval");
   id.remove("parallel");
+  // FP8 is a numerics choice like the layout: a run may resume with it switched on, off or
+  // changed (the amax histories start fresh when the checkpoint has none, docs/fp8.md).
+  if (id["precision"]) id["precision"].remove("fp8");
   if (id["train"]) {
     id["train"].remove("stop_after");
     id["train"].remove("sample_temperature");  // the end-of-run sample does not change training
@@ -94,7 +98,7 @@ std::string first_difference(const YAML::Node& a, const YAML::Node& b, const std
 
 namespace {
 
-PrecisionConfig parse_precision(RecipeNode& n) {
+PrecisionConfig parse_precision(RecipeNode& n, int64_t num_layers) {
   PrecisionConfig c;
   const std::string p = n.get<std::string>("params", "f32");
   if (p == "f32")
@@ -103,6 +107,10 @@ PrecisionConfig parse_precision(RecipeNode& n) {
     c.params = DType::kBF16;
   else
     n.fail("params", str("= ", p, ", expected f32 or bf16"));
+  {
+    RecipeNode f = n.child("fp8");
+    c.fp8 = parse_fp8_config(f, num_layers);
+  }
   n.finish();
   return c;
 }
@@ -190,7 +198,7 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& file,
   }
   {
     RecipeNode n = top.child("precision");
-    r.precision = parse_precision(n);
+    r.precision = parse_precision(n, r.model.config.num_layers);
   }
   {
     RecipeNode n = top.child("parallel");

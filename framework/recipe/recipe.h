@@ -8,6 +8,8 @@
 //     params: f32        # f32 | bf16. Master weights and optimizer state are always f32. On the
 //                        # CPU, bf16 is emulated: the weights used by forward are the f32 master
 //                        # weights rounded to bf16 after every step.
+//     fp8: {recipe, format, margin, amax_history_len, amax_compute_algo, bf16_layers,
+//           fp8_weights}     # FP8 GEMMs in the TE layers: framework/recipe/fp8_recipe.h
 //   parallel: {tp, cp, dp, sequence_parallel, order, zero, bucket_mb, timeout_s, backend}
 //                        # see parallel/layout.h; tp * cp * dp = the world size
 //   device: cpu          # cpu | cuda
@@ -24,12 +26,14 @@
 #include "framework/optim/optim_config.h"
 #include "framework/recipe/model_recipe.h"
 #include "framework/train/train_config.h"
+#include "layers/te/fp8_config.h"
 #include "parallel/layout.h"
 
 namespace graft {
 
 struct PrecisionConfig {
   DType params = DType::kF32;
+  te::Fp8Config fp8;
 };
 
 struct Recipe {
@@ -49,8 +53,9 @@ struct Recipe {
   YAML::Node resolved;  // every key with its effective value (defaults filled in)
   std::string resolved_yaml() const;
   // The part of `resolved` that defines the run (all but checkpoint, logging, eval, parallel,
-  // train.stop_after; the per-rank batch_size as the global batch for `dp` data-parallel ranks):
-  // a checkpoint only resumes under the same one, in any layout.
+  // precision.fp8 (a checkpoint resumes with FP8 switched on, off or changed), train.stop_after;
+  // the per-rank batch_size as the global batch for `dp` data-parallel ranks): a checkpoint only
+  // resumes under the same one, in any layout.
   YAML::Node identity(int64_t dp = 1) const;
   std::string config_hash(int64_t dp = 1) const;  // 16 hex digits of FNV-1a over identity()
 };

@@ -2,8 +2,9 @@
 //
 // Registry::create(name, config, ctx) hands it to the factory; a layer that builds children
 // passes it on. It carries the device and dtype of the parameters and the process groups of the
-// layout (tp, cp, dp, ...; groups of size 1 in a single process). A layer learns these from its
-// context only, never from a global.
+// layout (tp, cp, dp, ...; groups of size 1 in a single process), and the FP8 scaling state when
+// precision.fp8 is on (null otherwise, and for the layers bf16_layers keeps out of FP8). A layer
+// learns these from its context only, never from a global.
 //
 // The layer configs keep `device` and `params_dtype` members (the math code reads them); the
 // registry fills them from the context before calling the factory, so the context is the one
@@ -17,11 +18,15 @@
 #include "parallel/parallel_state.h"
 
 namespace graft {
+namespace te {
+class Fp8State;
+}
 
 struct BuildContext {
   Device device = Device::cpu();
   DType dtype = DType::kF32;
   std::shared_ptr<const ParallelGroups> groups = single_process_groups();
+  std::shared_ptr<te::Fp8State> fp8;  // layers/te/fp8_state.h
 
   const ProcessGroup& tp() const { return *groups->tp; }
   const ProcessGroup& cp() const { return *groups->cp; }
@@ -33,7 +38,7 @@ struct BuildContext {
 template <class Config>
 BuildContext local_context(const Config& c) {
   if constexpr (requires { c.device, c.params_dtype; })
-    return BuildContext{c.device, c.params_dtype, single_process_groups()};
+    return BuildContext{c.device, c.params_dtype, single_process_groups(), nullptr};
   else
     return BuildContext{};
 }

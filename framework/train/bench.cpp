@@ -11,6 +11,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/gemm.h"
 #include "kernels/profile.h"
+#include "layers/te/fp8_state.h"
 #include "parallel/grad_buckets.h"
 #include "parallel/parallel_state.h"
 
@@ -111,6 +112,9 @@ nlohmann::json BenchResult::to_json() const {
           {"layer_types", layer_types},
           {"device", device},
           {"dtype", dtype},
+          {"fp8", fp8},
+          {"fp8_breakdown_ms",
+           fp8_breakdown_ms.empty() ? nlohmann::json(nullptr) : nlohmann::json(fp8_breakdown_ms)},
           {"attention", attention},
           {"params", params},
           {"num_layers", num_layers},
@@ -172,7 +176,8 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   ModelRecipe m = r.model;
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && dev.is_cpu();
   const auto groups = single_process_groups();
-  BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups};
+  BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups, nullptr};
+  if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, dev);
   std::unique_ptr<CausalLM> model = build_model_from_recipe(m, ctx);
   model->init_weights(static_cast<uint64_t>(r.train.seed));
   std::unique_ptr<GradBuckets> buckets =
@@ -185,6 +190,7 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   res.layers = r.model.layers;
   res.layer_types = model->decoder_layer_types();
   res.dtype = dtype_name(r.precision.params);
+  res.fp8 = te::fp8_recipe_name(r.precision.fp8.recipe);
   if (emulate_bf16) res.dtype += " (emulated in f32)";
   res.num_layers = c.num_layers;
   for (auto& [name, p] : model->named_parameters()) res.params += p->value.numel();
@@ -221,20 +227,23 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
       optim.grad_norm_sq_on_device(norm_slot);
       optim.step_on_device(lr, r.optim.grad_clip, static_cast<const float*>(norm_slot.raw()),
                            static_cast<const float*>(stats.raw()));
-      return;
+    } else {
+      host_loss = model->forward_backward(batch, true, 1.0);
+      buckets->finish();
+      const double norm = optim.grad_norm();
+      const double scale =
+          (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
+      optim.step(lr, scale);
     }
-    host_loss = model->forward_backward(batch, true, 1.0);
-    buckets->finish();
-    const double norm = optim.grad_norm();
-    const double scale =
-        (r.optim.grad_clip > 0 && norm > r.optim.grad_clip) ? r.optim.grad_clip / norm : 1.0;
-    optim.step(lr, scale);
+    if (ctx.fp8) ctx.fp8->end_step(*groups->world);  // amax update; weights re-cast next step
   };
   auto step_loss = [&] {
     return device_step ? static_cast<double>(stats.to(Device::cpu()).to_f32_vector()[0])
                        : host_loss;
   };
   say(str(res.arch, " ", res.params, " parameters, ", res.layers, " layers, ", res.dtype,
+          ctx.fp8 ? str(", FP8 ", res.fp8, " scaling (", ctx.fp8->num_slots(), " FP8 tensors)")
+                  : std::string(),
           ", batch ", B, " x ", S, " on ", res.device, ": ", opt.warmup, " warm-up + ", opt.steps,
           " steps"));
   double loss = 0;
@@ -243,7 +252,8 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
     loss = step_loss();
     if (i == 0) res.first_loss = loss;
   }
-  model->reset_attention_report();  // what the timed steps ran, as the kernels report it
+  if (ctx.fp8) ctx.fp8->profile().reset();  // the breakdown covers the timed steps
+  model->reset_attention_report();          // what the timed steps ran, as the kernels report it
   std::vector<double> ms;
   for (int64_t i = 0; i < opt.steps; ++i) {
     ms.push_back(time_ms(dev, step));
@@ -252,6 +262,11 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
     say(str("step ", i + 1, ": ", ms.back(), " ms, loss ", loss));
   }
   res.last_loss = loss;
+  if (ctx.fp8 && ctx.fp8->profile().enabled()) {
+    res.fp8_breakdown_ms = ctx.fp8->profile().per_step_ms();
+    say(str("FP8 regions per step (ms, GRAFT_FP8_PROFILE; events around each region): ",
+            nlohmann::json(res.fp8_breakdown_ms).dump()));
+  }
   res.attention = model->attention_report().summary();
   if (opt.profile && dev.is_cuda()) {
     kernels::KernelProfile prof;

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -70,6 +71,9 @@ struct TrainLoopResult {
 
 struct BenchResult {
   std::string arch, layers, device, dtype, attention;
+  std::string fp8 = "none";  // precision.fp8.recipe
+  // GRAFT_FP8_PROFILE=1: ms per timed step of each FP8 region (layers/te/fp8_profile.h).
+  std::map<std::string, double> fp8_breakdown_ms;
   std::vector<std::string> layer_types;
   int64_t params = 0, num_layers = 0, batch = 0, seq = 0;
   int64_t warmup = 0, steps = 0;

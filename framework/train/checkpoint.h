@@ -7,6 +7,8 @@
 //                               optim/m/<param>       AdamW first moment, f32
 //                               optim/v/<param>       AdamW second moment, f32
 //                               optim/master/<param>  f32 master weights (when kept apart)
+//                               fp8/<slot>.amax_history, fp8/<slot>.scale  FP8 delayed
+//                                 scaling state (rank 0; docs/fp8.md)
 //     rank-RRRRR.json         rank R's piece list (name, global shape, box offset and shape,
 //                             flat range)
 //     manifest.json           every piece of every logical tensor with its global shape and
@@ -50,6 +52,8 @@ class ProcessGroup;
 inline constexpr const char* kModelPrefix = "model/";
 inline constexpr const char* kOptimPrefix = "optim/";
 inline constexpr const char* kMasterPrefix = "optim/master/";
+// FP8 delayed-scaling state (precision.fp8): fp8/<slot>.amax_history [len], fp8/<slot>.scale [1].
+inline constexpr const char* kFp8Prefix = "fp8/";
 
 struct TrainerState {
   int64_t step = 0;             // optimizer updates done (the next update has this index)

@@ -10,6 +10,7 @@
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
 #include "framework/train/tensorboard.h"
+#include "layers/te/fp8_state.h"
 #include "parallel/launch.h"
 #include "parallel/parallel_state.h"
 #include "parallel/tp_collectives.h"
@@ -110,7 +111,8 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   // Model. bf16 on the CPU is emulated (f32 storage holding bf16 values), see recipe.h.
   ModelRecipe m = r.model;
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && device.is_cpu();
-  BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_};
+  BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_, nullptr};
+  if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, device);
   try {
     model_ = build_model_from_recipe(m, ctx);
   } catch (const InputError& e) {  // a layout the model cannot split: the same on every rank
@@ -168,9 +170,35 @@ void Trainer::resume(const std::string& ckpt) {
   optim_->load_state(ShardedReader::open(ckpt));
   optim_->set_steps_taken(s.optimizer_steps);
   sampler_->set_position(s.data_position);
+  resume_fp8(ckpt);
   s.config_hash = state_.config_hash;
   state_ = s;
   resumed_from_ = ckpt;
+}
+
+void Trainer::resume_fp8(const std::string& ckpt) {
+  const auto& fp8 = model_->context().fp8;
+  if (!fp8) return;
+  const ShardedReader reader = ShardedReader::open(ckpt);
+  bool any = false;
+  for (const auto& n : reader.names()) any = any || n.rfind(kFp8Prefix, 0) == 0;
+  const char* recipe = te::fp8_recipe_name(fp8->config().recipe);
+  if (!fp8->delayed()) {
+    *options_.out << "fp8: " << recipe << " scaling is stateless"
+                  << (any ? "; the checkpoint's delayed-scaling state is not used" : "") << "\n";
+    return;
+  }
+  if (!any) {
+    *options_.out << "fp8: " << ckpt << " has no FP8 scaling state: the amax histories start "
+                  << "fresh (scales 1)\n";
+    return;
+  }
+  std::map<std::string, Tensor> tensors;
+  for (const auto& name : fp8->state_names())
+    if (reader.has(kFp8Prefix + name)) tensors[name] = reader.read(kFp8Prefix + name);
+  fp8->load_state(tensors, reader.manifest_path());
+  *options_.out << "fp8: restored " << fp8->num_slots() << " amax histories and scales from "
+                << ckpt << "\n";
 }
 
 std::string Trainer::save(TrainResult& result) {
@@ -189,6 +217,10 @@ std::string Trainer::save(TrainResult& result) {
     if (drop_padding(t, pp.param->spec)) c.pieces.push_back(std::move(t));
   };
   const bool writer = buckets_->sharded() || groups_->dp_cp->rank() == 0;
+  // The FP8 scaling state is the same on every rank (its amaxes are reduced over the world).
+  if (const auto& fp8 = model_->context().fp8; fp8 && groups_->world->rank() == 0)
+    for (auto& [name, t] : fp8->state_tensors())
+      c.pieces.push_back(spec_piece(kFp8Prefix + name, ShardSpec::replicated(t.shape()), t));
   if (writer) {
     for (const ParamPiece& pp : optim_->pieces())
       if (pp.param->spec.is_primary(tp_rank))
@@ -240,6 +272,23 @@ TrainResult Trainer::run() {
     log.message(str("training ", r.model.config.arch, " (", params, " parameters, ", layer_types,
                     ") for steps ", state_.step + 1, "..", end, " of ", r.train.steps, " on ",
                     model_->device().str(), layout_summary()));
+  if (const auto& fp8 = model_->context().fp8; fp8 && state_.step < end) {
+    const te::Fp8Config& fc = fp8->config();
+    std::string msg = str(
+        "fp8: ", te::fp8_recipe_name(fc.recipe), " scaling, ",
+        fc.format == te::Fp8Format::kHybrid ? "E4M3 forward, E5M2 gradients" : "E4M3 everywhere",
+        ", ", fp8->num_slots(), " FP8 tensors in ", fp8->num_slots() / 3,
+        " GEMMs (embedding, norms, attention and LM head in high precision)");
+    if (fp8->delayed())
+      msg += str("; amax history ", fc.amax_history_len, ", ",
+                 fc.amax_compute_algo == te::AmaxAlgo::kMax ? "max" : "most_recent", ", margin ",
+                 fc.margin);
+    if (!fc.bf16_layers.empty()) {
+      msg += "; decoder layers kept in high precision:";
+      for (int64_t i : fc.bf16_layers) msg += str(" ", i);
+    }
+    log.message(msg);
+  }
   if (evaluator_ && state_.step < end) log.message(evaluator_->describe());
   if (!mfu_.source.empty() && state_.step < end) log.message("mfu against " + mfu_.source);
   const double t_start = now_s();
@@ -327,6 +376,9 @@ TrainResult Trainer::run() {
       buckets_->gather_params();
       state_.lr = lr;
     }
+    // FP8: the amaxes of this step reduced, histories rolled, scales updated; weight copies are
+    // cast again at the next forward.
+    if (const auto& fp8 = model_->context().fp8) fp8->end_step(*groups_->world);
     state_.step = step + 1;
     state_.optimizer_steps = optim_->steps_taken();
     state_.data_position = sampler_->position();

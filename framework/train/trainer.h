@@ -94,6 +94,9 @@ class Trainer {
  private:
   void check_resume(const std::string& checkpoint);  // same recipe, else InputError
   void resume(const std::string& checkpoint);        // optimizer state, step, data position
+  // Restores the FP8 scaling state (precision.fp8.recipe: delayed) from fp8/<slot>.* tensors, or
+  // says that the histories start fresh when the checkpoint has none.
+  void resume_fp8(const std::string& ckpt);
   std::string save(TrainResult& result);
   std::string layout_summary() const;  // ", 2 ranks (tp 1, cp 1, dp 2, mpi), ZeRO-1; ..." or ""
 

@@ -1,7 +1,10 @@
-// CUDA FP8 casts (quantise with scale, optional transposed copy, amax), dequantise and amax.
-// Math and conventions: kernels/fp8.h. The GEMM is in fp8_gemm.cpp.
+// CUDA FP8 casts (quantise with scale, optional transposed copy, amax), dequantise, amax and the
+// scale update. Math and conventions: kernels/fp8.h. The GEMM is in fp8_gemm.cpp.
 #include <cuda_fp8.h>
 
+#include <cfloat>
+
+#include "framework/core/cuda/caching_allocator.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/fp8.h"
 
@@ -73,6 +76,144 @@ __global__ void quantize_kernel(const T* x, uint8_t* q, uint8_t* qt, int64_t row
     *scale_inv = 1.0f / s;
 }
 
+// The vectorised cast for aligned shapes (cols and rows multiples of 8, x 16-byte and q / qt
+// 8-byte aligned: every activation and weight of a real model): a 64x64 tile per block of 256
+// threads, each thread casting 8 consecutive elements of a row with one 16-byte (two for f32)
+// load and one 8-byte store; the transposed copy is gathered from shared memory 8 rows at a time
+// and written 8 bytes at a time. Same per-element math as quantize_kernel, so the same bytes.
+constexpr int kVTile = 64;
+
+template <class T>
+__device__ __forceinline__ void load8(const T* p, float* v) {
+  if constexpr (sizeof(T) == 2) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const T* e = reinterpret_cast<const T*>(&u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = to_f32(e[k]);
+  } else {
+    const float4 a = reinterpret_cast<const float4*>(p)[0],
+                 b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(256)
+    quantize_vec_kernel(const T* x, uint8_t* q, uint8_t* qt, int64_t rows, int64_t cols,
+                        const float* scale, float* amax, float* scale_inv, bool e4m3) {
+  __shared__ __align__(16) uint8_t tile[kVTile][kVTile + 8];
+  const float s = *scale;
+  const int64_t r0 = int64_t(blockIdx.y) * kVTile, c0 = int64_t(blockIdx.x) * kVTile;
+  const int lane8 = (threadIdx.x % 8) * 8;  // this thread's 8-element chunk of a tile row
+  int key = 0;
+  for (int rr = threadIdx.x / 8; rr < kVTile; rr += 32) {
+    const int64_t r = r0 + rr, c = c0 + lane8;
+    if (r < rows && c < cols) {  // cols % 8 == 0: the chunk is all inside
+      float v[8];
+      load8(x + r * cols + c, v);
+      union {
+        uint2 u;
+        uint8_t b[8];
+      } out;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        key = max(key, abs_key(v[k]));
+        out.b[k] = to_fp8(v[k] * s, e4m3);
+      }
+      if (q) *reinterpret_cast<uint2*>(q + r * cols + c) = out.u;
+      *reinterpret_cast<uint2*>(&tile[rr][lane8]) = out.u;
+    }
+  }
+  if (qt) {
+    __syncthreads();
+    for (int cc = threadIdx.x / 8; cc < kVTile; cc += 32) {  // tile column = a row of qt
+      const int64_t c = c0 + cc, r = r0 + lane8;
+      if (c < cols && r < rows) {  // rows % 8 == 0: the 8 rows are all inside
+        union {
+          uint2 u;
+          uint8_t b[8];
+        } out;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) out.b[k] = tile[lane8 + k][cc];
+        *reinterpret_cast<uint2*>(qt + c * rows + r) = out.u;
+      }
+    }
+  }
+  if (amax) block_amax(key, amax);
+  if (scale_inv && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *scale_inv = 1.0f / s;
+}
+
+bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+// The activation math of kernels/cuda/activation.cu (act_f there), for the fused act + cast.
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+template <Activation A>
+__device__ __forceinline__ float act_f(float x) {
+  if constexpr (A == Activation::kGelu) return 0.5f * x * erfcf(-x * 0.7071067811865476f);
+  if constexpr (A == Activation::kGeluTanh || A == Activation::kGeglu)
+    return x * sigmoid(2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x));
+  if constexpr (A == Activation::kSilu || A == Activation::kSwiglu) return x * sigmoid(x);
+  if constexpr (A == Activation::kRelu || A == Activation::kReglu) return x > 0.0f ? x : 0.0f;
+  if constexpr (A == Activation::kSquaredRelu) return x > 0.0f ? x * x : 0.0f;
+  if constexpr (A == Activation::kQGelu) return x * sigmoid(1.702f * x);
+  return 0.0f;
+}
+constexpr bool is_gated(Activation a) {
+  return a == Activation::kSwiglu || a == Activation::kGeglu || a == Activation::kReglu;
+}
+
+// quantize_vec_kernel with the activation in front: row r of h is [gate | up] (gated, 2 cols
+// wide) or the activation's input (cols wide); a = act(gate) * up in f32, cast at once.
+template <class T, Activation A>
+__global__ void __launch_bounds__(256)
+    act_quantize_kernel(const T* h, uint8_t* q, uint8_t* qt, int64_t rows, int64_t cols,
+                        const float* scale, float* amax, float* scale_inv, bool e4m3) {
+  __shared__ __align__(16) uint8_t tile[kVTile][kVTile + 8];
+  const float s = *scale;
+  const int64_t r0 = int64_t(blockIdx.y) * kVTile, c0 = int64_t(blockIdx.x) * kVTile;
+  const int64_t hcols = is_gated(A) ? 2 * cols : cols;
+  const int lane8 = (threadIdx.x % 8) * 8;
+  int key = 0;
+  for (int rr = threadIdx.x / 8; rr < kVTile; rr += 32) {
+    const int64_t r = r0 + rr, c = c0 + lane8;
+    if (r < rows && c < cols) {
+      float g[8], u[8];
+      load8(h + r * hcols + c, g);
+      if constexpr (is_gated(A)) load8(h + r * hcols + cols + c, u);
+      union {
+        uint2 u;
+        uint8_t b[8];
+      } out;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        float v = act_f<A>(g[k]);
+        if constexpr (is_gated(A)) v *= u[k];
+        key = max(key, abs_key(v));
+        out.b[k] = to_fp8(v * s, e4m3);
+      }
+      if (q) *reinterpret_cast<uint2*>(q + r * cols + c) = out.u;
+      *reinterpret_cast<uint2*>(&tile[rr][lane8]) = out.u;
+    }
+  }
+  if (qt) {
+    __syncthreads();
+    for (int cc = threadIdx.x / 8; cc < kVTile; cc += 32) {
+      const int64_t c = c0 + cc, r = r0 + lane8;
+      if (c < cols && r < rows) {
+        union {
+          uint2 u;
+          uint8_t b[8];
+        } out;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) out.b[k] = tile[lane8 + k][cc];
+        *reinterpret_cast<uint2*>(qt + c * rows + r) = out.u;
+      }
+    }
+  }
+  if (amax) block_amax(key, amax);
+  if (scale_inv && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *scale_inv = 1.0f / s;
+}
+
 __global__ void dequantize_kernel(const uint8_t* q, const float* scale_inv, void* y, DType yt,
                                   int64_t n, bool e4m3) {
   const float si = *scale_inv;
@@ -97,6 +238,37 @@ __global__ void amax_kernel(const T* x, int64_t n, float* amax) {
   block_amax(key, amax);
 }
 
+// One thread per tensor (column i of the history); the window loop is short (len <= 65536, one
+// read and one write per entry) and n is a few hundred, so this is a single small launch.
+__global__ void scale_update_kernel(float* history, float* scale, const float* scaled_max,
+                                    int64_t n, int64_t len, bool current, bool most_recent) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  float* h = history + i;
+  const float last = h[0];
+  float amax = 0.0f;
+  if (current) {
+    amax = last;
+    h[0] = 0.0f;
+  } else if (last != 0.0f) {
+    for (int64_t j = 0; j < len; ++j) {
+      const float v = h[j * n];
+      amax = (isnan(v) || isnan(amax)) ? NAN : fmaxf(amax, v);
+    }
+    for (int64_t j = 0; j + 1 < len; ++j) h[j * n] = h[(j + 1) * n];
+    h[(len - 1) * n] = last;
+    h[0] = 0.0f;
+    if (most_recent) amax = last;
+  }
+  if (isfinite(amax) && amax > 0.0f) {
+    float s = scaled_max[i] / amax;
+    if (isinf(s)) s = FLT_MAX;
+    scale[i] = s;
+  } else if (current) {
+    scale[i] = 1.0f;
+  }
+}
+
 void check_fp8(DType t, const char* what) {
   GRAFT_CHECK(t == DType::kF8E4M3 || t == DType::kF8E5M2, what, ": ", dtype_name(t),
               " is not an fp8 format");
@@ -111,6 +283,18 @@ void launch_quantize(const Fp8QuantizeParams& p) {
   }
   DeviceGuard g(p.device.index);
   cudaStream_t stream = stream_of(p);
+  if (p.rows % 8 == 0 && p.cols % 8 == 0 && aligned(p.x, 16) && aligned(p.q, 8) &&
+      aligned(p.qt, 8) && (p.rows + kVTile - 1) / kVTile <= 65535) {
+    const dim3 grid(static_cast<unsigned>((p.cols + kVTile - 1) / kVTile),
+                    static_cast<unsigned>((p.rows + kVTile - 1) / kVTile));
+    GRAFT_FLOAT_SWITCH(p.x_dtype, T, "fp8_quantize x", {
+      quantize_vec_kernel<T><<<grid, 256, 0, stream>>>(
+          static_cast<const T*>(p.x), static_cast<uint8_t*>(p.q), static_cast<uint8_t*>(p.qt),
+          p.rows, p.cols, p.scale, p.amax, p.scale_inv, p.fp8 == DType::kF8E4M3);
+    });
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   const dim3 block(kTile, 8);
   const dim3 grid(static_cast<unsigned>((p.cols + kTile - 1) / kTile),
                   static_cast<unsigned>((p.rows + kTile - 1) / kTile));
@@ -121,6 +305,88 @@ void launch_quantize(const Fp8QuantizeParams& p) {
         p.cols, p.scale, p.amax, p.scale_inv, p.fp8 == DType::kF8E4M3);
   });
   GRAFT_CUDA_CHECK(cudaGetLastError());
+}
+
+template <Activation A>
+void launch_act_quantize_as(const Fp8ActQuantizeParams& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((p.cols + kVTile - 1) / kVTile),
+                  static_cast<unsigned>((p.rows + kVTile - 1) / kVTile));
+  GRAFT_FLOAT_SWITCH(p.h_dtype, T, "fp8_act_quantize h", {
+    act_quantize_kernel<T, A><<<grid, 256, 0, stream>>>(
+        static_cast<const T*>(p.h), static_cast<uint8_t*>(p.q), static_cast<uint8_t*>(p.qt), p.rows,
+        p.cols, p.scale, p.amax, p.scale_inv, p.fp8 == DType::kF8E4M3);
+  });
+}
+
+// Aligned shapes (every real model's): the fused kernel. Others: the activation kernel into a
+// temporary in h's dtype, then the cast (two passes, the same math up to that rounding).
+void launch_act_quantize(const Fp8ActQuantizeParams& p) {
+  check_fp8(p.fp8, "fp8_act_quantize");
+  GRAFT_CHECK(p.scale != nullptr, "fp8_act_quantize: no scale");
+  if (p.rows == 0 || p.cols == 0) return;
+  DeviceGuard g(p.device.index);
+  cudaStream_t stream = stream_of(p);
+  if (p.rows % 8 == 0 && p.cols % 8 == 0 && aligned(p.h, 16) && aligned(p.q, 8) &&
+      aligned(p.qt, 8) && (p.rows + kVTile - 1) / kVTile <= 65535) {
+    switch (p.act) {
+      case Activation::kGelu:
+        launch_act_quantize_as<Activation::kGelu>(p, stream);
+        break;
+      case Activation::kGeluTanh:
+        launch_act_quantize_as<Activation::kGeluTanh>(p, stream);
+        break;
+      case Activation::kSilu:
+        launch_act_quantize_as<Activation::kSilu>(p, stream);
+        break;
+      case Activation::kRelu:
+        launch_act_quantize_as<Activation::kRelu>(p, stream);
+        break;
+      case Activation::kSquaredRelu:
+        launch_act_quantize_as<Activation::kSquaredRelu>(p, stream);
+        break;
+      case Activation::kQGelu:
+        launch_act_quantize_as<Activation::kQGelu>(p, stream);
+        break;
+      case Activation::kSwiglu:
+        launch_act_quantize_as<Activation::kSwiglu>(p, stream);
+        break;
+      case Activation::kGeglu:
+        launch_act_quantize_as<Activation::kGeglu>(p, stream);
+        break;
+      case Activation::kReglu:
+        launch_act_quantize_as<Activation::kReglu>(p, stream);
+        break;
+    }
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  auto& alloc = CachingAllocator::instance();
+  void* a = alloc.allocate(p.rows * p.cols * dtype_size(p.h_dtype), p.device.index, stream);
+  ActFwdParams f;
+  f.x = p.h;
+  f.y = a;
+  f.rows = p.rows;
+  f.cols = p.cols;
+  f.act = p.act;
+  f.dtype = p.h_dtype;
+  f.device = p.device;
+  f.stream = stream;
+  activation_fwd(f);
+  Fp8QuantizeParams q;
+  q.x = a;
+  q.x_dtype = p.h_dtype;
+  q.q = p.q;
+  q.qt = p.qt;
+  q.fp8 = p.fp8;
+  q.rows = p.rows;
+  q.cols = p.cols;
+  q.scale = p.scale;
+  q.amax = p.amax;
+  q.scale_inv = p.scale_inv;
+  q.device = p.device;
+  q.stream = stream;
+  launch_quantize(q);
+  alloc.release(a);
 }
 
 void launch_dequantize(const Fp8DequantizeParams& p) {
@@ -144,6 +410,17 @@ void launch_amax(const AmaxParams& p) {
   GRAFT_CUDA_CHECK(cudaGetLastError());
 }
 
+void launch_scale_update(const Fp8ScaleUpdateParams& p) {
+  GRAFT_CHECK(p.len >= 1 && (!p.current || p.len == 1), "fp8_scale_update: len = ", p.len);
+  if (p.n == 0) return;
+  DeviceGuard g(p.device.index);
+  const int threads = 128;
+  scale_update_kernel<<<static_cast<unsigned>((p.n + threads - 1) / threads), threads, 0,
+                        stream_of(p)>>>(p.history, p.scale, p.scaled_max, p.n, p.len, p.current,
+                                        p.most_recent);
+  GRAFT_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 }  // namespace graft::cuda
 
@@ -151,4 +428,6 @@ namespace graft {
 GRAFT_REGISTER_CUDA_KERNEL(fp8_quantize, Fp8QuantizeParams, cuda::launch_quantize);
 GRAFT_REGISTER_CUDA_KERNEL(fp8_dequantize, Fp8DequantizeParams, cuda::launch_dequantize);
 GRAFT_REGISTER_CUDA_KERNEL(amax_reduce, AmaxParams, cuda::launch_amax);
+GRAFT_REGISTER_CUDA_KERNEL(fp8_scale_update, Fp8ScaleUpdateParams, cuda::launch_scale_update);
+GRAFT_REGISTER_CUDA_KERNEL(fp8_act_quantize, Fp8ActQuantizeParams, cuda::launch_act_quantize);
 }  // namespace graft

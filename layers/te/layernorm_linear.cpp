@@ -12,7 +12,7 @@ namespace {
 
 struct LNLinearCtx : LayerCtx {
   layers::NormSaved norm;
-  Tensor ln;  // [rows, in] (gathered under sequence parallelism)
+  LinearSaved ln;  // the normalised input [rows, in] (gathered under sequence parallelism)
   Shape in_shape, ln_shape;
 };
 
@@ -45,6 +45,7 @@ LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c, const BuildCont
                   spec());
   blocks_.init(*this, name, c.in_features, c.out_features, c.bias, c.parameters_split, "",
                c.init_method, c.init_seed, c.params_dtype, c.device, shard);
+  blocks_.enable_fp8(bctx.fp8, *this, "");
 }
 
 TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -61,11 +62,10 @@ TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* sa
   Shape s = ng.shape();
   s.back() = blocks_.out();
   Tensor rows = layers::as_rows(ng, config_.in_features);
-  out.out = blocks_.forward(*this, rows, !config_.return_bias).view(s);
+  out.out = blocks_.forward(*this, rows, !config_.return_bias, ctx ? &ctx->ln : nullptr).view(s);
   if (config_.return_bias) out.bias = blocks_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
   if (ctx) {
-    ctx->ln = rows;
     ctx->in_shape = x.shape();
     ctx->ln_shape = ng.shape();
     *save = std::move(ctx);

@@ -44,6 +44,7 @@ struct LayerNormLinearConfig {
 
 class LayerNormLinear : public Module {
  public:
+  // ctx.fp8 (when set) runs the GEMM in FP8 (layers/te/fp8_linear.h).
   LayerNormLinear(const LayerNormLinearConfig& config, const BuildContext& ctx);
   const LayerNormLinearConfig& config() const { return config_; }
   // x [..., in] -> out [..., out] (+ bias / ln_out per the options).

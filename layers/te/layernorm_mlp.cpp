@@ -12,7 +12,8 @@ namespace {
 
 struct LNMLPCtx : LayerCtx {
   layers::NormSaved norm;
-  Tensor ln, h, a;  // [rows, H], [rows, F'], [rows, F] (rows gathered under sp)
+  LinearSaved ln, a;  // fc1's input [rows, H], fc2's input [rows, F] (rows gathered under sp)
+  Tensor h;           // fc1's output [rows, F']
   Shape in_shape, ln_shape;
 };
 
@@ -53,10 +54,12 @@ LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c, const BuildContext& bctx
             c.params_dtype, c.device, s1);
   fc2_.init(*this, name, c.ffn_hidden_size, c.hidden_size, c.bias, {}, "fc2_",
             c.output_layer_init_method, c.init_seed + 1, c.params_dtype, c.device, s2);
+  fc1_.enable_fp8(bctx.fp8, *this, "fc1_");
+  fc2_.enable_fp8(bctx.fp8, *this, "fc2_");
 }
 
 TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
-  const int64_t H = config_.hidden_size, F = fc2_.in();
+  const int64_t H = config_.hidden_size;
   auto ctx = save ? std::make_unique<LNMLPCtx>() : nullptr;
   Tensor x2 = layers::as_rows(x, H);
   const bool ln = norm_ == NormType::kLayerNorm;
@@ -67,30 +70,18 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
   Tensor ng = n.view(x.shape());
   if (parallel_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
   Tensor n_rows = layers::as_rows(ng, H);
-  Tensor h = fc1_.forward(*this, n_rows, true);
-  const int64_t rows = n_rows.size(0);
-  Tensor a = Tensor::empty({rows, F}, h.dtype(), x.device());
-  ActFwdParams p;
-  p.x = h.raw();
-  p.y = a.raw();
-  p.rows = rows;
-  p.cols = F;
-  p.act = act_;
-  p.dtype = h.dtype();
-  p.device = x.device();
-  if (rows > 0) activation_fwd(p);
-  TEOutput out;
+  Tensor h = fc1_.forward(*this, n_rows, true, ctx ? &ctx->ln : nullptr);
+  TEOutput out;  // fc2(act(h)): with FP8 the activation is fused into fc2's input cast
   const bool add_bias = !config_.return_bias && (!parallel_ || tp_->rank() == 0);
-  out.out = fc2_.forward(*this, a, add_bias).view(ng.shape());
+  out.out =
+      fc2_.forward_activated(*this, h, act_, add_bias, ctx ? &ctx->a : nullptr).view(ng.shape());
   if (parallel_)
     out.out = sp_ ? reduce_scatter_to_sp(out.out, *tp_) : reduce_from_tp(out.out, *tp_);
   if (config_.return_bias) out.bias = fc2_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
   if (ctx) {
-    ctx->ln = n_rows;
     ctx->ln_shape = ng.shape();
     ctx->h = h;
-    ctx->a = a;
     ctx->in_shape = x.shape();
     *save = std::move(ctx);
   }

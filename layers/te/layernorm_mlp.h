@@ -49,6 +49,7 @@ struct LayerNormMLPConfig {
 
 class LayerNormMLP : public Module {
  public:
+  // ctx.fp8 (when set) runs fc1 and fc2 in FP8 (layers/te/fp8_linear.h).
   LayerNormMLP(const LayerNormMLPConfig& config, const BuildContext& ctx);
   const LayerNormMLPConfig& config() const { return config_; }
   TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);

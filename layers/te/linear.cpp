@@ -8,7 +8,7 @@ namespace graft::te {
 namespace {
 
 struct LinearCtx : LayerCtx {
-  Tensor x;
+  LinearSaved x;
   Shape in_shape, x_shape;
 };
 
@@ -44,6 +44,7 @@ Linear::Linear(const LinearConfig& c, const BuildContext& ctx)
   column_ = shard.tp > 1 && shard.mode == "column";
   row_ = shard.tp > 1 && shard.mode == "row";
   sp_ = c.sequence_parallel && (column_ || row_);
+  blocks_.enable_fp8(ctx.fp8, *this, "");
 }
 
 TEOutput Linear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
@@ -53,12 +54,11 @@ TEOutput Linear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
   Shape s = xin.shape();
   s.back() = blocks_.out();
   const bool add_bias = !config_.return_bias && (!row_ || tp_->rank() == 0);
-  out.out = blocks_.forward(*this, x2, add_bias).view(s);
+  auto ctx = save ? std::make_unique<LinearCtx>() : nullptr;
+  out.out = blocks_.forward(*this, x2, add_bias, ctx ? &ctx->x : nullptr).view(s);
   if (row_) out.out = sp_ ? reduce_scatter_to_sp(out.out, *tp_) : reduce_from_tp(out.out, *tp_);
   if (config_.return_bias) out.bias = blocks_.bias(*this);
   if (save) {
-    auto ctx = std::make_unique<LinearCtx>();
-    ctx->x = x2;
     ctx->in_shape = x.shape();
     ctx->x_shape = xin.shape();
     *save = std::move(ctx);

@@ -40,6 +40,7 @@ struct LinearConfig {
 
 class Linear : public Module {
  public:
+  // ctx.fp8 (when set) runs the GEMM in FP8 (layers/te/fp8_linear.h).
   Linear(const LinearConfig& config, const BuildContext& ctx);
   const LinearConfig& config() const { return config_; }
   // x [..., in] -> out [..., out].

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "layers/reference/common.h"
+#include "layers/te/fp8_linear.h"
 #include "parallel/tp_collectives.h"
 
 namespace graft::te {
@@ -124,8 +125,16 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
   out_ = local_off;
 }
 
-Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias) const {
+void LinearBlocks::enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
+                              const std::string& prefix) {
+  if (state) fp8_ = std::make_shared<Fp8Linear>(state, &owner, prefix);
+}
+
+Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias,
+                             LinearSaved* save) const {
   GRAFT_CHECK(x.ndim() == 2 && x.size(1) == in_, "te linear: x ", x.str(), ", in = ", in_);
+  if (fp8_) return fp8_forward(owner, x, add_bias, save);
+  if (save) save->x = x;
   Tensor y = Tensor::empty({x.size(0), out_}, x.dtype(), x.device());
   for (const auto& b : blocks_) {
     Tensor yb = y.slice(1, b.offset, b.size);
@@ -135,8 +144,14 @@ Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias) cons
   return y;
 }
 
-Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const Tensor& x,
+Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const LinearSaved& saved,
                               ProcessGroup* reduce) const {
+  if (fp8_) {
+    Tensor dx = fp8_backward(owner, dy, saved);
+    if (reduce) copy_to_tp_backward_async(dx, *reduce)->wait();
+    return dx;
+  }
+  const Tensor& x = saved.x;
   GRAFT_CHECK(dy.ndim() == 2 && dy.size(1) == out_ && dy.size(0) == x.size(0),
               "te linear backward: dy ", dy.str(), " x ", x.str());
   Tensor dx = Tensor::empty({x.size(0), in_}, dy.dtype(), x.device());
@@ -153,6 +168,78 @@ Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const Tensor& x,
     if (bias_) layers::sum_rows_acc(dyb, layers::grad_of(*owner.parameter(b.bias)));
   }
   if (work) work->wait();
+  return dx;
+}
+
+Tensor LinearBlocks::fp8_weight(Module& owner) const {
+  if (blocks_.size() == 1) return owner.parameter(blocks_[0].weight)->value;
+  const Tensor& w0 = owner.parameter(blocks_[0].weight)->value;
+  Tensor w = Tensor::empty({out_, in_}, w0.dtype(), w0.device());
+  for (const auto& b : blocks_) {
+    Tensor dst = w.slice(0, b.offset, b.size);
+    layers::copy_matrix(dst, owner.parameter(b.weight)->value);
+  }
+  return w;
+}
+
+void LinearBlocks::add_bias_rows(Module& owner, Tensor& y) const {
+  if (!bias_ || y.size(0) == 0) return;
+  // A rank-1 GEMM (k = 1) with a column of ones.
+  Tensor ones = Tensor::full({y.size(0), 1}, 1.0f, DType::kF32);
+  const Tensor& b0 = owner.parameter(blocks_[0].bias)->value;
+  ones = (b0.dtype() == DType::kF32 ? ones : ones.to(b0.dtype())).to(y.device());
+  for (const auto& b : blocks_) {
+    Tensor yb = y.slice(1, b.offset, b.size);
+    layers::matmul_nt_into(ones, owner.parameter(b.bias)->value.view({b.size, 1}), Tensor(), yb,
+                           1.0f);
+  }
+}
+
+Tensor LinearBlocks::fp8_forward(Module& owner, const Tensor& x, bool add_bias,
+                                 LinearSaved* save) const {
+  Tensor xc = x.is_contiguous() ? x : x.contiguous();
+  Tensor y = fp8_->forward(
+      xc, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr);
+  if (add_bias) add_bias_rows(owner, y);
+  return y;
+}
+
+Tensor LinearBlocks::forward_activated(Module& owner, const Tensor& h, Activation act,
+                                       bool add_bias, LinearSaved* save) const {
+  const int64_t rows = h.size(0);
+  GRAFT_CHECK(h.ndim() == 2 && h.size(1) == (activation_is_gated(act) ? 2 * in_ : in_),
+              "te linear: activation input ", h.str(), ", in = ", in_);
+  if (fp8_) {
+    Tensor hc = h.is_contiguous() ? h : h.contiguous();
+    Tensor y = fp8_->forward_activated(
+        hc, act, in_, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr);
+    if (add_bias) add_bias_rows(owner, y);
+    return y;
+  }
+  Tensor a = Tensor::empty({rows, in_}, h.dtype(), h.device());
+  ActFwdParams p;
+  p.x = h.raw();
+  p.y = a.raw();
+  p.rows = rows;
+  p.cols = in_;
+  p.act = act;
+  p.dtype = h.dtype();
+  p.device = h.device();
+  if (rows > 0) activation_fwd(p);
+  return forward(owner, a, add_bias, save);
+}
+
+Tensor LinearBlocks::fp8_backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const {
+  GRAFT_CHECK(dy.ndim() == 2 && dy.size(1) == out_, "te linear backward: dy ", dy.str());
+  std::vector<Fp8Linear::GradBlock> grads;
+  for (const auto& b : blocks_)
+    grads.push_back({b.offset, b.size, &layers::grad_of(*owner.parameter(b.weight))});
+  Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
+  Tensor dx = fp8_->backward(dyc, saved.x_t, grads);
+  if (bias_)
+    for (const auto& b : blocks_)
+      layers::sum_rows_acc(dyc.slice(1, b.offset, b.size),
+                           layers::grad_of(*owner.parameter(b.bias)));
   return dx;
 }
 

@@ -1,18 +1,22 @@
 // Shared pieces of the TE-style fused layers (layers/te/*): option parsing with errors that name
 // the option, the output bundle of TE's return_bias / return_layernorm_output, and LinearBlocks,
 // the weight (+ bias) of a TE Linear optionally split into several named parameters along dim 0
-// (TE's parameters_split).
+// (TE's parameters_split). With FP8 on (enable_fp8), LinearBlocks runs its GEMMs through
+// Fp8Linear (layers/te/fp8_linear.h) and saves the FP8 xᵀ for backward instead of x.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "framework/registry/build_context.h"
 #include "framework/registry/module.h"
 #include "kernels/activation.h"
 #include "layers/decoder.h"
+#include "layers/te/fp8_state.h"
 #include "parallel/process_group.h"
 
 namespace graft::te {
@@ -41,6 +45,14 @@ Activation parse_te_activation(const std::string& layer, const std::string& valu
 void reject_if(bool set, const std::string& layer, const std::string& option,
                const std::string& value, const std::string& why);
 
+class Fp8Linear;
+
+// What a linear's backward needs of its input: x itself, or with FP8 its FP8 transposed copy.
+struct LinearSaved {
+  Tensor x;        // [rows, in]
+  Fp8Operand x_t;  // FP8 [in, rows] (FP8 only)
+};
+
 // How a TE linear's weight is split over tensor parallelism (tp ranks of the build context):
 //   column: each block's rows split evenly (rank r holds rows [r·n/T, (r+1)·n/T) of a block of n
 //           rows; the fused qkv's grouped layout makes that whole KV groups); with gated_halves
@@ -65,17 +77,32 @@ class LinearBlocks {
             const ParametersSplit& split, const std::string& prefix, const InitMethod& init,
             uint64_t init_seed, DType params_dtype, Device device,
             const LinearShard& shard = LinearShard());
+  // FP8 GEMMs with `state`'s scaling (no-op when null): slots "<prefix>fp8_input", ... of
+  // `owner`. Call after init.
+  void enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
+                  const std::string& prefix);
+  bool fp8() const { return fp8_ != nullptr; }
   int64_t in() const { return in_; }
   int64_t out() const { return out_; }
   bool has_bias() const { return bias_; }
 
-  // x [rows, in] -> [rows, out]; the bias is added when add_bias.
-  Tensor forward(Module& owner, const Tensor& x, bool add_bias) const;
+  // x [rows, in] -> [rows, out]; the bias is added when add_bias. `save` (a training forward)
+  // receives what backward needs.
+  Tensor forward(Module& owner, const Tensor& x, bool add_bias, LinearSaved* save = nullptr) const;
+  // forward(act(h)) with h [rows, in] ([rows, 2 in] when gated): with FP8 the activation is fused
+  // into the input cast (Fp8State::cast_activation), otherwise a = act(h) is made first.
+  Tensor forward_activated(Module& owner, const Tensor& h, Activation act, bool add_bias,
+                           LinearSaved* save = nullptr) const;
   // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy. With
   // `reduce` (a column-parallel layer's tp group) dx is all-reduced over it, the collective
-  // started before the weight-gradient GEMMs and waited after them (they overlap on a GPU).
-  Tensor backward(Module& owner, const Tensor& dy, const Tensor& x,
+  // started before the weight-gradient GEMMs and waited after them (they overlap on a GPU; with
+  // FP8 it follows the FP8 backward).
+  Tensor backward(Module& owner, const Tensor& dy, const LinearSaved& saved,
                   ProcessGroup* reduce = nullptr) const;
+  Tensor backward(Module& owner, const Tensor& dy, const Tensor& x,
+                  ProcessGroup* reduce = nullptr) const {
+    return backward(owner, dy, LinearSaved{x, {}}, reduce);
+  }
   // The whole bias [out] (a copy when split), for return_bias.
   Tensor bias(Module& owner) const;
 
@@ -84,7 +111,13 @@ class LinearBlocks {
     std::string weight, bias;
     int64_t offset = 0, size = 0;
   };
+  Tensor fp8_forward(Module& owner, const Tensor& x, bool add_bias, LinearSaved* save) const;
+  Tensor fp8_weight(Module& owner) const;              // W [out, in], the blocks stacked
+  void add_bias_rows(Module& owner, Tensor& y) const;  // y += 1 · biasᵀ
+  Tensor fp8_backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const;
+
   std::vector<Block> blocks_;
+  std::shared_ptr<Fp8Linear> fp8_;  // mutable state (weight copies) behind a const interface
   int64_t in_ = 0, out_ = 0;
   bool bias_ = false;
 };

@@ -109,7 +109,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaFp8Cast,
                                            CastCase{29, 541, DType::kBF16, DType::kF8E4M3},
                                            CastCase{64, 128, DType::kBF16, DType::kF8E5M2},
                                            CastCase{1, 1, DType::kF32, DType::kF8E5M2},
-                                           CastCase{333, 17, DType::kF32, DType::kF8E4M3}));
+                                           CastCase{333, 17, DType::kF32, DType::kF8E4M3},
+                                           // the vectorised kernel (rows, cols % 8 == 0), with
+                                           // partial 64x64 tiles and a tile-sized shape
+                                           CastCase{136, 200, DType::kBF16, DType::kF8E4M3},
+                                           CastCase{256, 512, DType::kF32, DType::kF8E5M2},
+                                           CastCase{8, 24, DType::kF16, DType::kF8E4M3}));
 
 struct GemmCase {
   int64_t m, n, k;

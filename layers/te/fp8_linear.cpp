@@ -1,0 +1,106 @@
+#include "layers/te/fp8_linear.h"
+
+#include "kernels/fp8.h"
+
+namespace graft::te {
+namespace {
+
+// C [m, n] (beta: 0 write, 1 accumulate) = A [m, k] · B [n, k]ᵀ on FP8 operands.
+void gemm(const void* a, DType at, const float* a_si, const void* b, DType bt, const float* b_si,
+          Tensor& c, int64_t m, int64_t n, int64_t k, float beta, bool fast) {
+  if (m == 0 || n == 0) return;
+  Fp8GemmParams p;
+  p.a = a;
+  p.b = b;
+  p.c = c.raw();
+  p.a_dtype = at;
+  p.b_dtype = bt;
+  p.c_dtype = c.dtype();
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.a_scale_inv = a_si;
+  p.b_scale_inv = b_si;
+  p.beta = beta;
+  p.fast_accum = fast;
+  p.device = c.device();
+  if (k == 0) {  // an empty sum: C = beta C
+    if (beta == 0.0f) c.zero_();
+    return;
+  }
+  fp8_gemm(p);
+}
+
+}  // namespace
+
+Fp8Linear::Fp8Linear(std::shared_ptr<Fp8State> state, const Module* owner,
+                     const std::string& prefix)
+    : state_(std::move(state)) {
+  input_ = state_->add_slot(owner, prefix + "fp8_input", Fp8Role::kInput);
+  weight_ = state_->add_slot(owner, prefix + "fp8_weight", Fp8Role::kWeight);
+  grad_ = state_->add_slot(owner, prefix + "fp8_grad_output", Fp8Role::kGradOutput);
+}
+
+void Fp8Linear::refresh_weight(const std::function<Tensor()>& weight) {
+  if (gen_ == state_->generation() && w_.defined()) return;
+  Tensor w = weight();
+  // The weight's amax is recorded by every first cast of a step (training or not: the weight is
+  // the same either way).
+  state_->cast(weight_, w, /*record=*/true, &w_, &wt_);
+  gen_ = state_->generation();
+}
+
+Tensor Fp8Linear::forward(const Tensor& x, const std::function<Tensor()>& weight, Fp8Operand* xt) {
+  refresh_weight(weight);
+  GRAFT_CHECK(w_.data.size(1) == x.size(1), "fp8 linear: x ", x.str(), " against W ",
+              w_.data.str());
+  Fp8Operand xq;
+  state_->cast(input_, x, /*record=*/xt != nullptr, &xq, xt);
+  return fprop(xq, x);
+}
+
+Tensor Fp8Linear::forward_activated(const Tensor& h, Activation act, int64_t cols,
+                                    const std::function<Tensor()>& weight, Fp8Operand* xt) {
+  refresh_weight(weight);
+  GRAFT_CHECK(w_.data.size(1) == cols, "fp8 linear: ", cols, " activations against W ",
+              w_.data.str());
+  Fp8Operand xq;
+  state_->cast_activation(input_, h, act, cols, /*record=*/xt != nullptr, &xq, xt);
+  return fprop(xq, h);
+}
+
+Tensor Fp8Linear::fprop(const Fp8Operand& xq, const Tensor& like) {
+  const int64_t rows = xq.data.size(0), in = xq.data.size(1), out = w_.data.size(0);
+  Tensor y = Tensor::empty({rows, out}, like.dtype(), like.device());
+  Fp8Profile::Scope timed(state_->profile(), "gemm_fprop");
+  gemm(xq.data.raw(), xq.dtype(), xq.scale_inv_ptr(), w_.data.raw(), w_.dtype(), w_.scale_inv_ptr(),
+       y, rows, out, in, 0.0f, /*fast=*/true);
+  return y;
+}
+
+Tensor Fp8Linear::backward(const Tensor& dy, const Fp8Operand& xt,
+                           const std::vector<GradBlock>& grads) {
+  GRAFT_CHECK(wt_.defined() && xt.defined(), "fp8 linear backward without its forward");
+  const int64_t rows = dy.size(0), out = dy.size(1), in = xt.data.size(0);
+  GRAFT_CHECK(xt.data.size(1) == rows && wt_.data.size(1) == out, "fp8 linear backward: dy ",
+              dy.str(), ", xᵀ ", xt.data.str(), ", Wᵀ ", wt_.data.str());
+  Fp8Operand dyq, dyt;
+  state_->cast(grad_, dy, /*record=*/true, &dyq, &dyt);
+  Tensor dx = Tensor::empty({rows, in}, dy.dtype(), dy.device());
+  {
+    Fp8Profile::Scope timed(state_->profile(), "gemm_dgrad");
+    gemm(dyq.data.raw(), dyq.dtype(), dyq.scale_inv_ptr(), wt_.data.raw(), wt_.dtype(),
+         wt_.scale_inv_ptr(), dx, rows, in, out, 0.0f, /*fast=*/false);
+  }
+  Fp8Profile::Scope timed(state_->profile(), "gemm_wgrad");
+  for (const GradBlock& g : grads) {
+    GRAFT_CHECK(g.grad && g.grad->dtype() == DType::kF32 && g.grad->shape() == Shape({g.size, in}),
+                "fp8 linear backward: weight gradient of block at ", g.offset);
+    const auto* a = static_cast<const uint8_t*>(dyt.data.raw()) + g.offset * rows;
+    gemm(a, dyt.dtype(), dyt.scale_inv_ptr(), xt.data.raw(), xt.dtype(), xt.scale_inv_ptr(),
+         *g.grad, g.size, in, rows, 1.0f, /*fast=*/false);
+  }
+  return dx;
+}
+
+}  // namespace graft::te

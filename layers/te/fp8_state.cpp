@@ -1,0 +1,266 @@
+#include "layers/te/fp8_state.h"
+
+#include <cmath>
+#include <functional>
+#include <unordered_map>
+
+#include "framework/registry/module.h"
+#include "kernels/fp8.h"
+#include "parallel/process_group.h"
+
+namespace graft::te {
+
+const char* fp8_recipe_name(Fp8Recipe r) {
+  switch (r) {
+    case Fp8Recipe::kDelayed:
+      return "delayed";
+    case Fp8Recipe::kCurrent:
+      return "current";
+    default:
+      return "none";
+  }
+}
+
+Fp8State::Fp8State(Fp8Config config, Device device)
+    : config_(std::move(config)), device_(device), profile_(device) {
+  GRAFT_CHECK(config_.enabled(), "Fp8State: recipe none");
+}
+
+int64_t Fp8State::add_slot(const Module* owner, const std::string& name, Fp8Role role) {
+  GRAFT_CHECK(!history_.defined(), "Fp8State: slot ", name, " added after the buffers were made");
+  Slot s;
+  s.owner = owner;
+  s.name = name;
+  s.dtype = role == Fp8Role::kGradOutput ? config_.backward_dtype() : config_.forward_dtype();
+  s.role = role;
+  slots_.push_back(s);
+  return num_slots() - 1;
+}
+
+void Fp8State::finalize(Module& root) {
+  std::unordered_map<const Module*, std::string> path;
+  std::function<void(const Module&, const std::string&)> walk = [&](const Module& m,
+                                                                    const std::string& p) {
+    path[&m] = p;
+    for (const auto& [name, child] : m.children()) walk(*child, p.empty() ? name : p + "." + name);
+  };
+  walk(root, "");
+  for (Slot& s : slots_) {
+    auto it = path.find(s.owner);
+    GRAFT_CHECK(it != path.end(), "Fp8State: the owner of FP8 slot ", s.name,
+                " is not part of the model");
+    s.name = it->second.empty() ? s.name : it->second + "." + s.name;
+  }
+  ensure_buffers();
+}
+
+void Fp8State::ensure_buffers() {
+  if (history_.defined()) return;
+  const int64_t n = num_slots();
+  std::vector<float> ones(static_cast<size_t>(n), 1.0f), smax(static_cast<size_t>(n));
+  const float margin = std::ldexp(1.0f, -static_cast<int>(delayed() ? config_.margin : 0));
+  for (int64_t i = 0; i < n; ++i) smax[i] = fp8_max(slots_[i].dtype) * margin;
+  history_ = Tensor::zeros({len(), n}, DType::kF32, device_);
+  scale_ = Tensor::from_vector(ones, {n}).to(device_);
+  scaled_max_ = Tensor::from_vector(smax, {n}).to(device_);
+}
+
+float* Fp8State::scale_ptr(int64_t i) { return static_cast<float*>(scale_.raw()) + i; }
+float* Fp8State::amax_ptr(int64_t i) { return static_cast<float*>(history_.raw()) + i; }
+
+void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, Fp8Operand* qt) {
+  ensure_buffers();
+  GRAFT_CHECK(slot >= 0 && slot < num_slots(), "Fp8State::cast: slot ", slot);
+  GRAFT_CHECK(x.ndim() == 2 && x.is_contiguous() && x.device() == device_, "Fp8State::cast: x ",
+              x.str(), " for slot ", slots_[slot].name);
+  const int64_t rows = x.size(0), cols = x.size(1);
+  const DType t = slots_[slot].dtype;
+  const Fp8Role role = slots_[slot].role;
+  Fp8Profile::Scope timed(profile_, role == Fp8Role::kInput    ? "cast_input"
+                                    : role == Fp8Role::kWeight ? "cast_weight"
+                                                               : "cast_grad_output");
+  if (!delayed()) {  // current scaling: scale from this tensor's own amax, in the slot's
+    // staging entry (zero: the scale update resets it after reading it)
+    AmaxParams a;
+    a.x = x.raw();
+    a.dtype = x.dtype();
+    a.n = x.numel();
+    a.amax = amax_ptr(slot);
+    a.device = device_;
+    amax_reduce(a);
+    Fp8ScaleUpdateParams u;
+    u.history = amax_ptr(slot);
+    u.scale = scale_ptr(slot);
+    u.scaled_max = static_cast<const float*>(scaled_max_.raw()) + slot;
+    u.n = 1;
+    u.len = 1;
+    u.current = true;
+    u.device = device_;
+    fp8_scale_update(u);
+  }
+  Fp8QuantizeParams p;
+  p.x = x.raw();
+  p.x_dtype = x.dtype();
+  p.fp8 = t;
+  p.rows = rows;
+  p.cols = cols;
+  p.scale = scale_ptr(slot);
+  p.amax = record && delayed() ? amax_ptr(slot) : nullptr;
+  p.device = device_;
+  Tensor scale_inv = Tensor::empty({1}, DType::kF32, device_);
+  if (q) {
+    q->data = Tensor::empty({rows, cols}, t, device_);
+    q->scale_inv = scale_inv;
+    p.q = q->data.raw();
+  }
+  if (qt) {
+    qt->data = Tensor::empty({cols, rows}, t, device_);
+    qt->scale_inv = scale_inv;
+    p.qt = qt->data.raw();
+  }
+  if (rows == 0 || cols == 0) {  // nothing to cast; the GEMMs skip empty operands
+    scale_inv.copy_from(Tensor::from_vector(std::vector<float>{1.0f}, {1}));
+    return;
+  }
+  p.scale_inv = static_cast<float*>(scale_inv.raw());
+  fp8_quantize(p);
+}
+
+void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, int64_t cols,
+                               bool record, Fp8Operand* q, Fp8Operand* qt) {
+  ensure_buffers();
+  GRAFT_CHECK(slot >= 0 && slot < num_slots(), "Fp8State::cast_activation: slot ", slot);
+  const int64_t rows = h.size(0);
+  GRAFT_CHECK(h.ndim() == 2 && h.is_contiguous() && h.device() == device_ &&
+                  h.size(1) == (activation_is_gated(act) ? 2 * cols : cols),
+              "Fp8State::cast_activation: h ", h.str(), " for ", cols, " columns");
+  if (!delayed() || rows == 0) {  // the scale needs a's amax first (or there is nothing to do)
+    Tensor a = Tensor::empty({rows, cols}, h.dtype(), device_);
+    ActFwdParams f;
+    f.x = h.raw();
+    f.y = a.raw();
+    f.rows = rows;
+    f.cols = cols;
+    f.act = act;
+    f.dtype = h.dtype();
+    f.device = device_;
+    if (rows > 0) activation_fwd(f);
+    cast(slot, a, record, q, qt);
+    return;
+  }
+  const DType t = slots_[slot].dtype;
+  Fp8Profile::Scope timed(profile_, "cast_activation_fused");
+  Tensor scale_inv = Tensor::empty({1}, DType::kF32, device_);
+  Fp8ActQuantizeParams p;
+  p.h = h.raw();
+  p.h_dtype = h.dtype();
+  p.act = act;
+  p.fp8 = t;
+  p.rows = rows;
+  p.cols = cols;
+  p.scale = scale_ptr(slot);
+  p.amax = record ? amax_ptr(slot) : nullptr;
+  p.scale_inv = static_cast<float*>(scale_inv.raw());
+  p.device = device_;
+  if (q) {
+    q->data = Tensor::empty({rows, cols}, t, device_);
+    q->scale_inv = scale_inv;
+    p.q = q->data.raw();
+  }
+  if (qt) {
+    qt->data = Tensor::empty({cols, rows}, t, device_);
+    qt->scale_inv = scale_inv;
+    p.qt = qt->data.raw();
+  }
+  fp8_act_quantize(p);
+}
+
+void Fp8State::end_step(ProcessGroup& group) {
+  ++generation_;
+  if (!delayed() || num_slots() == 0) {
+    profile_.collect();
+    return;
+  }
+  ensure_buffers();
+  const int64_t n = num_slots();
+  if (group.size() > 1) {
+    Fp8Profile::Scope timed(profile_, "amax_allreduce");
+    Tensor staged = history_.slice(0, 0, 1).view({n});  // row 0: contiguous
+    group.all_reduce(staged, ReduceOp::kMax);
+  }
+  Fp8ScaleUpdateParams u;
+  u.history = static_cast<float*>(history_.raw());
+  u.scale = static_cast<float*>(scale_.raw());
+  u.scaled_max = static_cast<const float*>(scaled_max_.raw());
+  u.n = n;
+  u.len = len();
+  u.most_recent = config_.amax_compute_algo == AmaxAlgo::kMostRecent;
+  u.device = device_;
+  {
+    Fp8Profile::Scope timed(profile_, "scale_update");
+    fp8_scale_update(u);
+  }
+  profile_.collect();
+}
+
+float Fp8State::scale(int64_t slot) const {
+  GRAFT_CHECK(scale_.defined() && slot >= 0 && slot < num_slots(), "Fp8State::scale: slot ", slot);
+  return scale_.to(Device::cpu()).data<float>()[slot];
+}
+
+std::vector<float> Fp8State::history(int64_t slot) const {
+  GRAFT_CHECK(history_.defined() && slot >= 0 && slot < num_slots(), "Fp8State::history: slot ",
+              slot);
+  Tensor h = history_.to(Device::cpu());
+  std::vector<float> out(static_cast<size_t>(len()));
+  for (int64_t j = 0; j < len(); ++j) out[j] = h.data<float>()[j * num_slots() + slot];
+  return out;
+}
+
+std::vector<std::string> Fp8State::state_names() const {
+  std::vector<std::string> names;
+  if (!delayed()) return names;
+  for (const Slot& s : slots_) {
+    names.push_back(s.name + ".amax_history");
+    names.push_back(s.name + ".scale");
+  }
+  return names;
+}
+
+std::vector<std::pair<std::string, Tensor>> Fp8State::state_tensors() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (!delayed() || !history_.defined()) return out;
+  Tensor h = history_.to(Device::cpu()), s = scale_.to(Device::cpu());
+  const int64_t n = num_slots();
+  for (int64_t i = 0; i < n; ++i) {
+    Tensor col = Tensor::empty({len()}, DType::kF32);
+    for (int64_t j = 0; j < len(); ++j) col.data<float>()[j] = h.data<float>()[j * n + i];
+    out.emplace_back(slots_[i].name + ".amax_history", col);
+    out.emplace_back(slots_[i].name + ".scale",
+                     Tensor::from_vector(std::vector<float>{s.data<float>()[i]}, {1}));
+  }
+  return out;
+}
+
+void Fp8State::load_state(const std::map<std::string, Tensor>& tensors, const std::string& where) {
+  if (!delayed()) return;
+  ensure_buffers();
+  const int64_t n = num_slots();
+  Tensor h = history_.to(Device::cpu()), s = scale_.to(Device::cpu());
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string hk = slots_[i].name + ".amax_history", sk = slots_[i].name + ".scale";
+    auto hi = tensors.find(hk), si = tensors.find(sk);
+    GRAFT_INPUT_CHECK(hi != tensors.end() && si != tensors.end(), where, ": FP8 state ",
+                      hi == tensors.end() ? hk : sk, " is missing");
+    GRAFT_INPUT_CHECK(hi->second.shape() == Shape({len()}) && si->second.shape() == Shape({1}),
+                      where, ": FP8 state ", hk, " has shape ", shape_str(hi->second.shape()),
+                      ", expected [", len(), "] (precision.fp8.amax_history_len)");
+    const std::vector<float> hv = hi->second.to_f32_vector(), sv = si->second.to_f32_vector();
+    for (int64_t j = 0; j < len(); ++j) h.data<float>()[j * n + i] = hv[j];
+    s.data<float>()[i] = sv[0];
+  }
+  history_.copy_from(h);
+  scale_.copy_from(s);
+}
+
+}  // namespace graft::te

@@ -40,7 +40,7 @@ std::unique_ptr<CausalLM> build_whole_model(const CausalLM& m) {
   if (!types.empty() && types.front() != c.decoder_layer)
     overrides.emplace_back(c.decoder_layer, types.front());
   OverrideScope scope(overrides);
-  return build_model(c, BuildContext{Device::cpu(), DType::kF32, single_process_groups()});
+  return build_model(c, BuildContext{Device::cpu(), DType::kF32, single_process_groups(), nullptr});
 }
 
 void copy_shards(CausalLM& dst, CausalLM& whole) {

@@ -42,7 +42,8 @@ std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, D
   std::unique_ptr<CausalLM> model;
   {
     OverrideScope scope(overrides);
-    model = groups ? build_model(config, BuildContext{device, config.decoder.params_dtype, groups})
+    model = groups ? build_model(config,
+                                 BuildContext{device, config.decoder.params_dtype, groups, nullptr})
                    : build_model(config);
   }
   load_model_weights(*model, checkpoint, prefer_master);

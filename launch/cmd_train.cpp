@@ -9,6 +9,7 @@
 #include "framework/recipe/recipe.h"
 #include "framework/train/trainer.h"
 #include "launch/command.h"
+#include "parallel/launch.h"
 
 namespace graft::launch {
 namespace {
@@ -26,7 +27,8 @@ int run_train(const std::vector<std::string>& args) {
   if (!vm) return 0;
   std::vector<std::string> sets;
   if (vm->count("set")) sets = (*vm)["set"].as<std::vector<std::string>>();
-  Recipe recipe = load_recipe((*vm)["recipe"].as<std::string>(), sets);
+  Recipe recipe;  // the same recipe error on every rank is one line (rank 0's)
+  parse_on_every_rank([&] { recipe = load_recipe((*vm)["recipe"].as<std::string>(), sets); });
   if ((*vm)["print-config"].as<bool>()) {
     std::cout << "# resolved from " << recipe.file << " (config hash " << recipe.config_hash()
               << ")\n"

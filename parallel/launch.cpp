@@ -145,4 +145,28 @@ void world_broadcast(void* data, size_t bytes, int root) {
 #endif
 }
 
+void parse_on_every_rank(const std::function<void()>& parse) {
+  const WorldInfo& w = world_info();
+  if (w.size == 1) {
+    parse();
+    return;
+  }
+  bool failed = false;
+  std::string mine;
+  try {
+    parse();
+  } catch (const InputError& e) {
+    failed = true;
+    mine = e.what();
+  }
+  // Rank 0's outcome: 0 = success, else 1 + the length of its message, then the message.
+  uint64_t len = w.rank == 0 && failed ? mine.size() + 1 : 0;
+  world_broadcast(&len, sizeof len, 0);
+  std::string root = w.rank == 0 ? mine : std::string(len > 0 ? len - 1 : 0, '\0');
+  if (len > 1) world_broadcast(root.data(), len - 1, 0);
+  if (failed && len > 0 && mine == root) throw CollectiveInputError(mine);
+  if (failed) throw InputError(mine);
+  if (len > 0) throw CollectiveInputError(root);
+}
+
 }  // namespace graft

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "framework/core/device.h"
@@ -40,5 +41,14 @@ std::string rank_prefix();
 // no-op in a world of one). Collective: how the NCCL backend shares its unique id without
 // including MPI itself.
 void world_broadcast(void* data, size_t bytes, int root);
+
+// Runs `parse` — input checking that every rank does alike (loading the recipe) — and agrees on
+// its InputError with rank 0, so a bad recipe under mpirun is one line for the job: the same
+// error on every rank is rethrown as CollectiveInputError (rank 0 prints it); a rank whose own
+// outcome differs from rank 0's (a file missing on one node) throws its own InputError, and a rank
+// that succeeded where rank 0 failed throws rank 0's as CollectiveInputError (silent there).
+// Collective: every rank of the world calls it once at the same point (one broadcast of rank 0's
+// outcome; none in a world of one). Other exceptions pass through unchanged.
+void parse_on_every_rank(const std::function<void()>& parse);
 
 }  // namespace graft

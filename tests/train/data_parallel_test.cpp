@@ -254,5 +254,19 @@ TEST(DataParallel, ImpossibleLayoutIsOneLineAndExitCode2) {
   EXPECT_NE(r.out.find("3"), std::string::npos) << r.out;
 }
 
+// A bad recipe key is found alike by every rank: the job prints it once (rank 0), exit 2.
+TEST(DataParallel, BadRecipeKeyIsOneLineForTheJob) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not found";
+  TempDir d;
+  const std::string file = recipe(d);
+  MpiRun r = mpirun(2, "train --recipe " + file + " --set schedule.warmup_steps=100000");
+  EXPECT_EQ(r.code, 2) << r.out;
+  size_t lines = 0;
+  for (size_t pos = 0; (pos = r.out.find("graft train:", pos)) != std::string::npos; ++pos) ++lines;
+  EXPECT_EQ(lines, 1u) << r.out;
+  EXPECT_NE(r.out.find("schedule.warmup_steps"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("rank 1"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace graft

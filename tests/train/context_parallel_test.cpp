@@ -23,21 +23,18 @@
 #include "framework/train/tensor_pieces.h"
 #include "framework/train/trainer.h"
 #include "tests/test_paths.h"
+#include "tests/train/mpi_run_util.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
 namespace {
 
+using test::have_mpirun;
+using test::metric_losses;
+using test::mpirun;
+using test::sets;
+
 using test::TempDir;
-
-bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
-
-test::CommandResult mpirun(int np, const std::string& args) {
-  return test::run_command(
-      "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 "
-      "--mca btl self,vader,tcp -np " +
-      std::to_string(np) + " " + test::graft_binary() + " " + args);
-}
 
 // The eval_loss of the last metrics line that has one (NaN when none has).
 double last_eval_loss(const std::string& path) {
@@ -51,14 +48,6 @@ double last_eval_loss(const std::string& path) {
   return out;
 }
 
-std::vector<double> metric_losses(const std::string& path) {
-  std::vector<double> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) out.push_back(nlohmann::json::parse(line).at("loss").get<double>());
-  return out;
-}
-
 double rel_err(const Tensor& a, const Tensor& b) {
   const auto x = a.to_f32_vector(), y = b.to_f32_vector();
   double num = 0, den = 0;
@@ -67,12 +56,6 @@ double rel_err(const Tensor& a, const Tensor& b) {
     den += double(y[i]) * y[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-std::string sets(const std::vector<std::string>& s) {
-  std::string out;
-  for (const auto& x : s) out += " --set " + x;
-  return out;
 }
 
 void expect_same_model(const std::string& a, const std::string& b, double tol) {

@@ -27,33 +27,21 @@
 #include "framework/train/tensor_pieces.h"
 #include "framework/train/trainer.h"
 #include "tests/test_paths.h"
+#include "tests/train/mpi_run_util.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
 namespace {
 
+using test::have_mpirun;
+using test::metric_losses;
+using test::mpirun;
+using test::sets;
+
 namespace fs = std::filesystem;
 using test::TempDir;
 
-bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
-
 using MpiRun = test::CommandResult;
-
-MpiRun mpirun(int np, const std::string& args) {
-  const std::string cmd =
-      "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 "
-      "--mca btl self,vader,tcp -np " +
-      std::to_string(np) + " " + test::graft_binary() + " " + args;
-  return test::run_command(cmd);
-}
-
-std::vector<double> metric_losses(const std::string& path) {
-  std::vector<double> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) out.push_back(nlohmann::json::parse(line).at("loss").get<double>());
-  return out;
-}
 
 double rel_err(const Tensor& a, const Tensor& b) {
   const auto x = a.to_f32_vector(), y = b.to_f32_vector();
@@ -69,12 +57,6 @@ double rel_err(const Tensor& a, const Tensor& b) {
 std::string recipe(const TempDir& d) {
   test::write_text(d / "recipe.yaml", test::micro_recipe(d.path()));
   return d / "recipe.yaml";
-}
-
-std::string sets(const std::vector<std::string>& s) {
-  std::string out;
-  for (const auto& x : s) out += " --set " + x;
-  return out;
 }
 
 // Every model/ tensor of two checkpoints within `tol` relative.

@@ -17,21 +17,19 @@
 #include "framework/train/tensor_pieces.h"
 #include "framework/train/trainer.h"
 #include "tests/test_paths.h"
+#include "tests/train/mpi_run_util.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
 namespace {
 
-std::vector<double> metric_losses(const std::string& path) {
-  std::vector<double> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) out.push_back(nlohmann::json::parse(line).at("loss").get<double>());
-  return out;
-}
+using test::have_mpirun;
+using test::metric_losses;
+using test::mpirun;
+using test::sets;
 
 TEST(Fp8DataParallel, Dp2TracksOneProcessOfTheSameGlobalBatch) {
-  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not found";
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not found";
   test::TempDir d;
   test::write_text(d / "recipe.yaml", test::micro_recipe(d.path()));
   const std::vector<std::string> common = {

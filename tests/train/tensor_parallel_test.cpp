@@ -23,36 +23,19 @@
 #include "framework/train/tensor_pieces.h"
 #include "framework/train/trainer.h"
 #include "tests/test_paths.h"
+#include "tests/train/mpi_run_util.h"
 #include "tests/train/test_util.h"
 
 namespace graft {
 namespace {
 
+using test::have_mpirun;
+using test::metric_losses;
+using test::mpirun;
+using test::sets;
+
 namespace fs = std::filesystem;
 using test::TempDir;
-
-bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
-
-test::CommandResult mpirun(int np, const std::string& args) {
-  return test::run_command(
-      "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 "
-      "--mca btl self,vader,tcp -np " +
-      std::to_string(np) + " " + test::graft_binary() + " " + args);
-}
-
-std::vector<double> metric_losses(const std::string& path) {
-  std::vector<double> out;
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) out.push_back(nlohmann::json::parse(line).at("loss").get<double>());
-  return out;
-}
-
-std::string sets(const std::vector<std::string>& s) {
-  std::string out;
-  for (const auto& x : s) out += " --set " + x;
-  return out;
-}
 
 // ‖a − b‖ / ‖b‖ over the first rows of `a` that `b` has (a padded vocabulary has more); the rows
 // beyond must be zero padding.

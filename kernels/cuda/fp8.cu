@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "framework/core/cuda/caching_allocator.h"
+#include "kernels/cuda/activation_math.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/fp8.h"
 
@@ -145,22 +146,8 @@ __global__ void __launch_bounds__(256)
 
 bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
 
-// The activation math of kernels/cuda/activation.cu (act_f there), for the fused act + cast.
-__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-template <Activation A>
-__device__ __forceinline__ float act_f(float x) {
-  if constexpr (A == Activation::kGelu) return 0.5f * x * erfcf(-x * 0.7071067811865476f);
-  if constexpr (A == Activation::kGeluTanh || A == Activation::kGeglu)
-    return x * sigmoid(2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x));
-  if constexpr (A == Activation::kSilu || A == Activation::kSwiglu) return x * sigmoid(x);
-  if constexpr (A == Activation::kRelu || A == Activation::kReglu) return x > 0.0f ? x : 0.0f;
-  if constexpr (A == Activation::kSquaredRelu) return x > 0.0f ? x * x : 0.0f;
-  if constexpr (A == Activation::kQGelu) return x * sigmoid(1.702f * x);
-  return 0.0f;
-}
-constexpr bool is_gated(Activation a) {
-  return a == Activation::kSwiglu || a == Activation::kGeglu || a == Activation::kReglu;
-}
+using act_math::act_f;
+using act_math::gated;
 
 // quantize_vec_kernel with the activation in front: row r of h is [gate | up] (gated, 2 cols
 // wide) or the activation's input (cols wide); a = act(gate) * up in f32, cast at once.
@@ -171,7 +158,7 @@ __global__ void __launch_bounds__(256)
   __shared__ __align__(16) uint8_t tile[kVTile][kVTile + 8];
   const float s = *scale;
   const int64_t r0 = int64_t(blockIdx.y) * kVTile, c0 = int64_t(blockIdx.x) * kVTile;
-  const int64_t hcols = is_gated(A) ? 2 * cols : cols;
+  const int64_t hcols = gated(A) ? 2 * cols : cols;
   const int lane8 = (threadIdx.x % 8) * 8;
   int key = 0;
   for (int rr = threadIdx.x / 8; rr < kVTile; rr += 32) {
@@ -179,7 +166,7 @@ __global__ void __launch_bounds__(256)
     if (r < rows && c < cols) {
       float g[8], u[8];
       load8(h + r * hcols + c, g);
-      if constexpr (is_gated(A)) load8(h + r * hcols + cols + c, u);
+      if constexpr (gated(A)) load8(h + r * hcols + cols + c, u);
       union {
         uint2 u;
         uint8_t b[8];
@@ -187,7 +174,7 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         float v = act_f<A>(g[k]);
-        if constexpr (is_gated(A)) v *= u[k];
+        if constexpr (gated(A)) v *= u[k];
         key = max(key, abs_key(v));
         out.b[k] = to_fp8(v * s, e4m3);
       }

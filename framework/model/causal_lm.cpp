@@ -9,7 +9,6 @@
 
 #include "framework/model/context_parallel.h"
 #include "framework/model/hf_loader.h"
-#include "framework/model/shard_init.h"
 #include "framework/registry/registry.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
@@ -378,14 +377,9 @@ void CausalLM::backward_from_logits(Tensor& dlogits, Saved& save, const Attentio
 }
 
 void CausalLM::init_weights(uint64_t seed) {
-  if (tp_->size() == 1) {
-    init_hf_weights(*this, seed);
-    return;
-  }
-  // Every rank takes its box of the single-process initialisation (shard_init.h).
-  auto whole = build_whole_model(*this);
-  whole->init_weights(seed);
-  copy_shards(*this, *whole);
+  // One HF-named tensor at a time; under tp every rank keeps its own blocks of it, so each rank
+  // holds exactly the single-process initialisation's slices without building the whole model.
+  init_hf_weights(*this, seed);
 }
 
 std::unique_ptr<GradBuckets> attach_grad_buckets(CausalLM& model,

@@ -1,11 +1,13 @@
 #include "framework/model/hf_loader.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "framework/io/hf_checkpoint.h"
 #include "framework/model/weight_slices.h"
@@ -56,11 +58,40 @@ Targets targets_of(const WeightTable& t) {
   return out;
 }
 
+constexpr uint64_t kSplitmixGolden = 0x9e3779b97f4a7c15ULL;
+
 uint64_t stream_next(uint64_t& s) {  // splitmix64
-  uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+  uint64_t z = (s += kSplitmixGolden);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
+}
+
+// d[0, n) := normal(0, stddev) draws, Box-Muller on pairs of splitmix64 draws from state `s`:
+// pair p takes the stream's draws 2p+1 and 2p+2. splitmix64's state after k draws is
+// s + k * golden, so each thread starts its range of pairs at its own state and the values are
+// the same whatever the thread count (a 1B model initialises in seconds rather than a minute).
+void fill_normal(float* d, int64_t n, uint64_t s, double stddev) {
+  const int64_t pairs = (n + 1) / 2;
+  auto run = [=](int64_t p0, int64_t p1) {
+    uint64_t st = s + static_cast<uint64_t>(2 * p0) * kSplitmixGolden;
+    for (int64_t p = p0; p < p1; ++p) {
+      const double u1 = (static_cast<double>(stream_next(st) >> 11) + 1.0) / 9007199254740993.0;
+      const double u2 = static_cast<double>(stream_next(st) >> 11) / 9007199254740992.0;
+      const double r = std::sqrt(-2.0 * std::log(u1)) * stddev;
+      const int64_t k = 2 * p;
+      d[k] = static_cast<float>(r * std::cos(2 * M_PI * u2));
+      if (k + 1 < n) d[k + 1] = static_cast<float>(r * std::sin(2 * M_PI * u2));
+    }
+  };
+  const int64_t threads = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()),
+                                            std::max<int64_t>(1, pairs >> 16));
+  if (threads <= 1) return run(0, pairs);
+  std::vector<std::thread> pool;
+  const int64_t per = (pairs + threads - 1) / threads;
+  for (int64_t t = 0; t < threads; ++t)
+    pool.emplace_back(run, std::min(pairs, t * per), std::min(pairs, (t + 1) * per));
+  for (auto& th : pool) th.join();
 }
 
 // Every parameter's blocks; parameters with rows no block covers (the vocabulary padded to a
@@ -248,23 +279,16 @@ void init_hf_weights(CausalLM& model, uint64_t seed) {
   for (const std::string& name : table.hf_names) {
     const Shape& shape = table.hf_shapes.at(name);
     Tensor t = Tensor::empty(shape, DType::kF32);
-    float* d = t.data<float>();
-    const int64_t n = t.numel();
     const bool is_bias = name.size() >= 4 && name.substr(name.size() - 4) == "bias";
     if (shape.size() >= 2) {
       uint64_t s = seed;
       for (char ch : name) s = (s ^ static_cast<uint8_t>(ch)) * 0x100000001b3ULL;
-      for (int64_t k = 0; k < n; k += 2) {  // Box-Muller, two values per pair of draws
-        const double u1 = (static_cast<double>(stream_next(s) >> 11) + 1.0) / 9007199254740993.0;
-        const double u2 = static_cast<double>(stream_next(s) >> 11) / 9007199254740992.0;
-        const double r = std::sqrt(-2.0 * std::log(u1)) * c.initializer_range;
-        d[k] = static_cast<float>(r * std::cos(2 * M_PI * u2));
-        if (k + 1 < n) d[k + 1] = static_cast<float>(r * std::sin(2 * M_PI * u2));
-      }
+      fill_normal(t.data<float>(), t.numel(), s, c.initializer_range);
     } else {
       const float v = is_bias || c.decoder.zero_centered_gamma ? 0.0f : 1.0f;
-      for (int64_t k = 0; k < n; ++k) d[k] = v;
+      std::fill_n(t.data<float>(), t.numel(), v);
     }
+    // Each rank keeps only its blocks of the tensor (its tp slices; the whole tensor at tp1).
     for (auto [i, j] : targets.at(name))
       for (const LocalPiece& b : blocks[i])
         if (b.piece == j) fill_block(*table.params[i].parameter, b, t);

@@ -1,5 +1,6 @@
 // HF checkpoint loading: every problem of a checkpoint reported in one error, dtype conversion,
 // and the memory bound (one shard mapped at a time).
+#include <cmath>
 #include <filesystem>
 
 #include "framework/io/safetensors.h"
@@ -174,6 +175,50 @@ TEST(HfLoader, MapsOneShardAtATime) {
 // Linux 6.x maps them with one PMD). So the bound is the slice plus one 2 MiB folio at each end
 // plus the header's 64 KiB: about 12 MiB, well under the 32 MiB a whole-tensor read would show.
 // bytes_read is the rank's share exactly.
+// The initialisation is split over threads (a 1B model in seconds), and the values are those of
+// the one sequential stream: pair p of a tensor takes splitmix64 draws 2p+1 and 2p+2 of the stream
+// seeded by (seed, FNV of the name), Box-Muller. 4096 x 64 embeddings = 2^17 pairs, enough for two
+// threads on a 2-core machine; the test's own sequential loop must give the same bits.
+TEST(HfLoader, InitIsTheSequentialStreamWhateverTheThreads) {
+  nlohmann::json cfg = find_architecture("llama", "")->tiny_config();
+  cfg["vocab_size"] = 4096;
+  cfg["hidden_size"] = 64;
+  cfg["intermediate_size"] = 128;
+  cfg["num_attention_heads"] = 4;
+  cfg["num_key_value_heads"] = 2;
+  cfg["head_dim"] = 16;
+  cfg["num_hidden_layers"] = 1;
+  TempDir d;
+  std::filesystem::create_directories(d.path);
+  std::ofstream(d.sub("config.json")) << cfg.dump();
+  ModelConfig c = load_hf_config(d.sub("config.json"));
+  auto m = build_model(c);
+  init_hf_weights(*m, 5);
+  const std::string name = "model.embed_tokens.weight";
+  uint64_t s = 5;
+  for (char ch : name) s = (s ^ static_cast<uint8_t>(ch)) * 0x100000001b3ULL;
+  auto next = [&s] {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  Tensor w;
+  for (const auto& [pname, p] : m->named_parameters())
+    if (pname == "embed_tokens.weight") w = p->value;
+  ASSERT_EQ(w.numel(), 4096 * 64);
+  const float* got = w.data<float>();
+  int64_t bad = 0;
+  for (int64_t k = 0; k < w.numel(); k += 2) {
+    const double u1 = (static_cast<double>(next() >> 11) + 1.0) / 9007199254740993.0;
+    const double u2 = static_cast<double>(next() >> 11) / 9007199254740992.0;
+    const double r = std::sqrt(-2.0 * std::log(u1)) * c.initializer_range;
+    bad += got[k] != static_cast<float>(r * std::cos(2 * M_PI * u2));
+    bad += got[k + 1] != static_cast<float>(r * std::sin(2 * M_PI * u2));
+  }
+  EXPECT_EQ(bad, 0);
+}
+
 TEST(HfLoader, RankReadsOnlyItsSlices) {
   TempDir d;
   nlohmann::json cfg = find_architecture("llama", "")->tiny_config();

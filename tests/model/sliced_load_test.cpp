@@ -58,6 +58,31 @@ TEST_P(SlicedLoad, EveryRankHoldsItsSlicesOfTheSingleProcessLoad) {
   EXPECT_LT(sum_over_ranks, whole_bytes_read * static_cast<uint64_t>(k.n));
 }
 
+// init_weights at "rank r of n" holds exactly its slices of the single-process initialisation
+// (each rank generates one HF tensor at a time and keeps its blocks; no whole model is built).
+TEST_P(SlicedLoad, InitWeightsAtEveryRankIsItsSliceOfTheSingleProcessInit) {
+  const Case& k = GetParam();
+  ModelConfig c = load_hf_config(test::fixture_dir(k.fixture) + "/config.json");
+  auto whole = test::with_layers(k.te, c, [&] { return build_model(c); });
+  whole->init_weights(11);
+  const test::Heads h = test::heads_of(c);
+  auto want = whole->named_parameters();
+  for (int r = 0; r < k.n; ++r) {
+    auto m = test::with_layers(k.te, c, [&] { return build_model(c); });
+    test::shard_model(*m, r, k.n);
+    m->init_weights(11);
+    auto got = m->named_parameters();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      const auto& [name, p] = got[i];
+      EXPECT_TRUE(
+          test::bit_equal(p->value, test::expected_slice(name, want[i].second->value, h, r, k.n)))
+          << k.fixture << (k.te ? " te" : " reference") << " rank " << r << " of " << k.n << ": "
+          << name;
+    }
+  }
+}
+
 std::vector<Case> cases() {
   std::vector<Case> out;
   // (fixture, its KV heads)

@@ -5,6 +5,9 @@
 //                  recipes/tiny-cpu.yaml and tests/fixtures/hf found walking up from the working
 //                  directory, then from the test executable's folder.
 //   graft_binary(): $GRAFT_BIN if set (ctest sets it), else `graft` beside the test executable.
+//   example_plugin(): $GRAFT_EXAMPLE_PLUGIN if set, else plugins/graft_example_plugin.so beside
+//                  the executable's folder (build/bin -> build/plugins), else the build's own
+//                  path of it.
 //   run_command(cmd): runs a shell command, returns its exit code and its stdout + stderr.
 #pragma once
 
@@ -47,6 +50,17 @@ inline std::string source_root() {
 inline std::string graft_binary() {
   if (const char* e = std::getenv("GRAFT_BIN"); e && *e) return e;
   return (executable_dir() / "graft").string();
+}
+
+inline std::string example_plugin() {
+  if (const char* e = std::getenv("GRAFT_EXAMPLE_PLUGIN"); e && *e) return e;
+  const auto beside = executable_dir().parent_path() / "plugins" / "graft_example_plugin.so";
+  if (std::filesystem::exists(beside)) return beside.string();
+#ifdef GRAFT_EXAMPLE_PLUGIN
+  return GRAFT_EXAMPLE_PLUGIN;
+#else
+  return beside.string();
+#endif
 }
 
 struct CommandResult {

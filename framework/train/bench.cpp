@@ -134,6 +134,7 @@ nlohmann::json BenchResult::to_json() const {
           {"peak_mem_gib", r3(peak_mem_gib)},
           {"first_loss", r3(first_loss)},
           {"last_loss", r3(last_loss)},
+          {"profile", profile_json()},
           {"train_loop",
            train_loop ? nlohmann::json{{"warmup", train_loop->warmup},
                                        {"steps", train_loop->steps},
@@ -178,13 +179,24 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   const auto groups = single_process_groups();
   BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups, nullptr};
   if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, dev);
+  // Set-up phases are timed in the log (host clock; what a user waits for before step 1).
+  auto since = [t = std::chrono::steady_clock::now()]() mutable {
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - t).count();
+    t = now;
+    return std::round(s * 100) / 100;
+  };
   std::unique_ptr<CausalLM> model = build_model_from_recipe(m, ctx);
+  const double t_build = since();
   model->init_weights(static_cast<uint64_t>(r.train.seed));
+  const double t_init = since();
   std::unique_ptr<GradBuckets> buckets =
       attach_grad_buckets(*model, groups->dp_cp, GradBucketOptions{r.parallel.bucket_mb, false});
   AdamW optim(buckets->owned_pieces(), r.optim, emulate_bf16, nullptr);
   optim.set_tp_group(groups->tp.get());  // the gradient norm of the whole model under tp
   optim.sync_weights();
+  say(str("set-up: model built in ", t_build, " s, weights initialised in ", t_init,
+          " s, gradient buckets and optimizer in ", since(), " s"));
   const ModelConfig& c = model->config();
   res.arch = c.arch;
   res.layers = r.model.layers;

@@ -71,15 +71,17 @@ __device__ __forceinline__ bool device_scale(const AdamWScalars& h, float* scale
   return true;
 }
 
-// One element's update (the same arithmetic on the vector and the scalar path).
+// One element's update, the same bits on the vector and the scalar path: every operation is an
+// explicitly rounded intrinsic, so the compiler cannot contract a multiply-add into an FMA in one
+// inlined context and not in the other.
 template <class C>
 __device__ __forceinline__ void adamw_elem(float& p, float& m, float& v, float g, C* cp,
                                            float decay, float grad_scale, const AdamWScalars& h) {
-  const float gi = g * grad_scale;
-  float pi = p * decay;
-  const float mi = h.beta1 * m + (1.0f - h.beta1) * gi;
-  const float vi = h.beta2 * v + (1.0f - h.beta2) * gi * gi;
-  pi -= h.step_size * mi / (sqrtf(vi) / h.bc2_sqrt + h.eps);
+  const float gi = __fmul_rn(g, grad_scale);
+  const float mi = __fmaf_rn(h.beta1, m, __fmul_rn(1.0f - h.beta1, gi));
+  const float vi = __fmaf_rn(h.beta2, v, __fmul_rn(__fmul_rn(1.0f - h.beta2, gi), gi));
+  const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), h.bc2_sqrt), h.eps);
+  const float pi = __fsub_rn(__fmul_rn(p, decay), __fdiv_rn(__fmul_rn(h.step_size, mi), denom));
   p = pi;
   m = mi;
   v = vi;

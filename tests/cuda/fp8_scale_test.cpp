@@ -144,11 +144,25 @@ std::shared_ptr<te::Fp8State> state(Device d) {
   return std::make_shared<te::Fp8State>(c, d);
 }
 
-// The FP8 operands are identical on both devices; the GEMMs accumulate in f32 in another order,
-// fprop with Hopper's fast accumulation: 1e-2 relative per element plus an absolute term (as the
-// GEMM test, tests/cuda/fp8_test.cpp) — checked here in norm, which is tighter in practice.
+// Tolerances of one layer's GPU run against its CPU emulation.
+// - direct (te.linear): the FP8 operands are identical on both devices (the inputs are cast from
+//   the same values); the GEMMs accumulate in f32 in another order, fprop with Hopper's fast
+//   accumulation: 1e-2 relative per element plus an absolute term (as the GEMM test,
+//   tests/cuda/fp8_test.cpp), checked here in norm, which is tighter in practice (2e-3 for dgrad
+//   and wgrad); the scales agree to an amax 1 ulp apart (1e-5).
+// - computed (LayerNormMLP): the fc1 input (the norm's output), the fc2 input (the activation's)
+//   and fc1's grad-output (through fc2's FP8 dgrad and the activation backward) are computed in
+//   f32 in a different order on each device, so an element near an E4M3/E5M2 rounding boundary
+//   lands on the neighbouring FP8 value on one device: one step of E4M3 is 2^-3 of its binade.
+//   Measured on the H200: 0.1–0.5 % norm-relative on dgrad/wgrad, delayed scales 7e-5–1.9e-4
+//   apart (amaxes of computed tensors). Gates: 1e-2 and 1e-3, twice the worst measured.
+struct LayerTol {
+  double grad = 2e-3, scale = 1e-5;
+};
+constexpr LayerTol kDirect{2e-3, 1e-5}, kComputed{1e-2, 1e-3};
+
 template <class L, class C>
-void compare_devices(C c, const Shape& xs, int64_t out) {
+void compare_devices(C c, const Shape& xs, int64_t out, LayerTol tol) {
   auto rng = rng_for();
   auto sc = state(Device::cpu()), sg = state(gpu());
   BuildContext cc, gc;
@@ -182,11 +196,11 @@ void compare_devices(C c, const Shape& xs, int64_t out) {
       return std::sqrt(num / std::max(den, 1e-30));
     };
     EXPECT_LT(rel(yg, yc), 1e-2) << "forward step " << step;
-    EXPECT_LT(rel(dxg, dxc), 2e-3) << "dgrad step " << step;
+    EXPECT_LT(rel(dxg, dxc), tol.grad) << "dgrad step " << step;
     for (auto& [name, p] : cpu.named_parameters())
-      EXPECT_LT(rel(dev.parameter(name)->grad, p->grad), 2e-3) << name << " step " << step;
+      EXPECT_LT(rel(dev.parameter(name)->grad, p->grad), tol.grad) << name << " step " << step;
     for (int64_t i = 0; i < sc->num_slots(); ++i)
-      EXPECT_NEAR(sg->scale(i), sc->scale(i), 1e-5 * sc->scale(i))  // an amax 1 ulp apart
+      EXPECT_NEAR(sg->scale(i), sc->scale(i), tol.scale * sc->scale(i))
           << sc->slot_name(i) << " step " << step;
   }
 }
@@ -196,7 +210,7 @@ TEST(CudaFp8Layers, LinearMatchesTheCpuEmulation) {
   te::LinearConfig c;
   c.in_features = 229;  // not multiples of 16: padded inside the GEMM
   c.out_features = 71;
-  compare_devices<te::Linear>(c, {3, 29, 229}, 71);
+  compare_devices<te::Linear>(c, {3, 29, 229}, 71, kDirect);
 }
 
 TEST(CudaFp8Layers, LayerNormMLPMatchesTheCpuEmulation) {
@@ -207,7 +221,7 @@ TEST(CudaFp8Layers, LayerNormMLPMatchesTheCpuEmulation) {
   c.activation = "swiglu";
   c.normalization = "RMSNorm";
   c.bias = false;
-  compare_devices<te::LayerNormMLP>(c, {2, 64, 128}, 128);
+  compare_devices<te::LayerNormMLP>(c, {2, 64, 128}, 128, kComputed);
 }
 
 }  // namespace

@@ -30,11 +30,11 @@ std::string run(const std::string& cmd, int* status) {
 }
 
 TEST(Plugin, LoadsRegistersAndBuildsThroughOverride) {
-  load_plugin(GRAFT_EXAMPLE_PLUGIN);
-  load_plugin(GRAFT_EXAMPLE_PLUGIN);  // a second load is a no-op, not a duplicate error
+  load_plugin(test::example_plugin());
+  load_plugin(test::example_plugin());  // a second load is a no-op, not a duplicate error
   const RegistryEntry* e = Registry::global().find("example.scaled_decoder_layer");
   ASSERT_NE(e, nullptr);
-  EXPECT_EQ(e->source, GRAFT_EXAMPLE_PLUGIN);
+  EXPECT_EQ(e->source, test::example_plugin());
   EXPECT_EQ(e->kind, "decoder_layer");
 
   DecoderConfig c;
@@ -68,12 +68,13 @@ TEST(Plugin, LoadsRegistersAndBuildsThroughOverride) {
 
 TEST(Plugin, GraftLayersListsPluginEntriesWithSource) {
   int status = -1;
-  std::string out = run(test::graft_binary() + " layers --plugin " + GRAFT_EXAMPLE_PLUGIN, &status);
+  std::string out =
+      run(test::graft_binary() + " layers --plugin " + test::example_plugin(), &status);
   EXPECT_EQ(status, 0) << out;
   const size_t at = out.find("example.scaled_decoder_layer");
   ASSERT_NE(at, std::string::npos) << out;
   const std::string line = out.substr(at, out.find('\n', at) - at);
-  EXPECT_NE(line.find(GRAFT_EXAMPLE_PLUGIN), std::string::npos) << line;
+  EXPECT_NE(line.find(test::example_plugin()), std::string::npos) << line;
   EXPECT_NE(out.find("te.transformer_layer"), std::string::npos) << out;
   EXPECT_NE(out.find("builtin"), std::string::npos) << out;
   // Without the plugin the entry is absent.

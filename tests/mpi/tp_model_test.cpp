@@ -22,6 +22,7 @@
 #include "parallel/tp_layout.h"
 #include "tests/model/test_util.h"
 #include "tests/mpi/mpi_test_util.h"
+#include "tests/test_paths.h"
 
 namespace graft {
 namespace {
@@ -191,7 +192,7 @@ TEST(TpModelCuda, MatchesOneCpuProcess) {
 // every layout it matches its single-process run like graft's own layers.
 TEST(TpPlugin, ExamplePluginMatchesOneProcess) {
   if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
-  load_plugin(GRAFT_EXAMPLE_PLUGIN);
+  load_plugin(test::example_plugin());
   const ModelConfig cfg = test::tiny_config("llama");
   expect_matches_one_process(cfg, {{cfg.decoder_layer, "example.scaled_decoder_layer"}}, false);
 }

@@ -226,7 +226,8 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
   return out;
 }
 
-Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
+Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out,
+                                    const Tensor& d_residual) {
   auto& ctx = dynamic_cast<MhaCtx&>(ctx_base);
   const MultiheadAttentionConfig& c = config_;
   const int64_t B = ctx.x_shape[0], S = ctx.seq, N = B * S, hq = hq_;
@@ -249,8 +250,10 @@ Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const 
   Tensor dqkv = merge_qkv(dq.view({N, hq * d_}), dk.view({N, kv_ * d_}), dv.view({N, kv_ * d_}),
                           {hq, kv_, d_, c.fuse_qkv_params});
   Tensor dqkv3 = dqkv.view({B, S, dqkv.size(1)});
-  return layernorm_qkv_ ? layernorm_qkv_->backward(dqkv3, *ctx.qkv, d_ln_out)
-                        : qkv_->backward(dqkv3, *ctx.qkv);
+  if (layernorm_qkv_) return layernorm_qkv_->backward(dqkv3, *ctx.qkv, d_ln_out, d_residual);
+  Tensor dx = qkv_->backward(dqkv3, *ctx.qkv);
+  if (d_residual.defined()) layers::add_into(dx, d_residual);
+  return dx;
 }
 
 static Register<MultiheadAttention, MultiheadAttentionConfig> reg(

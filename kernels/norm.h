@@ -12,6 +12,15 @@
 // Accumulate rule: y and dx are written (=); dgamma and dbeta accumulate (+=), always in f32.
 // Rows are contiguous (row stride = cols). x/y/dy/dx share `dtype`; gamma/beta have `weight_dtype`.
 // The CPU path requires f32 and accumulates in f64.
+//
+// Fused residual add (TE / Apex style, one pass instead of an add kernel and a norm kernel):
+//   forward with `residual`:   s = round(x + residual) (in `dtype`, as a separate add would
+//     store it), written to residual_out (the next residual, and the x the backward needs); the
+//     norm is of s.
+//   backward with `dresidual`: dx = round(norm_dx + dresidual) (one rounding: the gradient that
+//     reaches s through the residual branch joins the norm's input gradient in f32).
+// The fused calls are profiled as their own families (rmsnorm_fwd_add, rmsnorm_bwd_add,
+// layernorm_fwd_add, layernorm_bwd_add).
 #pragma once
 
 #include <cstdint>
@@ -23,12 +32,15 @@
 namespace graft {
 
 struct NormFwdParams {
-  const void* x = nullptr;      // [rows, cols]
-  const void* gamma = nullptr;  // [cols]
-  const void* beta = nullptr;   // [cols], LayerNorm only, optional
-  void* y = nullptr;            // [rows, cols]; may alias x
-  float* rstd = nullptr;        // [rows], optional (needed by backward)
-  float* mean = nullptr;        // [rows], LayerNorm only, optional (needed by backward)
+  const void* x = nullptr;         // [rows, cols]
+  const void* gamma = nullptr;     // [cols]
+  const void* beta = nullptr;      // [cols], LayerNorm only, optional
+  void* y = nullptr;               // [rows, cols]; may alias x (not residual_out)
+  const void* residual = nullptr;  // [rows, cols], optional: normalise x + residual
+  void* residual_out = nullptr;    // [rows, cols], x + residual (=); needed with residual; may
+                                   // alias x or residual
+  float* rstd = nullptr;           // [rows], optional (needed by backward)
+  float* mean = nullptr;           // [rows], LayerNorm only, optional (needed by backward)
   int64_t rows = 0, cols = 0;
   float eps = 1e-5f;
   bool zero_centered_gamma = false;
@@ -39,14 +51,15 @@ struct NormFwdParams {
 };
 
 struct NormBwdParams {
-  const void* dy = nullptr;     // [rows, cols]
-  const void* x = nullptr;      // [rows, cols], the forward input
-  const void* gamma = nullptr;  // [cols]
-  const float* rstd = nullptr;  // [rows], from forward
-  const float* mean = nullptr;  // [rows], from forward (LayerNorm)
-  void* dx = nullptr;           // [rows, cols] (=); may alias dy
-  float* dgamma = nullptr;      // [cols] (+=), optional
-  float* dbeta = nullptr;       // [cols] (+=), LayerNorm only, optional
+  const void* dy = nullptr;         // [rows, cols]
+  const void* x = nullptr;          // [rows, cols], the forward input
+  const void* gamma = nullptr;      // [cols]
+  const float* rstd = nullptr;      // [rows], from forward
+  const float* mean = nullptr;      // [rows], from forward (LayerNorm)
+  void* dx = nullptr;               // [rows, cols] (=); may alias dy
+  const void* dresidual = nullptr;  // [rows, cols], optional: added into dx; may alias dx or dy
+  float* dgamma = nullptr;          // [cols] (+=), optional
+  float* dbeta = nullptr;           // [cols] (+=), LayerNorm only, optional
   int64_t rows = 0, cols = 0;
   bool zero_centered_gamma = false;
   DType dtype = DType::kF32;         // dy, x, dx
@@ -60,11 +73,36 @@ void rmsnorm_fwd(const NormFwdParams& p);
 void rmsnorm_bwd(const NormBwdParams& p);
 void layernorm_fwd(const NormFwdParams& p);
 void layernorm_bwd(const NormBwdParams& p);
+// The same functions under the fused families' names (the profile tells them apart).
+inline void rmsnorm_fwd_add(const NormFwdParams& p) { rmsnorm_fwd(p); }
+inline void rmsnorm_bwd_add(const NormBwdParams& p) { rmsnorm_bwd(p); }
+inline void layernorm_fwd_add(const NormFwdParams& p) { layernorm_fwd(p); }
+inline void layernorm_bwd_add(const NormBwdParams& p) { layernorm_bwd(p); }
 }  // namespace cpu
 
-inline void rmsnorm_fwd(const NormFwdParams& p) { GRAFT_DISPATCH(rmsnorm_fwd, p); }
-inline void rmsnorm_bwd(const NormBwdParams& p) { GRAFT_DISPATCH(rmsnorm_bwd, p); }
-inline void layernorm_fwd(const NormFwdParams& p) { GRAFT_DISPATCH(layernorm_fwd, p); }
-inline void layernorm_bwd(const NormBwdParams& p) { GRAFT_DISPATCH(layernorm_bwd, p); }
+inline void rmsnorm_fwd(const NormFwdParams& p) {
+  if (p.residual)
+    GRAFT_DISPATCH(rmsnorm_fwd_add, p);
+  else
+    GRAFT_DISPATCH(rmsnorm_fwd, p);
+}
+inline void rmsnorm_bwd(const NormBwdParams& p) {
+  if (p.dresidual)
+    GRAFT_DISPATCH(rmsnorm_bwd_add, p);
+  else
+    GRAFT_DISPATCH(rmsnorm_bwd, p);
+}
+inline void layernorm_fwd(const NormFwdParams& p) {
+  if (p.residual)
+    GRAFT_DISPATCH(layernorm_fwd_add, p);
+  else
+    GRAFT_DISPATCH(layernorm_fwd, p);
+}
+inline void layernorm_bwd(const NormBwdParams& p) {
+  if (p.dresidual)
+    GRAFT_DISPATCH(layernorm_bwd_add, p);
+  else
+    GRAFT_DISPATCH(layernorm_bwd, p);
+}
 
 }  // namespace graft

@@ -16,6 +16,8 @@ void check_fwd(const NormFwdParams& p, const char* name) {
   detail::check_f32(p.weight_dtype, name, "gamma/beta");
   GRAFT_CHECK(p.rows >= 0 && p.cols > 0, name, ": bad shape [", p.rows, ", ", p.cols, "]");
   GRAFT_CHECK(p.rows == 0 || (p.x && p.y && p.gamma), name, ": null x, y or gamma");
+  GRAFT_CHECK(!p.residual || (p.residual_out && p.residual_out != p.y), name,
+              ": a residual needs residual_out, distinct from y");
 }
 
 void check_bwd(const NormBwdParams& p, const char* name) {
@@ -35,6 +37,12 @@ inline double g_of(const float* gamma, int64_t j, bool zero_centered) {
 // Shared forward: `centered` selects LayerNorm (subtract the mean) over RMSNorm.
 void norm_fwd(const NormFwdParams& p, bool centered) {
   const auto* x = static_cast<const float*>(p.x);
+  if (p.residual) {  // s = x + residual, stored in f32 as a separate add would; then norm(s)
+    const auto* res = static_cast<const float*>(p.residual);
+    auto* s = static_cast<float*>(p.residual_out);
+    for (int64_t i = 0; i < p.rows * p.cols; ++i) s[i] = x[i] + res[i];
+    x = s;
+  }
   const auto* gamma = static_cast<const float*>(p.gamma);
   const auto* beta = static_cast<const float*>(p.beta);
   auto* y = static_cast<float*>(p.y);
@@ -68,6 +76,7 @@ void norm_bwd(const NormBwdParams& p, bool centered) {
   const auto* x = static_cast<const float*>(p.x);
   const auto* gamma = static_cast<const float*>(p.gamma);
   auto* dx = static_cast<float*>(p.dx);
+  const auto* dres = static_cast<const float*>(p.dresidual);
   const int64_t n = p.cols;
   std::vector<double> dgamma(p.dgamma ? n : 0, 0.0), dbeta(p.dbeta ? n : 0, 0.0);
   std::vector<double> xhat(n), dxhat(n);
@@ -88,8 +97,11 @@ void norm_bwd(const NormBwdParams& p, bool centered) {
     const double a = sum_dxhat_xhat / static_cast<double>(n);
     const double b = centered ? sum_dxhat / static_cast<double>(n) : 0.0;
     float* dxr = dx + r * n;  // written after every read of dy[r] (dx may alias dy)
-    for (int64_t j = 0; j < n; ++j)
-      dxr[j] = static_cast<float>(rstd * (dxhat[j] - b - xhat[j] * a));
+    const float* dresr = dres ? dres + r * n : nullptr;  // read before dx[j] is written
+    for (int64_t j = 0; j < n; ++j) {
+      const double d = rstd * (dxhat[j] - b - xhat[j] * a);
+      dxr[j] = static_cast<float>(dresr ? d + static_cast<double>(dresr[j]) : d);
+    }
   }
   for (int64_t j = 0; j < static_cast<int64_t>(dgamma.size()); ++j)
     p.dgamma[j] += static_cast<float>(dgamma[j]);

@@ -5,8 +5,11 @@
 // a block walks chunks b, b + grid, ... and finds each chunk's tensor by binary search over the
 // chunk prefix sums. One launch covers every parameter of a model up to kMaxTensors tensors.
 // Memory-bound (30 bytes per parameter with a bf16 copy): float4 loads and stores where aligned.
-// Global norm: per-block f64 partial sums of g² over the same chunking, then one block adds the
-// partials in a fixed order (deterministic), writes sqrt(sum) or the sum.
+// Global norm: one launch over every gradient (up to kMaxNormTensors tensors in the parameter
+// block, chunks of kNormChunk elements): each block sums g² in f64 over its chunks with 16-byte
+// streaming loads, four in flight a thread, and writes its partial; the block that finishes last
+// (a completion counter, zeroed by a 4-byte memset before the launch) adds the partials in index
+// order (deterministic) and writes sqrt(sum) or the sum.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -33,12 +36,15 @@ struct AdamWPack {
   int count;
 };
 
+constexpr int kMaxNormTensors = 1000;  // 24 KB of the 32 KiB parameter block
+constexpr int64_t kNormChunk = 16384;  // floats: 4 float4 loads per thread, 4 times
 struct NormPack {
-  const float* grad[kMaxTensors];
-  int64_t n[kMaxTensors];
-  int64_t chunk_start[kMaxTensors + 1];
+  const float* grad[kMaxNormTensors];
+  int64_t n[kMaxNormTensors];
+  int64_t chunk_start[kMaxNormTensors + 1];
   int count;
 };
+static_assert(sizeof(NormPack) < 32000, "NormPack must fit the kernel parameter block");
 
 __device__ __forceinline__ int find_tensor(const int64_t* chunk_start, int count, int64_t chunk) {
   int lo = 0, hi = count - 1;
@@ -142,40 +148,69 @@ __global__ void adamw_kernel(const AdamWPack pk, AdamWScalars h) {
   }
 }
 
-__global__ void sumsq_partials_kernel(const NormPack pk, double* partials) {
+__device__ __forceinline__ double sumsq4(const float4 v) {
+  const double x = v.x, y = v.y, z = v.z, w = v.w;
+  return x * x + y * y + z * z + w * w;
+}
+
+// f64 sum of `acc` over the block (kThreads threads), valid in thread 0.
+__device__ __forceinline__ double block_sum_f64(double acc, double* sh) {
+  sh[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  return sh[0];
+}
+
+// Block b of this launch writes partials[offset + b]; the last of all `total_blocks` blocks
+// (over every launch of the call, counted in *done) adds partials[0 .. total_blocks) in order.
+__global__ void __launch_bounds__(kThreads)
+    grad_norm_kernel(const NormPack pk, double* partials, unsigned* done, unsigned total_blocks,
+                     int offset, float* out, bool squared) {
   __shared__ double sh[kThreads];
+  __shared__ bool last;
   const int64_t total = pk.chunk_start[pk.count];
   double acc = 0.0;
   for (int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
     const int t = find_tensor(pk.chunk_start, pk.count, chunk);
-    const int64_t begin = (chunk - pk.chunk_start[t]) * kChunk;
-    const int64_t end = min(begin + kChunk, pk.n[t]);
-    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const double gi = pk.grad[t][i];
+    const int64_t begin = (chunk - pk.chunk_start[t]) * kNormChunk;
+    const int64_t end = min(begin + kNormChunk, pk.n[t]);
+    const float* g = pk.grad[t] + begin;
+    int64_t i0 = 0;
+    if (aligned(g, 16)) {
+      const float4* g4 = reinterpret_cast<const float4*>(g);
+      const int64_t nvec = (end - begin) / 4;
+      int64_t j = threadIdx.x;
+      for (; j + 3 * kThreads < nvec; j += 4 * kThreads) {
+        float4 a[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) a[u] = __ldcs(g4 + j + u * kThreads);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) acc += sumsq4(a[u]);
+      }
+      for (; j < nvec; j += kThreads) acc += sumsq4(__ldcs(g4 + j));
+      i0 = 4 * nvec;
+    }
+    for (int64_t i = i0 + threadIdx.x; i < end - begin; i += kThreads) {
+      const double gi = g[i];
       acc += gi * gi;
     }
   }
-  sh[threadIdx.x] = acc;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
+  const double block = block_sum_f64(acc, sh);
+  if (threadIdx.x == 0) {
+    partials[offset + blockIdx.x] = block;
+    __threadfence();  // the partial is visible before the ticket is taken
+    last = atomicAdd(done, 1u) == total_blocks - 1;
   }
-  if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
-}
-
-// One block adds `count` partials (the previous launches' results) in a fixed order.
-__global__ void sumsq_finish_kernel(const double* partials, int count, float* out, bool squared) {
-  __shared__ double sh[kThreads];
-  double acc = 0.0;
-  for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
-  sh[threadIdx.x] = acc;
   __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *out = static_cast<float>(squared ? sh[0] : sqrt(sh[0]));
+  if (!last) return;
+  __threadfence();
+  acc = 0.0;
+  for (unsigned i = threadIdx.x; i < total_blocks; i += kThreads) acc += __ldcg(partials + i);
+  const double sum = block_sum_f64(acc, sh);
+  if (threadIdx.x == 0) *out = static_cast<float>(squared ? sum : sqrt(sum));
 }
 
 int grid_for_chunks(int64_t chunks) {
@@ -252,38 +287,57 @@ void launch_adamw_multi_step(const AdamWMultiParams& p) {
 void launch_grad_norm(const GradNormParams& p) {
   GRAFT_CHECK(p.grads.size() == p.sizes.size(), "grad_norm: ", p.grads.size(), " grads but ",
               p.sizes.size(), " sizes");
+  GRAFT_CHECK(p.out, "grad_norm: null out");
   const int dev = p.device.index;
   DeviceGuard g(dev);
   cudaStream_t s = stream_of(p);
-  // Partials of every launch go to one scratch array, finished by one block in order.
+  // One launch per kMaxNormTensors tensors (one for every model graft builds today).
   std::vector<NormPack> packs(1);
   for (size_t i = 0; i < p.grads.size(); ++i) {
+    GRAFT_CHECK(p.sizes[i] >= 0 && (p.sizes[i] == 0 || p.grads[i]), "grad_norm: tensor ", i,
+                " has size ", p.sizes[i], " or a null pointer");
     if (p.sizes[i] == 0) continue;
+    if (packs.back().count == kMaxNormTensors) packs.emplace_back();
     NormPack& pk = packs.back();
     const int j = pk.count;
     pk.grad[j] = p.grads[i];
     pk.n[j] = p.sizes[i];
-    pk.chunk_start[j + 1] = pk.chunk_start[j] + ceil_div(p.sizes[i], kChunk);
-    if (++pk.count == kMaxTensors) packs.emplace_back();
+    pk.chunk_start[j + 1] = pk.chunk_start[j] + ceil_div(p.sizes[i], kNormChunk);
+    ++pk.count;
   }
+  // As many blocks as are resident at once (every block has the same share of chunks, so a
+  // second partial wave would cost a whole wave's time).
+  static const int resident = [] {
+    int d = 0, sms = 0, per_sm = 0;
+    cudaGetDevice(&d);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, d);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, grad_norm_kernel, kThreads, 0);
+    return std::max(sms, 1) * std::max(per_sm, 1);
+  }();
   std::vector<int> grids;
-  int total_partials = 0;
+  int64_t total_blocks = 0;
   for (const NormPack& pk : packs) {
     const int64_t chunks = pk.chunk_start[pk.count];
-    grids.push_back(chunks ? grid_for_chunks(chunks) : 0);
-    total_partials += grids.back();
+    grids.push_back(static_cast<int>(std::min<int64_t>(chunks, resident)));
+    total_blocks += grids.back();
   }
-  Scratch partials(static_cast<size_t>(std::max(total_partials, 1)) * sizeof(double), dev, s);
+  if (total_blocks == 0) {  // no elements: the norm is 0 (all-zero bits)
+    GRAFT_CUDA_CHECK(cudaMemsetAsync(p.out, 0, sizeof(float), s));
+    return;
+  }
+  // partials [total_blocks] f64, then the completion counter.
+  Scratch scratch(static_cast<size_t>(total_blocks + 1) * sizeof(double), dev, s);
+  double* partials = scratch.as<double>();
+  auto* done = reinterpret_cast<unsigned*>(partials + total_blocks);
+  GRAFT_CUDA_CHECK(cudaMemsetAsync(done, 0, sizeof(unsigned), s));
   int offset = 0;
   for (size_t i = 0; i < packs.size(); ++i) {
     if (!grids[i]) continue;
-    sumsq_partials_kernel<<<grids[i], kThreads, 0, s>>>(packs[i], partials.as<double>() + offset);
+    grad_norm_kernel<<<grids[i], kThreads, 0, s>>>(
+        packs[i], partials, done, static_cast<unsigned>(total_blocks), offset, p.out, p.squared);
     GRAFT_CUDA_CHECK_LAUNCH();
     offset += grids[i];
   }
-  sumsq_finish_kernel<<<1, kThreads, 0, s>>>(partials.as<double>(), total_partials, p.out,
-                                             p.squared);
-  GRAFT_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 // Forward: one block per row; statistics in f32 (LayerNorm two-pass: mean, then centred
 // variance), y written directly in the activation dtype (the norm and its output cast are one
 // kernel). Backward: one block per row for dx (=); dgamma/dbeta (+=) through the deterministic
-// column sum of common.cuh, launched before dx so that dx may alias dy. Rows of a multiple of 8
-// columns with aligned pointers take 16-byte vector loads (load8/store8 of common.cuh).
+// column sum of common.cuh, launched before dx so that dx may alias dy. With a residual the
+// forward first writes s = x + residual (rounded to T) and normalises s; dresidual is added to dx
+// in f32 before its one rounding. Rows of a multiple of 8 columns with aligned pointers take
+// 16-byte vector loads (load8/store8 of common.cuh).
 //   x, y, dy, dx: [rows, cols] in T;  gamma, beta: [cols] in W;  rstd, mean: [rows] f32.
 #include "kernels/cuda/common.cuh"
 #include "kernels/norm.h"
@@ -13,12 +15,20 @@ namespace graft::cuda {
 namespace {
 
 template <class T, class W, bool kLayer>
-__global__ void norm_fwd_kernel(const T* x, const W* gamma, const W* beta, T* y, float* rstd_out,
-                                float* mean_out, int64_t cols, float eps, bool zero_centered) {
+__global__ void norm_fwd_kernel(const T* x, const T* res, T* res_out, const W* gamma, const W* beta,
+                                T* y, float* rstd_out, float* mean_out, int64_t cols, float eps,
+                                bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* xr = x + row * cols;
   T* yr = y + row * cols;
+  if (res) {  // s = x + residual, rounded to T; each thread later rereads only what it wrote
+    const T* rr = res + row * cols;
+    T* sr = res_out + row * cols;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+      sr[j] = from_f32<T>(to_f32(xr[j]) + to_f32(rr[j]));
+    xr = sr;
+  }
   float mean = 0.0f;
   if (kLayer) {
     float s = 0.0f;
@@ -45,7 +55,8 @@ __global__ void norm_fwd_kernel(const T* x, const W* gamma, const W* beta, T* y,
 
 template <class T, class W, bool kLayer>
 __global__ void norm_bwd_dx_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
-                                   const float* mean, T* dx, int64_t cols, bool zero_centered) {
+                                   const float* mean, const T* dres, T* dx, int64_t cols,
+                                   bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* dyr = dy + row * cols;
@@ -66,21 +77,36 @@ __global__ void norm_bwd_dx_kernel(const T* dy, const T* x, const W* gamma, cons
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
     const float xh = (to_f32(xr[j]) - mu) * rs;
     const float dxh = to_f32(dyr[j]) * (to_f32(gamma[j]) + g_off);
-    dx[row * cols + j] = from_f32<T>(rs * (dxh - m_dxh - xh * m_dxh_xh));
+    float d = rs * (dxh - m_dxh - xh * m_dxh_xh);
+    if (dres) d += to_f32(dres[row * cols + j]);
+    dx[row * cols + j] = from_f32<T>(d);
   }
 }
 
 // The same two kernels over 8-element vectors (cols % 8 == 0, every row and weight pointer
 // aligned for load8): 16-byte loads of bf16, one pass of the row held in registers per step.
 template <class T, class W, bool kLayer>
-__global__ void norm_fwd_vec_kernel(const T* x, const W* gamma, const W* beta, T* y,
-                                    float* rstd_out, float* mean_out, int64_t cols, float eps,
-                                    bool zero_centered) {
+__global__ void norm_fwd_vec_kernel(const T* x, const T* res, T* res_out, const W* gamma,
+                                    const W* beta, T* y, float* rstd_out, float* mean_out,
+                                    int64_t cols, float eps, bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, units = cols / 8;
   const T* xr = x + row * cols;
   T* yr = y + row * cols;
   float xv[8];
+  if (res) {
+    const T* rr = res + row * cols;
+    T* sr = res_out + row * cols;
+    for (int64_t u = threadIdx.x; u < units; u += blockDim.x) {
+      float rv[8];
+      load8(xr + 8 * u, xv);
+      load8(rr + 8 * u, rv);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) xv[k] += rv[k];
+      store8(sr + 8 * u, xv);
+    }
+    xr = sr;
+  }
   float mean = 0.0f;
   if (kLayer) {
     float s = 0.0f;
@@ -122,7 +148,8 @@ __global__ void norm_fwd_vec_kernel(const T* x, const W* gamma, const W* beta, T
 
 template <class T, class W, bool kLayer>
 __global__ void norm_bwd_dx_vec_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
-                                       const float* mean, T* dx, int64_t cols, bool zero_centered) {
+                                       const float* mean, const T* dres, T* dx, int64_t cols,
+                                       bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, units = cols / 8;
   const T* dyr = dy + row * cols;
@@ -158,6 +185,12 @@ __global__ void norm_bwd_dx_vec_kernel(const T* dy, const T* x, const W* gamma, 
       const float dxh = dv[k] * (gv[k] + g_off);
       out[k] = rs * (dxh - m_dxh - xh * m_dxh_xh);
     }
+    if (dres) {
+      float rv[8];
+      load8(dres + row * cols + 8 * u, rv);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) out[k] += rv[k];
+    }
     store8(dx + row * cols + 8 * u, out);
   }
 }
@@ -186,19 +219,24 @@ template <bool kLayer>
 void norm_fwd(const NormFwdParams& p) {
   const char* name = kLayer ? "layernorm_fwd" : "rmsnorm_fwd";
   GRAFT_CHECK(p.rows >= 0 && p.cols > 0, name, ": rows = ", p.rows, ", cols = ", p.cols);
+  GRAFT_CHECK(!p.residual || (p.residual_out && p.residual_out != p.y), name,
+              ": a residual needs residual_out, distinct from y");
   if (p.rows == 0) return;
   DeviceGuard g(p.device.index);
   cudaStream_t s = stream_of(p);
   const size_t es = dtype_size(p.dtype), ws = dtype_size(p.weight_dtype);
   const bool vec = p.cols % 8 == 0 && aligned_for_8(p.x, es) && aligned_for_8(p.y, es) &&
+                   aligned_for_8(p.residual, es) && aligned_for_8(p.residual_out, es) &&
                    aligned_for_8(p.gamma, ws) && aligned_for_8(p.beta, ws);
   const int threads = row_threads(vec ? p.cols / 8 : p.cols);
   GRAFT_FLOAT_SWITCH(p.dtype, T, name, {
     GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name, {
       auto* kernel = vec ? norm_fwd_vec_kernel<T, W, kLayer> : norm_fwd_kernel<T, W, kLayer>;
       kernel<<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
-          static_cast<const T*>(p.x), static_cast<const W*>(p.gamma), static_cast<const W*>(p.beta),
-          static_cast<T*>(p.y), p.rstd, p.mean, p.cols, p.eps, p.zero_centered_gamma);
+          static_cast<const T*>(p.x), static_cast<const T*>(p.residual),
+          static_cast<T*>(p.residual_out), static_cast<const W*>(p.gamma),
+          static_cast<const W*>(p.beta), static_cast<T*>(p.y), p.rstd, p.mean, p.cols, p.eps,
+          p.zero_centered_gamma);
     });
   });
   GRAFT_CUDA_CHECK_LAUNCH();
@@ -215,7 +253,8 @@ void norm_bwd(const NormBwdParams& p) {
   cudaStream_t s = stream_of(p);
   const size_t es = dtype_size(p.dtype), ws = dtype_size(p.weight_dtype);
   const bool vec = p.cols % 8 == 0 && aligned_for_8(p.dy, es) && aligned_for_8(p.x, es) &&
-                   aligned_for_8(p.dx, es) && aligned_for_8(p.gamma, ws);
+                   aligned_for_8(p.dx, es) && aligned_for_8(p.dresidual, es) &&
+                   aligned_for_8(p.gamma, ws);
   const int threads = row_threads(vec ? p.cols / 8 : p.cols);
   GRAFT_FLOAT_SWITCH(p.dtype, T, name, {
     const T* dy = static_cast<const T*>(p.dy);
@@ -230,8 +269,8 @@ void norm_bwd(const NormBwdParams& p) {
     GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name, {
       auto* kernel = vec ? norm_bwd_dx_vec_kernel<T, W, kLayer> : norm_bwd_dx_kernel<T, W, kLayer>;
       kernel<<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
-          dy, x, static_cast<const W*>(p.gamma), p.rstd, p.mean, static_cast<T*>(p.dx), p.cols,
-          p.zero_centered_gamma);
+          dy, x, static_cast<const W*>(p.gamma), p.rstd, p.mean, static_cast<const T*>(p.dresidual),
+          static_cast<T*>(p.dx), p.cols, p.zero_centered_gamma);
     });
   });
   GRAFT_CUDA_CHECK_LAUNCH();
@@ -250,4 +289,9 @@ GRAFT_REGISTER_CUDA_KERNEL(rmsnorm_fwd, NormFwdParams, cuda::launch_rmsnorm_fwd)
 GRAFT_REGISTER_CUDA_KERNEL(layernorm_fwd, NormFwdParams, cuda::launch_layernorm_fwd);
 GRAFT_REGISTER_CUDA_KERNEL(rmsnorm_bwd, NormBwdParams, cuda::launch_rmsnorm_bwd);
 GRAFT_REGISTER_CUDA_KERNEL(layernorm_bwd, NormBwdParams, cuda::launch_layernorm_bwd);
+// The fused residual add (residual / dresidual set): the same kernels, profiled apart.
+GRAFT_REGISTER_CUDA_KERNEL(rmsnorm_fwd_add, NormFwdParams, cuda::launch_rmsnorm_fwd);
+GRAFT_REGISTER_CUDA_KERNEL(layernorm_fwd_add, NormFwdParams, cuda::launch_layernorm_fwd);
+GRAFT_REGISTER_CUDA_KERNEL(rmsnorm_bwd_add, NormBwdParams, cuda::launch_rmsnorm_bwd);
+GRAFT_REGISTER_CUDA_KERNEL(layernorm_bwd_add, NormBwdParams, cuda::launch_layernorm_bwd);
 }  // namespace graft

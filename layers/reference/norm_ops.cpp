@@ -5,9 +5,14 @@
 namespace graft::layers {
 
 Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                         const NormSpec& spec, NormSaved* save) {
+                         const NormSpec& spec, NormSaved* save, const Tensor& residual,
+                         Tensor* sum) {
   GRAFT_CHECK(x.ndim() == 2 && x.is_contiguous() && x.dtype() == gamma.dtype(), "norm: x ", x.str(),
               " gamma ", gamma.str());
+  GRAFT_CHECK(
+      !residual.defined() || (sum && residual.shape() == x.shape() && residual.is_contiguous() &&
+                              residual.dtype() == x.dtype() && residual.device() == x.device()),
+      "norm: residual ", residual.str(), " for x ", x.str(), " (and a sum to return)");
   const bool ln = spec.type == NormType::kLayerNorm;
   const int64_t rows = x.size(0);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -27,22 +32,33 @@ Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& bet
   p.dtype = x.dtype();
   p.weight_dtype = gamma.dtype();
   p.device = x.device();
+  Tensor s = x;
+  if (residual.defined()) {
+    s = Tensor::empty(x.shape(), x.dtype(), x.device());
+    p.residual = residual.raw();
+    p.residual_out = s.raw();
+    *sum = s;
+  }
   if (rows > 0) {
     if (ln)
       layernorm_fwd(p);
     else
       rmsnorm_fwd(p);
   }
-  if (save) *save = NormSaved{x, rstd, mean};
+  if (save) *save = NormSaved{s, rstd, mean};
   return y;
 }
 
 Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& gamma, Tensor* dgamma,
-                          Tensor* dbeta, const NormSpec& spec) {
+                          Tensor* dbeta, const NormSpec& spec, const Tensor& dresidual) {
   GRAFT_CHECK(dy.shape() == s.x.shape() && dy.is_contiguous(), "norm backward: dy ", dy.str(),
               " x ", s.x.str());
   const bool ln = spec.type == NormType::kLayerNorm;
   GRAFT_CHECK(dy.dtype() == s.x.dtype(), "norm backward: dy ", dy.str(), " x ", s.x.str());
+  GRAFT_CHECK(!dresidual.defined() ||
+                  (dresidual.numel() == dy.numel() && dresidual.is_contiguous() &&
+                   dresidual.dtype() == dy.dtype() && dresidual.device() == dy.device()),
+              "norm backward: dresidual ", dresidual.str(), " for dy ", dy.str());
   Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
   NormBwdParams p;
   p.dy = dy.raw();
@@ -51,6 +67,7 @@ Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& ga
   p.rstd = static_cast<const float*>(s.rstd.raw());
   p.mean = ln ? static_cast<const float*>(s.mean.raw()) : nullptr;
   p.dx = dx.raw();
+  p.dresidual = dresidual.defined() ? dresidual.raw() : nullptr;
   p.dgamma = dgamma ? static_cast<float*>(dgamma->raw()) : nullptr;
   p.dbeta = ln && dbeta ? static_cast<float*>(dbeta->raw()) : nullptr;
   p.rows = dy.size(0);

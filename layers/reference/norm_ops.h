@@ -18,10 +18,15 @@ struct NormSaved {
 };
 
 // x [rows, cols] contiguous -> y [rows, cols] (new). beta only for LayerNorm (may be undefined).
+// With `residual` defined (x's shape and dtype) the norm is of s = x + residual, added in the same
+// kernel (kernels/norm.h); s (new) is returned in *sum and saved for the backward.
 Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                         const NormSpec& spec, NormSaved* save);
-// dx (new) from dy [rows, cols]; dgamma/dbeta accumulated when defined.
+                         const NormSpec& spec, NormSaved* save, const Tensor& residual = Tensor(),
+                         Tensor* sum = nullptr);
+// dx (new) from dy [rows, cols]; dgamma/dbeta accumulated when defined. A defined `dresidual`
+// (dy's shape and dtype) is added into dx in the same kernel.
 Tensor norm_rows_backward(const Tensor& dy, const NormSaved& saved, const Tensor& gamma,
-                          Tensor* dgamma, Tensor* dbeta, const NormSpec& spec);
+                          Tensor* dgamma, Tensor* dbeta, const NormSpec& spec,
+                          const Tensor& dresidual = Tensor());
 
 }  // namespace graft::layers

@@ -73,7 +73,8 @@ TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* sa
   return out;
 }
 
-Tensor LayerNormLinear::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
+Tensor LayerNormLinear::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out,
+                                 const Tensor& d_residual) {
   auto& ctx = dynamic_cast<LNLinearCtx&>(ctx_base);
   Tensor dln = blocks_.backward(*this, layers::as_rows(dy, blocks_.out()), ctx.ln,
                                 column_ && !sp_ ? tp_.get() : nullptr);
@@ -84,8 +85,10 @@ Tensor LayerNormLinear::backward(const Tensor& dy, LayerCtx& ctx_base, const Ten
   const bool ln = norm_ == NormType::kLayerNorm;
   Parameter* g = parameter("layer_norm_weight");
   Tensor* db = ln ? &layers::grad_of(*parameter("layer_norm_bias")) : nullptr;
-  Tensor dx = layers::norm_rows_backward(dln, ctx.norm, g->value, &layers::grad_of(*g), db,
-                                         {norm_, config_.eps, config_.zero_centered_gamma});
+  Tensor dx = layers::norm_rows_backward(
+      dln, ctx.norm, g->value, &layers::grad_of(*g), db,
+      {norm_, config_.eps, config_.zero_centered_gamma},
+      d_residual.defined() ? layers::as_rows(d_residual, config_.in_features) : Tensor());
   return dx.view(ctx.in_shape);
 }
 

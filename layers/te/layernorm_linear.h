@@ -50,7 +50,10 @@ class LayerNormLinear : public Module {
   // x [..., in] -> out [..., out] (+ bias / ln_out per the options).
   TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);
   // dy [..., out]; d_ln_out [..., in] or undefined. Returns dx.
-  Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor());
+  // A defined `d_residual` (x's shape) is added to the returned input gradient inside the norm's
+  // backward kernel (the gradient reaching x through a residual branch).
+  Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor(),
+                  const Tensor& d_residual = Tensor());
 
  private:
   LayerNormLinearConfig config_;

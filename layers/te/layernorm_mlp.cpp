@@ -58,15 +58,20 @@ LayerNormMLP::LayerNormMLP(const LayerNormMLPConfig& c, const BuildContext& bctx
   fc2_.enable_fp8(bctx.fp8, *this, "fc2_");
 }
 
-TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save) {
+TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save,
+                               const Tensor& residual) {
   const int64_t H = config_.hidden_size;
   auto ctx = save ? std::make_unique<LNMLPCtx>() : nullptr;
   Tensor x2 = layers::as_rows(x, H);
   const bool ln = norm_ == NormType::kLayerNorm;
-  Tensor n = layers::norm_rows_forward(x2, parameter("layer_norm_weight")->value,
-                                       ln ? parameter("layer_norm_bias")->value : Tensor(),
-                                       {norm_, config_.eps, config_.zero_centered_gamma},
-                                       ctx ? &ctx->norm : nullptr);
+  GRAFT_CHECK(!residual.defined() || residual.shape() == x.shape(), "te.layernorm_mlp: residual ",
+              residual.str(), " for x ", x.str());
+  Tensor sum;
+  Tensor n = layers::norm_rows_forward(
+      x2, parameter("layer_norm_weight")->value,
+      ln ? parameter("layer_norm_bias")->value : Tensor(),
+      {norm_, config_.eps, config_.zero_centered_gamma}, ctx ? &ctx->norm : nullptr,
+      residual.defined() ? layers::as_rows(residual, H) : Tensor(), &sum);
   Tensor ng = n.view(x.shape());
   if (parallel_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
   Tensor n_rows = layers::as_rows(ng, H);
@@ -79,6 +84,7 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
     out.out = sp_ ? reduce_scatter_to_sp(out.out, *tp_) : reduce_from_tp(out.out, *tp_);
   if (config_.return_bias) out.bias = fc2_.bias(*this);
   if (config_.return_layernorm_output) out.ln_out = n.view(x.shape());
+  if (residual.defined()) out.sum = sum.view(x.shape());
   if (ctx) {
     ctx->ln_shape = ng.shape();
     ctx->h = h;
@@ -88,7 +94,8 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
   return out;
 }
 
-Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
+Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out,
+                              const Tensor& d_residual) {
   auto& ctx = dynamic_cast<LNMLPCtx&>(ctx_base);
   const int64_t H = config_.hidden_size, F = fc2_.in();
   Tensor dyg = sp_ ? reduce_scatter_to_sp_backward(dy, *tp_) : dy;
@@ -111,8 +118,10 @@ Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor
   const bool ln = norm_ == NormType::kLayerNorm;
   Parameter* g = parameter("layer_norm_weight");
   Tensor* db = ln ? &layers::grad_of(*parameter("layer_norm_bias")) : nullptr;
-  Tensor dx = layers::norm_rows_backward(dln, ctx.norm, g->value, &layers::grad_of(*g), db,
-                                         {norm_, config_.eps, config_.zero_centered_gamma});
+  Tensor dx =
+      layers::norm_rows_backward(dln, ctx.norm, g->value, &layers::grad_of(*g), db,
+                                 {norm_, config_.eps, config_.zero_centered_gamma},
+                                 d_residual.defined() ? layers::as_rows(d_residual, H) : Tensor());
   return dx.view(ctx.in_shape);
 }
 

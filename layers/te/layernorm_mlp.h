@@ -15,6 +15,9 @@
 //   the normalised rows are gathered before fc1 and fc2's output reduce-scattered back.
 //   return_bias: fc2_bias returned, not added. return_layernorm_output: ln returned (its
 //   gradient goes to backward as d_ln_out).
+//   Fused residual add: forward(a, save, r) normalises h = r + a in one kernel and returns h as
+//   TEOutput.sum; backward(..., d_residual) adds the residual branch's gradient in the norm's
+//   backward kernel (te.transformer_layer's mid-block add and both backward adds).
 // Rejected: fuse_wgrad_accumulation; sequence_parallel without tp; tp_size other than the group's.
 #pragma once
 
@@ -52,8 +55,14 @@ class LayerNormMLP : public Module {
   // ctx.fp8 (when set) runs fc1 and fc2 in FP8 (layers/te/fp8_linear.h).
   LayerNormMLP(const LayerNormMLPConfig& config, const BuildContext& ctx);
   const LayerNormMLPConfig& config() const { return config_; }
-  TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save);
-  Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor());
+  // With `residual` defined (x's shape) the module's input is x + residual, added inside the
+  // norm's kernel and returned as TEOutput.sum (the next residual).
+  TEOutput forward(const Tensor& x, std::unique_ptr<LayerCtx>* save,
+                   const Tensor& residual = Tensor());
+  // Returns the gradient of the input; a defined `d_residual` (the input's shape: the gradient
+  // reaching the input through a residual branch) is added to it inside the norm's kernel.
+  Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor(),
+                  const Tensor& d_residual = Tensor());
   bool gated() const { return gated_; }
 
  private:

@@ -19,6 +19,7 @@ struct MhaCtx : LayerCtx {
   std::unique_ptr<LayerCtx> qkv, qn, kn, proj, core;
   std::shared_ptr<const layers::RopeTable> rope;
   Tensor positions;
+  bool rope_in_split = false;  // RoPE applied by the qkv split (and undone by the merge)
   Shape x_shape;
   int64_t seq = 0;
 };
@@ -29,9 +30,16 @@ struct QkvLayout {
   bool grouped;  // per-group interleaved (fuse_qkv_params) rather than q | k | v
 };
 
+// RoPE for the split to apply on q and k (kernels/qkv.h): the table and positions [B, S].
+struct QkvRotation {
+  const layers::RopeTable* table = nullptr;  // null: no rotation
+  const Tensor* positions = nullptr;
+  int64_t batch = 0, seq = 0;  // positions' shape; the qkv rows are batch · seq tokens
+};
+
 // One pass over the fused buffer (kernels/qkv.h), either way.
 void run_qkv_split(const Tensor& qkv, const QkvLayout& l, const Tensor& q, const Tensor& k,
-                   const Tensor& v, bool merge) {
+                   const Tensor& v, bool merge, const QkvRotation& rot) {
   GRAFT_CHECK(qkv.ndim() == 2 && qkv.strides()[1] == 1 && q.is_contiguous() && k.is_contiguous() &&
                   v.is_contiguous(),
               "qkv split: ", qkv.str(), " ", q.str(), " ", k.str(), " ", v.str());
@@ -49,24 +57,42 @@ void run_qkv_split(const Tensor& qkv, const QkvLayout& l, const Tensor& q, const
   p.merge = merge;
   p.dtype = qkv.dtype();
   p.device = qkv.device();
-  qkv_split(p);
+  if (rot.table) {
+    const Tensor& pos = *rot.positions;
+    GRAFT_CHECK(pos.defined() && pos.dtype() == DType::kI64 && pos.ndim() == 2 &&
+                    pos.size(0) == rot.batch && pos.size(1) == rot.seq &&
+                    rot.batch * rot.seq == p.rows && pos.strides()[1] == 1,
+                "qkv split with rope: positions must be i64 [", rot.batch, ", ", rot.seq, "], got ",
+                pos.defined() ? pos.str() : "none");
+    p.rope.cos = static_cast<const float*>(rot.table->cos.raw());
+    p.rope.sin = static_cast<const float*>(rot.table->sin.raw());
+    p.rope.positions = static_cast<const int64_t*>(pos.raw());
+    p.rope.seq = pos.size(1);
+    p.rope.rotary_dim = rot.table->rotary_dim;
+    p.rope.max_positions = rot.table->max_positions;
+    p.rope.pos_stride_b = pos.strides()[0];
+  }
+  if (p.rows > 0) qkv_split(p);
 }
 
-// q [N, Hq·D], k, v [N, Hkv·D] (new, contiguous) from qkv [N, (Hq + 2Hkv)·D].
-void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tensor& v) {
+// q [N, Hq·D], k, v [N, Hkv·D] (new, contiguous) from qkv [N, (Hq + 2Hkv)·D]; q and k rotated
+// when rot.table is set.
+void split_qkv(const Tensor& qkv, const QkvLayout& l, Tensor& q, Tensor& k, Tensor& v,
+               const QkvRotation& rot) {
   const int64_t N = qkv.size(0), d = l.d;
   q = Tensor::empty({N, l.hq * d}, qkv.dtype(), qkv.device());
   k = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
   v = Tensor::empty({N, l.hkv * d}, qkv.dtype(), qkv.device());
-  run_qkv_split(qkv, l, q, k, v, false);
+  run_qkv_split(qkv, l, q, k, v, false, rot);
 }
 
-// The inverse: dqkv [N, (Hq + 2Hkv)·D] (new) from dq, dk, dv.
-Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const QkvLayout& l) {
+// The inverse: dqkv [N, (Hq + 2Hkv)·D] (new) from dq, dk, dv (un-rotated when rot.table is set).
+Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const QkvLayout& l,
+                 const QkvRotation& rot) {
   const int64_t N = dq.size(0), d = l.d;
   Tensor out = Tensor::empty({N, (l.hq + 2 * l.hkv) * d}, dq.dtype(), dq.device());
   auto c = [](const Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); };
-  run_qkv_split(out, l, c(dq), c(dk), c(dv), true);
+  run_qkv_split(out, l, c(dq), c(dk), c(dv), true, rot);
   return out;
 }
 
@@ -190,10 +216,16 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
   auto ctx = save ? std::make_unique<MhaCtx>() : nullptr;
   TEOutput res = layernorm_qkv_ ? layernorm_qkv_->forward(x, ctx ? &ctx->qkv : nullptr)
                                 : qkv_->forward(x, ctx ? &ctx->qkv : nullptr);
-  Tensor q, k, v;
-  split_qkv(res.out.view({N, (hq + 2 * kv_) * d_}), {hq, kv_, d_, c.fuse_qkv_params}, q, k, v);
   auto* qn = dynamic_cast<graft::Norm*>(q_norm_);
   auto* kn = dynamic_cast<graft::Norm*>(k_norm_);
+  std::shared_ptr<const layers::RopeTable> rope;
+  if (c.rotary)
+    rope = layers::rope_table(c.rope, d_, layers::rope_positions_needed(in), x.device());
+  // RoPE inside the split unless a q/k norm must come between them (qk_norm_before_rope).
+  const bool rope_in_split = rope && !(qn && c.qk_norm_before_rope);
+  Tensor q, k, v;
+  split_qkv(res.out.view({N, (hq + 2 * kv_) * d_}), {hq, kv_, d_, c.fuse_qkv_params}, q, k, v,
+            rope_in_split ? QkvRotation{rope.get(), &in.positions, B, S} : QkvRotation{});
   auto norm_qk = [&] {
     if (!qn) return;
     q = qn->forward(q.view({N * hq, d_}), ctx ? &ctx->qn : nullptr).view({N, hq * d_});
@@ -201,9 +233,7 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
   };
   if (c.qk_norm_before_rope) norm_qk();
   Tensor q4 = q.view({B, S, hq, d_}), k4 = k.view({B, S, kv_, d_});
-  std::shared_ptr<const layers::RopeTable> rope;
-  if (c.rotary) {
-    rope = layers::rope_table(c.rope, d_, layers::rope_positions_needed(in), x.device());
+  if (rope && !rope_in_split) {
     layers::rope_apply(q4, in.positions, *rope, false);
     layers::rope_apply(k4, in.positions, *rope, false);
   }
@@ -218,6 +248,7 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
   if (c.return_layernorm_output) out.ln_out = res.ln_out;
   if (ctx) {
     ctx->rope = rope;
+    ctx->rope_in_split = rope_in_split;
     ctx->positions = in.positions;
     ctx->x_shape = x.shape();
     ctx->seq = S;
@@ -226,7 +257,8 @@ TEOutput MultiheadAttention::forward(const Tensor& x, const AttentionInputs& in,
   return out;
 }
 
-Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out) {
+Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor& d_ln_out,
+                                    const Tensor& d_residual) {
   auto& ctx = dynamic_cast<MhaCtx&>(ctx_base);
   const MultiheadAttentionConfig& c = config_;
   const int64_t B = ctx.x_shape[0], S = ctx.seq, N = B * S, hq = hq_;
@@ -241,16 +273,20 @@ Tensor MultiheadAttention::backward(const Tensor& dy, LayerCtx& ctx_base, const 
     dk = kn->backward(dk.view({N * kv_, d_}), *ctx.kn).view({B, S, kv_, d_});
   };
   if (!c.qk_norm_before_rope) norm_qk_bwd();
-  if (ctx.rope) {
+  if (ctx.rope && !ctx.rope_in_split) {
     layers::rope_apply(dq, ctx.positions, *ctx.rope, true);
     layers::rope_apply(dk, ctx.positions, *ctx.rope, true);
   }
   if (c.qk_norm_before_rope) norm_qk_bwd();
-  Tensor dqkv = merge_qkv(dq.view({N, hq * d_}), dk.view({N, kv_ * d_}), dv.view({N, kv_ * d_}),
-                          {hq, kv_, d_, c.fuse_qkv_params});
+  Tensor dqkv = merge_qkv(
+      dq.view({N, hq * d_}), dk.view({N, kv_ * d_}), dv.view({N, kv_ * d_}),
+      {hq, kv_, d_, c.fuse_qkv_params},
+      ctx.rope_in_split ? QkvRotation{ctx.rope.get(), &ctx.positions, B, S} : QkvRotation{});
   Tensor dqkv3 = dqkv.view({B, S, dqkv.size(1)});
-  return layernorm_qkv_ ? layernorm_qkv_->backward(dqkv3, *ctx.qkv, d_ln_out)
-                        : qkv_->backward(dqkv3, *ctx.qkv);
+  if (layernorm_qkv_) return layernorm_qkv_->backward(dqkv3, *ctx.qkv, d_ln_out, d_residual);
+  Tensor dx = qkv_->backward(dqkv3, *ctx.qkv);
+  if (d_residual.defined()) layers::add_into(dx, d_residual);
+  return dx;
 }
 
 static Register<MultiheadAttention, MultiheadAttentionConfig> reg(

@@ -91,7 +91,10 @@ class MultiheadAttention : public Module {
 
   // x [B, S, H] -> out [B, S, H] (+ bias / ln_out per the options).
   TEOutput forward(const Tensor& x, const AttentionInputs& in, std::unique_ptr<LayerCtx>* save);
-  Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor());
+  // A defined `d_residual` (x's shape) is added to the returned dx: inside the input norm's
+  // backward kernel with input_layernorm, by an add otherwise.
+  Tensor backward(const Tensor& dy, LayerCtx& ctx, const Tensor& d_ln_out = Tensor(),
+                  const Tensor& d_residual = Tensor());
 
  private:
   MultiheadAttentionConfig config_;

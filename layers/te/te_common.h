@@ -28,10 +28,11 @@ using InitMethod = std::function<void(Tensor& weight)>;
 // TE's parameters_split as an ordered list of (name, rows). Empty: one "weight"/"bias".
 using ParametersSplit = std::vector<std::pair<std::string, int64_t>>;
 
-// What a TE module's forward returns: `out`; `bias` when return_bias (not added to out); and
-// `ln_out` (the normalised input) when return_layernorm_output.
+// What a TE module's forward returns: `out`; `bias` when return_bias (not added to out);
+// `ln_out` (the normalised input) when return_layernorm_output; and `sum` = x + residual when the
+// forward was given a residual to add before its norm (in the norm's kernel).
 struct TEOutput {
-  Tensor out, bias, ln_out;
+  Tensor out, bias, ln_out, sum;
 };
 
 // "LayerNorm" / "RMSNorm" (TE spelling). Anything else: InputError naming `layer`.normalization.

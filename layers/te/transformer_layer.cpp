@@ -149,8 +149,10 @@ Tensor TransformerLayer::forward(const Tensor& x, const AttentionInputs& in,
     y = layers::add(xc, a.out);
     layers::add_into(y, m.out);
   } else {
-    Tensor h = layers::add(a.ln_out.defined() ? a.ln_out : xc, a.out);
-    TEOutput m = layernorm_mlp_->forward(h, ctx ? &ctx->mlp : nullptr);
+    // h = r1 + a, added inside layernorm_mlp's norm kernel (h comes back as m.sum).
+    TEOutput m = layernorm_mlp_->forward(a.out, ctx ? &ctx->mlp : nullptr,
+                                         a.ln_out.defined() ? a.ln_out : xc);
+    const Tensor& h = m.sum;
     y = layers::add(m.ln_out.defined() ? m.ln_out : h, m.out);
   }
   if (layernorm_)
@@ -170,13 +172,12 @@ Tensor TransformerLayer::backward(const Tensor& dy_in, LayerCtx& ctx_base) {
     layers::add_into(dx, dy);
     return dx;
   }
-  // y = r2 + mlp(h): the residual's gradient either joins the norm's (post-LN) or h's.
-  Tensor dh = layernorm_mlp_->backward(dy, *ctx.mlp, post ? dy : Tensor());
-  if (!post) layers::add_into(dh, dy);
+  // y = r2 + mlp(h): the residual's gradient either joins the norm's (post-LN) or h's; both
+  // added inside the norm's backward kernel.
+  Tensor dh = layernorm_mlp_->backward(dy, *ctx.mlp, post ? dy : Tensor(), post ? Tensor() : dy);
   const bool attn_post = post && !config_.output_layernorm;
-  Tensor dx = self_attention_->backward(dh, *ctx.attn, attn_post ? dh : Tensor());
-  if (!attn_post) layers::add_into(dx, dh);
-  return dx;
+  return self_attention_->backward(dh, *ctx.attn, attn_post ? dh : Tensor(),
+                                   attn_post ? Tensor() : dh);
 }
 
 WeightMap TransformerLayer::hf_weight_map() const {

@@ -123,6 +123,47 @@ TEST(CudaGradNorm, MatchesCpuAndIsDeterministic) {
   }
 }
 
+// The one-launch norm's edge cases: more tensors than one parameter block holds (two launches
+// sharing one completion counter), views one float off 16-byte alignment (the element path),
+// a tensor of several chunks (the unrolled float4 loop and its tail), empty tensors, and no
+// elements at all (0). Both sides sum in f64, so only the final f32 rounding differs (kF32Tol).
+TEST(CudaGradNorm, OneLaunchEdgeCasesMatchCpu) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  std::vector<int64_t> sizes;
+  for (int i = 0; i < 1100; ++i) sizes.push_back(i % 17 == 0 ? 0 : (i * 104729) % 3001 + 1);
+  sizes.push_back(5 * 16384 + 7);  // several chunks and a tail
+  std::vector<Tensor> host, dev;
+  GradNormParams c, g;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t off = i % 3 == 1 ? 1 : 0;  // every third view starts one float in
+    host.push_back(random_host({sizes[i] + off}, rng));
+    dev.push_back(host.back().to(gpu()));
+    c.grads.push_back(host.back().data<float>() + off);
+    g.grads.push_back(static_cast<const float*>(dev.back().raw()) + off);
+  }
+  c.sizes = g.sizes = sizes;
+  Tensor out_h = Tensor::empty({1}, DType::kF32);
+  c.out = out_h.data<float>();
+  grad_norm(c);
+  Tensor out_d = poisoned({1}, DType::kF32);
+  g.out = static_cast<float*>(out_d.raw()), g.device = gpu();
+  grad_norm(g);
+  expect_close(out_d, out_h, kF32Tol, "norm over 1101 tensors");
+  Tensor again = poisoned({1}, DType::kF32);
+  g.out = static_cast<float*>(again.raw());
+  grad_norm(g);  // the counter was re-zeroed: the same value again
+  EXPECT_EQ(to_host_f32(again).to_f32_vector(), to_host_f32(out_d).to_f32_vector());
+
+  GradNormParams none;
+  none.grads = {g.grads[0]};
+  none.sizes = {0};
+  Tensor zero = poisoned({1}, DType::kF32);
+  none.out = static_cast<float*>(zero.raw()), none.device = gpu();
+  grad_norm(none);
+  EXPECT_EQ(to_host_f32(zero).to_f32_vector(), std::vector<float>{0.0f});
+}
+
 // Clipping and skipping decided on the device (AdamWHyper::norm_sq/loss) equal the CPU
 // reference's prologue: clipped, unclipped, and skipped (non-finite norm or loss: untouched).
 TEST(CudaAdamW, DeviceClipAndSkipMatchCpu) {

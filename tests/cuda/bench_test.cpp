@@ -6,14 +6,19 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 
+#include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
+#include "kernels/qkv.h"
+#include "kernels/rope.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace graft {
@@ -127,6 +132,94 @@ TEST(CudaBench, DISABLED_KernelTimings) {
     const double gb = rows * cols * 2.0 / 1e6;
     std::printf("BENCH rmsnorm bf16 8192x2048: fwd %.3f ms (%.0f GB/s), bwd %.3f ms (%.0f GB/s)\n",
                 fwd, 2 * gb / fwd, bwd, 3 * gb / bwd);
+  }
+}
+
+// The fused kernels of issue 11 at the Llama 3.2 1B step's shapes (4 x 2048 tokens): residual
+// add + RMSNorm (forward: read x and r, write s and y; backward: read dy, x, dres, write dx; the
+// dgamma pass reads dy and x again), qkv split with RoPE (read qkv, write q, k, v, and back), and
+// the global gradient norm over the 1B's gradient shapes (1.24e9 f32, 4.9 GB read once).
+TEST(CudaBench, DISABLED_FusedKernelTimings) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t rows = 8192, H = 2048;
+  {
+    Tensor x = rand_dev({rows, H}, DType::kBF16, rng), r = rand_dev({rows, H}, DType::kBF16, rng);
+    Tensor g = rand_dev({H}, DType::kBF16, rng), dres = rand_dev({rows, H}, DType::kBF16, rng);
+    Tensor s = Tensor::empty({rows, H}, DType::kBF16, gpu()), y = s.clone();
+    Tensor dx = s.clone(), rstd = Tensor::empty({rows}, DType::kF32, gpu());
+    Tensor dg = Tensor::zeros({H}, DType::kF32, gpu());
+    NormFwdParams f;
+    f.x = x.raw(), f.residual = r.raw(), f.residual_out = s.raw(), f.gamma = g.raw();
+    f.y = y.raw(), f.rstd = static_cast<float*>(rstd.raw()), f.rows = rows, f.cols = H;
+    f.dtype = f.weight_dtype = DType::kBF16, f.device = gpu();
+    NormBwdParams b;
+    b.dy = y.raw(), b.x = s.raw(), b.gamma = g.raw(), b.rstd = f.rstd, b.dx = dx.raw();
+    b.dresidual = dres.raw(), b.dgamma = static_cast<float*>(dg.raw()), b.rows = rows;
+    b.cols = H, b.dtype = b.weight_dtype = DType::kBF16, b.device = gpu();
+    const double fwd = median_ms([&] { rmsnorm_fwd(f); });
+    const double bwd = median_ms([&] { rmsnorm_bwd(b); });
+    const double gb = rows * H * 2.0 / 1e6;
+    std::printf(
+        "BENCH add+rmsnorm bf16 8192x2048: fwd %.3f ms (%.0f GB/s), bwd %.3f ms (%.0f GB/s)\n", fwd,
+        4 * gb / fwd, bwd, 6 * gb / bwd);
+  }
+  {
+    const int64_t hq = 32, hkv = 8, d = 64, w = (hq + 2 * hkv) * d, maxpos = 2048;
+    Tensor qkv = rand_dev({rows, w}, DType::kBF16, rng);
+    Tensor q = Tensor::empty({rows, hq * d}, DType::kBF16, gpu());
+    Tensor k = Tensor::empty({rows, hkv * d}, DType::kBF16, gpu()), v = k.clone();
+    Tensor cs = Tensor::empty({maxpos, d / 2}, DType::kF32), sn = cs.clone();
+    RopeFreqParams fp;
+    fp.rotary_dim = d;
+    rope_cos_sin_table(fp, maxpos, cs.data<float>(), sn.data<float>());
+    Tensor cs_d = cs.to(gpu()), sn_d = sn.to(gpu());
+    std::vector<int64_t> pv(rows);
+    for (int64_t i = 0; i < rows; ++i) pv[i] = i % maxpos;
+    Tensor pos = Tensor::from_vector(pv, {rows / maxpos, maxpos}).to(gpu());
+    QkvSplitParams p;
+    p.qkv = qkv.raw(), p.q = q.raw(), p.k = k.raw(), p.v = v.raw(), p.rows = rows;
+    p.heads_q = hq, p.heads_kv = hkv, p.head_dim = d, p.grouped = true;
+    p.dtype = DType::kBF16, p.device = gpu();
+    p.rope.cos = static_cast<const float*>(cs_d.raw());
+    p.rope.sin = static_cast<const float*>(sn_d.raw());
+    p.rope.positions = static_cast<const int64_t*>(pos.raw()), p.rope.seq = maxpos;
+    p.rope.max_positions = maxpos;
+    const double split = median_ms([&] { qkv_split(p); });
+    QkvSplitParams m = p;
+    m.merge = true;
+    const double merge = median_ms([&] { qkv_split(m); });
+    const double gb = rows * w * 2.0 * 2 / 1e6;
+    std::printf(
+        "BENCH qkv split+rope bf16 8192x3072: split %.3f ms (%.0f GB/s), merge %.3f ms "
+        "(%.0f GB/s)\n",
+        split, gb / split, merge, gb / merge);
+  }
+  {
+    std::vector<int64_t> sizes = {128256 * H, H};  // embedding, final norm
+    for (int l = 0; l < 16; ++l)
+      for (int64_t n : {H, 3072 * H, H * H, H, 16384 * H, H * 8192}) sizes.push_back(n);
+    int64_t total = 0;
+    for (int64_t n : sizes) total += n;
+    Tensor flat = Tensor::empty({total}, DType::kF32, gpu());
+    FillParams fl;
+    fl.x = flat.raw(), fl.value = 0.5f, fl.n = total, fl.device = gpu();
+    fill(fl);
+    GradNormParams gp;
+    const float* base = static_cast<const float*>(flat.raw());
+    for (int64_t n : sizes) {
+      gp.grads.push_back(base);
+      gp.sizes.push_back(n);
+      base += n;
+    }
+    Tensor out = Tensor::empty({1}, DType::kF32, gpu());
+    gp.out = static_cast<float*>(out.raw()), gp.device = gpu();
+    const double ms = median_ms([&] { grad_norm(gp); });
+    const float norm = to_host_f32(out).to_f32_vector()[0];
+    std::printf(
+        "BENCH grad_norm %zu tensors, %.3g f32: %.3f ms (%.0f GB/s), norm %.6g (want %.6g)\n",
+        sizes.size(), static_cast<double>(total), ms, total * 4.0 / 1e6 / ms, norm,
+        0.5 * std::sqrt(static_cast<double>(total)));
   }
 }
 

@@ -119,6 +119,76 @@ INSTANTIATE_TEST_SUITE_P(
                       NormCase{5, 8, true, false, F, F}),
     norm_name);
 
+// The fused residual add against the CPU reference of add-then-norm. s = x + r is one f32 add
+// rounded to the storage dtype on both sides, so it must match exactly; y, dx are held to the
+// same tolerances as the unfused kernels (dx + dresidual is one more f32 add before rounding).
+class CudaNormAdd : public ::testing::TestWithParam<NormCase> {};
+
+TEST_P(CudaNormAdd, FusedAddMatchesCpu) {
+  GRAFT_REQUIRE_CUDA();
+  const NormCase c = GetParam();
+  auto rng = rng_for(norm_name({c, 0}));
+  const Shape xs{c.rows, c.cols};
+  Tensor x = random_host(xs, rng, c.dt, -2.0f, 2.0f), r = random_host(xs, rng, c.dt, -2.0f, 2.0f);
+  Tensor gamma = random_host({c.cols}, rng, c.w_dt, 0.5f, 1.5f);
+  Tensor beta = random_host({c.cols}, rng, c.w_dt);
+  Tensor dy = random_host(xs, rng, c.dt), dres = random_host(xs, rng, c.dt);
+
+  // CPU: s = round_dt(x + r) (what the device stores), then the f32 reference on s.
+  Tensor s_h = Tensor::empty(xs, DType::kF32);
+  for (int64_t i = 0; i < s_h.numel(); ++i)
+    s_h.data<float>()[i] = x.data<float>()[i] + r.data<float>()[i];
+  s_h = s_h.to(c.dt).to(DType::kF32);
+  Tensor y_h = Tensor::empty(xs, DType::kF32), rstd_h = Tensor::empty({c.rows}, DType::kF32);
+  Tensor mean_h = Tensor::empty({c.rows}, DType::kF32), dx_h = Tensor::empty(xs, DType::kF32);
+  NormFwdParams fc;
+  fc.rows = c.rows, fc.cols = c.cols, fc.eps = 1e-5f, fc.zero_centered_gamma = c.zero_centered;
+  NormFwdParams fg = fc;
+  fc.x = s_h.raw(), fc.gamma = gamma.raw(), fc.beta = c.layer ? beta.raw() : nullptr;
+  fc.y = y_h.raw(), fc.rstd = rstd_h.data<float>();
+  fc.mean = c.layer ? mean_h.data<float>() : nullptr;
+  NormBwdParams bc;
+  bc.rows = c.rows, bc.cols = c.cols, bc.zero_centered_gamma = c.zero_centered;
+  NormBwdParams bg = bc;
+  bc.dy = dy.raw(), bc.x = s_h.raw(), bc.gamma = gamma.raw(), bc.rstd = rstd_h.data<float>();
+  bc.mean = c.layer ? mean_h.data<float>() : nullptr, bc.dx = dx_h.raw();
+  bc.dresidual = dres.raw();
+  c.layer ? layernorm_fwd(fc) : rmsnorm_fwd(fc);
+  c.layer ? layernorm_bwd(bc) : rmsnorm_bwd(bc);
+
+  Tensor x_d = to_gpu(x, c.dt), r_d = to_gpu(r, c.dt), g_d = to_gpu(gamma, c.w_dt);
+  Tensor b_d = to_gpu(beta, c.w_dt), s_d = poisoned(xs, c.dt), y_d = poisoned(xs, c.dt);
+  Tensor rstd_d = poisoned({c.rows}, DType::kF32), mean_d = poisoned({c.rows}, DType::kF32);
+  fg.x = x_d.raw(), fg.residual = r_d.raw(), fg.residual_out = s_d.raw();
+  fg.gamma = g_d.raw(), fg.beta = c.layer ? b_d.raw() : nullptr, fg.y = y_d.raw();
+  fg.rstd = static_cast<float*>(rstd_d.raw());
+  fg.mean = c.layer ? static_cast<float*>(mean_d.raw()) : nullptr;
+  fg.dtype = c.dt, fg.weight_dtype = c.w_dt, fg.device = gpu();
+  c.layer ? layernorm_fwd(fg) : rmsnorm_fwd(fg);
+  Tensor dy_d = to_gpu(dy, c.dt), dres_d = to_gpu(dres, c.dt), dx_d = poisoned(xs, c.dt);
+  Tensor s_ref = to_gpu(s_h, c.dt), rstd_ref = rstd_h.to(gpu()), mean_ref = mean_h.to(gpu());
+  bg.dy = dy_d.raw(), bg.x = s_ref.raw(), bg.gamma = g_d.raw();
+  bg.rstd = static_cast<const float*>(rstd_ref.raw());
+  bg.mean = c.layer ? static_cast<const float*>(mean_ref.raw()) : nullptr;
+  bg.dx = dx_d.raw(), bg.dresidual = dres_d.raw();
+  bg.dtype = c.dt, bg.weight_dtype = c.w_dt, bg.device = gpu();
+  c.layer ? layernorm_bwd(bg) : rmsnorm_bwd(bg);
+
+  EXPECT_EQ(to_host_f32(s_d).to_f32_vector(), s_h.to_f32_vector());
+  const Tol t_row = norm_tol(c.dt, c.cols);
+  expect_close(y_d, y_h, t_row, "y");
+  expect_close(rstd_d, rstd_h, norm_tol(DType::kF32, c.cols), "rstd");
+  if (c.layer) expect_close(mean_d, mean_h, norm_tol(DType::kF32, c.cols), "mean");
+  expect_close(dx_d, dx_h, t_row, "dx");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaNormAdd,
+    ::testing::Values(NormCase{71, 229, false, false, F, F}, NormCase{29, 541, true, false, B, B},
+                      NormCase{130, 2048, false, false, B, B},  // vector path, Llama rows
+                      NormCase{33, 264, true, false, B, F}, NormCase{17, 64, false, true, B, B}),
+    norm_name);
+
 // y may alias x (in place) and dx may alias dy.
 TEST(CudaNormAlias, InPlaceMatchesOutOfPlace) {
   GRAFT_REQUIRE_CUDA();

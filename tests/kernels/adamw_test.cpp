@@ -142,6 +142,21 @@ TEST(GradNorm, GlobalNormAndSquaredNormOverTensors) {
   EXPECT_NEAR(out, ss, 1e-6 * ss);
 }
 
+TEST(GradNorm, EmptyTensorsCountAsZeroAndANullPointerIsAnError) {
+  const std::vector<float> a = {3.0f, 4.0f};
+  float out = NAN;
+  GradNormParams p;
+  p.out = &out;
+  grad_norm(p);  // no tensors at all
+  EXPECT_EQ(out, 0.0f);
+  p.grads = {nullptr, a.data(), nullptr};
+  p.sizes = {0, 2, 0};
+  grad_norm(p);
+  EXPECT_EQ(out, 5.0f);  // exact: 9 + 16 = 25
+  p.sizes = {1, 2, 0};
+  EXPECT_THROW(grad_norm(p), Error);
+}
+
 TEST(AdamW, RejectsStepZero) {
   float x = 0;
   AdamWParams p;

@@ -178,6 +178,78 @@ TEST(Norm, InPlaceForwardEqualsOutOfPlace) {
   EXPECT_EQ(x, y);
 }
 
+// The fused residual add: norm(x + r) with s = x + r written out equals an add followed by the
+// norm exactly (the same f32 sum, then the same row arithmetic), also with s written over x.
+// The backward's dx + dresidual is rounded once instead of twice: the two differ by at most
+// u |dx| + u |dx + dres| for u = 2^-24 (one extra rounding of each), so 2^-22 (|dx| + |dres|)
+// bounds it with margin and a missing or doubled dresidual (an O(1) difference) fails.
+class NormAddSweep : public testing::TestWithParam<NormCase> {};
+
+TEST_P(NormAddSweep, FusedAddEqualsAddThenNorm) {
+  const NormCase c = GetParam();
+  const size_t n = static_cast<size_t>(c.rows * c.cols);
+  const auto x = randn(n, 21, 2.0f), res = randn(n, 22, 2.0f), gamma = randn(c.cols, 23);
+  const auto beta = randn(c.cols, 24), dy = randn(n, 25), dres = randn(n, 26);
+  std::vector<float> sum(n);
+  for (size_t i = 0; i < n; ++i) sum[i] = x[i] + res[i];
+  const std::vector<float> zeros(c.cols, 0.0f);
+  const NormRun ref = run_kernels(c, sum, gamma, beta, dy, zeros, zeros);
+
+  std::vector<float> s_out(n, NAN), y(n, NAN), rstd(c.rows, NAN), mean(c.rows, NAN);
+  NormFwdParams f;
+  f.x = x.data(), f.residual = res.data(), f.residual_out = s_out.data();
+  f.gamma = gamma.data(), f.beta = c.with_beta ? beta.data() : nullptr, f.y = y.data();
+  f.rstd = rstd.data(), f.mean = c.layernorm ? mean.data() : nullptr;
+  f.rows = c.rows, f.cols = c.cols, f.eps = static_cast<float>(kEps);
+  f.zero_centered_gamma = c.zero_centered;
+  c.layernorm ? layernorm_fwd(f) : rmsnorm_fwd(f);
+  EXPECT_EQ(s_out, sum);
+  EXPECT_EQ(y, ref.y);
+  EXPECT_EQ(rstd, ref.rstd);
+  auto x_inplace = x;  // residual_out aliasing x
+  std::vector<float> y2(n, NAN);
+  f.x = x_inplace.data(), f.residual_out = x_inplace.data(), f.y = y2.data();
+  c.layernorm ? layernorm_fwd(f) : rmsnorm_fwd(f);
+  EXPECT_EQ(x_inplace, sum);
+  EXPECT_EQ(y2, ref.y);
+
+  std::vector<float> dx(n, NAN), dg(c.cols, 0.0f), db(c.cols, 0.0f);
+  NormBwdParams b;
+  b.dy = dy.data(), b.x = sum.data(), b.gamma = gamma.data(), b.rstd = ref.rstd.data();
+  b.mean = c.layernorm ? ref.mean.data() : nullptr, b.dx = dx.data(), b.dgamma = dg.data();
+  b.dbeta = c.with_beta ? db.data() : nullptr, b.dresidual = dres.data();
+  b.rows = c.rows, b.cols = c.cols, b.zero_centered_gamma = c.zero_centered;
+  c.layernorm ? layernorm_bwd(b) : rmsnorm_bwd(b);
+  for (size_t i = 0; i < n; ++i) {
+    const double want = static_cast<double>(ref.dx[i]) + dres[i];
+    ASSERT_NEAR(dx[i], want, 0x1p-22 * (std::abs(ref.dx[i]) + std::abs(dres[i])) + 1e-30)
+        << "dx[" << i << "]";
+  }
+  EXPECT_EQ(dg, ref.dgamma);  // the weight gradients do not see dresidual
+  if (c.with_beta) EXPECT_EQ(db, ref.dbeta);
+  auto d_inplace = dres;  // dx aliasing dresidual
+  b.dx = d_inplace.data(), b.dresidual = d_inplace.data(), b.dgamma = nullptr, b.dbeta = nullptr;
+  c.layernorm ? layernorm_bwd(b) : rmsnorm_bwd(b);
+  EXPECT_EQ(d_inplace, dx);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, NormAddSweep,
+                         testing::Values(NormCase{false, 71, 229, false, false},
+                                         NormCase{false, 5, 64, true, false},
+                                         NormCase{true, 29, 541, false, true},
+                                         NormCase{true, 3, 2, true, false}),
+                         case_name);
+
+TEST(Norm, ResidualNeedsAnOutputDistinctFromY) {
+  std::vector<float> v(4, 1.0f);
+  NormFwdParams f;
+  f.x = v.data(), f.gamma = v.data(), f.y = v.data(), f.residual = v.data(), f.rows = 1;
+  f.cols = 4;
+  EXPECT_THROW(rmsnorm_fwd(f), Error);  // no residual_out
+  f.residual_out = v.data();
+  EXPECT_THROW(rmsnorm_fwd(f), Error);  // residual_out == y
+}
+
 TEST(Norm, RejectsNonF32OnCpu) {
   float v = 1;
   NormFwdParams f;

@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 
 #include "framework/registry/registry.h"
 #include "layer_test_util.h"
+#include "layers/reference/common.h"
 #include "layers/te/dot_product_attention.h"
 #include "layers/te/layernorm_linear.h"
 #include "layers/te/layernorm_mlp.h"
@@ -175,6 +177,47 @@ TEST(TeLayerNormMLP, EveryActivationMatchesTheFormulaAndFiniteDifferences) {
     Tensor dx = m->backward(r, *ctx);
     fd_all(
         *m, [&] { return test::dot(m->forward(x, nullptr).out, r); }, rng, &x, &dx);
+  }
+}
+
+// forward(a, save, r) normalises a + r inside the norm's kernel: the same output as adding first
+// (bit for bit on the CPU: the same f32 sum, then the same arithmetic), with the sum returned;
+// backward(..., d_residual) adds d_residual to the input gradient before its one rounding, so it
+// matches backward + add within 2^-22 relative, and the parameter gradients are unchanged.
+TEST(TeLayerNormMLP, ResidualAddedInsideTheNormEqualsAddingFirst) {
+  std::mt19937 rng(14);
+  for (const char* norm : {"RMSNorm", "LayerNorm"}) {
+    te::LayerNormMLPConfig c;
+    c.hidden_size = 8;
+    c.ffn_hidden_size = 5;
+    c.normalization = norm;
+    c.activation = "swiglu";
+    auto m = Registry::global().create<te::LayerNormMLP, te::LayerNormMLPConfig>(
+        "te.layernorm_mlp", c, local_context(c));
+    test::randomize(*m, rng, 0.5f);
+    Tensor a = test::randn({2, 3, 8}, rng), r = test::randn({2, 3, 8}, rng);
+    Tensor dy = test::randn({2, 3, 8}, rng), dres = test::randn({2, 3, 8}, rng);
+    std::unique_ptr<LayerCtx> fused_ctx, plain_ctx;
+    te::TEOutput fused = m->forward(a, &fused_ctx, r);
+    const Tensor h = layers::add(a, r);
+    te::TEOutput plain = m->forward(h, &plain_ctx);
+    ASSERT_TRUE(fused.sum.defined()) << norm;
+    EXPECT_EQ(fused.sum.shape(), a.shape());
+    EXPECT_EQ(fused.sum.to_f32_vector(), h.to_f32_vector()) << norm;
+    EXPECT_EQ(fused.out.to_f32_vector(), plain.out.to_f32_vector()) << norm;
+
+    m->zero_grad();
+    const std::vector<float> dx_fused = m->backward(dy, *fused_ctx, Tensor(), dres).to_f32_vector();
+    std::map<std::string, std::vector<float>> g_fused;
+    for (auto& [name, p] : m->named_parameters()) g_fused[name] = p->grad.to_f32_vector();
+    m->zero_grad();
+    Tensor dx_plain = m->backward(dy, *plain_ctx);
+    layers::add_into(dx_plain, dres);
+    const std::vector<float> want = dx_plain.to_f32_vector(), dr = dres.to_f32_vector();
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_NEAR(dx_fused[i], want[i], 0x1p-22 * (std::abs(want[i]) + std::abs(dr[i]))) << i;
+    for (auto& [name, p] : m->named_parameters())
+      EXPECT_EQ(p->grad.to_f32_vector(), g_fused[name]) << norm << " " << name;
   }
 }
 

@@ -84,7 +84,10 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
 
   // FP8 (ctx_.fp8) reaches the decoder layers only, and not those precision.fp8.bf16_layers
   // keeps out: the embedding, final norm and LM head stay in high precision, as in TE.
-  BuildContext high = ctx_;
+  // Every parameter is set afterwards by init_weights or an HF load: no layer initialises its own.
+  BuildContext children = ctx_;
+  children.skip_init = true;
+  BuildContext high = children;
   high.fp8 = nullptr;
   EmbeddingConfig ec{c.vocab_size, c.hidden_size, dt, dev};
   ec.sequence_parallel = sp_;
@@ -101,7 +104,7 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
                                              ctx_.fp8->config().bf16_layers.end(), i);
     layers_.push_back(&list->add_child(
         std::to_string(i),
-        reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc, bf16 ? high : ctx_)));
+        reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc, bf16 ? high : children)));
   }
   add_child("layers", std::move(list));
 

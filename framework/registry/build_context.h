@@ -27,6 +27,10 @@ struct BuildContext {
   DType dtype = DType::kF32;
   std::shared_ptr<const ParallelGroups> groups = single_process_groups();
   std::shared_ptr<te::Fp8State> fp8;  // layers/te/fp8_state.h
+  // The owner initialises or loads every parameter after construction (CausalLM: init_weights or
+  // an HF load), so layers allocate them zero-filled on the device and skip their own
+  // construction-time initialisation (te's init_method; Megatron's perform_initialization=False).
+  bool skip_init = false;
 
   const ProcessGroup& tp() const { return *groups->tp; }
   const ProcessGroup& cp() const { return *groups->cp; }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <mutex>
 
 namespace graft {
@@ -114,6 +115,16 @@ void Registry::set_current_source(std::string source) {
 std::vector<std::string> Registry::take_deferred_errors() {
   std::lock_guard<std::mutex> lock(registry_mutex());
   return std::exchange(deferred_errors_, {});
+}
+
+void Registry::note_build_time(const std::string& name, std::chrono::steady_clock::time_point t0) {
+  static const bool on = [] {
+    const char* e = std::getenv("GRAFT_BUILD_TIMING");
+    return e && *e && std::string(e) != "0";
+  }();
+  if (!on) return;
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s >= 0.05) std::cerr << "[graft] build: " << name << " " << s << " s" << std::endl;
 }
 
 }  // namespace graft

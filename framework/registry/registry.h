@@ -17,6 +17,7 @@
 #pragma once
 
 #include <any>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -77,11 +78,21 @@ class Registry {
       Config c = config;
       c.device = ctx.device;
       c.params_dtype = ctx.dtype;
-      return (*f)(c, ctx);
+      const auto t0 = std::chrono::steady_clock::now();
+      auto m = (*f)(c, ctx);
+      note_build_time(actual, t0);
+      return m;
     } else {
-      return (*f)(config, ctx);
+      const auto t0 = std::chrono::steady_clock::now();
+      auto m = (*f)(config, ctx);
+      note_build_time(actual, t0);
+      return m;
     }
   }
+
+  // GRAFT_BUILD_TIMING=1: every create() taking 50 ms or more prints its name and seconds to
+  // stderr (nested creates print first), to find what a large model's construction waits on.
+  static void note_build_time(const std::string& name, std::chrono::steady_clock::time_point t0);
 
   // Source label recorded for entries added while a plugin loads (see load_plugin). While the
   // source is not "builtin", a failing add() is remembered instead of thrown (an exception must

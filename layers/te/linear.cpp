@@ -31,6 +31,7 @@ LinearShard check_linear_options(const std::string& layer, bool sequence_paralle
   s.mode = parallel_mode == "None" ? "" : parallel_mode;
   s.tp = T;
   s.rank = ctx.tp().rank();
+  s.skip_init = ctx.skip_init;
   return s;
 }
 

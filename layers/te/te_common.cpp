@@ -82,8 +82,10 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = blocks_[i];
     const int64_t n = global[i].size;
-    Tensor w = Tensor::empty({n, in}, DType::kF32);
-    if (init) {
+    // skip_init: the global weight is never generated; the slicing below only shapes zeros.
+    Tensor w = Tensor::empty(shard.skip_init ? Shape{n, 0} : Shape{n, in}, DType::kF32);
+    if (shard.skip_init) {
+    } else if (init) {
       init(w);
       GRAFT_INPUT_CHECK(w.shape() == Shape({n, in}), layer, ": init_method changed the ",
                         "weight's shape to ", shape_str(w.shape()));
@@ -94,7 +96,7 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
     ShardSpec ws = ShardSpec::replicated({n, in}), bs = ShardSpec::replicated({n});
     if (shard.gated_halves) {  // [gate; up] viewed as [2, F, in]
       const int64_t F = n / 2, Fl = column ? divide(F, "ffn_hidden_size") : F;
-      Tensor local = Tensor::empty({2 * Fl, in}, DType::kF32);
+      Tensor local = Tensor::empty({2 * Fl, w.size(1)}, DType::kF32);
       local.slice(0, 0, Fl).copy_from(w.slice(0, r * Fl * column, Fl));
       local.slice(0, Fl, Fl).copy_from(w.slice(0, F + r * Fl * column, Fl));
       w = local;
@@ -110,14 +112,18 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
       ws = ShardSpec::split({n, in}, 0, LayoutGroup::kTP, r * nl);
       bs = ShardSpec::split({n}, 0, LayoutGroup::kTP, r * nl);
     } else if (row) {
-      w = w.slice(1, r * in_, in_).contiguous();
+      if (!shard.skip_init) w = w.slice(1, r * in_, in_).contiguous();
       ws = ShardSpec::split({n, in}, 1, LayoutGroup::kTP, r * in_);
     }
     b.offset = local_off;
     b.size = w.size(0);
     local_off += b.size;
-    if (params_dtype != DType::kF32) w = w.to(params_dtype);
-    owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device), true, ws);
+    if (shard.skip_init) {
+      owner.add_parameter(b.weight, Tensor::zeros({b.size, in_}, params_dtype, device), true, ws);
+    } else {
+      if (params_dtype != DType::kF32) w = w.to(params_dtype);
+      owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device), true, ws);
+    }
     if (bias)
       owner.add_parameter(b.bias, Tensor::zeros({b.size}, params_dtype, device), /*decay=*/false,
                           bs);

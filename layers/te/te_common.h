@@ -67,6 +67,7 @@ struct LinearShard {
   std::string mode;  // "", "column" or "row"
   int64_t tp = 1, rank = 0;
   bool gated_halves = false;
+  bool skip_init = false;  // BuildContext::skip_init: zero-filled weights, no init_method
 };
 
 class LinearBlocks {

@@ -63,14 +63,22 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save)
   auto ctx = save ? std::make_unique<LNMLPCtx>() : nullptr;
   Tensor x2 = layers::as_rows(x, H);
   const bool ln = norm_ == NormType::kLayerNorm;
-  Tensor n = layers::norm_rows_forward(x2, parameter("layer_norm_weight")->value,
-                                       ln ? parameter("layer_norm_bias")->value : Tensor(),
-                                       {norm_, config_.eps, config_.zero_centered_gamma},
-                                       ctx ? &ctx->norm : nullptr);
-  Tensor ng = n.view(x.shape());
-  if (parallel_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
-  Tensor n_rows = layers::as_rows(ng, H);
-  Tensor h = fc1_.forward(*this, n_rows, true, ctx ? &ctx->ln : nullptr);
+  const Tensor& gamma = parameter("layer_norm_weight")->value;
+  const Tensor beta = ln ? parameter("layer_norm_bias")->value : Tensor();
+  const layers::NormSpec spec{norm_, config_.eps, config_.zero_centered_gamma};
+  // FP8: the norm fused into fc1's input cast, unless the normalised rows are needed in high
+  // precision (returned, or gathered over sequence parallelism; copy_to_tp is the identity).
+  const bool fused = fc1_.fp8() && !sp_ && !config_.return_layernorm_output;
+  Tensor n, ng = x, h;
+  if (fused) {
+    h = fc1_.forward_normed(*this, x2, gamma, beta, spec, true, ctx ? &ctx->ln : nullptr,
+                            ctx ? &ctx->norm : nullptr);
+  } else {
+    n = layers::norm_rows_forward(x2, gamma, beta, spec, ctx ? &ctx->norm : nullptr);
+    ng = n.view(x.shape());
+    if (parallel_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
+    h = fc1_.forward(*this, layers::as_rows(ng, H), true, ctx ? &ctx->ln : nullptr);
+  }
   TEOutput out;  // fc2(act(h)): with FP8 the activation is fused into fc2's input cast
   const bool add_bias = !config_.return_bias && (!parallel_ || tp_->rank() == 0);
   out.out =

@@ -204,6 +204,19 @@ Tensor LinearBlocks::fp8_forward(Module& owner, const Tensor& x, bool add_bias,
   return y;
 }
 
+Tensor LinearBlocks::forward_normed(Module& owner, const Tensor& x, const Tensor& gamma,
+                                    const Tensor& beta, const layers::NormSpec& spec, bool add_bias,
+                                    LinearSaved* save, layers::NormSaved* norm_save) const {
+  GRAFT_CHECK(fp8_, "te linear: forward_normed without FP8");
+  GRAFT_CHECK(x.ndim() == 2 && x.size(1) == in_, "te linear: x ", x.str(), ", in = ", in_);
+  Tensor xc = x.is_contiguous() ? x : x.contiguous();
+  Tensor y = fp8_->forward_normed(
+      xc, gamma, beta, spec, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr,
+      norm_save);
+  if (add_bias) add_bias_rows(owner, y);
+  return y;
+}
+
 Tensor LinearBlocks::forward_activated(Module& owner, const Tensor& h, Activation act,
                                        bool add_bias, LinearSaved* save) const {
   const int64_t rows = h.size(0);

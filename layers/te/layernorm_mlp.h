@@ -15,6 +15,9 @@
 //   the normalised rows are gathered before fc1 and fc2's output reduce-scattered back.
 //   return_bias: fc2_bias returned, not added. return_layernorm_output: ln returned (its
 //   gradient goes to backward as d_ln_out).
+// FP8 (ctx.fp8): the norm is fused into fc1's input cast (Fp8State::cast_norm) unless ln is
+// needed in high precision (return_layernorm_output, sequence parallelism); the activation into
+// fc2's (Fp8State::cast_activation).
 // Rejected: fuse_wgrad_accumulation; sequence_parallel without tp; tp_size other than the group's.
 #pragma once
 

@@ -125,9 +125,20 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
   out_ = local_off;
 }
 
-void LinearBlocks::enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
+void LinearBlocks::enable_fp8(const std::shared_ptr<Fp8State>& state, Module& owner,
                               const std::string& prefix) {
-  if (state) fp8_ = std::make_shared<Fp8Linear>(state, &owner, prefix);
+  if (!state) return;
+  fp8_ = std::make_shared<Fp8Linear>(state, &owner, prefix);
+  if (!state->config().fp8_weights) return;
+  for (const auto& b : blocks_) {
+    Parameter* w = owner.parameter(b.weight);
+    if (w->value.dtype() != DType::kF32) {
+      Tensor f = Tensor::empty(w->value.shape(), DType::kF32, w->value.device());
+      f.copy_from(w->value);
+      w->value = f;
+    }
+    w->f32_master = true;
+  }
 }
 
 Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias,

@@ -80,8 +80,10 @@ class LinearBlocks {
             const LinearShard& shard = LinearShard());
   // FP8 GEMMs with `state`'s scaling (no-op when null): slots "<prefix>fp8_input", ... of
   // `owner`. Call after init.
-  void enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
-                  const std::string& prefix);
+  // With the recipe's fp8_weights (TE's fp8_model_init) the weights become f32 and their own
+  // optimizer master (Parameter::f32_master): no bf16 copy is kept, the GEMMs read only the FP8
+  // copies cast from them once per optimizer step.
+  void enable_fp8(const std::shared_ptr<Fp8State>& state, Module& owner, const std::string& prefix);
   bool fp8() const { return fp8_ != nullptr; }
   int64_t in() const { return in_; }
   int64_t out() const { return out_; }

@@ -20,10 +20,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "framework/core/dtype.h"
+#include "kernels/fp8.h"
 #include "kernels/norm.h"
 #include "tests/cuda/cuda_test_util.h"
 
@@ -188,6 +191,76 @@ INSTANTIATE_TEST_SUITE_P(
                       NormCase{1, 1, false, true, DType::kF32, DType::kF8E4M3},
                       NormCase{256, 2048, false, false, DType::kBF16, DType::kF8E4M3},  // model
                       NormCase{96, 2048, true, false, DType::kBF16, DType::kF8E5M2}));
+
+// Timing (disabled by default: --gtest_also_run_disabled_tests; nothing asserted): the fused norm
+// + cast against the unfused path it replaces (the bf16 norm, then the cast + transpose), at the
+// Llama 3.2 1B shape (4 x 2048 tokens, hidden 2048, RMSNorm, bf16), delayed scaling (one pass)
+// and current scaling (statistics + amax pass, cast pass; unfused: norm, amax, cast). The scale
+// update between the passes is left out of both. Median of 10 after 3 warm-up runs.
+double median_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < 3; ++i) fn();
+  device_backend().synchronize(gpu());
+  std::vector<double> t;
+  for (int i = 0; i < 10; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    device_backend().synchronize(gpu());
+    t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+TEST(CudaFp8NormBench, DISABLED_FusedAgainstNormThenCast) {
+  GRAFT_REQUIRE_CUDA();
+  const int64_t rows = 8192, cols = 2048;
+  auto rng = rng_for();
+  Tensor x = to_gpu(random_host({rows, cols}, rng), DType::kBF16);
+  Tensor g = to_gpu(random_host({cols}, rng, DType::kF32, 0.5f, 1.5f), DType::kBF16);
+  Tensor y = Tensor::empty({rows, cols}, DType::kBF16, gpu());
+  Tensor q = Tensor::empty({rows, cols}, DType::kF8E4M3, gpu());
+  Tensor qt = Tensor::empty({cols, rows}, DType::kF8E4M3, gpu());
+  Tensor rstd = Tensor::empty({rows}, DType::kF32, gpu());
+  Tensor scale = Tensor::full({1}, 100.0f, DType::kF32).to(gpu());
+  Tensor amax = Tensor::zeros({1}, DType::kF32, gpu()), si = Tensor::zeros({1}, DType::kF32, gpu());
+  Fp8NormQuantizeParams f;
+  f.x = x.raw(), f.gamma = g.raw(), f.rstd = static_cast<float*>(rstd.raw());
+  f.q = q.raw(), f.qt = qt.raw(), f.scale = static_cast<const float*>(scale.raw());
+  f.amax = static_cast<float*>(amax.raw()), f.scale_inv = static_cast<float*>(si.raw());
+  f.rows = rows, f.cols = cols, f.dtype = f.weight_dtype = DType::kBF16, f.device = gpu();
+  Fp8NormQuantizeParams stats = f;
+  stats.q = stats.qt = nullptr, stats.scale = nullptr, stats.scale_inv = nullptr;
+  Fp8NormQuantizeParams cast = f;
+  cast.stats_given = true, cast.amax = nullptr;
+  NormFwdParams n;
+  n.x = x.raw(), n.gamma = g.raw(), n.y = y.raw(), n.rstd = f.rstd, n.rows = rows, n.cols = cols;
+  n.dtype = n.weight_dtype = DType::kBF16, n.device = gpu();
+  Fp8QuantizeParams c;
+  c.x = y.raw(), c.x_dtype = DType::kBF16, c.q = q.raw(), c.qt = qt.raw(), c.rows = rows;
+  c.cols = cols, c.scale = f.scale, c.amax = f.amax, c.scale_inv = f.scale_inv, c.device = gpu();
+  AmaxParams a;
+  a.x = y.raw(), a.dtype = DType::kBF16, a.n = rows * cols, a.amax = f.amax, a.device = gpu();
+  const double fused = median_ms([&] { fp8_norm_quantize(f); });
+  const double unfused = median_ms([&] {
+    rmsnorm_fwd(n);
+    fp8_quantize(c);
+  });
+  const double fused2 = median_ms([&] {
+    fp8_norm_quantize(stats);
+    fp8_norm_quantize(cast);
+  });
+  const double unfused2 = median_ms([&] {
+    rmsnorm_fwd(n);
+    amax_reduce(a);
+    fp8_quantize(c);
+  });
+  const double gb = rows * cols * 2.0 / 1e6;  // MB of x in bf16
+  std::printf(
+      "BENCH fp8 norm+cast bf16 8192x2048 -> e4m3 q + qt: delayed fused %.3f ms (%.0f GB/s of x + "
+      "q + qt), unfused %.3f ms; current fused %.3f ms, unfused %.3f ms\n",
+      fused, 2 * gb / fused, unfused, fused2, unfused2);
+}
 
 }  // namespace
 }  // namespace graft

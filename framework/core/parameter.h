@@ -89,6 +89,10 @@ struct Parameter {
   Tensor grad;        // same shape, f32: a view into a gradient bucket once buckets exist
   bool decay = true;  // AdamW weight decay applies (false for norms, biases, embeddings by policy)
   ShardSpec spec;     // set by Module::add_parameter (replicated unless the layer says otherwise)
+  // The value is f32 and is itself the optimizer's master weight, also where weights are otherwise
+  // low precision (precision.fp8.fp8_weights: an FP8 GEMM weight keeps no bf16 copy; its FP8
+  // copies are cast from this value once per optimizer step). Its master is always checkpointed.
+  bool f32_master = false;
 };
 
 }  // namespace graft

@@ -67,7 +67,7 @@ void AdamW::add_slot(const ParamPiece& piece) {
   s.piece = piece;
   const Device dev = p->value.device();
   Tensor value = piece.value();
-  if (p->value.dtype() == DType::kF32 && !emulate_bf16_) {
+  if (p->value.dtype() == DType::kF32 && (!emulate_bf16_ || p->f32_master)) {
     s.master = value;
   } else {
     s.master = Tensor::empty({piece.numel}, DType::kF32, dev);
@@ -217,7 +217,8 @@ std::vector<AdamW::StatePiece> AdamW::state_pieces() const {
   for (const auto& s : slots_) {
     out.push_back({"m", s.piece, s.m.to(Device::cpu())});
     out.push_back({"v", s.piece, s.v.to(Device::cpu())});
-    if (s.own_master) out.push_back({"master", s.piece, s.master.to(Device::cpu())});
+    if (s.own_master || s.param->f32_master)
+      out.push_back({"master", s.piece, s.master.to(Device::cpu())});
   }
   return out;
 }
@@ -238,7 +239,8 @@ std::vector<std::pair<std::string, Tensor>> AdamW::state_tensors() const {
     const Shape& shape = s.param->value.shape();
     out.emplace_back("m." + s.name, s.m.view(shape).to(Device::cpu()));
     out.emplace_back("v." + s.name, s.v.view(shape).to(Device::cpu()));
-    if (s.own_master) out.emplace_back("master." + s.name, s.master.view(shape).to(Device::cpu()));
+    if (s.own_master || s.param->f32_master)
+      out.emplace_back("master." + s.name, s.master.view(shape).to(Device::cpu()));
   }
   return out;
 }
@@ -263,10 +265,11 @@ void AdamW::load_state(const SafetensorsFile& file) {
   for (auto& s : slots_) {
     GRAFT_CHECK(s.piece.whole(), "load_state: ", s.name, " is sharded (ZeRO)");
     const Shape& shape = s.param->value.shape();
-    expected += s.own_master ? 3 : 2;
+    const bool master = s.own_master || s.param->f32_master;  // as state_tensors() writes
+    expected += master ? 3 : 2;
     check("m." + s.name, s.m.view(shape));
     check("v." + s.name, s.v.view(shape));
-    if (s.own_master) check("master." + s.name, s.master.view(shape));
+    if (master) check("master." + s.name, s.master.view(shape));
   }
   if (file.tensors().size() != expected && problems.empty())
     problems = str(file.tensors().size(), " tensors, expected ", expected);
@@ -276,7 +279,8 @@ void AdamW::load_state(const SafetensorsFile& file) {
     const Shape& shape = s.param->value.shape();
     s.m.view(shape).copy_from(file.tensor("m." + s.name));
     s.v.view(shape).copy_from(file.tensor("v." + s.name));
-    if (s.own_master) s.master.view(shape).copy_from(file.tensor("master." + s.name));
+    if (s.own_master || s.param->f32_master)
+      s.master.view(shape).copy_from(file.tensor("master." + s.name));
   }
 }
 

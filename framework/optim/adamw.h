@@ -5,15 +5,18 @@
 // matrices, including the LM head, do). Master weights and both moments are f32. When the model
 // keeps low-precision weights (bf16 on a GPU) the optimizer holds an f32 master copy and writes
 // the rounded weights back after each step; on the CPU, `emulate_bf16` keeps the forward weights
-// f32 but rounds them to bf16 values after each step (see recipe.h, precision.params).
+// f32 but rounds them to bf16 values after each step (see recipe.h, precision.params). A
+// Parameter::f32_master (FP8 GEMM weights under precision.fp8.fp8_weights) is f32 and is its own
+// master everywhere: updated in place, never rounded, no copy.
 //
 // What it updates: pieces of parameters (parallel/grad_buckets.h). Whole parameters in a single
 // process or plain data parallelism; under ZeRO-1 the ranges of this rank's shard, so masters and
 // moments exist only for those (memory per parameter 2 + 4 + 12 / dp bytes with bf16 weights).
 // With a `shard_group`, the gradient norm sums the squares of every rank's pieces over it.
 //
-// Checkpoint state: state_tensors() names "m.<param>", "v.<param>" and (with a master copy)
-// "master.<param>" (whole pieces only); state_pieces() lists the same per piece with offsets;
+// Checkpoint state: state_tensors() names "m.<param>", "v.<param>" and (with a master copy, or a
+// Parameter::f32_master whose value is its master: precision.fp8.fp8_weights) "master.<param>"
+// (whole pieces only); state_pieces() lists the same per piece with offsets;
 // load_state() checks every name and shape and reports all problems at once.
 // In a native (sharded) checkpoint the same tensors are optim/m/<param>, optim/v/<param> and
 // optim/master/<param> with the parameter's global shape; load_state(ShardedReader) reads this

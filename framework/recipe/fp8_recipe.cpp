@@ -72,10 +72,10 @@ te::Fp8Config parse_fp8_config(RecipeNode& n, int64_t num_layers) {
   }
   std::sort(c.bf16_layers.begin(), c.bf16_layers.end());
   c.fp8_weights = n.get<bool>("fp8_weights", false);
-  if (c.fp8_weights)
+  if (c.fp8_weights && c.recipe == Fp8Recipe::kNone)
     n.fail("fp8_weights",
-           "= true is not supported yet (the optimizer writes high-precision weights; FP8 copies "
-           "are made from them once per step)");
+           "= true needs recipe: delayed or current (only FP8 GEMMs have FP8 "
+           "weights)");
   n.finish();
   return c;
 }

@@ -8,7 +8,7 @@
 //       amax_history_len: 1024  # delayed: 1..65536
 //       amax_compute_algo: max  # delayed: max | most_recent
 //       bf16_layers: []         # decoder layers kept out of FP8: first, last or an index
-//       fp8_weights: false      # keep only FP8 weight copies (not supported yet: rejected)
+//       fp8_weights: false      # true: no bf16 copy of the FP8 GEMM weights (docs/fp8.md)
 //
 // Every key is checked: an unknown key, value or an out-of-range number is an InputError naming
 // the file and key. Keys that only the delayed recipe reads are rejected at a non-default value

@@ -69,6 +69,18 @@ Tensor Fp8Linear::forward_activated(const Tensor& h, Activation act, int64_t col
   return fprop(xq, h);
 }
 
+Tensor Fp8Linear::forward_normed(const Tensor& xn, const Tensor& gamma, const Tensor& beta,
+                                 const layers::NormSpec& spec,
+                                 const std::function<Tensor()>& weight, Fp8Operand* xt,
+                                 layers::NormSaved* norm) {
+  refresh_weight(weight);
+  GRAFT_CHECK(w_.data.size(1) == xn.size(1), "fp8 linear: x ", xn.str(), " against W ",
+              w_.data.str());
+  Fp8Operand xq;
+  state_->cast_norm(input_, xn, gamma, beta, spec, /*record=*/xt != nullptr, norm, &xq, xt);
+  return fprop(xq, xn);
+}
+
 Tensor Fp8Linear::fprop(const Fp8Operand& xq, const Tensor& like) {
   const int64_t rows = xq.data.size(0), in = xq.data.size(1), out = w_.data.size(0);
   Tensor y = Tensor::empty({rows, out}, like.dtype(), like.device());

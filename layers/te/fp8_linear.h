@@ -36,6 +36,12 @@ class Fp8Linear {
   Tensor forward_activated(const Tensor& h, Activation act, int64_t cols,
                            const std::function<Tensor()>& weight, Fp8Operand* xt);
 
+  // The same with x = norm(xn) cast by Fp8State::cast_norm (the norm fused into the cast; `norm`
+  // receives what the norm's backward needs, in a training forward).
+  Tensor forward_normed(const Tensor& xn, const Tensor& gamma, const Tensor& beta,
+                        const layers::NormSpec& spec, const std::function<Tensor()>& weight,
+                        Fp8Operand* xt, layers::NormSaved* norm);
+
   struct GradBlock {
     int64_t offset = 0, size = 0;  // rows of W this gradient covers
     Tensor* grad = nullptr;        // f32 [size, in], accumulated

@@ -6,6 +6,7 @@
 
 #include "framework/registry/module.h"
 #include "kernels/fp8.h"
+#include "kernels/fp8_norm.h"
 #include "parallel/process_group.h"
 
 namespace graft::te {
@@ -88,15 +89,7 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
     a.amax = amax_ptr(slot);
     a.device = device_;
     amax_reduce(a);
-    Fp8ScaleUpdateParams u;
-    u.history = amax_ptr(slot);
-    u.scale = scale_ptr(slot);
-    u.scaled_max = static_cast<const float*>(scaled_max_.raw()) + slot;
-    u.n = 1;
-    u.len = 1;
-    u.current = true;
-    u.device = device_;
-    fp8_scale_update(u);
+    current_scale_from_staged_amax(slot);
   }
   Fp8QuantizeParams p;
   p.x = x.raw();
@@ -107,17 +100,9 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
   p.scale = scale_ptr(slot);
   p.amax = record && delayed() ? amax_ptr(slot) : nullptr;
   p.device = device_;
-  Tensor scale_inv = Tensor::empty({1}, DType::kF32, device_);
-  if (q) {
-    q->data = Tensor::empty({rows, cols}, t, device_);
-    q->scale_inv = scale_inv;
-    p.q = q->data.raw();
-  }
-  if (qt) {
-    qt->data = Tensor::empty({cols, rows}, t, device_);
-    qt->scale_inv = scale_inv;
-    p.qt = qt->data.raw();
-  }
+  Tensor scale_inv = make_operands(slot, rows, cols, q, qt);
+  p.q = q ? q->data.raw() : nullptr;
+  p.qt = qt ? qt->data.raw() : nullptr;
   if (rows == 0 || cols == 0) {  // nothing to cast; the GEMMs skip empty operands
     scale_inv.copy_from(Tensor::from_vector(std::vector<float>{1.0f}, {1}));
     return;
@@ -150,7 +135,7 @@ void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, in
   }
   const DType t = slots_[slot].dtype;
   Fp8Profile::Scope timed(profile_, "cast_activation_fused");
-  Tensor scale_inv = Tensor::empty({1}, DType::kF32, device_);
+  Tensor scale_inv = make_operands(slot, rows, cols, q, qt);
   Fp8ActQuantizeParams p;
   p.h = h.raw();
   p.h_dtype = h.dtype();
@@ -162,17 +147,79 @@ void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, in
   p.amax = record ? amax_ptr(slot) : nullptr;
   p.scale_inv = static_cast<float*>(scale_inv.raw());
   p.device = device_;
-  if (q) {
-    q->data = Tensor::empty({rows, cols}, t, device_);
-    q->scale_inv = scale_inv;
-    p.q = q->data.raw();
-  }
-  if (qt) {
-    qt->data = Tensor::empty({cols, rows}, t, device_);
-    qt->scale_inv = scale_inv;
-    p.qt = qt->data.raw();
-  }
+  p.q = q ? q->data.raw() : nullptr;
+  p.qt = qt ? qt->data.raw() : nullptr;
   fp8_act_quantize(p);
+}
+
+void Fp8State::cast_norm(int64_t slot, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                         const layers::NormSpec& spec, bool record, layers::NormSaved* save,
+                         Fp8Operand* q, Fp8Operand* qt) {
+  ensure_buffers();
+  GRAFT_CHECK(slot >= 0 && slot < num_slots(), "Fp8State::cast_norm: slot ", slot);
+  GRAFT_CHECK(x.ndim() == 2 && x.is_contiguous() && x.device() == device_ &&
+                  gamma.numel() == x.size(1) && gamma.device() == device_,
+              "Fp8State::cast_norm: x ", x.str(), ", gamma ", gamma.str(), " for slot ",
+              slots_[slot].name);
+  const bool ln = spec.type == NormType::kLayerNorm;
+  const int64_t rows = x.size(0), cols = x.size(1);
+  Tensor rstd = Tensor::empty({rows}, DType::kF32, device_);
+  Tensor mean = ln ? Tensor::empty({rows}, DType::kF32, device_) : Tensor();
+  if (save) *save = layers::NormSaved{x, rstd, mean};
+  Fp8Profile::Scope timed(profile_, "cast_norm_fused");
+  Tensor scale_inv = make_operands(slot, rows, cols, q, qt);
+  if (rows == 0) {
+    scale_inv.copy_from(Tensor::from_vector(std::vector<float>{1.0f}, {1}));
+    return;
+  }
+  Fp8NormQuantizeParams p;
+  p.x = x.raw();
+  p.gamma = gamma.raw();
+  p.beta = ln && beta.defined() ? beta.raw() : nullptr;
+  p.layer_norm = ln;
+  p.eps = static_cast<float>(spec.eps);
+  p.zero_centered_gamma = spec.zero_centered_gamma;
+  p.rstd = static_cast<float*>(rstd.raw());
+  p.mean = ln ? static_cast<float*>(mean.raw()) : nullptr;
+  p.fp8 = slots_[slot].dtype;
+  p.rows = rows;
+  p.cols = cols;
+  p.dtype = x.dtype();
+  p.weight_dtype = gamma.dtype();
+  p.device = device_;
+  if (!delayed()) {  // current scaling: the statistics and y's amax first, then the scale
+    p.amax = amax_ptr(slot);
+    fp8_norm_quantize(p);
+    current_scale_from_staged_amax(slot);
+    p.stats_given = true;
+  }
+  p.q = q ? q->data.raw() : nullptr;
+  p.qt = qt ? qt->data.raw() : nullptr;
+  p.scale = scale_ptr(slot);
+  p.amax = record && delayed() ? amax_ptr(slot) : nullptr;
+  p.scale_inv = static_cast<float*>(scale_inv.raw());
+  fp8_norm_quantize(p);
+}
+
+void Fp8State::current_scale_from_staged_amax(int64_t slot) {
+  Fp8ScaleUpdateParams u;
+  u.history = amax_ptr(slot);
+  u.scale = scale_ptr(slot);
+  u.scaled_max = static_cast<const float*>(scaled_max_.raw()) + slot;
+  u.n = 1;
+  u.len = 1;
+  u.current = true;
+  u.device = device_;
+  fp8_scale_update(u);
+}
+
+Tensor Fp8State::make_operands(int64_t slot, int64_t rows, int64_t cols, Fp8Operand* q,
+                               Fp8Operand* qt) {
+  const DType t = slots_[slot].dtype;
+  Tensor scale_inv = Tensor::empty({1}, DType::kF32, device_);
+  if (q) *q = Fp8Operand{Tensor::empty({rows, cols}, t, device_), scale_inv};
+  if (qt) *qt = Fp8Operand{Tensor::empty({cols, rows}, t, device_), scale_inv};
+  return scale_inv;
 }
 
 void Fp8State::end_step(ProcessGroup& group) {

@@ -26,6 +26,7 @@
 
 #include "framework/core/tensor.h"
 #include "kernels/activation.h"
+#include "layers/reference/norm_ops.h"
 #include "layers/te/fp8_config.h"
 #include "layers/te/fp8_profile.h"
 
@@ -74,6 +75,13 @@ class Fp8State {
   // precision); current scaling runs the activation, then cast().
   void cast_activation(int64_t slot, const Tensor& h, Activation act, int64_t cols, bool record,
                        Fp8Operand* q, Fp8Operand* qt);
+  // The same for y = norm(x) (x [rows, cols] contiguous, gamma / beta [cols]), the norm fused
+  // into the cast (kernels/fp8_norm.h): y is never written in high precision; `save` (optional)
+  // receives x and the rstd / mean the norm's backward needs. Delayed: one pass over x; current:
+  // a pass for the statistics and y's amax, the scale, then the cast pass.
+  void cast_norm(int64_t slot, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                 const layers::NormSpec& spec, bool record, layers::NormSaved* save, Fp8Operand* q,
+                 Fp8Operand* qt);
 
   // After each optimizer step (every rank): delayed — one all-reduce (max) of the recorded
   // amaxes over `group` (tp x cp x dp: the world), roll and scale update; both recipes — the
@@ -104,6 +112,10 @@ class Fp8State {
     Fp8Role role = Fp8Role::kInput;
   };
   void ensure_buffers();
+  // Current scaling: scale = fp8_max / the amax in the slot's staging entry (which is reset).
+  void current_scale_from_staged_amax(int64_t slot);
+  // Allocates q / qt ([rows, cols] / [cols, rows] in the slot's format) sharing one scale_inv.
+  Tensor make_operands(int64_t slot, int64_t rows, int64_t cols, Fp8Operand* q, Fp8Operand* qt);
   int64_t len() const { return delayed() ? config_.amax_history_len : 1; }
   float* scale_ptr(int64_t i);
   float* amax_ptr(int64_t i);  // row 0 of the history

@@ -52,14 +52,30 @@ TEOutput LayerNormLinear::forward(const Tensor& x, std::unique_ptr<LayerCtx>* sa
   auto ctx = save ? std::make_unique<LNLinearCtx>() : nullptr;
   Tensor x2 = layers::as_rows(x, config_.in_features);
   const bool ln = norm_ == NormType::kLayerNorm;
-  Tensor n = layers::norm_rows_forward(x2, parameter("layer_norm_weight")->value,
-                                       ln ? parameter("layer_norm_bias")->value : Tensor(),
-                                       {norm_, config_.eps, config_.zero_centered_gamma},
-                                       ctx ? &ctx->norm : nullptr);
+  const Tensor& gamma = parameter("layer_norm_weight")->value;
+  const Tensor beta = ln ? parameter("layer_norm_bias")->value : Tensor();
+  const layers::NormSpec spec{norm_, config_.eps, config_.zero_centered_gamma};
+  TEOutput out;
+  Shape s = x.shape();
+  s.back() = blocks_.out();
+  // FP8: the norm fused into the input cast, unless the normalised rows are needed in high
+  // precision (returned, or gathered over sequence parallelism; copy_to_tp is the identity).
+  if (blocks_.fp8() && !sp_ && !config_.return_layernorm_output) {
+    out.out = blocks_
+                  .forward_normed(*this, x2, gamma, beta, spec, !config_.return_bias,
+                                  ctx ? &ctx->ln : nullptr, ctx ? &ctx->norm : nullptr)
+                  .view(s);
+    if (config_.return_bias) out.bias = blocks_.bias(*this);
+    if (ctx) {
+      ctx->in_shape = ctx->ln_shape = x.shape();
+      *save = std::move(ctx);
+    }
+    return out;
+  }
+  Tensor n = layers::norm_rows_forward(x2, gamma, beta, spec, ctx ? &ctx->norm : nullptr);
   Tensor ng = n.view(x.shape());
   if (column_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
-  TEOutput out;
-  Shape s = ng.shape();
+  s = ng.shape();
   s.back() = blocks_.out();
   Tensor rows = layers::as_rows(ng, config_.in_features);
   out.out = blocks_.forward(*this, rows, !config_.return_bias, ctx ? &ctx->ln : nullptr).view(s);

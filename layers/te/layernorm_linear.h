@@ -10,6 +10,9 @@
 // rows (te.linear's LinearShard); the norm runs on the whole input, or with sequence_parallel on
 // this rank's sequence shard, whose normalised output is then gathered (gather_from_sp) before the
 // GEMM and whose norm-weight gradients are summed over tp. ln_out is the shard.
+// FP8 (ctx.fp8): the norm is fused into the GEMM's input cast (Fp8State::cast_norm: ln exists
+// only in FP8, with its transpose for wgrad) unless ln is needed in high precision
+// (return_layernorm_output, sequence parallelism).
 // Rejected: parallel_mode row, fuse_wgrad_accumulation, return_layernorm_output_gathered.
 #pragma once
 

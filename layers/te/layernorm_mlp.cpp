@@ -66,16 +66,27 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save,
   const bool ln = norm_ == NormType::kLayerNorm;
   GRAFT_CHECK(!residual.defined() || residual.shape() == x.shape(), "te.layernorm_mlp: residual ",
               residual.str(), " for x ", x.str());
-  Tensor sum;
-  Tensor n = layers::norm_rows_forward(
-      x2, parameter("layer_norm_weight")->value,
-      ln ? parameter("layer_norm_bias")->value : Tensor(),
-      {norm_, config_.eps, config_.zero_centered_gamma}, ctx ? &ctx->norm : nullptr,
-      residual.defined() ? layers::as_rows(residual, H) : Tensor(), &sum);
-  Tensor ng = n.view(x.shape());
-  if (parallel_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
-  Tensor n_rows = layers::as_rows(ng, H);
-  Tensor h = fc1_.forward(*this, n_rows, true, ctx ? &ctx->ln : nullptr);
+  const Tensor& gamma = parameter("layer_norm_weight")->value;
+  const Tensor beta = ln ? parameter("layer_norm_bias")->value : Tensor();
+  const layers::NormSpec spec{norm_, config_.eps, config_.zero_centered_gamma};
+  // FP8: the norm fused into fc1's input cast, unless the normalised rows are needed in high
+  // precision (returned, or gathered over sequence parallelism; copy_to_tp is the identity).
+  // With a residual, the add runs alone there and the fused norm + cast reads the sum (less
+  // traffic than add + norm writing bf16 rows and a separate cast reading them back).
+  const bool fused = fc1_.fp8() && !sp_ && !config_.return_layernorm_output;
+  Tensor n, ng = x, h, sum;
+  if (fused) {
+    if (residual.defined()) sum = layers::add(x2, layers::as_rows(residual, H));
+    h = fc1_.forward_normed(*this, residual.defined() ? sum : x2, gamma, beta, spec, true,
+                            ctx ? &ctx->ln : nullptr, ctx ? &ctx->norm : nullptr);
+  } else {
+    n = layers::norm_rows_forward(x2, gamma, beta, spec, ctx ? &ctx->norm : nullptr,
+                                  residual.defined() ? layers::as_rows(residual, H) : Tensor(),
+                                  &sum);
+    ng = n.view(x.shape());
+    if (parallel_) ng = sp_ ? gather_from_sp(ng, *tp_) : copy_to_tp(ng, *tp_);
+    h = fc1_.forward(*this, layers::as_rows(ng, H), true, ctx ? &ctx->ln : nullptr);
+  }
   TEOutput out;  // fc2(act(h)): with FP8 the activation is fused into fc2's input cast
   const bool add_bias = !config_.return_bias && (!parallel_ || tp_->rank() == 0);
   out.out =

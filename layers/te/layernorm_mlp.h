@@ -18,6 +18,10 @@
 //   Fused residual add: forward(a, save, r) normalises h = r + a in one kernel and returns h as
 //   TEOutput.sum; backward(..., d_residual) adds the residual branch's gradient in the norm's
 //   backward kernel (te.transformer_layer's mid-block add and both backward adds).
+// FP8 (ctx.fp8): the norm is fused into fc1's input cast (Fp8State::cast_norm) unless ln is
+// needed in high precision (return_layernorm_output, sequence parallelism); the activation into
+// fc2's (Fp8State::cast_activation). With a
+// residual the add then runs alone and the fused norm + cast reads its sum.
 // Rejected: fuse_wgrad_accumulation; sequence_parallel without tp; tp_size other than the group's.
 #pragma once
 

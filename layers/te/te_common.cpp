@@ -131,9 +131,20 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
   out_ = local_off;
 }
 
-void LinearBlocks::enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
+void LinearBlocks::enable_fp8(const std::shared_ptr<Fp8State>& state, Module& owner,
                               const std::string& prefix) {
-  if (state) fp8_ = std::make_shared<Fp8Linear>(state, &owner, prefix);
+  if (!state) return;
+  fp8_ = std::make_shared<Fp8Linear>(state, &owner, prefix);
+  if (!state->config().fp8_weights) return;
+  for (const auto& b : blocks_) {
+    Parameter* w = owner.parameter(b.weight);
+    if (w->value.dtype() != DType::kF32) {
+      Tensor f = Tensor::empty(w->value.shape(), DType::kF32, w->value.device());
+      f.copy_from(w->value);
+      w->value = f;
+    }
+    w->f32_master = true;
+  }
 }
 
 Tensor LinearBlocks::forward(Module& owner, const Tensor& x, bool add_bias,
@@ -206,6 +217,19 @@ Tensor LinearBlocks::fp8_forward(Module& owner, const Tensor& x, bool add_bias,
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
   Tensor y = fp8_->forward(
       xc, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr);
+  if (add_bias) add_bias_rows(owner, y);
+  return y;
+}
+
+Tensor LinearBlocks::forward_normed(Module& owner, const Tensor& x, const Tensor& gamma,
+                                    const Tensor& beta, const layers::NormSpec& spec, bool add_bias,
+                                    LinearSaved* save, layers::NormSaved* norm_save) const {
+  GRAFT_CHECK(fp8_, "te linear: forward_normed without FP8");
+  GRAFT_CHECK(x.ndim() == 2 && x.size(1) == in_, "te linear: x ", x.str(), ", in = ", in_);
+  Tensor xc = x.is_contiguous() ? x : x.contiguous();
+  Tensor y = fp8_->forward_normed(
+      xc, gamma, beta, spec, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr,
+      norm_save);
   if (add_bias) add_bias_rows(owner, y);
   return y;
 }

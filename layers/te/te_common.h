@@ -16,6 +16,7 @@
 #include "framework/registry/module.h"
 #include "kernels/activation.h"
 #include "layers/decoder.h"
+#include "layers/reference/norm_ops.h"
 #include "layers/te/fp8_state.h"
 #include "parallel/process_group.h"
 
@@ -81,8 +82,10 @@ class LinearBlocks {
             const LinearShard& shard = LinearShard());
   // FP8 GEMMs with `state`'s scaling (no-op when null): slots "<prefix>fp8_input", ... of
   // `owner`. Call after init.
-  void enable_fp8(const std::shared_ptr<Fp8State>& state, const Module& owner,
-                  const std::string& prefix);
+  // With the recipe's fp8_weights (TE's fp8_model_init) the weights become f32 and their own
+  // optimizer master (Parameter::f32_master): no bf16 copy is kept, the GEMMs read only the FP8
+  // copies cast from them once per optimizer step.
+  void enable_fp8(const std::shared_ptr<Fp8State>& state, Module& owner, const std::string& prefix);
   bool fp8() const { return fp8_ != nullptr; }
   int64_t in() const { return in_; }
   int64_t out() const { return out_; }
@@ -95,6 +98,12 @@ class LinearBlocks {
   // into the input cast (Fp8State::cast_activation), otherwise a = act(h) is made first.
   Tensor forward_activated(Module& owner, const Tensor& h, Activation act, bool add_bias,
                            LinearSaved* save = nullptr) const;
+  // FP8 only (fp8()): forward(norm(x)) with x [rows, in], the norm fused into the input cast
+  // (Fp8State::cast_norm: norm(x) exists only in FP8); `norm_save` receives what the norm's
+  // backward needs and `save` the FP8 norm(x)ᵀ, in a training forward.
+  Tensor forward_normed(Module& owner, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                        const layers::NormSpec& spec, bool add_bias, LinearSaved* save,
+                        layers::NormSaved* norm_save) const;
   // dx [rows, in] (new); dW += dyᵀ x and, when the layer has a bias, db += Σ_rows dy. With
   // `reduce` (a column-parallel layer's tp group) dx is all-reduced over it, the collective
   // started before the weight-gradient GEMMs and waited after them (they overlap on a GPU; with

@@ -54,7 +54,8 @@ TEST(Fp8Recipe, EveryKeyIsValidated) {
        "precision.fp8.bf16_layers entry '2' = layer 2: the model "
        "has 2 decoder layers"},
       {"precision.fp8.bf16_layers=[middle]", "entry 'middle': expected first, last or a layer"},
-      {"precision.fp8.fp8_weights=true", "precision.fp8.fp8_weights = true is not supported"},
+      {"precision.fp8.fp8_weights=true",
+       "precision.fp8.fp8_weights = true needs recipe: delayed or current"},
       {"precision.fp8.recipes=delayed", "precision.fp8.recipes"},
       {"precision.fp8.margin=x", "precision.fp8.margin = x"},
   };

@@ -140,7 +140,7 @@ void LinearBlocks::enable_fp8(const std::shared_ptr<Fp8State>& state, Module& ow
     Parameter* w = owner.parameter(b.weight);
     if (w->value.dtype() != DType::kF32) {
       Tensor f = Tensor::empty(w->value.shape(), DType::kF32, w->value.device());
-      f.copy_from(w->value);
+      layers::cast_into(f, w->value);  // a device cast: copy_from only moves equal dtypes
       w->value = f;
     }
     w->f32_master = true;

@@ -109,8 +109,10 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
       GRAFT_INPUT_CHECK(rb.block < global.size() && rb.offset >= 0 && rb.rows > 0 &&
                             rb.offset + rb.rows <= global[rb.block].size && rb.replicas >= 1 &&
                             rb.replica >= 0 && rb.replica < rb.replicas,
-                        layer, ": tp rows of block ", rb.block, " [", rb.offset, ", +", rb.rows,
-                        ") replica ", rb.replica, " of ", rb.replicas);
+                        layer, ": tp_rows entry of block ", rb.block, " [", rb.offset, ", +",
+                        rb.rows, ") replica ", rb.replica, " of ", rb.replicas,
+                        " (expected rows inside one of ", global.size(),
+                        " blocks, 0 <= replica < replicas)");
       const Block& gb = global[rb.block];
       GRAFT_INPUT_CHECK(rb.part.empty() != seen[rb.block], layer, ": block ", gb.weight,
                         rb.part.empty() ? " has two pieces without a part name"

@@ -13,6 +13,7 @@
 
 #include "framework/model/shard_init.h"
 #include "framework/registry/registry.h"
+#include "layers/te/linear.h"
 #include "layers/te/transformer_layer.h"
 #include "parallel/grad_buckets.h"
 #include "tests/layers/layer_test_util.h"
@@ -139,6 +140,59 @@ INSTANTIATE_TEST_SUITE_P(Layouts, TeAttentionTp,
                                            Case{"fused_gqa2", 2, true, true, false},
                                            Case{"split_gqa2_sp", 2, false, false, true}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// te.linear's explicit pieces (tp_rows) at tp = world: each rank's parameters are the listed rows
+// of the single-process weight (a second piece of a block a part of it), and malformed lists are
+// one InputError naming the problem.
+TEST(TeLinearTpRows, PiecesAreBoxesOfTheSingleProcessWeight) {
+  const int T = world_info().size;
+  if (T != 2 && T != 4) GTEST_SKIP() << "runs at 2 or 4 ranks";
+  auto groups = tp_groups(false);
+  const int64_t r = groups->tp->rank();
+  te::LinearConfig c;
+  c.in_features = 3;
+  c.out_features = 4 * T;
+  c.parallel_mode = "column";
+  c.init_seed = 9;
+  const BuildContext ctx{Device::cpu(), DType::kF32, groups};
+  auto build = [&](const te::LinearConfig& k) {
+    return Registry::global().create<te::Linear, te::LinearConfig>("te.linear", k, ctx);
+  };
+  te::LinearConfig one_cfg = c;
+  one_cfg.parallel_mode = "";
+  auto one = Registry::global().create<te::Linear, te::LinearConfig>("te.linear", one_cfg,
+                                                                     local_context(one_cfg));
+  // Rank r: rows [2r, 2r + 2) and, as a part shared by all ranks, the last two rows.
+  te::LinearConfig k = c;
+  k.tp_rows = {{0, 2 * r, 2, 0, 1, ""}, {0, 4 * T - 2, 2, r, T, "shared"}};
+  auto lin = build(k);
+  const Tensor& w = one->parameter("weight")->value;
+  EXPECT_TRUE(test::rel_err(lin->parameter("weight")->value, w.slice(0, 2 * r, 2).contiguous()) ==
+              0.0);
+  const Parameter* part = lin->parameter("weight_shared");
+  ASSERT_NE(part, nullptr);
+  EXPECT_EQ(part->spec.part_of, "weight");
+  EXPECT_EQ(part->spec.replica, r);
+  EXPECT_TRUE(part->spec.sums_over(LayoutGroup::kTP));
+  EXPECT_TRUE(test::rel_err(part->value, w.slice(0, 4 * T - 2, 2).contiguous()) == 0.0);
+  EXPECT_EQ(lin->parameter("bias_shared")->spec.part_of, "bias");
+
+  auto expect_error = [&](std::vector<te::TpRowBlock> rows, const std::string& what) {
+    te::LinearConfig bad = c;
+    bad.tp_rows = std::move(rows);
+    try {
+      build(bad);
+      ADD_FAILURE() << what << ": accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_error({{0, 0, 2, 0, 1, ""}, {0, 2, 2, 0, 1, ""}}, "two pieces without a part name");
+  expect_error({{0, 4 * T - 1, 2, 0, 1, ""}}, "tp_rows entry of block 0");
+  expect_error({{0, 0, 2, 2, 2, ""}}, "replica 2 of 2");
+  c.parameters_split = {{"a", 2 * T}, {"b", 2 * T}};
+  expect_error({{0, 0, 2, 0, 1, ""}}, "leave block b_weight out");
+}
 
 }  // namespace
 }  // namespace graft

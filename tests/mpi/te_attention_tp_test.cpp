@@ -4,8 +4,12 @@
 // second part, layernorm_qkv.weight_kv) and fuse_qkv_params = false (query/key/value, key and
 // value replicated), with q/k/v biases, q/k norms and sequence parallelism. Every rank takes its
 // box of the single-process weights; then the output, the input gradient and every parameter
-// gradient (replicas summed over tp first, as GradBuckets does) match within 1e-5 relative
-// (f32 on both sides; tp only sums partial products in another order, ~1e-7).
+// gradient (replicas summed over tp first, as GradBuckets does) match within 1e-4 relative.
+// Tolerance: f32 on both sides, tp only sums partial products in another order (~1e-7 per op),
+// but random weights (scale 0.3) make the softmax sharp enough that its backward amplifies that
+// to ~1e-5 on the input gradient of some draws (measured worst 7.1e-6 at 2 ranks, 1.3e-5 at 4;
+// the model-level TpModel.* runs at 1e-5 with initialised weights); leaving the replicas'
+// gradients unsummed gives at least 0.12, a wrong shard O(1).
 #include <gtest/gtest.h>
 
 #include <map>
@@ -22,7 +26,7 @@
 namespace graft {
 namespace {
 
-constexpr double kTol = 1e-5;
+constexpr double kTol = 1e-4;
 
 struct Case {
   const char* name;
@@ -89,7 +93,7 @@ TEST_P(TeAttentionTp, ReplicatedKvHeadsMatchOneProcess) {
   auto mine = Registry::global().create<te::TransformerLayer, te::TransformerLayerConfig>(
       "te.transformer_layer", config(k), BuildContext{Device::cpu(), DType::kF32, groups});
   std::mt19937 rng(31);  // the same draws on every rank
-  test::randomize(*one, rng, 0.4f);
+  test::randomize(*one, rng, 0.3f);
   std::map<std::string, Parameter*> whole;
   for (auto& [n, p] : one->named_parameters()) whole[n] = p;
   // Rank r holds KV head g = r / m (m = T / kv_heads ranks per head), replica r % m: in the
@@ -122,9 +126,11 @@ TEST_P(TeAttentionTp, ReplicatedKvHeadsMatchOneProcess) {
   const Tensor dx = mine->backward(dy.slice(1, s0, Sl).contiguous(), *my_ctx);
   EXPECT_LT(test::rel_err(y, y_one.slice(1, s0, Sl).contiguous()), kTol) << "output";
   EXPECT_LT(test::rel_err(dx, dx_one.slice(1, s0, Sl).contiguous()), kTol) << "input gradient";
+  // The replicas' gradients summed first: no collective depends on an assertion's outcome.
+  for (auto& [n, p] : mine->named_parameters())
+    if (p->spec.sums_over(LayoutGroup::kTP)) sum_replica_grads(*p, *groups->tp);
   for (auto& [n, p] : mine->named_parameters()) {
     ASSERT_TRUE(p->grad.defined()) << n;
-    if (p->spec.sums_over(LayoutGroup::kTP)) sum_replica_grads(*p, *groups->tp);
     const Parameter& w = *whole.at(logical_param_name(n, p->spec));
     const Tensor want = whole_box(w.grad, w.spec, p->spec, p->value.shape(), n);
     EXPECT_LT(test::rel_err(p->grad, want), kTol) << n << " (" << p->spec.str() << ")";

@@ -86,7 +86,14 @@ std::string ShardSpec::str() const {
     out += graft::str(" (padded; logical ", shape_str(logical_shape), ")");
   for (LayoutGroup g : grad_sum_over)
     out += graft::str(" (grad summed over ", layout_group_name(g), ")");
+  if (!part_of.empty()) out += graft::str(" (part of ", part_of, ")");
   return out;
+}
+
+std::string logical_param_name(const std::string& name, const ShardSpec& spec) {
+  if (spec.part_of.empty()) return name;
+  const size_t dot = name.rfind('.');
+  return (dot == std::string::npos ? "" : name.substr(0, dot + 1)) + spec.part_of;
 }
 
 }  // namespace graft

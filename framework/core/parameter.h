@@ -40,6 +40,18 @@
 //     likewise as [2, F].
 // `view` (empty = the local tensor's shape): the shape the local tensor is read as (row-major,
 // same element count) for the box; global_shape, dims and logical_shape then have its rank.
+//
+// Parts. A rank's piece of a logical tensor that is not one box is held as several parameters of
+// one module, each one box of the same logical tensor: `part_of` (empty = the parameter's own
+// name) names the sibling parameter whose logical tensor this one is another box of. Native
+// checkpoints, HF loading and export and the single-process initialisation read a part as a box
+// of that tensor (logical_param_name gives its name); gradient reduction, norms and replicas are
+// per parameter as usual. te's fused qkv with KV heads replicated over tp (tp > Hkv, m = tp/Hkv
+// ranks per KV head, n = Hq/Hkv query heads per group, rank r in group g = r/m, j = r % m):
+//   layernorm_qkv.weight     rows [g·(n+2)·D + j·(n/m)·D, +(n/m)·D): the rank's query heads;
+//   layernorm_qkv.weight_kv  rows [g·(n+2)·D + n·D, +2·D): key and value head g, replica j,
+//                            gradient summed over tp (part_of = "weight");
+// the bias likewise (bias, bias_kv).
 #pragma once
 
 #include <cstdint>
@@ -65,6 +77,7 @@ struct ShardSpec {
   int64_t replica = 0;  // index among the tp ranks holding this same (split) piece
   Shape logical_shape;  // empty = global_shape; else the unpadded extents (see above)
   Shape view;           // empty = the local shape; else the local tensor viewed as this box
+  std::string part_of;  // empty = own tensor; else the sibling parameter's (see Parts above)
 
   // Whole on every rank (every dimension kNone).
   static ShardSpec replicated(const Shape& shape);
@@ -83,6 +96,10 @@ struct ShardSpec {
   void check(const Shape& local, const std::string& what) const;
   std::string str() const;  // "[4096, 2048] split dim 0 over tp at 1024" / "[2048] replicated"
 };
+
+// The logical tensor a parameter named `name` (a dotted path) is a box of: `name` itself, or
+// with spec.part_of its last component replaced by part_of.
+std::string logical_param_name(const std::string& name, const ShardSpec& spec);
 
 struct Parameter {
   Tensor value;       // the weights used by forward (f32 on CPU; f32 or bf16 on GPU)

@@ -119,11 +119,14 @@ Tensor HfGather::gather(const std::string& name) {
   if (!mine || (!g && !root_)) return Tensor();
   uint64_t held = 0;
 
-  // This rank's (r's) blocks of `name` among the split entries, in packing order.
+  // This rank's (r's) blocks of `name` among the split entries, in packing order. A replica (a
+  // KV head held by several tp ranks) other than the first sends nothing: rank 0 has that block
+  // from the first. The other parameters of a replica (te's query part of a fused qkv whose
+  // key/value part is replicated) still send theirs.
   auto blocks_of = [&](int r) {
     std::vector<std::pair<size_t, LocalPiece>> out;
     for (size_t i : entries) {
-      if (!group_of(table_.params[i])) continue;
+      if (!group_of(table_.params[i]) || peer_specs_[i][r].replica > 0) continue;
       for (LocalPiece& lp : local_pieces(table_.params[i], peer_specs_[i][r], peer_shapes_[i][r]))
         if (lp.hf_name == name) out.emplace_back(i, std::move(lp));
     }
@@ -132,19 +135,11 @@ Tensor HfGather::gather(const std::string& name) {
   const bool on_device = g && g->backend() == "nccl";
   const Device device =
       on_device ? table_.params[entries[0]].parameter->value.device() : Device::cpu();
-  // A replica (a KV head held by several tp ranks) other than the first sends nothing: rank 0
-  // has that block from the first.
-  auto replica_of = [&](int r) {
-    int64_t rep = 0;
-    for (size_t i : entries)
-      if (group_of(table_.params[i])) rep = std::max(rep, peer_specs_[i][r].replica);
-    return rep;
-  };
   if (g && g->rank() != 0) {  // pack and send to rank 0 of the group
-    if (replica_of(g->rank()) > 0) return Tensor();
     const auto blocks = blocks_of(g->rank());
     int64_t total = 0;
     for (const auto& [i, lp] : blocks) total += lp.numel();
+    if (total == 0) return Tensor();  // rank 0 skips this rank too (the same blocks_of)
     Tensor buf = Tensor::empty({total}, dtype_);
     int64_t at = 0;
     for (const auto& [i, lp] : blocks) {
@@ -181,10 +176,10 @@ Tensor HfGather::gather(const std::string& name) {
       if (lp.hf_name == name) place(lp, box_view(src, lp.local_offset, lp.box));
   }
   for (int r = 1; g && r < g->size(); ++r) {
-    if (replica_of(r) > 0) continue;
     const auto blocks = blocks_of(r);
     int64_t total = 0;
     for (const auto& [i, lp] : blocks) total += lp.numel();
+    if (total == 0) continue;
     Tensor recv = Tensor::empty({total}, dtype_, device);
     g->send_recv({{P2POp::Kind::kRecv, recv, r}});
     Tensor buf = on_device ? recv.to(Device::cpu()) : recv;

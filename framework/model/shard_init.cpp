@@ -47,7 +47,7 @@ void copy_shards(CausalLM& dst, CausalLM& whole) {
   std::map<std::string, Parameter*> src;
   for (auto& [name, p] : whole.named_parameters()) src[name] = p;
   for (auto& [name, p] : dst.named_parameters()) {
-    auto it = src.find(name);
+    auto it = src.find(logical_param_name(name, p->spec));  // a part: a box of its tensor
     GRAFT_CHECK(it != src.end(), "copy_shards: the single-process model has no parameter ", name);
     Tensor box = whole_box(it->second->value, it->second->spec, p->spec, p->value.shape(), name);
     Tensor v = box.to(p->value.dtype());

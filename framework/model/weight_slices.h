@@ -12,6 +12,8 @@
 //   - KV heads replicated over tp: the head's rows (the offset is the head's; replicas > 0 hold
 //     the same block);
 //   - te's fused qkv (grouped per KV head): the rows of whole groups, un-fused into q, k and v;
+//     with KV heads replicated, each of its two parts (weight: the rank's query rows, weight_kv:
+//     its group's key and value rows, ShardSpec::part_of) is one box of the same tensor;
 //   - te's fc1 viewed as [2, F, H] split along dim 1: [gate rows of r; up rows of r];
 //   - vocabulary padding rows (global rows past the logical shape): in no block, zeroed on load,
 //     never exported.

@@ -107,16 +107,24 @@ void add_entries(WeightTable& t, Module& owner, const WeightMap& map, const std:
                   "' which does not exist");
       continue;
     }
-    HfParamEntry e;
-    e.param = prefix + me.param;
-    e.parameter = p;
-    e.shape = global_param_shape(*p);
-    e.logical = logical_param_shape(*p);
-    for (const WeightPiece& wp : me.pieces)
-      e.pieces.push_back({hf_prefix + wp.hf_name, wp.dim, wp.hf_start, wp.start, wp.length});
-    resolve_lengths(e);
-    check_coverage(e);
-    t.params.push_back(std::move(e));
+    // The parameter and its parts (other boxes of the same logical tensor, ShardSpec::part_of):
+    // the map's pieces, in the logical tensor's coordinates, serve them all.
+    std::vector<std::pair<std::string, Parameter*>> held{{me.param, p}};
+    const std::string path = me.param.substr(0, me.param.size() - rest.size());
+    for (const auto& [n, q] : m->own_parameters())
+      if (q.spec.part_of == rest) held.emplace_back(path + n, m->parameter(n));
+    for (auto& [name, q] : held) {
+      HfParamEntry e;
+      e.param = prefix + name;
+      e.parameter = q;
+      e.shape = global_param_shape(*q);
+      e.logical = logical_param_shape(*q);
+      for (const WeightPiece& wp : me.pieces)
+        e.pieces.push_back({hf_prefix + wp.hf_name, wp.dim, wp.hf_start, wp.start, wp.length});
+      resolve_lengths(e);
+      check_coverage(e);
+      t.params.push_back(std::move(e));
+    }
   }
 }
 

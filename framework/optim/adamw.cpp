@@ -298,10 +298,14 @@ void AdamW::load_state(const ShardedReader& r) {
                       ", expected ", shape_str(want));
     }
   };
+  // Checkpoints name a part of a parameter (ShardSpec::part_of) by its logical tensor.
+  auto key = [](const char* kind, const Slot& s) {
+    return str("optim/", kind, "/", logical_param_name(s.name, s.param->spec));
+  };
   for (const auto& s : slots_) {
-    check("optim/m/" + s.name, s, true);
-    check("optim/v/" + s.name, s, true);
-    check("optim/master/" + s.name, s, s.own_master);
+    check(key("m", s), s, true);
+    check(key("v", s), s, true);
+    check(key("master", s), s, s.own_master);
   }
   // Sharded (ZeRO), this rank holds pieces of only some parameters: the others' state is not
   // unexpected (load_model_weights has matched the model/ names against the whole model).
@@ -314,10 +318,10 @@ void AdamW::load_state(const ShardedReader& r) {
   for (auto& s : slots_) {  // this rank's flat range of its box of each tensor
     const ShardSpec& spec = s.param->spec;
     const Shape& local = s.param->value.shape();
-    r.read_spec_range("optim/m/" + s.name, spec, local, s.piece.offset, s.m);
-    r.read_spec_range("optim/v/" + s.name, spec, local, s.piece.offset, s.v);
-    if (r.has("optim/master/" + s.name))
-      r.read_spec_range("optim/master/" + s.name, spec, local, s.piece.offset, s.master);
+    r.read_spec_range(key("m", s), spec, local, s.piece.offset, s.m);
+    r.read_spec_range(key("v", s), spec, local, s.piece.offset, s.v);
+    if (r.has(key("master", s)))
+      r.read_spec_range(key("master", s), spec, local, s.piece.offset, s.master);
   }
 }
 

@@ -254,6 +254,8 @@ void load_model_weights(CausalLM& model, const std::string& checkpoint, bool pre
   };
   auto params = model.named_parameters();
   std::set<std::string> expected;
+  // A part of a parameter (ShardSpec::part_of) is another box of its logical tensor.
+  for (auto& [name, p] : params) name = logical_param_name(name, p->spec);
   for (auto& [name, p] : params) {
     const std::string key = kModelPrefix + name;
     expected.insert(key);

@@ -224,10 +224,13 @@ std::string Trainer::save(TrainResult& result) {
   if (writer) {
     for (const ParamPiece& pp : optim_->pieces())
       if (pp.param->spec.is_primary(tp_rank))
-        piece(kModelPrefix + pp.name, pp, pp.value().to(Device::cpu()));
+        piece(kModelPrefix + logical_param_name(pp.name, pp.param->spec), pp,
+              pp.value().to(Device::cpu()));
     for (const auto& sp : optim_->state_pieces())
       if (sp.piece.param->spec.is_primary(tp_rank))
-        piece(str(kOptimPrefix, sp.kind, "/", sp.piece.name), sp.piece, sp.data);
+        piece(str(kOptimPrefix, sp.kind, "/",
+                  logical_param_name(sp.piece.name, sp.piece.param->spec)),
+              sp.piece, sp.data);
   }
   c.state = state_;
   c.recipe_yaml = recipe_.resolved_yaml();

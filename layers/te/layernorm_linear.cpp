@@ -21,8 +21,9 @@ struct LNLinearCtx : LayerCtx {
 LayerNormLinear::LayerNormLinear(const LayerNormLinearConfig& c, const BuildContext& bctx)
     : Module("te.layernorm_linear"), config_(c), tp_(bctx.groups->tp) {
   const std::string name = "te.layernorm_linear";
-  const LinearShard shard = check_linear_options(name, c.sequence_parallel, c.tp_size,
-                                                 c.parallel_mode, c.fuse_wgrad_accumulation, bctx);
+  LinearShard shard = check_linear_options(name, c.sequence_parallel, c.tp_size, c.parallel_mode,
+                                           c.fuse_wgrad_accumulation, bctx);
+  shard.rows = c.tp_rows;
   reject_if(shard.mode == "row", name, "parallel_mode", "row",
             "a layernorm-linear is column-parallel (its input is whole) or not parallel");
   column_ = shard.tp > 1 && shard.mode == "column";

@@ -42,6 +42,9 @@ struct LayerNormLinearConfig {
   bool sequence_parallel = false;
   int64_t tp_size = 1;
   std::string parallel_mode;
+  // graft extension, column only: explicit pieces of the rows (LinearShard::rows), e.g.
+  // te.multihead_attention's qkv with KV heads replicated over tp.
+  std::vector<TpRowBlock> tp_rows;
   bool fuse_wgrad_accumulation = false;
 };
 

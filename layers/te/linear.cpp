@@ -37,8 +37,9 @@ LinearShard check_linear_options(const std::string& layer, bool sequence_paralle
 
 Linear::Linear(const LinearConfig& c, const BuildContext& ctx)
     : Module("te.linear"), config_(c), tp_(ctx.groups->tp) {
-  const LinearShard shard = check_linear_options("te.linear", c.sequence_parallel, c.tp_size,
-                                                 c.parallel_mode, c.fuse_wgrad_accumulation, ctx);
+  LinearShard shard = check_linear_options("te.linear", c.sequence_parallel, c.tp_size,
+                                           c.parallel_mode, c.fuse_wgrad_accumulation, ctx);
+  shard.rows = c.tp_rows;
   reject_if(c.return_bias && !c.bias, "te.linear", "return_bias", "true", "needs bias = true");
   blocks_.init(*this, "te.linear", c.in_features, c.out_features, c.bias, c.parameters_split, "",
                c.init_method, c.init_seed, c.params_dtype, c.device, shard);

@@ -4,7 +4,8 @@
 //   stacked along dim 0 in order); bias [out] likewise ("bias" / "<name>_bias").
 //   return_bias: the bias is not added; it is returned in TEOutput.bias for the caller to add,
 //   and backward treats dy as the gradient of out + bias (so the bias gradient is Σ_rows dy).
-//   Supported: bias, return_bias, parameters_split, init_method, params_dtype (f32).
+//   Supported: bias, return_bias, parameters_split, init_method, params_dtype (f32), and graft's
+//   tp_rows (explicit column-parallel pieces, LinearShard::rows in te_common.h).
 //   Tensor parallelism over the build context's tp group (T ranks): parallel_mode "column" (the
 //   weight's rows split, see LinearShard; input through copy_to_tp — its backward all-reduce
 //   overlaps the weight-gradient GEMM — or gather_from_sp with sequence_parallel) or "row" (the
@@ -33,8 +34,11 @@ struct LinearConfig {
   DType params_dtype = DType::kF32;
   Device device = Device::cpu();
   bool sequence_parallel = false;
-  int64_t tp_size = 1;                   // 1 = the context's; otherwise it must match it
-  std::string parallel_mode;             // "" / "None", "column" or "row"
+  int64_t tp_size = 1;        // 1 = the context's; otherwise it must match it
+  std::string parallel_mode;  // "" / "None", "column" or "row"
+  // graft extension, column only: explicit pieces of the rows (LinearShard::rows), e.g.
+  // te.multihead_attention's qkv with KV heads replicated over tp.
+  std::vector<TpRowBlock> tp_rows;
   bool fuse_wgrad_accumulation = false;  // rejected when true
 };
 

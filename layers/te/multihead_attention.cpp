@@ -96,6 +96,26 @@ Tensor merge_qkv(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Qkv
   return out;
 }
 
+// The qkv rows of a tp rank whose KV head is replicated (heads.kv_replicas = m > 1; none
+// otherwise: the even split of whole KV groups). With n = Hq/Hkv query heads per group, the rank
+// holds group g = heads.kv_offset's query heads j·n/m .. (j+1)·n/m - 1 (j = heads.kv_replica) and
+// the group's key and value head, replica j of m. Fused (grouped layout): the query rows and a
+// second part "kv" (key + value, adjacent in the group); split: query / key / value pieces. The
+// local qkv output is then the grouped (or q | k | v) layout of one group, as run_qkv_split reads.
+std::vector<TpRowBlock> replicated_kv_rows(const TpHeads& heads, int64_t hq, int64_t hkv, int64_t d,
+                                           bool fused) {
+  if (heads.kv_replicas == 1) return {};
+  const int64_t n = hq / hkv, g = heads.kv_offset, m = heads.kv_replicas, j = heads.kv_replica;
+  if (fused) {
+    const int64_t base = g * (n + 2) * d;
+    return {{0, base + heads.q_offset % n * d, heads.q * d, 0, 1, ""},
+            {0, base + n * d, 2 * d, j, m, "kv"}};
+  }
+  return {{0, heads.q_offset * d, heads.q * d, 0, 1, ""},
+          {1, g * d, d, j, m, ""},
+          {2, g * d, d, j, m, ""}};
+}
+
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const BuildContext& ctx)
@@ -116,10 +136,6 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
             "MultiheadAttention takes [batch, seq, hidden] (bshd) inputs");
   check_linear_options(kName, c.sequence_parallel, c.tp_size, "", false, ctx);
   const TpHeads heads = tp_heads(c.num_attention_heads, kv_, ctx.tp(), kName);
-  reject_if(heads.kv_replicas > 1, kName, "num_gqa_groups", str(kv_),
-            str("parallel.tp = ", ctx.tp().size(),
-                " is larger than the number of KV heads; replicating KV heads over tp is "
-                "implemented in the reference layers (model.layers: reference)"));
   reject_if(!c.qk_norm_type.empty() && c.qk_norm_type != "RMSNorm" && c.qk_norm_type != "LayerNorm",
             kName, "qk_norm_type", c.qk_norm_type, "expected RMSNorm or LayerNorm");
   reject_if(c.return_layernorm_output && !c.input_layernorm, kName, "return_layernorm_output",
@@ -130,6 +146,7 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
   const bool qkv_bias = c.qkv_bias.value_or(c.bias), proj_bias = c.proj_bias.value_or(c.bias);
   ParametersSplit split;
   if (!c.fuse_qkv_params) split = {{"query", hq * d_}, {"key", kv_ * d_}, {"value", kv_ * d_}};
+  const std::vector<TpRowBlock> rows = replicated_kv_rows(heads, hq, kv_, d_, c.fuse_qkv_params);
   if (c.input_layernorm) {
     LayerNormLinearConfig lc;
     lc.in_features = c.hidden_size;
@@ -145,6 +162,7 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
     lc.params_dtype = c.params_dtype;
     lc.device = c.device;
     lc.parallel_mode = mode;
+    lc.tp_rows = rows;
     lc.sequence_parallel = c.sequence_parallel;
     layernorm_qkv_ = &add_child("layernorm_qkv",
                                 Registry::global().create<LayerNormLinear, LayerNormLinearConfig>(
@@ -160,6 +178,7 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionConfig& c, const 
     lc.params_dtype = c.params_dtype;
     lc.device = c.device;
     lc.parallel_mode = mode;
+    lc.tp_rows = rows;
     lc.sequence_parallel = c.sequence_parallel;
     qkv_ =
         &add_child("qkv", Registry::global().create<Linear, LinearConfig>("te.linear", lc, ctx_));

@@ -21,15 +21,19 @@
 // Parameters (TE names): layernorm_qkv.layer_norm_weight (+ layer_norm_bias),
 // layernorm_qkv.weight (+ bias) — or qkv.weight without input_layernorm —, q_norm.weight,
 // k_norm.weight, proj.weight [H, Hq·D] (+ proj.bias).
-// Tensor parallelism (the build context's tp group, T > 1): heads split over tp (T must divide the
-// heads and the KV heads; KV-head replication for T > KV heads is implemented by the reference
-// layers only: an InputError here), the qkv projection column-parallel (rank r owns whole KV
-// groups: a contiguous block of rows of the grouped layout; with fuse_qkv_params = false each of
-// query/key/value is split by heads), proj row-parallel, q/k norm gradients summed over tp. With
-// sequence_parallel x and the output are sequence shards [B, S/T, H] (AttentionInputs.seq is the
-// whole length).
-// Rejected: attention_type cross, qkv_format other than bshd, attention_dropout != 0,
-// sequence_parallel without tp, tp_size other than the group's.
+// Tensor parallelism (the build context's tp group, T > 1): heads split over tp
+// (parallel/tp_layout.h tp_heads: T divides the heads, and divides the KV heads or is a multiple of
+// them), the qkv projection column-parallel (T <= Hkv: rank r owns whole KV groups, a contiguous
+// block of rows of the grouped layout; with fuse_qkv_params = false each of query/key/value is
+// split by heads), proj row-parallel, q/k norm gradients summed over tp. T > Hkv: each KV head is
+// replicated on the m = T/Hkv ranks whose query heads read it, its gradient summed over tp; the
+// fused qkv then holds the rank's query rows as `weight` and its group's key/value rows as a second
+// part `weight_kv` (one box each of the grouped tensor: ShardSpec::part_of,
+// framework/core/parameter.h; bias and bias_kv likewise), fuse_qkv_params = false replicates
+// key_weight / value_weight. The local qkv output is the grouped (q | k | v) layout of the rank's
+// heads either way. With sequence_parallel x and the output are sequence shards [B, S/T, H]
+// (AttentionInputs.seq is the whole length). Rejected: attention_type cross, qkv_format other than
+// bshd, attention_dropout != 0, sequence_parallel without tp, tp_size other than the group's.
 #pragma once
 
 #include <memory>

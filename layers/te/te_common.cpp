@@ -5,6 +5,7 @@
 #include "layers/reference/common.h"
 #include "layers/te/fp8_linear.h"
 #include "parallel/tp_collectives.h"
+#include "parallel/tp_layout.h"
 
 namespace graft::te {
 
@@ -53,14 +54,9 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
   };
   in_ = row ? divide(in, "in_features") : in;
   bias_ = bias;
-  blocks_.clear();
-  struct Global {
-    int64_t offset, size;
-  };
-  std::vector<Global> global;
+  std::vector<Block> global;  // the blocks of the single-process weight (offset, size global)
   if (split.empty()) {
-    blocks_.push_back({prefix + "weight", prefix + "bias", 0, out});
-    global.push_back({0, out});
+    global.push_back({prefix + "weight", prefix + "bias", 0, out});
   } else {
     int64_t off = 0;
     for (const auto& [raw, size] : split) {
@@ -68,20 +64,21 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
       while (!name.empty() && name.back() == '_') name.pop_back();
       GRAFT_INPUT_CHECK(!name.empty() && size > 0, layer, ": parameters_split entry '", raw,
                         "' = ", size, ", expected a name and a positive size");
-      blocks_.push_back({name + "_weight", name + "_bias", off, size});
-      global.push_back({off, size});
+      global.push_back({name + "_weight", name + "_bias", off, size});
       off += size;
     }
     GRAFT_INPUT_CHECK(off == out, layer, ": parameters_split sizes add up to ", off,
                       ", expected out_features = ", out);
   }
-  if (shard.gated_halves) GRAFT_CHECK(blocks_.size() == 1 && out % 2 == 0, layer, ": gated fc1");
+  if (shard.gated_halves) GRAFT_CHECK(global.size() == 1 && out % 2 == 0, layer, ": gated fc1");
+  GRAFT_INPUT_CHECK(shard.rows.empty() || (column && !shard.gated_halves), layer,
+                    ": tp_rows needs a column-parallel linear (parallel_mode column, tp > 1)");
+  // Every block drawn whole, in order: a tp rank slices exactly the single-process values.
   std::mt19937_64 rng(init_seed);
   std::normal_distribution<float> normal(0.0f, 0.023f);
-  int64_t local_off = 0;
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    Block& b = blocks_[i];
-    const int64_t n = global[i].size;
+  std::vector<Tensor> whole;
+  for (const Block& gb : global) {
+    const int64_t n = gb.size;
     // skip_init: the global weight is never generated; the slicing below only shapes zeros.
     Tensor w = Tensor::empty(shard.skip_init ? Shape{n, 0} : Shape{n, in}, DType::kF32);
     if (shard.skip_init) {
@@ -93,6 +90,65 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
       float* d = w.data<float>();
       for (int64_t k = 0; k < w.numel(); ++k) d[k] = normal(rng);
     }
+    whole.push_back(w);
+  }
+  blocks_.clear();
+  int64_t local_off = 0;
+  auto add = [&](Block b, Tensor w, ShardSpec ws, ShardSpec bs) {
+    b.offset = local_off;
+    b.size = w.size(0);
+    local_off += b.size;
+    if (shard.skip_init) {
+      owner.add_parameter(b.weight, Tensor::zeros({b.size, in_}, params_dtype, device), true,
+                          std::move(ws));
+    } else {
+      if (params_dtype != DType::kF32) w = w.to(params_dtype);
+      owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device), true, std::move(ws));
+    }
+    if (bias)
+      owner.add_parameter(b.bias, Tensor::zeros({b.size}, params_dtype, device), /*decay=*/false,
+                          std::move(bs));
+    blocks_.push_back(std::move(b));
+  };
+  if (!shard.rows.empty()) {  // explicit pieces (KV heads replicated over tp)
+    std::vector<bool> seen(global.size(), false);
+    for (const TpRowBlock& rb : shard.rows) {
+      GRAFT_INPUT_CHECK(rb.block < global.size() && rb.offset >= 0 && rb.rows > 0 &&
+                            rb.offset + rb.rows <= global[rb.block].size && rb.replicas >= 1 &&
+                            rb.replica >= 0 && rb.replica < rb.replicas,
+                        layer, ": tp_rows entry of block ", rb.block, " [", rb.offset, ", +",
+                        rb.rows, ") replica ", rb.replica, " of ", rb.replicas,
+                        " (expected rows inside one of ", global.size(),
+                        " blocks, 0 <= replica < replicas)");
+      const Block& gb = global[rb.block];
+      GRAFT_INPUT_CHECK(rb.part.empty() != seen[rb.block], layer, ": block ", gb.weight,
+                        rb.part.empty() ? " has two pieces without a part name"
+                                        : " has a part before its first piece");
+      seen[rb.block] = true;
+      const int64_t n = gb.size;
+      ShardSpec ws = tp_split_spec({n, in}, 0, rb.offset, rb.replica);
+      ShardSpec bs = tp_split_spec({n}, 0, rb.offset, rb.replica);
+      if (rb.replicas > 1) {
+        ws.grad_sum_over.push_back(LayoutGroup::kTP);
+        bs.grad_sum_over.push_back(LayoutGroup::kTP);
+      }
+      Block b = gb;
+      if (!rb.part.empty()) {
+        ws.part_of = gb.weight;
+        bs.part_of = gb.bias;
+        b.weight += "_" + rb.part;
+        b.bias += "_" + rb.part;
+      }
+      add(b, whole[rb.block].slice(0, rb.offset, rb.rows).contiguous(), ws, bs);
+    }
+    for (size_t i = 0; i < global.size(); ++i)
+      GRAFT_INPUT_CHECK(seen[i], layer, ": tp_rows leave block ", global[i].weight, " out");
+    out_ = local_off;
+    return;
+  }
+  for (size_t i = 0; i < global.size(); ++i) {
+    const int64_t n = global[i].size;
+    Tensor w = whole[i];
     ShardSpec ws = ShardSpec::replicated({n, in}), bs = ShardSpec::replicated({n});
     if (shard.gated_halves) {  // [gate; up] viewed as [2, F, in]
       const int64_t F = n / 2, Fl = column ? divide(F, "ffn_hidden_size") : F;
@@ -115,18 +171,7 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
       if (!shard.skip_init) w = w.slice(1, r * in_, in_).contiguous();
       ws = ShardSpec::split({n, in}, 1, LayoutGroup::kTP, r * in_);
     }
-    b.offset = local_off;
-    b.size = w.size(0);
-    local_off += b.size;
-    if (shard.skip_init) {
-      owner.add_parameter(b.weight, Tensor::zeros({b.size, in_}, params_dtype, device), true, ws);
-    } else {
-      if (params_dtype != DType::kF32) w = w.to(params_dtype);
-      owner.add_parameter(b.weight, device.is_cpu() ? w : w.to(device), true, ws);
-    }
-    if (bias)
-      owner.add_parameter(b.bias, Tensor::zeros({b.size}, params_dtype, device), /*decay=*/false,
-                          bs);
+    add(global[i], w, ws, bs);
   }
   out_ = local_off;
 }

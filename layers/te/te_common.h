@@ -62,13 +62,28 @@ struct LinearSaved {
 //           [gate_r; up_r], declared as a [2, F/T, in] view of [2, F, in] (at every tp, so native
 //           checkpoints do not depend on the layout).
 //   row:    the input columns split: [out, in/T] at r·in/T.
+//   column with explicit `rows` (graft extension, for a layout an even split cannot express:
+//           te.multihead_attention's qkv with KV heads replicated over tp): the local tensor is
+//           the listed pieces stacked in order, each rows [offset, offset + rows) of one block,
+//           held by `replicas` tp ranks (this one is `replica`; the gradient is summed over tp).
+//           A block's first piece is its own parameter; a further piece of the same block is
+//           another parameter, <weight>_<part> / <bias>_<part>, a part of the block's logical
+//           tensor (ShardSpec::part_of). Every block must have a piece.
 // Initial values are drawn for the whole block and sliced, so a tp rank holds exactly the slice
 // a single process would.
+struct TpRowBlock {
+  size_t block = 0;                   // the parameters_split entry (0 without a split)
+  int64_t offset = 0, rows = 0;       // in the block's (global) rows
+  int64_t replica = 0, replicas = 1;  // replicas > 1: the same rows on that many tp ranks
+  std::string part;                   // "" for the block's first piece, else the part's suffix
+};
+
 struct LinearShard {
   std::string mode;  // "", "column" or "row"
   int64_t tp = 1, rank = 0;
   bool gated_halves = false;
-  bool skip_init = false;  // BuildContext::skip_init: zero-filled weights, no init_method
+  bool skip_init = false;        // BuildContext::skip_init: zero-filled weights, no init_method
+  std::vector<TpRowBlock> rows;  // column only: explicit pieces instead of the even split
 };
 
 class LinearBlocks {

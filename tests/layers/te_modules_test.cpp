@@ -81,6 +81,22 @@ TEST(TeLinear, ParametersSplitReturnBiasAndInit) {
   fd_all(*lin, loss, rng, &x, &dx);
 }
 
+// tp_rows (explicit column-parallel pieces) describe a tp rank's rows: without tp they are refused.
+TEST(TeLinear, TpRowsNeedAColumnParallelLinear) {
+  te::LinearConfig c;
+  c.in_features = 4;
+  c.out_features = 6;
+  c.tp_rows = {{0, 0, 6, 0, 1, ""}};
+  try {
+    Registry::global().create<te::Linear, te::LinearConfig>("te.linear", c, local_context(c));
+    ADD_FAILURE() << "tp_rows accepted without tensor parallelism";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tp_rows needs a column-parallel linear"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(TeLayerNormLinear, ReturnsLayernormOutputAndItsGradient) {
   std::mt19937 rng(12);
   for (const char* norm : {"RMSNorm", "LayerNorm"}) {

@@ -2,7 +2,9 @@
 // tests/model/shard_util.h), loaded at "rank r of n", holds exactly the slices of the
 // single-process load — for every fixture, both layer sets, n = 2 and 4 (the reference layers'
 // KV heads replicated where n exceeds them: Gemma's one KV head at n = 2 and 4, Llama's and
-// Qwen3's two at n = 4; te's fused qkv splits whole KV groups only, as its layers require).
+// Qwen3's two at n = 4; te's fused qkv only where it splits whole KV groups: with more ranks than
+// KV heads te's layers hold their query and key/value rows as two parameters, which specs made by
+// hand on a single-process model cannot express; graft_mpi_tests HfLayout.* loads those).
 #include <filesystem>
 
 #include "framework/model/hf_loader.h"

@@ -22,20 +22,26 @@
 
 namespace {
 
-// Failures only, with the rank: the non-zero ranks' gtest output.
+// Failures only, with the rank: the non-zero ranks' gtest output. The test's name is kept from
+// OnTestStart: UnitTest::current_test_info() takes the lock that AddTestPartResult holds while it
+// calls OnTestPartResult, so asking for it there deadlocks the rank (a failure on a rank other
+// than 0 then looked like a hang of the whole job).
 class FailurePrinter : public ::testing::EmptyTestEventListener {
  public:
   explicit FailurePrinter(int rank) : rank_(rank) {}
+  void OnTestStart(const ::testing::TestInfo& t) override {
+    test_ = std::string(t.test_suite_name()) + "." + t.name();
+  }
+  void OnTestEnd(const ::testing::TestInfo&) override { test_ = "?"; }
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
     if (!r.failed()) return;
-    const auto* t = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::fprintf(stderr, "rank %d: %s.%s failed at %s:%d\n%s\n", rank_,
-                 t ? t->test_suite_name() : "?", t ? t->name() : "?",
+    std::fprintf(stderr, "rank %d: %s failed at %s:%d\n%s\n", rank_, test_.c_str(),
                  r.file_name() ? r.file_name() : "?", r.line_number(), r.message());
   }
 
  private:
   int rank_;
+  std::string test_ = "?";
 };
 
 int run_fault(const std::string& kind) {

@@ -1,6 +1,7 @@
 // Tensor and sequence parallelism end to end: `graft train` under `mpirun -np 2/4` against one
 // process training the same global batch (every step's loss and every parameter after 4 steps),
-// a checkpoint saved at tp2 that resumes at tp1 with the same losses, and the layouts that must
+// a checkpoint saved at tp2 that resumes at tp1, tp2 × dp2, cp2 and tp4 with the same losses (and
+// one saved at tp4, KV heads replicated, that resumes at tp1), and the layouts that must
 // be refused (exit 2, one line). CPU, f32, the MPI backend, the micro Llama of tests/train
 // (4 heads, 2 KV heads, vocabulary 258: padded to 260 at tp4).
 //
@@ -121,6 +122,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "model.layers=te"}},
         // 2 KV heads over 4 ranks: each replicated on two; the vocabulary padded to 260.
         Layout{"tp4", 4, {"parallel.tp=4", "train.batch_size=4"}},
+        Layout{"tp4_te", 4, {"parallel.tp=4", "train.batch_size=4", "model.layers=te"}},
         Layout{"tp2_dp2", 4, {"parallel.tp=2", "train.batch_size=2"}},
         Layout{"tp2_dp2_zero_te",
                4,
@@ -129,8 +131,9 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 // Saved at tp2 or tp4 (2 steps), resumed in one process: the next 3 losses are those of an
-// uninterrupted single-process run. Both layer sets (the TE fc1's [2, F, H] view included); at tp4
-// the vocabulary (258) is padded to 260 but stored at 258 rows.
+// uninterrupted single-process run. Both layer sets (the TE fc1's [2, F, H] view included; at tp4
+// the TE qkv's replicated key/value rows are a second part, weight_kv, stored as rows of
+// layernorm_qkv.weight); at tp4 the vocabulary (258) is padded to 260 but stored at 258 rows.
 class TensorParallelResume : public ::testing::TestWithParam<std::tuple<bool, int>> {};
 
 TEST_P(TensorParallelResume, CheckpointResumesAtTp1) {
@@ -187,11 +190,74 @@ TEST_P(TensorParallelResume, CheckpointResumesAtTp1) {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, TensorParallelResume,
                          ::testing::Values(std::make_tuple(false, 2), std::make_tuple(true, 2),
-                                           std::make_tuple(false, 4)),
+                                           std::make_tuple(false, 4), std::make_tuple(true, 4)),
                          [](const auto& info) {
                            return str(std::get<0>(info.param) ? "te" : "reference", "_tp",
                                       std::get<1>(info.param));
                          });
+
+// Saved at tp2 (2 steps), resumed under mpirun in another layout: tp2 × dp2, cp2, and tp4 (there
+// the 2 KV heads are replicated: the TE qkv's rows of one tp2 rank become two parts on two tp4
+// ranks). The next 3 losses are those of an uninterrupted single-process run (the global batch is
+// 4 in every layout).
+struct ResumeLayout {
+  const char* name;
+  int np;
+  std::vector<std::string> sets;
+};
+
+class TensorParallelResumeIn : public ::testing::TestWithParam<std::tuple<bool, ResumeLayout>> {};
+
+TEST_P(TensorParallelResumeIn, CheckpointSavedAtTp2ResumesInAnotherLayout) {
+  const auto& [te, l] = GetParam();
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not found";
+  TempDir d;
+  test::write_text(d / "recipe.yaml", test::micro_recipe(d.path()));
+  const std::string file = d / "recipe.yaml";
+  std::vector<std::string> common = {"train.steps=5", "schedule.warmup_steps=1"};
+  if (te) common.push_back("model.layers=te");
+  TrainOptions opt;
+  std::ostringstream quiet;
+  opt.out = &quiet;
+  opt.metrics_out = d / "ref.jsonl";
+  std::vector<std::string> ref_sets = common;
+  ref_sets.push_back("train.batch_size=4");
+  Trainer(load_recipe(file, ref_sets), opt).run();
+  const auto ref = metric_losses(d / "ref.jsonl");
+  ASSERT_EQ(ref.size(), 5u);
+
+  std::vector<std::string> first = ref_sets;
+  first.push_back("parallel.tp=2");
+  first.push_back("train.stop_after=2");
+  first.push_back("checkpoint.dir=" + (d / "ck"));
+  auto r = mpirun(2, "train --recipe " + file + sets(first));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string saved = find_latest_checkpoint(d / "ck");
+  ASSERT_EQ(fs::path(saved).filename(), "step-00000002") << r.out;
+
+  std::vector<std::string> second = common;
+  second.insert(second.end(), l.sets.begin(), l.sets.end());
+  second.push_back("checkpoint.dir=" + (d / "ck"));
+  r = mpirun(l.np,
+             "train --recipe " + file + sets(second) + " --metrics-out " + (d / "second.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed from " + saved), std::string::npos) << r.out;
+  const auto got = metric_losses(d / "second.jsonl");
+  ASSERT_EQ(got.size(), 3u) << r.out;
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(got[i], ref[i + 2], 1e-5 * std::abs(ref[i + 2])) << l.name << " step " << i + 3;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, TensorParallelResumeIn,
+    ::testing::Combine(
+        ::testing::Bool(),
+        ::testing::Values(ResumeLayout{"tp2_dp2", 4, {"parallel.tp=2", "train.batch_size=2"}},
+                          ResumeLayout{"cp2", 2, {"parallel.cp=2", "train.batch_size=4"}},
+                          ResumeLayout{"tp4", 4, {"parallel.tp=4", "train.batch_size=4"}})),
+    [](const auto& info) {
+      return str(std::get<0>(info.param) ? "te" : "reference", "_", std::get<1>(info.param).name);
+    });
 
 // Layouts the model cannot take: one line from rank 0, exit code 2.
 void expect_refused(int np, const std::vector<std::string>& s,

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <system_error>
 #include <thread>
 
 #include "framework/io/hf_checkpoint.h"
@@ -84,13 +86,25 @@ void fill_normal(float* d, int64_t n, uint64_t s, double stddev) {
       if (k + 1 < n) d[k + 1] = static_cast<float>(r * std::sin(2 * M_PI * u2));
     }
   };
-  const int64_t threads = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()),
-                                            std::max<int64_t>(1, pairs >> 16));
-  if (threads <= 1) return run(0, pairs);
-  std::vector<std::thread> pool;
+  // The host's cores shared by the ranks on it (mpirun / srun say how many there are).
+  int64_t local_ranks = 1;
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE"})
+    if (const char* e = std::getenv(v); e && std::atoi(e) > 0) {
+      local_ranks = std::atoi(e);
+      break;
+    }
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency() / local_ranks);
+  const int64_t threads = std::min<int64_t>(cores, std::max<int64_t>(1, pairs >> 16));
   const int64_t per = (pairs + threads - 1) / threads;
-  for (int64_t t = 0; t < threads; ++t)
-    pool.emplace_back(run, std::min(pairs, t * per), std::min(pairs, (t + 1) * per));
+  std::vector<std::thread> pool;
+  int64_t t = 1;  // range 0 is the calling thread's
+  try {
+    for (; t < threads; ++t)
+      pool.emplace_back(run, std::min(pairs, t * per), std::min(pairs, (t + 1) * per));
+  } catch (const std::system_error&) {  // no more threads: this one does the ranges left
+    run(std::min(pairs, t * per), pairs);
+  }
+  run(0, std::min(pairs, per));
   for (auto& th : pool) th.join();
 }
 

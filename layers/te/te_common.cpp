@@ -81,14 +81,15 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
     const int64_t n = gb.size;
     // skip_init: the global weight is never generated; the slicing below only shapes zeros.
     Tensor w = Tensor::empty(shard.skip_init ? Shape{n, 0} : Shape{n, in}, DType::kF32);
-    if (shard.skip_init) {
-    } else if (init) {
-      init(w);
-      GRAFT_INPUT_CHECK(w.shape() == Shape({n, in}), layer, ": init_method changed the ",
-                        "weight's shape to ", shape_str(w.shape()));
-    } else {
-      float* d = w.data<float>();
-      for (int64_t k = 0; k < w.numel(); ++k) d[k] = normal(rng);
+    if (!shard.skip_init) {
+      if (init) {
+        init(w);
+        GRAFT_INPUT_CHECK(w.shape() == Shape({n, in}), layer, ": init_method changed the ",
+                          "weight's shape to ", shape_str(w.shape()));
+      } else {
+        float* d = w.data<float>();
+        for (int64_t k = 0; k < w.numel(); ++k) d[k] = normal(rng);
+      }
     }
     whole.push_back(w);
   }
@@ -112,6 +113,7 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
   };
   if (!shard.rows.empty()) {  // explicit pieces (KV heads replicated over tp)
     std::vector<bool> seen(global.size(), false);
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> taken(global.size());  // [begin, end)
     for (const TpRowBlock& rb : shard.rows) {
       GRAFT_INPUT_CHECK(rb.block < global.size() && rb.offset >= 0 && rb.rows > 0 &&
                             rb.offset + rb.rows <= global[rb.block].size && rb.replicas >= 1 &&
@@ -121,6 +123,11 @@ void LinearBlocks::init(Module& owner, const std::string& layer, int64_t in, int
                         " (expected rows inside one of ", global.size(),
                         " blocks, 0 <= replica < replicas)");
       const Block& gb = global[rb.block];
+      for (auto [b0, b1] : taken[rb.block])  // two parameters must not hold the same rows
+        GRAFT_INPUT_CHECK(rb.offset + rb.rows <= b0 || rb.offset >= b1, layer, ": tp_rows of ",
+                          gb.weight, " [", rb.offset, ", +", rb.rows, ") overlap [", b0, ", ", b1,
+                          "), expected disjoint row ranges");
+      taken[rb.block].emplace_back(rb.offset, rb.offset + rb.rows);
       GRAFT_INPUT_CHECK(rb.part.empty() != seen[rb.block], layer, ": block ", gb.weight,
                         rb.part.empty() ? " has two pieces without a part name"
                                         : " has a part before its first piece");

@@ -105,6 +105,56 @@ TEST(Fp8NormFused, LayerNormMLPEqualsTheUnfusedPath) {
   }
 }
 
+// te.transformer_layer hands layernorm_mlp the attention branch and its residual: with FP8 the
+// residual add then runs alone and the fused norm + cast reads the sum, without FP8 (or with
+// ln_out returned) the norm kernel adds it. Both must give the same sum, output, gradients (dx
+// with the residual branch's gradient added in the norm backward) and scales.
+TEST(Fp8NormFused, LayerNormMLPWithAResidualEqualsTheUnfusedPath) {
+  for (Fp8Recipe r : {Fp8Recipe::kDelayed, Fp8Recipe::kCurrent}) {
+    SCOPED_TRACE(r == Fp8Recipe::kDelayed ? "delayed" : "current");
+    te::LayerNormMLPConfig c;
+    c.hidden_size = 24;
+    c.ffn_hidden_size = 40;
+    c.activation = "swiglu";
+    c.normalization = "RMSNorm";
+    c.bias = false;
+    std::mt19937 rng(5);
+    auto sf = make_state(r), su = make_state(r);
+    BuildContext cf, cu;
+    cf.fp8 = sf;
+    cu.fp8 = su;
+    te::LayerNormMLP fused(c, cf);
+    c.return_layernorm_output = true;
+    te::LayerNormMLP unfused(c, cu);
+    test::randomize(fused, rng);
+    for (auto& [name, p] : fused.named_parameters())
+      unfused.parameter(name)->value.copy_from(p->value);
+    sf->finalize(fused);
+    su->finalize(unfused);
+    auto local = make_local_group("world");
+    for (int step = 0; step < 3; ++step) {
+      SCOPED_TRACE(str("step ", step + 1));
+      fused.zero_grad();
+      unfused.zero_grad();
+      Tensor a = test::randn({3, 5, 24}, rng, 2.0f), res = test::randn({3, 5, 24}, rng, 2.0f);
+      Tensor dy = test::randn({3, 5, 24}, rng, 1e-3f), dres = test::randn({3, 5, 24}, rng, 1e-3f);
+      std::unique_ptr<LayerCtx> kf, ku;
+      te::TEOutput of = fused.forward(a, &kf, res), ou = unfused.forward(a, &ku, res);
+      ASSERT_TRUE(of.sum.defined());
+      EXPECT_EQ(of.sum.to_f32_vector(), ou.sum.to_f32_vector());
+      EXPECT_EQ(of.out.to_f32_vector(), ou.out.to_f32_vector());
+      EXPECT_EQ(fused.backward(dy, *kf, Tensor(), dres).to_f32_vector(),
+                unfused.backward(dy, *ku, Tensor(), dres).to_f32_vector());
+      for (auto& [name, p] : fused.named_parameters())
+        EXPECT_EQ(p->grad.to_f32_vector(), unfused.parameter(name)->grad.to_f32_vector()) << name;
+      sf->end_step(*local);
+      su->end_step(*local);
+      for (int64_t i = 0; i < sf->num_slots(); ++i)
+        EXPECT_EQ(sf->scale(i), su->scale(i)) << sf->slot_name(i);
+    }
+  }
+}
+
 // The fused path is the one taken: the profile sees the fused norm cast and no separate input
 // cast for fc1 (the one remaining "cast_input" region of LayerNormMLP would be fc2's, which is
 // the activation cast instead).

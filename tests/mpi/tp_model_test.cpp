@@ -188,6 +188,39 @@ TEST(TpModelCuda, MatchesOneCpuProcess) {
   }
 }
 
+// BuildContext::skip_init (what CausalLM builds its layers with) skips the values only: a te
+// decoder layer declares the same parameters — names, shapes, dtypes, shard specs — as when it
+// initialises them, at every layout (column, row, gated fc1, KV heads replicated for gemma's MQA
+// and, at tp4, for llama's and qwen3's two KV heads).
+TEST(TpSkipInit, TeLayerDeclaresTheSameParameters) {
+  if (layouts().empty()) GTEST_SKIP() << "runs at 2 or 4 ranks";
+  // Every collective first (the groups), so a layer that throws on one rank only cannot leave
+  // the others waiting in a later group's creation.
+  for (const Layout& l : layouts()) groups_for(l, Device::cpu());
+  for (const Layout& l : layouts())
+    for (const char* arch : {"llama", "gemma", "qwen3"}) {
+      SCOPED_TRACE(str(l.name(), " ", arch));
+      const ModelConfig cfg = test::tiny_config(arch);
+      DecoderConfig dc = cfg.decoder;
+      dc.hidden_size = cfg.hidden_size;
+      dc.sequence_parallel = l.sp;
+      BuildContext init{Device::cpu(), DType::kF32, groups_for(l, Device::cpu()), nullptr};
+      BuildContext skip = init;
+      skip.skip_init = true;
+      const Registry& reg = Registry::global();
+      auto a = reg.create<DecoderLayer, DecoderConfig>("te.transformer_layer", dc, init);
+      auto b = reg.create<DecoderLayer, DecoderConfig>("te.transformer_layer", dc, skip);
+      const auto pa = a->named_parameters(), pb = b->named_parameters();
+      ASSERT_EQ(pa.size(), pb.size());
+      for (size_t i = 0; i < pa.size(); ++i) {
+        EXPECT_EQ(pa[i].first, pb[i].first);
+        EXPECT_EQ(pa[i].second->value.shape(), pb[i].second->value.shape()) << pa[i].first;
+        EXPECT_EQ(pa[i].second->value.dtype(), pb[i].second->value.dtype()) << pa[i].first;
+        EXPECT_EQ(pa[i].second->spec.str(), pb[i].second->spec.str()) << pa[i].first;
+      }
+    }
+}
+
 #ifdef GRAFT_EXAMPLE_PLUGIN
 // The example plugin (tests/plugins) declares its own MLP's sharding from its build context: at
 // every layout it matches its single-process run like graft's own layers.

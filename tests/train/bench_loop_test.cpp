@@ -40,5 +40,20 @@ TEST(BenchTrainLoop, RunsTheRecipesLoopWithGradAccumAndReportsBoth) {
   EXPECT_TRUE(run_bench(r, o).to_json()["train_loop"].is_null());
 }
 
+// The JSON line carries the --profile breakdown when there is one (it was computed and printed
+// but left out of the line: the H200 run's Bench.GpuProfile test caught it), and null otherwise.
+TEST(BenchJson, CarriesTheProfileWhenThereIsOne) {
+  BenchResult r;
+  EXPECT_TRUE(r.to_json()["profile"].is_null());
+  r.profile = BenchProfile{12.5, 0.25, {{"gemm", 10.0, 7}, {"rmsnorm_fwd", 2.25, 3}}};
+  const nlohmann::json j = r.to_json();
+  ASSERT_TRUE(j["profile"].is_object()) << j.dump();
+  EXPECT_EQ(j["profile"]["step_ms"], 12.5);
+  EXPECT_EQ(j["profile"]["unattributed_ms"], 0.25);
+  ASSERT_EQ(j["profile"]["families"].size(), 2u);
+  EXPECT_EQ(j["profile"]["families"][1]["family"], "rmsnorm_fwd");
+  EXPECT_EQ(j["profile"]["families"][1]["calls_per_step"], 3);
+}
+
 }  // namespace
 }  // namespace graft

@@ -100,32 +100,6 @@ __global__ void act_bwd_vec_kernel(const T* dy, const T* x, T* dx, int64_t rows,
   }
 }
 
-// Calls body.template operator()<A>() with the compile-time activation.
-template <class F>
-void with_activation(Activation a, F&& body) {
-  switch (a) {
-    case Activation::kGelu:
-      return body.template operator()<Activation::kGelu>();
-    case Activation::kGeluTanh:
-      return body.template operator()<Activation::kGeluTanh>();
-    case Activation::kSilu:
-      return body.template operator()<Activation::kSilu>();
-    case Activation::kRelu:
-      return body.template operator()<Activation::kRelu>();
-    case Activation::kSquaredRelu:
-      return body.template operator()<Activation::kSquaredRelu>();
-    case Activation::kQGelu:
-      return body.template operator()<Activation::kQGelu>();
-    case Activation::kSwiglu:
-      return body.template operator()<Activation::kSwiglu>();
-    case Activation::kGeglu:
-      return body.template operator()<Activation::kGeglu>();
-    case Activation::kReglu:
-      return body.template operator()<Activation::kReglu>();
-  }
-  GRAFT_CHECK(false, "activation: unknown activation ", static_cast<int>(a));
-}
-
 void launch_activation_fwd(const ActFwdParams& p) {
   const int64_t total = p.rows * p.cols;
   if (total == 0) return;

@@ -1,8 +1,10 @@
 // The activation math shared by the CUDA kernels that evaluate an activation (activation.cu, and
-// the fused activation + FP8 cast in fp8.cu): f(x), f'(x) in f32 and whether it is gated. The
+// the fused activation + FP8 cast in fp8.cu): f(x), f'(x) in f32, whether it is gated, and the
+// dispatch from the runtime activation to the compile-time one (with_activation). The
 // CPU reference (kernels/cpu/activation.cpp) evaluates the same formulas in f64.
 #pragma once
 
+#include "framework/core/error.h"
 #include "kernels/activation.h"
 
 namespace graft::cuda::act_math {
@@ -54,6 +56,32 @@ __device__ __forceinline__ float act_df(float x) {
 
 constexpr bool gated(Activation a) {
   return a == Activation::kSwiglu || a == Activation::kGeglu || a == Activation::kReglu;
+}
+
+// Calls body.template operator()<A>() with the compile-time activation.
+template <class F>
+void with_activation(Activation a, F&& body) {
+  switch (a) {
+    case Activation::kGelu:
+      return body.template operator()<Activation::kGelu>();
+    case Activation::kGeluTanh:
+      return body.template operator()<Activation::kGeluTanh>();
+    case Activation::kSilu:
+      return body.template operator()<Activation::kSilu>();
+    case Activation::kRelu:
+      return body.template operator()<Activation::kRelu>();
+    case Activation::kSquaredRelu:
+      return body.template operator()<Activation::kSquaredRelu>();
+    case Activation::kQGelu:
+      return body.template operator()<Activation::kQGelu>();
+    case Activation::kSwiglu:
+      return body.template operator()<Activation::kSwiglu>();
+    case Activation::kGeglu:
+      return body.template operator()<Activation::kGeglu>();
+    case Activation::kReglu:
+      return body.template operator()<Activation::kReglu>();
+  }
+  GRAFT_CHECK(false, "activation: unknown activation ", static_cast<int>(a));
 }
 
 }  // namespace graft::cuda::act_math

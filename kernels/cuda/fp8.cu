@@ -290,35 +290,7 @@ void launch_act_quantize(const Fp8ActQuantizeParams& p) {
   cudaStream_t stream = stream_of(p);
   if (p.rows % 8 == 0 && p.cols % 8 == 0 && aligned(p.h, 16) && aligned(p.q, 8) &&
       aligned(p.qt, 8) && (p.rows + kVTile - 1) / kVTile <= 65535) {
-    switch (p.act) {
-      case Activation::kGelu:
-        launch_act_quantize_as<Activation::kGelu>(p, stream);
-        break;
-      case Activation::kGeluTanh:
-        launch_act_quantize_as<Activation::kGeluTanh>(p, stream);
-        break;
-      case Activation::kSilu:
-        launch_act_quantize_as<Activation::kSilu>(p, stream);
-        break;
-      case Activation::kRelu:
-        launch_act_quantize_as<Activation::kRelu>(p, stream);
-        break;
-      case Activation::kSquaredRelu:
-        launch_act_quantize_as<Activation::kSquaredRelu>(p, stream);
-        break;
-      case Activation::kQGelu:
-        launch_act_quantize_as<Activation::kQGelu>(p, stream);
-        break;
-      case Activation::kSwiglu:
-        launch_act_quantize_as<Activation::kSwiglu>(p, stream);
-        break;
-      case Activation::kGeglu:
-        launch_act_quantize_as<Activation::kGeglu>(p, stream);
-        break;
-      case Activation::kReglu:
-        launch_act_quantize_as<Activation::kReglu>(p, stream);
-        break;
-    }
+    act_math::with_activation(p.act, [&]<Activation A>() { launch_act_quantize_as<A>(p, stream); });
     GRAFT_CUDA_CHECK(cudaGetLastError());
     return;
   }

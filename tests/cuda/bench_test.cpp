@@ -26,21 +26,6 @@ namespace {
 
 using namespace cuda_test;
 
-double median_ms(const std::function<void()>& fn) {
-  for (int i = 0; i < 3; ++i) fn();
-  device_backend().synchronize(gpu());
-  std::vector<double> t;
-  for (int i = 0; i < 10; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    device_backend().synchronize(gpu());
-    t.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 // Random device tensor without a host round trip per element: one host tensor, copied.
 Tensor rand_dev(const Shape& s, DType dt, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
   return to_gpu(random_host(s, rng, DType::kF32, lo, hi), dt);

@@ -7,11 +7,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "framework/core/device.h"
 #include "framework/core/tensor.h"
@@ -35,6 +39,23 @@ inline Tol tol_for(DType t) { return t == DType::kF32 ? kF32Tol : kBF16Tol; }
 constexpr double kU32 = 5.9604644775390625e-08;
 
 inline Device gpu() { return Device::cuda(0); }
+
+// Host time of fn() on the GPU, synchronised: the median of 10 runs after 3 warm-up runs, in ms
+// (the disabled timing tests).
+inline double median_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < 3; ++i) fn();
+  device_backend().synchronize(gpu());
+  std::vector<double> t;
+  for (int i = 0; i < 10; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    device_backend().synchronize(gpu());
+    t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
 
 // Seeded per test from the test's name, so a failure reproduces, but every test and every
 // shape draws different values. Values are never zero-filled.

@@ -197,21 +197,6 @@ INSTANTIATE_TEST_SUITE_P(
 // Llama 3.2 1B shape (4 x 2048 tokens, hidden 2048, RMSNorm, bf16), delayed scaling (one pass)
 // and current scaling (statistics + amax pass, cast pass; unfused: norm, amax, cast). The scale
 // update between the passes is left out of both. Median of 10 after 3 warm-up runs.
-double median_ms(const std::function<void()>& fn) {
-  for (int i = 0; i < 3; ++i) fn();
-  device_backend().synchronize(gpu());
-  std::vector<double> t;
-  for (int i = 0; i < 10; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    device_backend().synchronize(gpu());
-    t.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
 TEST(CudaFp8NormBench, DISABLED_FusedAgainstNormThenCast) {
   GRAFT_REQUIRE_CUDA();
   const int64_t rows = 8192, cols = 2048;

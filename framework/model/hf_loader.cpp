@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,6 +13,7 @@
 #include "framework/io/hf_checkpoint.h"
 #include "framework/model/weight_slices.h"
 #include "framework/model/weight_table.h"
+#include "parallel/launch.h"
 
 namespace graft {
 namespace {
@@ -86,14 +86,9 @@ void fill_normal(float* d, int64_t n, uint64_t s, double stddev) {
       if (k + 1 < n) d[k + 1] = static_cast<float>(r * std::sin(2 * M_PI * u2));
     }
   };
-  // The host's cores shared by the ranks on it (mpirun / srun say how many there are).
-  int64_t local_ranks = 1;
-  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE"})
-    if (const char* e = std::getenv(v); e && std::atoi(e) > 0) {
-      local_ranks = std::atoi(e);
-      break;
-    }
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency() / local_ranks);
+  // The host's cores shared by the ranks on it.
+  const int64_t cores = std::max<int64_t>(
+      1, std::thread::hardware_concurrency() / std::max(1, world_info().local_size));
   const int64_t threads = std::min<int64_t>(cores, std::max<int64_t>(1, pairs >> 16));
   const int64_t per = (pairs + threads - 1) / threads;
   std::vector<std::thread> pool;

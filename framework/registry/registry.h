@@ -71,6 +71,8 @@ class Registry {
     const F* f = std::any_cast<F>(&e->factory);
     GRAFT_CHECK(f != nullptr, "registry entry '", actual, "' holds a factory of another type");
     GRAFT_CHECK(ctx.groups != nullptr, "creating '", actual, "': the build context has no groups");
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_ptr<T> m;
     if constexpr (requires(Config c) {
                     c.device = ctx.device;
                     c.params_dtype = ctx.dtype;
@@ -78,16 +80,12 @@ class Registry {
       Config c = config;
       c.device = ctx.device;
       c.params_dtype = ctx.dtype;
-      const auto t0 = std::chrono::steady_clock::now();
-      auto m = (*f)(c, ctx);
-      note_build_time(actual, t0);
-      return m;
+      m = (*f)(c, ctx);
     } else {
-      const auto t0 = std::chrono::steady_clock::now();
-      auto m = (*f)(config, ctx);
-      note_build_time(actual, t0);
-      return m;
+      m = (*f)(config, ctx);
     }
+    note_build_time(actual, t0);
+    return m;
   }
 
   // GRAFT_BUILD_TIMING=1: every create() taking 50 ms or more prints its name and seconds to

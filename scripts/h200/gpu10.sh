@@ -2,16 +2,8 @@
 # Session 3, call 4 (final): main with fp8fuse (norm+cast, fp8_weights), kvrep (te at tp > KV
 # heads), skip_init builds — every GPU test, then the headline table again from one call.
 set -uo pipefail
-START=$(date +%s); BUDGET=${BUDGET:-420}
-mkdir -p build-gpu && tar xzf .shared/pack.tgz -C build-gpu
-b=build-gpu/gpubin
-L=/tmp/logs; mkdir -p $L
-export NCCL_NVLS_ENABLE=0
-mpi=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH -np 2)
-st() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s $*" | tee -a $L/stages.log; }
-pk() { tar czf $OUT/logs.tgz -C /tmp logs; }
-tl() { local left=$(( BUDGET - ($(date +%s) - START) - 5 )); [ $left -lt $1 ] && echo $(( left > 1 ? left : 1 )) || echo $1; }
-rc() { echo "$1 rc=$2" | tee -a $L/stages.log; pk; }
+BUDGET=${BUDGET:-420}
+source "$(dirname "$0")/common.sh"
 st test_cuda
 timeout $(tl 80) $b/test_cuda --gtest_brief=1 > $L/test_cuda.log 2>&1; rc test_cuda $?
 timeout $(tl 30) $b/test_cuda --gtest_filter='CudaFp8NormBench.*' --gtest_also_run_disabled_tests > $L/fp8norm_timing.log 2>&1; rc fp8norm_timing $?

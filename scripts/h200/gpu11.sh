@@ -2,16 +2,8 @@
 # Session 3, call 5 (last): fp8_weights after its fix, te at tp > KV heads on the GPU (MPI-staged
 # np2), and the tiny Llama's 200 steps on the GPU in f32 (reference layers) for the CPU comparison.
 set -uo pipefail
-START=$(date +%s); BUDGET=${BUDGET:-180}
-mkdir -p build-gpu && tar xzf .shared/pack.tgz -C build-gpu
-b=build-gpu/gpubin
-L=/tmp/logs; mkdir -p $L
-export NCCL_NVLS_ENABLE=0
-mpi=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH -np 2)
-st() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s $*" | tee -a $L/stages.log; }
-pk() { tar czf $OUT/logs.tgz -C /tmp logs; }
-tl() { local left=$(( BUDGET - ($(date +%s) - START) - 5 )); [ $left -lt $1 ] && echo $(( left > 1 ? left : 1 )) || echo $1; }
-rc() { echo "$1 rc=$2" | tee -a $L/stages.log; pk; }
+BUDGET=${BUDGET:-180}
+source "$(dirname "$0")/common.sh"
 st tests
 timeout $(tl 40) $b/test_cuda --gtest_brief=1 --gtest_filter='*Fp8*' > $L/t_fp8.log 2>&1; rc t_fp8 $?
 st kv replication np2

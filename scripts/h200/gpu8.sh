@@ -2,17 +2,8 @@
 # Session 3, call 2: fixed tests, floor + FP8 vs bf16 benches (1B, 4 x 8B layers), 200-step tiny
 # FP8 vs bf16 on the GPU, train-loop bench, and the multi-rank (MPI-staged) checks of issue 9.
 set -uo pipefail
-START=$(date +%s); BUDGET=${BUDGET:-500}
-mkdir -p build-gpu && tar xzf .shared/pack.tgz -C build-gpu
-b=build-gpu/gpubin
-L=/tmp/logs; mkdir -p $L
-export NCCL_NVLS_ENABLE=0
-mpi=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH -np 2)
-st() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s $*" | tee -a $L/stages.log; }
-pk() { tar czf $OUT/logs.tgz -C /tmp logs; }
-# tl N: a timeout of N seconds, or what is left of the budget (minus 5), whichever is less
-tl() { local left=$(( BUDGET - ($(date +%s) - START) - 5 )); [ $left -lt $1 ] && echo $(( left > 1 ? left : 1 )) || echo $1; }
-rc() { echo "$1 rc=$2" | tee -a $L/stages.log; pk; }
+BUDGET=${BUDGET:-500}
+source "$(dirname "$0")/common.sh"
 st tests
 timeout $(tl 50) $b/test_cuda --gtest_filter='CudaAdamW.*:Bench.GpuProfile*:CudaFp8Layers.*' > $L/t_fixed.log 2>&1; rc t_fixed $?
 st floor

@@ -3,15 +3,8 @@
 # call: floor, graft te/reference bf16, te FP8 delayed/current (1B and 4 x 8B layers), PyTorch
 # baselines, tiny 200-step FP8 vs bf16 (every step logged), the recipe's own loop.
 set -uo pipefail
-START=$(date +%s); BUDGET=${BUDGET:-500}
-mkdir -p build-gpu && tar xzf .shared/pack.tgz -C build-gpu
-b=build-gpu/gpubin
-L=/tmp/logs; mkdir -p $L
-st() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s $*" | tee -a $L/stages.log; }
-pk() { tar czf $OUT/logs.tgz -C /tmp logs; }
-tl() { local left=$(( BUDGET - ($(date +%s) - START) - 5 )); [ $left -lt $1 ] && echo $(( left > 1 ? left : 1 )) || echo $1; }
-rc() { echo "$1 rc=$2" | tee -a $L/stages.log; pk; }
-ts() { while IFS= read -r l; do echo "$(date -u +%H:%M:%S.%N | cut -c1-12) $l"; done; }
+BUDGET=${BUDGET:-500}
+source "$(dirname "$0")/common.sh"
 st test_cuda
 timeout $(tl 90) $b/test_cuda --gtest_brief=1 > $L/test_cuda.log 2>&1; rc test_cuda $?
 timeout $(tl 40) $b/test_cuda --gtest_filter='CudaBench.DISABLED_FusedKernelTimings' --gtest_also_run_disabled_tests > $L/fused_timings.log 2>&1; rc fused_timings $?

@@ -114,6 +114,26 @@ struct Fp8ActQuantizeParams {
   void* stream = nullptr;
 };
 
+// The cast that finishes a fused kernel's unfused fallback (act + cast, norm + cast): the FP8
+// outputs, scale, amax, device and stream of `p` (any params with those fields), reading x.
+template <class P>
+Fp8QuantizeParams quantize_params_of(const P& p, const void* x, DType x_dtype) {
+  Fp8QuantizeParams q;
+  q.x = x;
+  q.x_dtype = x_dtype;
+  q.q = p.q;
+  q.qt = p.qt;
+  q.fp8 = p.fp8;
+  q.rows = p.rows;
+  q.cols = p.cols;
+  q.scale = p.scale;
+  q.amax = p.amax;
+  q.scale_inv = p.scale_inv;
+  q.device = p.device;
+  q.stream = p.stream;
+  return q;
+}
+
 struct Fp8ScaleUpdateParams {
   float* history = nullptr;           // [len, n]: delayed (rolled in place) / [1, n]: current
   float* scale = nullptr;             // [n], updated

@@ -167,19 +167,7 @@ void fp8_act_quantize(const Fp8ActQuantizeParams& p) {
   f.dtype = DType::kF32;
   f.device = p.device;
   cpu::activation_fwd(f);
-  Fp8QuantizeParams q;
-  q.x = a.data();
-  q.x_dtype = DType::kF32;
-  q.q = p.q;
-  q.qt = p.qt;
-  q.fp8 = p.fp8;
-  q.rows = p.rows;
-  q.cols = p.cols;
-  q.scale = p.scale;
-  q.amax = p.amax;
-  q.scale_inv = p.scale_inv;
-  q.device = p.device;
-  cpu::fp8_quantize(q);
+  cpu::fp8_quantize(quantize_params_of(p, a.data(), DType::kF32));
 }
 
 void fp8_scale_update(const Fp8ScaleUpdateParams& p) {

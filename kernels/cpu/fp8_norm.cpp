@@ -49,18 +49,7 @@ void fp8_norm_quantize(const Fp8NormQuantizeParams& p) {
     cpu::amax_reduce(a);
     return;
   }
-  Fp8QuantizeParams q;
-  q.x = y.data();
-  q.q = p.q;
-  q.qt = p.qt;
-  q.fp8 = p.fp8;
-  q.rows = p.rows;
-  q.cols = p.cols;
-  q.scale = p.scale;
-  q.amax = p.amax;
-  q.scale_inv = p.scale_inv;
-  q.device = p.device;
-  cpu::fp8_quantize(q);
+  cpu::fp8_quantize(quantize_params_of(p, y.data(), DType::kF32));
 }
 
 }  // namespace graft::cpu

@@ -45,14 +45,11 @@ TEST(Fp8DataParallel, Dp2TracksOneProcessOfTheSameGlobalBatch) {
   opt.metrics_out = d / "ref.jsonl";
   Trainer(load_recipe(d / "recipe.yaml", ref), opt).run();
 
-  std::string args;
-  for (const auto& s : common) args += " --set " + s;
-  args += " --set parallel.dp=2 --set train.batch_size=4 --set checkpoint.dir=" + (d / "dp");
-  const auto r = test::run_command(
-      "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 --mca btl "
-      "self,vader,tcp -np 2 " +
-      test::graft_binary() + " train --recipe " + (d / "recipe.yaml") + args + " --metrics-out " +
-      (d / "dp.jsonl"));
+  const std::string args =
+      sets(common) +
+      " --set parallel.dp=2 --set train.batch_size=4 --set checkpoint.dir=" + (d / "dp");
+  const auto r = mpirun(
+      2, "train --recipe " + (d / "recipe.yaml") + args + " --metrics-out " + (d / "dp.jsonl"));
   ASSERT_EQ(r.code, 0) << r.out;
   const auto want = metric_losses(d / "ref.jsonl"), got = metric_losses(d / "dp.jsonl");
   ASSERT_EQ(got.size(), 5u);

@@ -58,15 +58,10 @@ TEST_P(Fp8TensorParallel, Tp2DelayedTracksOneProcess) {
   opt.metrics_out = d / "ref.jsonl";
   Trainer(load_recipe(d / "recipe.yaml", ref), opt).run();
 
-  std::string args;
-  for (const auto& s : common) args += " --set " + s;
-  args += " --set parallel.tp=2 --set checkpoint.dir=" + (d / "tp");
+  std::string args = sets(common) + " --set parallel.tp=2 --set checkpoint.dir=" + (d / "tp");
   if (sp) args += " --set parallel.sequence_parallel=true";
-  const auto r = test::run_command(
-      "mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 --mca btl "
-      "self,vader,tcp -np 2 " +
-      test::graft_binary() + " train --recipe " + (d / "recipe.yaml") + args + " --metrics-out " +
-      (d / "tp.jsonl"));
+  const auto r = mpirun(
+      2, "train --recipe " + (d / "recipe.yaml") + args + " --metrics-out " + (d / "tp.jsonl"));
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("fp8: delayed scaling"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("tp 2"), std::string::npos) << r.out;

@@ -166,32 +166,29 @@ TEST(HfLoader, MapsOneShardAtATime) {
   EXPECT_EQ(s.peak_buffer_bytes, 0u) << "CPU parameters are filled straight from the mapping";
 }
 
-// A rank reads only its slices, and the kernel agrees. A tied Llama with a 131072-token
-// vocabulary (embed_tokens 32 MiB in f32; every other tensor at most 32 KiB) is loaded as rank 0
-// of 4 with the vocabulary split (tests/model/shard_util.h): that rank must read 1/4 of the
-// matrix. The mapped bytes resident at once, as /proc/self/smaps counts them, exceed the slice by
-// what the kernel maps around the pages read: 64 KiB fault-around windows with small pages, and
-// whole page-cache folios of up to 2 MiB where the file system caches large folios (ext4 on
-// Linux 6.x maps them with one PMD). So the bound is the slice plus one 2 MiB folio at each end
-// plus the header's 64 KiB: about 12 MiB, well under the 32 MiB a whole-tensor read would show.
-// bytes_read is the rank's share exactly.
-// The initialisation is split over threads (a 1B model in seconds), and the values are those of
-// the one sequential stream: pair p of a tensor takes splitmix64 draws 2p+1 and 2p+2 of the stream
-// seeded by (seed, FNV of the name), Box-Muller. 4096 x 64 embeddings = 2^17 pairs, enough for two
-// threads on a 2-core machine; the test's own sequential loop must give the same bits.
-TEST(HfLoader, InitIsTheSequentialStreamWhateverTheThreads) {
+// A one-layer Llama of hidden 64 with the given vocabulary, its config.json written into d.
+ModelConfig one_layer_llama(const TempDir& d, int64_t vocab, bool tied) {
   nlohmann::json cfg = find_architecture("llama", "")->tiny_config();
-  cfg["vocab_size"] = 4096;
+  cfg["vocab_size"] = vocab;
   cfg["hidden_size"] = 64;
   cfg["intermediate_size"] = 128;
   cfg["num_attention_heads"] = 4;
   cfg["num_key_value_heads"] = 2;
   cfg["head_dim"] = 16;
   cfg["num_hidden_layers"] = 1;
-  TempDir d;
+  if (tied) cfg["tie_word_embeddings"] = true;
   std::filesystem::create_directories(d.path);
   std::ofstream(d.sub("config.json")) << cfg.dump();
-  ModelConfig c = load_hf_config(d.sub("config.json"));
+  return load_hf_config(d.sub("config.json"));
+}
+
+// The initialisation is split over threads (a 1B model in seconds), and the values are those of
+// the one sequential stream: pair p of a tensor takes splitmix64 draws 2p+1 and 2p+2 of the stream
+// seeded by (seed, FNV of the name), Box-Muller. 4096 x 64 embeddings = 2^17 pairs, enough for two
+// threads on a 2-core machine; the test's own sequential loop must give the same bits.
+TEST(HfLoader, InitIsTheSequentialStreamWhateverTheThreads) {
+  TempDir d;
+  const ModelConfig c = one_layer_llama(d, 4096, false);
   auto m = build_model(c);
   init_hf_weights(*m, 5);
   const std::string name = "model.embed_tokens.weight";
@@ -219,20 +216,18 @@ TEST(HfLoader, InitIsTheSequentialStreamWhateverTheThreads) {
   EXPECT_EQ(bad, 0);
 }
 
+// A rank reads only its slices, and the kernel agrees. A tied Llama with a 131072-token
+// vocabulary (embed_tokens 32 MiB in f32; every other tensor at most 32 KiB) is loaded as rank 0
+// of 4 with the vocabulary split (tests/model/shard_util.h): that rank must read 1/4 of the
+// matrix. The mapped bytes resident at once, as /proc/self/smaps counts them, exceed the slice by
+// what the kernel maps around the pages read: 64 KiB fault-around windows with small pages, and
+// whole page-cache folios of up to 2 MiB where the file system caches large folios (ext4 on
+// Linux 6.x maps them with one PMD). So the bound is the slice plus one 2 MiB folio at each end
+// plus the header's 64 KiB: about 12 MiB, well under the 32 MiB a whole-tensor read would show.
+// bytes_read is the rank's share exactly.
 TEST(HfLoader, RankReadsOnlyItsSlices) {
   TempDir d;
-  nlohmann::json cfg = find_architecture("llama", "")->tiny_config();
-  cfg["vocab_size"] = 131072;
-  cfg["hidden_size"] = 64;
-  cfg["intermediate_size"] = 128;
-  cfg["num_attention_heads"] = 4;
-  cfg["num_key_value_heads"] = 2;
-  cfg["head_dim"] = 16;
-  cfg["num_hidden_layers"] = 1;
-  cfg["tie_word_embeddings"] = true;
-  std::filesystem::create_directories(d.path);
-  std::ofstream(d.sub("config.json")) << cfg.dump();
-  ModelConfig c = load_hf_config(d.sub("config.json"));
+  const ModelConfig c = one_layer_llama(d, 131072, true);
   {
     auto whole = build_model(c);
     init_hf_weights(*whole, 3);

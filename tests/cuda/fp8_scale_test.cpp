@@ -76,8 +76,10 @@ TEST(CudaFp8ScaleUpdate, MatchesTheCpuExactly) {
 // the activation in f32 (expf, erfcf): a few ulps apart, so a byte differs only where a * scale
 // lies within those ulps of a rounding midpoint, and then by one code: at most 1% of the bytes,
 // each one code away; amax within 1e-5 relative; scale_inv exact.
-void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype) {
-  SCOPED_TRACE(str(rows, "x", cols, " ", activation_name(act), " ", dtype_name(h_dtype)));
+void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype,
+                       bool with_qt = true) {
+  SCOPED_TRACE(str(rows, "x", cols, " ", activation_name(act), " ", dtype_name(h_dtype),
+                   with_qt ? " q+qt" : " q"));
   auto rng = rng_for(str(rows, cols, activation_name(act)));
   const int64_t hc = activation_is_gated(act) ? 2 * cols : cols;
   Tensor h = random_host({rows, hc}, rng, h_dtype, -3.0f, 3.0f);  // rounded through h_dtype
@@ -89,7 +91,7 @@ void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype
   p.h = h.raw();
   p.act = act;
   p.q = q.raw();
-  p.qt = qt.raw();
+  p.qt = with_qt ? qt.raw() : nullptr;
   p.rows = rows;
   p.cols = cols;
   p.scale = &scale;
@@ -104,13 +106,14 @@ void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype
   g.h = hg.raw();
   g.h_dtype = h_dtype;
   g.q = qg.raw();
-  g.qt = qtg.raw();
+  g.qt = with_qt ? qtg.raw() : nullptr;
   g.scale = static_cast<const float*>(sg.raw());
   g.amax = static_cast<float*>(ag.raw());
   g.scale_inv = static_cast<float*>(sig.raw());
   g.device = gpu();
   fp8_act_quantize(g);
   for (auto [cpu, dev] : {std::pair{&q, &qg}, std::pair{&qt, &qtg}}) {
+    if (cpu == &qt && !with_qt) continue;
     const Tensor d = dev->to(Device::cpu());
     const auto* a = static_cast<const uint8_t*>(cpu->raw());
     const auto* b = static_cast<const uint8_t*>(d.raw());
@@ -134,6 +137,9 @@ TEST(CudaFp8ActQuantize, MatchesTheCpuReference) {
     act_quantize_both(136, 200, a, DType::kBF16);  // fused, partial 64x64 tiles
     act_quantize_both(64, 256, a, DType::kF32);    // fused
     act_quantize_both(29, 52, a, DType::kF32);     // activation kernel + cast
+    act_quantize_both(8, 8, a, DType::kBF16);      // fused, one chunk per row
+    act_quantize_both(72, 1032, a, DType::kF16);   // fused, 9 column tiles, a partial row tile
+    act_quantize_both(136, 200, a, DType::kBF16, /*with_qt=*/false);  // fused, q only
   }
 }
 

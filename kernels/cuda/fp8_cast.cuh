@@ -14,7 +14,8 @@
 //     words (row stride 33 words: no bank conflicts either way). The transposed copy: each thread
 //     reads 8 words (8 rows x 4 columns), transposes the bytes in registers (__byte_perm) and
 //     writes 4 qt rows of 8 bytes; a warp writes 8 qt rows x 32 contiguous bytes per store.
-//     (ActSrc of a gated activation: two chunks at a time, four loads.)
+//     (ActSrc of a gated activation: two chunks at a time, four loads.) The next tile's first
+//     loads are issued before this tile's transposed copy is written.
 //     Needs rows % 8 == 0, cols % 8 == 0 (a chunk is either all inside or all outside) and
 //     aligned pointers; the source of the values is a policy (CastSrc: x itself; ActSrc: the
 //     activation of h, fp8_act_quantize's fused kernel).
@@ -175,6 +176,22 @@ __global__ void __launch_bounds__(kThreads)
   if (scale_inv && blockIdx.x == 0 && threadIdx.x == 0) *scale_inv = 1.0f / s;
 }
 
+// Batch p0 of tile i's chunks of this thread (rows lr + 16 (p0 + p), columns lc..lc+7) into raw:
+// those inside.
+template <class S>
+__device__ __forceinline__ void load_batch(const S& src, typename S::Raw (&raw)[S::kBatch],
+                                           int64_t i, int p0, int64_t tiles_c, int64_t rows,
+                                           int64_t cols, int lr, int lc) {
+  const int64_t r0 = (i / tiles_c) * kTileRows, c = (i % tiles_c) * kTileCols + lc;
+#pragma unroll
+  for (int p = 0; p < S::kBatch; ++p) {
+    const int64_t r = r0 + lr + 16 * (p0 + p);
+    if (r < rows && c < cols) raw[p] = src.load(r, c);
+  }
+}
+
+// Each block walks tiles blockIdx.x, + gridDim.x, ...; the next tile's first batch is loaded
+// before this tile's transposed copy is written, so loads stay in flight across the barrier.
 template <class S, bool kE4M3>
 __global__ void __launch_bounds__(kThreads)
     cast_tiles_kernel(S src, uint8_t* __restrict__ q, uint8_t* __restrict__ qt, int64_t rows,
@@ -188,19 +205,15 @@ __global__ void __launch_bounds__(kThreads)
   const int g = (warp % 4) * 8 + lane % 8;  // transpose: tile columns 4g..4g+3
   const int j = (warp / 4) * 4 + lane / 8;  //            tile rows 8j..8j+7
   uint32_t key = 0;
+  typename S::Raw raw[S::kBatch];
+  if (blockIdx.x < ntiles) load_batch(src, raw, blockIdx.x, 0, tiles_c, rows, cols, lr, lc);
   for (int64_t i = blockIdx.x; i < ntiles; i += gridDim.x) {
     const int64_t r0 = (i / tiles_c) * kTileRows, c0 = (i % tiles_c) * kTileCols;
     const int64_t c = c0 + lc;
 #pragma unroll
     for (int p0 = 0; p0 < 4; p0 += S::kBatch) {
-      typename S::Raw raw[S::kBatch];
 #pragma unroll
-      for (int p = 0; p < S::kBatch; ++p) {
-        const int64_t r = r0 + lr + 16 * (p0 + p);
-        if (r < rows && c < cols) raw[p] = src.load(r, c);
-      }
-#pragma unroll
-      for (int p = 0; p < S::kBatch; ++p) {
+      for (int p = 0; p < S::kBatch; ++p) {  // raw holds batch p0 of tile i
         const int rr = lr + 16 * (p0 + p);
         const int64_t r = r0 + rr;
         if (r < rows && c < cols) {
@@ -214,6 +227,10 @@ __global__ void __launch_bounds__(kThreads)
           }
         }
       }
+      if (p0 + S::kBatch < 4)
+        load_batch(src, raw, i, p0 + S::kBatch, tiles_c, rows, cols, lr, lc);
+      else if (i + gridDim.x < ntiles)
+        load_batch(src, raw, i + gridDim.x, 0, tiles_c, rows, cols, lr, lc);
     }
     if (qt) {
       __syncthreads();

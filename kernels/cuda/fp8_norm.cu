@@ -1,7 +1,8 @@
 // RMSNorm / LayerNorm fused with the FP8 cast on CUDA (math and the two-pass current scaling:
 // kernels/fp8_norm.h).
 //
-// One block of 512 threads per 32 rows:
+// One block of 512 threads per 32 rows (at most 64 registers, so that two blocks fit on an SM and
+// the 256 blocks of 8192 rows run in one wave):
 //   1. statistics: one warp per row (16 warps, 2 rows each), f32, LayerNorm two-pass (mean, then
 //      the centred sum of squares) as norm.cu; rstd / mean written, or read (stats_given);
 //   2. cast: the block walks the rows' columns in tiles of 32 x 128, each thread normalising 8
@@ -65,9 +66,10 @@ __device__ __forceinline__ void load_chunk(const T* row, int64_t c, int64_t cols
 
 // Phase 2 for aligned shapes (kVec and rows % 8 == 0, qt 8-byte aligned): the block's 32 rows in
 // steps of 512 columns, each thread loading four 8-element chunks of x (columns c8 + 128 u)
-// before normalising any, so that four 16-byte loads are in flight; the fp8 bytes go to a shared
-// tile of words (row stride 129 words: no bank conflicts) from which each thread transposes 8
-// rows x 4 columns in registers (fp8_cast::transpose_8x4) and writes 4 qt rows of 8 bytes.
+// before normalising any, the next step's before this step's transposed writes, so that four
+// 16-byte loads are in flight; the fp8 bytes go to a shared tile of words (row stride 129 words:
+// no bank conflicts) from which each thread transposes 8 rows x 4 columns in registers
+// (fp8_cast::transpose_8x4) and writes 4 qt rows of 8 bytes.
 constexpr int kWideCols = 4 * kCols;
 
 template <bool kE4M3>
@@ -98,13 +100,16 @@ __device__ __forceinline__ void cast_rows_wide(const NormQuantArgs& a, const flo
   const int lane = t % 32, warp = t / 32;
   const int g = warp * 8 + lane % 8;  // transpose: step columns 4g..4g+3 (g < 128)
   const int j = lane / 8;             //            block rows 8j..8j+7
-  for (int64_t c0 = 0; c0 < cols; c0 += kWideCols) {
-    Pack8<T> xv[4];
+  Pack8<T> xv[4];  // the step's chunks, loaded one step ahead (before the transposed writes)
+  auto load_step = [&](int64_t c0) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const int64_t c = c0 + kCols * u + c8;
       if (row_in && c < cols) xv[u] = *reinterpret_cast<const Pack8<T>*>(xr + c);
     }
+  };
+  load_step(0);
+  for (int64_t c0 = 0; c0 < cols; c0 += kWideCols) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const int64_t c = c0 + kCols * u + c8;
@@ -125,6 +130,7 @@ __device__ __forceinline__ void cast_rows_wide(const NormQuantArgs& a, const flo
         tile[rr][(kCols * u + c8) / 4 + 1] = b.y;
       }
     }
+    if (c0 + kWideCols < cols) load_step(c0 + kWideCols);
     if (a.qt) {
       __syncthreads();
       const int64_t tc = c0 + 4 * g, tr = r0 + 8 * j;
@@ -143,7 +149,7 @@ __device__ __forceinline__ void cast_rows_wide(const NormQuantArgs& a, const flo
 }
 
 template <class T, class W, bool kLayer, bool kVec, bool kWide>
-__global__ void __launch_bounds__(kThreads) norm_quantize_kernel(NormQuantArgs a) {
+__global__ void __launch_bounds__(kThreads, 2) norm_quantize_kernel(NormQuantArgs a) {
   __shared__ float s_rstd[kRows], s_mean[kRows];
   __shared__ __align__(16) uint8_t tile[kRows][kCols + 8];
   const T* x = static_cast<const T*>(a.x);

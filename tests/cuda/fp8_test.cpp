@@ -45,7 +45,7 @@ const uint8_t* bytes(const Tensor& t, int64_t off = 0) {
   return static_cast<const uint8_t*>(t.raw()) + off;
 }
 
-// The first few bytes where `got` and `want` differ, as failures (x: the input, for context).
+// Fails with the first few bytes where `got` and `want` differ, and their count.
 void expect_bytes(const uint8_t* got, const uint8_t* want, int64_t n, const std::string& what) {
   int shown = 0;
   int64_t differ = 0;
@@ -67,7 +67,7 @@ TEST_P(CudaFp8Cast, QuantizeTransposeAmaxMatchCpuExactly) {
   auto rng = rng_for(str(c.rows, "x", c.cols, "+", c.x_off, "+", c.q_off));
   const int64_t n = c.rows * c.cols;
   Tensor x = random_host({c.rows, c.cols}, rng, c.x, -3.0f, 3.0f);
-  if (n > 2) {  // saturation, infinity and NaN too
+  if (n > 2) {  // saturation and infinity (NaN: NanWinsTheAmaxOnEveryPath)
     x.data<float>()[0] = 1e6f;
     x.data<float>()[n / 2] = -INFINITY;
   }

@@ -89,7 +89,9 @@ template <class T>
 struct CastSrc {
   const T* x;  // [rows, cols]
   int64_t cols;
-  static constexpr int kBatch = 4;  // chunks loaded before any is converted
+  // Chunks loaded before any is converted: four (64 bytes) of bf16 / f16, two of f32.
+  static constexpr int kBatch = sizeof(T) == 4 ? 2 : 4;
+  static constexpr int kMinBlocks = 4;  // resident blocks per SM: at most 64 registers
   using Raw = Pack8<T>;
   __device__ __forceinline__ Raw load(int64_t r, int64_t c) const {
     return *reinterpret_cast<const Pack8<T>*>(x + r * cols + c);
@@ -108,6 +110,7 @@ struct ActSrc {
   // Gated: two chunks (four 16-byte loads of bf16) at a time, which keeps the registers (and so
   // the resident blocks for the activation's arithmetic) at those of the plain cast's four.
   static constexpr int kBatch = act_math::gated(A) ? 2 : 4;
+  static constexpr int kMinBlocks = 3;
   struct Raw {
     Pack8<T> g, u;  // u: gated only
   };
@@ -180,9 +183,10 @@ __global__ void __launch_bounds__(kThreads)
 // those inside.
 template <class S>
 __device__ __forceinline__ void load_batch(const S& src, typename S::Raw (&raw)[S::kBatch],
-                                           int64_t i, int p0, int64_t tiles_c, int64_t rows,
+                                           uint32_t i, int p0, uint32_t tiles_c, int64_t rows,
                                            int64_t cols, int lr, int lc) {
-  const int64_t r0 = (i / tiles_c) * kTileRows, c = (i % tiles_c) * kTileCols + lc;
+  const uint32_t tr = i / tiles_c;
+  const int64_t r0 = int64_t(tr) * kTileRows, c = int64_t(i - tr * tiles_c) * kTileCols + lc;
 #pragma unroll
   for (int p = 0; p < S::kBatch; ++p) {
     const int64_t r = r0 + lr + 16 * (p0 + p);
@@ -193,9 +197,9 @@ __device__ __forceinline__ void load_batch(const S& src, typename S::Raw (&raw)[
 // Each block walks tiles blockIdx.x, + gridDim.x, ...; the next tile's first batch is loaded
 // before this tile's transposed copy is written, so loads stay in flight across the barrier.
 template <class S, bool kE4M3>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, S::kMinBlocks)
     cast_tiles_kernel(S src, uint8_t* __restrict__ q, uint8_t* __restrict__ qt, int64_t rows,
-                      int64_t cols, int64_t tiles_c, int64_t ntiles, const float* scale,
+                      int64_t cols, uint32_t tiles_c, uint32_t ntiles, const float* scale,
                       float* amax, float* scale_inv) {
   __shared__ uint32_t tile[kTileRows][kTileCols / 4 + 1];
   const float s = *scale;
@@ -207,8 +211,9 @@ __global__ void __launch_bounds__(kThreads)
   uint32_t key = 0;
   typename S::Raw raw[S::kBatch];
   if (blockIdx.x < ntiles) load_batch(src, raw, blockIdx.x, 0, tiles_c, rows, cols, lr, lc);
-  for (int64_t i = blockIdx.x; i < ntiles; i += gridDim.x) {
-    const int64_t r0 = (i / tiles_c) * kTileRows, c0 = (i % tiles_c) * kTileCols;
+  for (uint32_t i = blockIdx.x; i < ntiles; i += gridDim.x) {
+    const uint32_t ti = i / tiles_c;  // 32-bit: the launcher checks ntiles < 2^31
+    const int64_t r0 = int64_t(ti) * kTileRows, c0 = int64_t(i - ti * tiles_c) * kTileCols;
     const int64_t c = c0 + lc;
 #pragma unroll
     for (int p0 = 0; p0 < 4; p0 += S::kBatch) {
@@ -300,9 +305,12 @@ void launch_tiles(const S& src, uint8_t* q, uint8_t* qt, int64_t rows, int64_t c
   static const int resident = resident_blocks(cast_tiles_kernel<S, kE4M3>);
   const int64_t tiles_c = ceil_div(cols, kTileCols);
   const int64_t ntiles = ceil_div(rows, kTileRows) * tiles_c;
+  GRAFT_CHECK(ntiles < (int64_t{1} << 31), "fp8 cast: [", rows, ", ", cols,
+              "] has too many 64x128 tiles for the tile kernel");
   const unsigned grid = static_cast<unsigned>(ntiles < resident ? ntiles : resident);
-  cast_tiles_kernel<S, kE4M3><<<grid, kThreads, 0, stream>>>(src, q, qt, rows, cols, tiles_c,
-                                                             ntiles, scale, amax, scale_inv);
+  cast_tiles_kernel<S, kE4M3>
+      <<<grid, kThreads, 0, stream>>>(src, q, qt, rows, cols, static_cast<uint32_t>(tiles_c),
+                                      static_cast<uint32_t>(ntiles), scale, amax, scale_inv);
   GRAFT_CUDA_CHECK(cudaGetLastError());
 }
 

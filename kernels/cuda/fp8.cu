@@ -1,6 +1,8 @@
 // CUDA FP8 casts (quantise with scale, optional transposed copy, amax), dequantise, amax and the
-// scale update. Math and conventions: kernels/fp8.h; the element math is fp8_math.cuh's. The GEMM
-// is in fp8_gemm.cpp, the norm fused with the cast in fp8_norm.cu.
+// scale update. Math and conventions: kernels/fp8.h; the element math is fp8_math.cuh's, the
+// bandwidth-bound cast kernels (flat, 64x128 tiles) fp8_cast.cuh's; this file keeps the scalar
+// 32x32 tile kernel for shapes and pointers those do not take. The GEMM is in fp8_gemm.cpp, the
+// norm fused with the cast in fp8_norm.cu.
 #include <cuda_fp8.h>
 
 #include <cfloat>
@@ -22,8 +24,9 @@ using fp8_math::block_amax;
 using fp8_math::from_fp8;
 using fp8_math::to_fp8;
 
-// One 32x32 tile per block (32 x 8 threads): q in place, qt through shared memory so both writes
-// are coalesced; the block's amax folded into *amax once.
+// The fallback with qt (rows or cols not multiples of 8, misaligned pointers): one 32x32 tile per
+// block (32 x 8 threads), an element per thread and row: q in place, qt through shared memory so
+// both writes are coalesced; the block's amax folded into *amax once.
 template <class T>
 __global__ void quantize_kernel(const T* x, uint8_t* q, uint8_t* qt, int64_t rows, int64_t cols,
                                 const float* scale, float* amax, float* scale_inv, bool e4m3) {

@@ -198,6 +198,66 @@ void launch_act_quantize(const Fp8ActQuantizeParams& p) {
   alloc.release(a);
 }
 
+template <Activation A>
+void launch_act_bwd_quantize_as(const Fp8ActBwdQuantizeParams& p, int64_t hcols,
+                                cudaStream_t stream) {
+  GRAFT_FLOAT_SWITCH(p.dtype, T, "fp8_act_bwd_quantize", {
+    with_format(p.fp8, [&]<bool kE4M3>() {
+      fp8_cast::launch_tiles<fp8_cast::ActBwdSrc<T, A>, kE4M3>(
+          fp8_cast::ActBwdSrc<T, A>{static_cast<const T*>(p.da), static_cast<const T*>(p.h),
+                                    p.cols},
+          static_cast<uint8_t*>(p.q), static_cast<uint8_t*>(p.qt), p.rows, hcols, p.scale, p.amax,
+          p.scale_inv, stream);
+    });
+  });
+}
+
+// Aligned shapes: the fused kernel. Others: activation_bwd into a temporary in the gradients'
+// dtype, then the cast.
+void launch_act_bwd_quantize(const Fp8ActBwdQuantizeParams& p) {
+  check_fp8(p.fp8, "fp8_act_bwd_quantize");
+  GRAFT_CHECK(p.scale != nullptr, "fp8_act_bwd_quantize: no scale");
+  if (p.rows == 0 || p.cols == 0) return;
+  DeviceGuard g(p.device.index);
+  cudaStream_t stream = stream_of(p);
+  const int64_t hcols = act_math::gated(p.act) ? 2 * p.cols : p.cols;
+  const size_t es = dtype_size(p.dtype);
+  if (p.cols % 8 == 0 && aligned_for_8(p.da, es) &&
+      fp8_cast::tiles_fit(p.rows, hcols, p.h, es, p.q, p.qt)) {
+    act_math::with_activation(
+        p.act, [&]<Activation A>() { launch_act_bwd_quantize_as<A>(p, hcols, stream); });
+    return;
+  }
+  auto& alloc = CachingAllocator::instance();
+  void* dh = alloc.allocate(p.rows * hcols * es, p.device.index, stream);
+  ActBwdParams b;
+  b.dy = p.da;
+  b.x = p.h;
+  b.dx = dh;
+  b.rows = p.rows;
+  b.cols = p.cols;
+  b.act = p.act;
+  b.dtype = p.dtype;
+  b.device = p.device;
+  b.stream = stream;
+  activation_bwd(b);
+  Fp8QuantizeParams q;
+  q.x = dh;
+  q.x_dtype = p.dtype;
+  q.q = p.q;
+  q.qt = p.qt;
+  q.fp8 = p.fp8;
+  q.rows = p.rows;
+  q.cols = hcols;
+  q.scale = p.scale;
+  q.amax = p.amax;
+  q.scale_inv = p.scale_inv;
+  q.device = p.device;
+  q.stream = stream;
+  launch_quantize(q);
+  alloc.release(dh);
+}
+
 void launch_dequantize(const Fp8DequantizeParams& p) {
   check_fp8(p.fp8, "fp8_dequantize");
   if (p.n == 0) return;
@@ -237,4 +297,6 @@ GRAFT_REGISTER_CUDA_KERNEL(fp8_dequantize, Fp8DequantizeParams, cuda::launch_deq
 GRAFT_REGISTER_CUDA_KERNEL(amax_reduce, AmaxParams, cuda::launch_amax);
 GRAFT_REGISTER_CUDA_KERNEL(fp8_scale_update, Fp8ScaleUpdateParams, cuda::launch_scale_update);
 GRAFT_REGISTER_CUDA_KERNEL(fp8_act_quantize, Fp8ActQuantizeParams, cuda::launch_act_quantize);
+GRAFT_REGISTER_CUDA_KERNEL(fp8_act_bwd_quantize, Fp8ActBwdQuantizeParams,
+                           cuda::launch_act_bwd_quantize);
 }  // namespace graft

@@ -18,7 +18,8 @@
 //     loads are issued before this tile's transposed copy is written.
 //     Needs rows % 8 == 0, cols % 8 == 0 (a chunk is either all inside or all outside) and
 //     aligned pointers; the source of the values is a policy (CastSrc: x itself; ActSrc: the
-//     activation of h, fp8_act_quantize's fused kernel).
+//     activation of h, fp8_act_quantize's fused kernel; ActBwdSrc: the activation's backward,
+//     fp8_act_bwd_quantize's).
 // amax: the max of |x| bits (non-negative floats order like their bits; any NaN is above +inf
 // and is made 0x7fffffff, fp8_math::abs_key's NaN, before the block's one atomicMax).
 #pragma once
@@ -126,6 +127,49 @@ struct ActSrc {
     for (int k = 0; k < 8; ++k) {
       v[k] = act_math::act_f<A>(to_f32(raw.g.v[k]));
       if constexpr (act_math::gated(A)) v[k] *= to_f32(raw.u.v[k]);
+    }
+  }
+};
+
+// dh = the activation's backward with activation.cu's formulas: gated, output column c < cols is
+// dgate = da up act'(gate) and c >= cols is dup = da act(gate) (at column c mod cols of gate, up
+// and da: cols % 8 == 0, so a chunk lies in one half); not gated, dh = da act'(h).
+template <class T, Activation A>
+struct ActBwdSrc {
+  const T* da;   // [rows, cols]
+  const T* h;    // [rows, 2 cols] gated, else [rows, cols]
+  int64_t cols;  // of da
+  static constexpr int kBatch = 2;
+  static constexpr int kMinBlocks = 2;  // act and act' of the gated ones spill below ~90 registers
+  struct Raw {
+    Pack8<T> d, g, u;  // u: the gate half of a gated dh only
+    bool up_half;
+  };
+  __device__ __forceinline__ Raw load(int64_t r, int64_t c) const {
+    Raw raw;
+    if constexpr (act_math::gated(A)) {
+      raw.up_half = c >= cols;
+      const int64_t cc = raw.up_half ? c - cols : c;
+      const T* hr = h + r * 2 * cols;
+      raw.d = *reinterpret_cast<const Pack8<T>*>(da + r * cols + cc);
+      raw.g = *reinterpret_cast<const Pack8<T>*>(hr + cc);
+      if (!raw.up_half) raw.u = *reinterpret_cast<const Pack8<T>*>(hr + cols + cc);
+    } else {
+      raw.up_half = false;
+      raw.d = *reinterpret_cast<const Pack8<T>*>(da + r * cols + c);
+      raw.g = *reinterpret_cast<const Pack8<T>*>(h + r * cols + c);
+    }
+    return raw;
+  }
+  __device__ __forceinline__ void eval(const Raw& raw, float (&v)[8]) const {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float d = to_f32(raw.d.v[k]), a = to_f32(raw.g.v[k]);
+      if constexpr (act_math::gated(A))
+        v[k] = raw.up_half ? d * act_math::act_f<A>(a)
+                           : d * to_f32(raw.u.v[k]) * act_math::act_df<A>(a);
+      else
+        v[k] = d * act_math::act_df<A>(a);
     }
   }
 };

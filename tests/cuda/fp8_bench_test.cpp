@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 
+#include "kernels/activation.h"
 #include "kernels/fp8.h"
 #include "kernels/fp8_norm.h"
 #include "tests/cuda/cuda_test_util.h"
@@ -111,6 +112,41 @@ TEST(CudaBench, DISABLED_Fp8CastTimings) {
     p.device = gpu();
     report("act+cast swiglu [8192,2x8192]->q+qt", per_call_ms([&] { fp8_act_quantize(p); }),
            T * F * (4.0 + 2.0));
+  }
+  {  // fp8_act_bwd_quantize: SwiGLU's backward (da [8192, 8192], h [8192, 2 x 8192]) into fc1's
+     // grad-output q + qt [8192, 2 x 8192] E5M2, against activation_bwd + the cast it replaces
+    Tensor h = rand_dev({T, 2 * F}, DType::kBF16, rng), da = rand_dev({T, F}, DType::kBF16, rng);
+    Tensor q = Tensor::empty({T, 2 * F}, DType::kF8E5M2, gpu()), qt = q.clone();
+    Tensor dh = Tensor::empty({T, 2 * F}, DType::kBF16, gpu());
+    Fp8ActBwdQuantizeParams p;
+    p.da = da.raw();
+    p.h = h.raw();
+    p.dtype = DType::kBF16;
+    p.act = Activation::kSwiglu;
+    p.q = q.raw();
+    p.qt = qt.raw();
+    p.fp8 = DType::kF8E5M2;
+    p.rows = T;
+    p.cols = F;
+    p.scale = static_cast<const float*>(scale.raw());
+    p.amax = static_cast<float*>(amax.raw());
+    p.scale_inv = static_cast<float*>(si.raw());
+    p.device = gpu();
+    const double bytes = T * F * (2.0 + 4.0 + 4.0);
+    report("dswiglu+cast [8192,8192]->q+qt", per_call_ms([&] { fp8_act_bwd_quantize(p); }), bytes);
+    ActBwdParams b;
+    b.dy = da.raw(), b.x = h.raw(), b.dx = dh.raw(), b.rows = T, b.cols = F;
+    b.act = Activation::kSwiglu, b.dtype = DType::kBF16, b.device = gpu();
+    Fp8QuantizeParams c;
+    c.x = dh.raw(), c.x_dtype = DType::kBF16, c.q = q.raw(), c.qt = qt.raw(),
+    c.fp8 = DType::kF8E5M2;
+    c.rows = T, c.cols = 2 * F, c.scale = p.scale, c.amax = p.amax, c.scale_inv = p.scale_inv;
+    c.device = gpu();
+    report("  unfused: activation_bwd, then the cast", per_call_ms([&] {
+             activation_bwd(b);
+             fp8_quantize(c);
+           }),
+           bytes);
   }
   {  // fp8_norm_quantize: RMSNorm of [8192, 2048] bf16 into q + qt (delayed scaling: one pass)
     Tensor x = rand_dev({T, H}, DType::kBF16, rng), g = rand_dev({H}, DType::kBF16, rng);

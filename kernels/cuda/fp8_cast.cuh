@@ -1,6 +1,7 @@
 // The bandwidth-bound FP8 cast machinery of the CUDA casts (fp8.cu: fp8_quantize, amax_reduce,
-// fp8_act_quantize). Math and conventions: kernels/fp8.h; results are bit for bit those of the
-// CPU reference (the same f32 product x * scale, rounded by the same hardware conversion).
+// fp8_act_quantize, fp8_act_bwd_quantize; fp8_norm.cu takes cast8 and transpose_8x4). Math and
+// conventions: kernels/fp8.h; results are bit for bit those of the CPU reference (the same f32
+// product x * scale, rounded by the same hardware conversion).
 //
 // Two kernels, both persistent (a grid of as many blocks as are resident at once, each block
 // looping) so that a call folds at most a few thousand block amaxes into *amax:
@@ -53,11 +54,12 @@ __device__ __forceinline__ uint8_t cvt1(float a) {
   return __nv_cvt_float_to_fp8(a, __NV_SATFINITE, kE4M3 ? __NV_E4M3 : __NV_E5M2);
 }
 
-// fp8(v[k] * s) for k = 0..7 as two words (byte k of the pair = element k); key = max(key, |v|).
+// key = max(key, |v[k]|) for k = 0..7.
 __device__ __forceinline__ void amax8(const float (&v)[8], uint32_t& key) {
 #pragma unroll
   for (int k = 0; k < 8; ++k) key = max(key, abs_bits(v[k]));
 }
+// fp8(v[k] * s) for k = 0..7 as two words (byte k of the pair = element k), and amax8.
 template <bool kE4M3>
 __device__ __forceinline__ uint2 cast8(const float (&v)[8], float s, uint32_t& key) {
   amax8(v, key);

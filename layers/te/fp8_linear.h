@@ -48,10 +48,17 @@ class Fp8Linear {
   };
   // dx [rows, in] in dy's dtype; each block's dW += dy[:, block]ᵀ x.
   Tensor backward(const Tensor& dy, const Fp8Operand& xt, const std::vector<GradBlock>& grads);
+  // The same with dy = the activation's backward of da at h, cast by
+  // Fp8State::cast_activation_grad (fused into the cast under delayed scaling); dx in da's dtype.
+  Tensor backward_activated(const Tensor& da, const Tensor& h, Activation act, const Fp8Operand& xt,
+                            const std::vector<GradBlock>& grads);
 
  private:
   void refresh_weight(const std::function<Tensor()>& weight);
   Tensor fprop(const Fp8Operand& xq, const Tensor& like);  // y = x Wᵀ in like's dtype
+  // dgrad and wgrad from the cast dy [rows, out] and dyᵀ; dx in `dtype` on `device`.
+  Tensor bprop(const Fp8Operand& dyq, const Fp8Operand& dyt, const Fp8Operand& xt,
+               const std::vector<GradBlock>& grads, DType dtype, Device device);
 
   std::shared_ptr<Fp8State> state_;
   int64_t input_ = 0, weight_ = 0, grad_ = 0;

@@ -75,6 +75,12 @@ class Fp8State {
   // precision); current scaling runs the activation, then cast().
   void cast_activation(int64_t slot, const Tensor& h, Activation act, int64_t cols, bool record,
                        Fp8Operand* q, Fp8Operand* qt);
+  // The grad-output cast of dh = the activation's backward (da [rows, cols] the gradient of
+  // act(h), h [rows, 2 cols] when gated; dh shaped like h), always recorded: delayed scaling fuses
+  // the backward into the cast (kernels/fp8.h fp8_act_bwd_quantize, dh never written in high
+  // precision); current scaling runs activation_bwd, then cast().
+  void cast_activation_grad(int64_t slot, const Tensor& da, const Tensor& h, Activation act,
+                            Fp8Operand* q, Fp8Operand* qt);
   // The same for y = norm(x) (x [rows, cols] contiguous, gamma / beta [cols]), the norm fused
   // into the cast (kernels/fp8_norm.h): y is never written in high precision; `save` (optional)
   // receives x and the rstd / mean the norm's backward needs. Delayed: one pass over x; current:

@@ -240,6 +240,21 @@ Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const LinearSaved
   return dx;
 }
 
+Tensor LinearBlocks::backward_activated(Module& owner, const Tensor& da, const Tensor& h,
+                                        Activation act, const LinearSaved& saved,
+                                        ProcessGroup* reduce) const {
+  GRAFT_CHECK(fp8_ && !bias_, "te linear backward_activated: FP8 without a bias only");
+  GRAFT_CHECK(h.ndim() == 2 && h.size(1) == out_, "te linear backward: h ", h.str());
+  std::vector<Fp8Linear::GradBlock> grads;
+  for (const auto& b : blocks_)
+    grads.push_back({b.offset, b.size, &layers::grad_of(*owner.parameter(b.weight))});
+  Tensor dx =
+      fp8_->backward_activated(da.is_contiguous() ? da : da.contiguous(),
+                               h.is_contiguous() ? h : h.contiguous(), act, saved.x_t, grads);
+  if (reduce) copy_to_tp_backward_async(dx, *reduce)->wait();
+  return dx;
+}
+
 Tensor LinearBlocks::fp8_weight(Module& owner) const {
   if (blocks_.size() == 1) return owner.parameter(blocks_[0].weight)->value;
   const Tensor& w0 = owner.parameter(blocks_[0].weight)->value;

@@ -359,7 +359,7 @@ void CausalLM::backward_from_logits(Tensor& dlogits, Saved& save, const Attentio
     Tensor dx = layers::matmul_nn(dlogits, w.value);
     std::unique_ptr<Work> reduce;
     if (!sp_) reduce = copy_to_tp_backward_async(dx, *tp_);  // overlaps the wgrad GEMM
-    layers::matmul_tn_acc(dlogits, save.normed, layers::grad_of(w));
+    layers::weight_grad(dlogits, save.normed, w);  // tied: written here, the embedding adds
     if (reduce) reduce->wait();
     dnormed = sp_ ? gather_from_sp_backward(dx.view({B, S, config_.hidden_size}), *tp_) : dx;
   }

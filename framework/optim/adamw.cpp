@@ -9,7 +9,15 @@
 #include "layers/reference/common.h"
 
 namespace graft {
-namespace {}  // namespace
+namespace {
+
+template <class Slot>
+void check_settled(const Slot& s) {
+  GRAFT_CHECK(!s.param->grad_stale, "adamw: the gradient of ", s.name,
+              " is stale (lazy zeroing): GradBuckets::finish settles it before it is read");
+}
+
+}  // namespace
 
 // By shape first, then by the last name component: every matrix (>= 2-D) decays unless it is an
 // embedding, whatever the module is called (TE's "layernorm_qkv.weight" and
@@ -111,6 +119,7 @@ void AdamW::grad_norm_sq_into(float* out) const {
   // Under tp each piece counts once: replicas (a KV head on several ranks) only on the primary.
   const bool tp = tp_group_ && tp_group_->size() > 1;
   for (const auto& s : slots_) {
+    check_settled(s);
     if (tp && !s.param->spec.is_primary(tp_group_->rank())) continue;
     g.grads.push_back(static_cast<const float*>(s.piece.grad().raw()));
     g.sizes.push_back(s.piece.numel);
@@ -159,6 +168,7 @@ AdamWMultiParams AdamW::update_params(double lr, double grad_scale) {
   p.hyper.grad_scale = static_cast<float>(grad_scale);
   const bool copy_back = !emulate_bf16_;
   for (auto& s : slots_) {
+    check_settled(s);
     AdamWTensor t;
     t.param = static_cast<float*>(s.master.raw());
     t.grad = static_cast<const float*>(s.piece.grad().raw());

@@ -125,8 +125,9 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   else
     model_->init_weights(static_cast<uint64_t>(r.train.seed));
   model_->set_activation_recompute(r.train.recompute);
-  buckets_ = attach_grad_buckets(*model_, groups_->dp_cp,
-                                 GradBucketOptions{r.parallel.bucket_mb, r.parallel.zero == 1});
+  GradBucketOptions bucket_options{r.parallel.bucket_mb, r.parallel.zero == 1};
+  bucket_options.zeroing = options_.grad_zeroing;
+  buckets_ = attach_grad_buckets(*model_, groups_->dp_cp, bucket_options);
   optim_ = std::make_unique<AdamW>(buckets_->owned_pieces(), r.optim, emulate_bf16,
                                    buckets_->sharded() ? groups_->dp_cp.get() : nullptr);
   optim_->set_tp_group(groups_->tp.get());

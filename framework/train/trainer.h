@@ -41,6 +41,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,9 @@ struct TrainOptions {
   bool live_line = false;  // progress mode auto resolves to this (a terminal)
   // Called after the backward pass of each step, before the norm: tests use it to inject faults.
   std::function<void(int64_t step, CausalLM& model)> after_backward;
+  // How each step's gradients are zeroed (unset: GRAFT_GRAD_ZEROING, else lazy); tests compare
+  // the lazy and poisoned modes with the eager fill.
+  std::optional<GradZeroing> grad_zeroing;
 };
 
 struct TrainResult {

@@ -261,10 +261,11 @@ void norm_bwd(const NormBwdParams& p) {
     const T* x = static_cast<const T*>(p.x);
     if (p.dgamma) {
       column_sum_accumulate(DGammaTerm<T>{dy, x, p.rstd, kLayer ? p.mean : nullptr, p.cols},
-                            p.dgamma, p.rows, p.cols, dev, s);
+                            p.dgamma, p.rows, p.cols, dev, s, p.accumulate);
     }
     if (kLayer && p.dbeta) {
-      column_sum_accumulate(DBetaTerm<T>{dy, p.cols}, p.dbeta, p.rows, p.cols, dev, s);
+      column_sum_accumulate(DBetaTerm<T>{dy, p.cols}, p.dbeta, p.rows, p.cols, dev, s,
+                            p.accumulate);
     }
     GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name, {
       auto* kernel = vec ? norm_bwd_dx_vec_kernel<T, W, kLayer> : norm_bwd_dx_kernel<T, W, kLayer>;

@@ -122,11 +122,14 @@ Tensor Fp8Linear::bprop(const Fp8Operand& dyq, const Fp8Operand& dyt, const Fp8O
   }
   Fp8Profile::Scope timed(state_->profile(), "gemm_wgrad");
   for (const GradBlock& g : grads) {
-    GRAFT_CHECK(g.grad && g.grad->dtype() == DType::kF32 && g.grad->shape() == Shape({g.size, in}),
-                "fp8 linear backward: weight gradient of block at ", g.offset);
+    GRAFT_CHECK(g.weight, "fp8 linear backward: no weight for the block at ", g.offset);
+    const float beta = grad_beta(*g.weight);
+    Tensor& dw = g.weight->grad;
+    GRAFT_CHECK(dw.dtype() == DType::kF32 && dw.shape() == Shape({g.size, in}),
+                "fp8 linear backward: weight gradient of block at ", g.offset, ": ", dw.str());
     const auto* a = static_cast<const uint8_t*>(dyt.data.raw()) + g.offset * rows;
-    gemm(a, dyt.dtype(), dyt.scale_inv_ptr(), xt.data.raw(), xt.dtype(), xt.scale_inv_ptr(),
-         *g.grad, g.size, in, rows, 1.0f, /*fast=*/false);
+    gemm(a, dyt.dtype(), dyt.scale_inv_ptr(), xt.data.raw(), xt.dtype(), xt.scale_inv_ptr(), dw,
+         g.size, in, rows, beta, /*fast=*/false);
   }
   return dx;
 }

@@ -134,11 +134,10 @@ Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor
   if (d_ln_out.defined()) layers::add_into(dln, layers::as_rows(d_ln_out, H));
   const bool ln = norm_ == NormType::kLayerNorm;
   Parameter* g = parameter("layer_norm_weight");
-  Tensor* db = ln ? &layers::grad_of(*parameter("layer_norm_bias")) : nullptr;
-  Tensor dx =
-      layers::norm_rows_backward(dln, ctx.norm, g->value, &layers::grad_of(*g), db,
-                                 {norm_, config_.eps, config_.zero_centered_gamma},
-                                 d_residual.defined() ? layers::as_rows(d_residual, H) : Tensor());
+  Parameter* b = ln ? parameter("layer_norm_bias") : nullptr;
+  Tensor dx = layers::norm_rows_backward(
+      dln, ctx.norm, g->value, g, b, {norm_, config_.eps, config_.zero_centered_gamma},
+      d_residual.defined() ? layers::as_rows(d_residual, H) : Tensor());
   return dx.view(ctx.in_shape);
 }
 

@@ -106,6 +106,45 @@ TEST_P(CudaNorm, ForwardAndBackwardMatchCpu) {
   if (c.layer) expect_close(db_d, db_h, norm_tol(DType::kF32, c.rows), "dbeta");
 }
 
+// accumulate = false (a stale gradient's first contribution): dgamma/dbeta written without being
+// read (NaN before), bit for bit the accumulate into zeros.
+TEST_P(CudaNorm, BackwardWritesWeightGradientsWithoutReading) {
+  GRAFT_REQUIRE_CUDA();
+  const NormCase c = GetParam();
+  auto rng = rng_for(norm_name({c, 0}) + "_write");
+  const Shape xs{c.rows, c.cols};
+  Tensor x_d = to_gpu(random_host(xs, rng, c.dt, -2.0f, 2.0f), c.dt);
+  Tensor g_d = to_gpu(random_host({c.cols}, rng, c.w_dt, 0.5f, 1.5f), c.w_dt);
+  Tensor dy_d = to_gpu(random_host(xs, rng, c.dt), c.dt);
+  Tensor rstd_d = Tensor::empty({c.rows}, DType::kF32, gpu());
+  Tensor mean_d = Tensor::empty({c.rows}, DType::kF32, gpu());
+  Tensor y_d = Tensor::empty(xs, c.dt, gpu()), dx_d = Tensor::empty(xs, c.dt, gpu());
+  NormFwdParams f;
+  f.x = x_d.raw(), f.gamma = g_d.raw(), f.y = y_d.raw();
+  f.rstd = static_cast<float*>(rstd_d.raw());
+  f.mean = c.layer ? static_cast<float*>(mean_d.raw()) : nullptr;
+  f.rows = c.rows, f.cols = c.cols, f.zero_centered_gamma = c.zero_centered;
+  f.dtype = c.dt, f.weight_dtype = c.w_dt, f.device = gpu();
+  c.layer ? layernorm_fwd(f) : rmsnorm_fwd(f);
+  Tensor nan = Tensor::full({c.cols}, std::nanf(""), DType::kF32);
+  Tensor dg_w = nan.to(gpu()), db_w = nan.to(gpu());
+  Tensor dg_a = Tensor::zeros({c.cols}, DType::kF32, gpu());
+  Tensor db_a = Tensor::zeros({c.cols}, DType::kF32, gpu());
+  NormBwdParams b;
+  b.dy = dy_d.raw(), b.x = x_d.raw(), b.gamma = g_d.raw(), b.rstd = f.rstd, b.mean = f.mean;
+  b.dx = dx_d.raw(), b.rows = c.rows, b.cols = c.cols, b.zero_centered_gamma = c.zero_centered;
+  b.dtype = c.dt, b.weight_dtype = c.w_dt, b.device = gpu();
+  for (bool write : {true, false}) {
+    NormBwdParams p = b;
+    p.dgamma = static_cast<float*>((write ? dg_w : dg_a).raw());
+    p.dbeta = c.layer ? static_cast<float*>((write ? db_w : db_a).raw()) : nullptr;
+    p.accumulate = !write;
+    c.layer ? layernorm_bwd(p) : rmsnorm_bwd(p);
+  }
+  EXPECT_EQ(to_host_f32(dg_w).to_f32_vector(), to_host_f32(dg_a).to_f32_vector());
+  if (c.layer) EXPECT_EQ(to_host_f32(db_w).to_f32_vector(), to_host_f32(db_a).to_f32_vector());
+}
+
 constexpr DType F = DType::kF32, B = DType::kBF16;
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaNorm,

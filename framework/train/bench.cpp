@@ -305,7 +305,9 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
     if (i == 0) res.first_loss = loss;
   }
   if (ctx.fp8) ctx.fp8->profile().reset();  // the breakdown covers the timed steps
-  model->reset_attention_report();          // what the timed steps ran, as the kernels report it
+  // What the timed steps ran, as the kernels report it (replays run no host code: the report of
+  // the warm-up steps, the captured one included, stands for them).
+  if (!graph || !graph->captured()) model->reset_attention_report();
   std::vector<double> ms;
   bool all_replayed = true;
   for (int64_t i = 0; i < opt.steps; ++i) {

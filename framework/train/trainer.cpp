@@ -328,13 +328,13 @@ TrainResult Trainer::run() {
     if (fp8_state) graph->set_on_discard([&fp8_state] { fp8_state->advance_generation(); });
   }
   const bool graph_mode = graph && graph->fallback_reason().empty();
+  std::string graph_attention;  // what the captured step's attention ran (its host code ran once)
   for (int64_t step = state_.step; step < end; ++step) {
     const double t0 = now_s();
     Watchdog::instance().set_step(step + 1);
-    if (!graph_mode) {  // the graph's step zeroes the gradients itself
-      buckets_->zero_grad();
-      model_->reset_attention_report();
-    }
+    if (!graph_mode) buckets_->zero_grad();  // the graph's step zeroes the gradients itself
+    model_->reset_attention_report();
+    bool replayed = false;  // a graph replay: no host code ran, the capture's report stands
     // The loss is the mean over every counted target of the step's micro-batches on all ranks
     // (document starts and SFT masks make the counts differ): each micro-batch contributes its
     // sum divided by that global count, and the gradients are scaled by the group size because
@@ -356,7 +356,6 @@ TrainResult Trainer::run() {
       const int64_t divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
       const std::vector<int64_t> key = {r.train.batch_size, r.data.seq_len, r.train.grad_accum,
                                         divisor};
-      if (!graph->ready(key)) model_->reset_attention_report();  // a replay keeps the capture's
       for (int64_t a = 0; a < r.train.grad_accum; ++a) {
         GRAFT_CHECK(!micro[a].positions.defined() && !micro[a].segment_ids.defined() &&
                         !micro[a].attention_mask.defined(),
@@ -386,7 +385,10 @@ TrainResult Trainer::run() {
                             static_cast<const float*>(stats.raw()));
         if (fp8_state) fp8_state->end_step(*groups_->world);
       };
-      if (graph->run(key, body) && fp8_state) fp8_state->advance_generation();
+      replayed = graph->run(key, body);
+      if (replayed && fp8_state) fp8_state->advance_generation();
+      if (replayed && graph_attention.empty())
+        graph_attention = model_->attention_report().summary();
       const std::vector<float> host = stats.to(Device::cpu()).to_f32_vector();
       loss = host[0];
       norm = std::sqrt(static_cast<double>(host[1]));
@@ -466,7 +468,7 @@ TrainResult Trainer::run() {
         sm.elapsed_s / static_cast<double>(step + 1 - first) * static_cast<double>(end - step - 1);
     sm.mfu = mfu_.mfu(sm.tokens_per_s);
     sm.peak_mem_gib = peak_mem_gib(model_->device());
-    sm.attention = model_->attention_report().summary();
+    sm.attention = replayed ? graph_attention : model_->attention_report().summary();
     const bool eval_now = evaluator_ && evaluator_->due(step + 1, end);
     if (eval_now) {
       sm.eval_loss = evaluator_->evaluate(*model_, *groups_->dp_cp);

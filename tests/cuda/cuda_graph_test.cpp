@@ -8,6 +8,7 @@
 // the stream usable. Every test prints what ran (replays, the fallback reason, the attention).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <iostream>
 #include <sstream>
 
@@ -56,11 +57,27 @@ Recipe micro_gpu(const test::TempDir& d, std::vector<std::string> extra) {
   return test::micro(d.path(), sets);
 }
 
+bool same_run(const TrainRun& a, const TrainRun& b) {
+  if (a.result.steps.size() != b.result.steps.size() || a.params != b.params) return false;
+  for (size_t i = 0; i < a.result.steps.size(); ++i)
+    if (a.result.steps[i].loss != b.result.steps[i].loss ||
+        a.result.steps[i].grad_norm != b.result.steps[i].grad_norm ||
+        a.result.steps[i].eval_loss != b.result.steps[i].eval_loss)
+      return false;
+  return true;
+}
+
 // Eager against graph: bit-identical per-step loss, norm, lr, eval loss and final weights; the
-// graph run replayed every step from the third on.
-void expect_graph_matches_eager(const std::vector<std::string>& sets, const char* what) {
+// graph run replayed every step from the third on. Bit-identity needs deterministic kernels: the
+// eager run is made twice, and when the two differ (cuDNN's attention backward may accumulate dQ
+// with atomics) the graph run is held to the eager runs' own spread instead, and the test says so.
+// `strict`: the eager runs must be deterministic (unfused attention).
+void expect_graph_matches_eager(const std::vector<std::string>& sets, const char* what,
+                                bool strict = false) {
   test::TempDir d;
   const TrainRun eager = train(micro_gpu(d, sets));
+  const TrainRun again = train(micro_gpu(d, sets));
+  const bool deterministic = same_run(eager, again);
   std::vector<std::string> g = sets;
   g.push_back("train.cuda_graph=true");
   const TrainRun graph = train(micro_gpu(d, g));
@@ -69,7 +86,13 @@ void expect_graph_matches_eager(const std::vector<std::string>& sets, const char
             << (graph.result.cuda_graph_reason.empty()
                     ? std::string()
                     : ", fallback: " + graph.result.cuda_graph_reason)
-            << "; attention " << graph.result.steps.back().attention << "\n";
+            << "; attention " << graph.result.steps.back().attention << "; eager runs "
+            << (deterministic ? "bit-identical: the graph must match bit for bit"
+                              : "differ (non-deterministic kernels): compared within their spread")
+            << "\n";
+  if (strict) {
+    ASSERT_TRUE(deterministic) << what << ": two eager runs differ";
+  }
   ASSERT_EQ(graph.result.cuda_graph_reason, "") << what << "; log:\n" << graph.log;
   EXPECT_EQ(graph.result.cuda_graph_replays, 6) << what << ": 2 eager warm-up steps, then 6 "
                                                 << "replays (the captured step included)";
@@ -77,20 +100,36 @@ void expect_graph_matches_eager(const std::vector<std::string>& sets, const char
   ASSERT_EQ(eager.result.steps.size(), graph.result.steps.size());
   for (size_t i = 0; i < eager.result.steps.size(); ++i) {
     const StepMetrics &a = eager.result.steps[i], &b = graph.result.steps[i];
-    EXPECT_EQ(a.loss, b.loss) << what << ": step " << i + 1 << " loss";
-    EXPECT_EQ(a.grad_norm, b.grad_norm) << what << ": step " << i + 1 << " grad norm";
+    const StepMetrics& c = again.result.steps[i];
     EXPECT_EQ(a.lr, b.lr) << what << ": step " << i + 1;
-    EXPECT_EQ(a.eval_loss.has_value(), b.eval_loss.has_value());
-    if (a.eval_loss && b.eval_loss) {
-      EXPECT_EQ(*a.eval_loss, *b.eval_loss) << what << ": eval after step " << i + 1;
-    }
     EXPECT_EQ(a.attention, b.attention) << what << ": step " << i + 1;
+    EXPECT_EQ(a.eval_loss.has_value(), b.eval_loss.has_value());
+    if (deterministic) {
+      EXPECT_EQ(a.loss, b.loss) << what << ": step " << i + 1 << " loss";
+      EXPECT_EQ(a.grad_norm, b.grad_norm) << what << ": step " << i + 1 << " grad norm";
+      if (a.eval_loss && b.eval_loss) {
+        EXPECT_EQ(*a.eval_loss, *b.eval_loss) << what << ": eval after step " << i + 1;
+      }
+    } else {
+      // Within 4x the two eager runs' own difference, plus a bf16 ulp of the loss for the steps
+      // where they happened to agree.
+      const double spread = 4 * std::abs(a.loss - c.loss) + 8e-3 * std::abs(a.loss);
+      EXPECT_NEAR(a.loss, b.loss, spread) << what << ": step " << i + 1 << " loss";
+    }
   }
   ASSERT_EQ(eager.params.size(), graph.params.size());
-  for (size_t i = 0; i < eager.params.size(); ++i)
-    EXPECT_EQ(eager.params[i].second, graph.params[i].second)
-        << what << ": final " << eager.params[i].first << " differs";
+  if (deterministic) {
+    for (size_t i = 0; i < eager.params.size(); ++i)
+      EXPECT_EQ(eager.params[i].second, graph.params[i].second)
+          << what << ": final " << eager.params[i].first << " differs";
+  }
   EXPECT_LT(graph.result.steps.back().loss, graph.result.steps.front().loss) << what;
+}
+
+// Unfused attention (deterministic kernels everywhere): bit for bit, unconditionally.
+TEST(CudaGraphTrain, UnfusedAttentionMatchesEagerBitForBit) {
+  GRAFT_REQUIRE_CUDA();
+  expect_graph_matches_eager({"model.attention=unfused"}, "unfused attention", /*strict=*/true);
 }
 
 TEST(CudaGraphTrain, ConstantLrMatchesEagerBitForBit) {
@@ -140,8 +179,16 @@ TEST(CudaGraphBench, ReplaysTheTimedStepsWithTheEagerLoss) {
   o.gemm_size = 1024;
   o.gemm_reps = 2;
   o.log = nullptr;
-  const BenchResult eager = run_bench(micro_gpu(d, {}), o);
-  const BenchResult graph = run_bench(micro_gpu(d, {"train.cuda_graph=true"}), o);
+  // Unfused attention: deterministic, so the losses must be equal; then the default backend.
+  const BenchResult eager = run_bench(micro_gpu(d, {"model.attention=unfused"}), o);
+  const BenchResult graph =
+      run_bench(micro_gpu(d, {"model.attention=unfused", "train.cuda_graph=true"}), o);
+  const BenchResult fused = run_bench(micro_gpu(d, {"train.cuda_graph=true"}), o);
+  std::cout << "bench (default attention " << fused.attention << "): graph " << fused.ms_per_step
+            << " ms per step, cuda_graph " << fused.to_json()["cuda_graph"] << "\n";
+  EXPECT_TRUE(fused.cuda_graph) << fused.cuda_graph_reason;
+  EXPECT_NE(fused.attention, "") << "the captured step's attention report stands for the replays";
+  EXPECT_LT(fused.last_loss, fused.first_loss);
   std::cout << "bench: eager " << eager.ms_per_step << " ms, graph " << graph.ms_per_step
             << " ms per step; " << graph.to_json()["cuda_graph"] << " "
             << graph.to_json()["cuda_graph_reason"] << "\n";

@@ -71,6 +71,10 @@ class CudaGraphBackend final : public DeviceGraphBackend {
     // what is issued from now on. Errors of earlier kernels surface here, not as capture errors.
     GRAFT_CUDA_CHECK(cudaGetLastError());
     CachingAllocator& alloc = CachingAllocator::instance();
+    // The capture's allocations all come from fresh memory of its own pool: return the general
+    // pools' cached blocks (the warm-up steps' activations) to the driver first, so that the
+    // graph does not hold a second copy of the step's working memory beside them.
+    alloc.empty_cache(device.index);
     const int pool = alloc.begin_capture(device.index, s);
     cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) {

@@ -8,6 +8,18 @@ namespace {
 constexpr size_t kSmallGranule = 512;
 constexpr size_t kLargeGranule = size_t{2} << 20;
 constexpr size_t kSmallLimit = size_t{1} << 20;
+
+// cudaMalloc is one of the calls a capture in thread-local mode prohibits ("potentially unsafe":
+// it is not captured). Here it is safe: the block belongs to the graph's pool, is never freed
+// while the graph lives, and replays use the same address. So it runs in relaxed mode (as
+// PyTorch's allocator does), the thread's mode restored after.
+cudaError_t malloc_while_capturing(void** ptr, size_t size) {
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  GRAFT_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+  const cudaError_t e = cudaMalloc(ptr, size);
+  GRAFT_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+  return e;
+}
 }  // namespace
 
 CachingAllocator& CachingAllocator::instance() {
@@ -56,7 +68,7 @@ void* CachingAllocator::allocate(size_t bytes, int device, cudaStream_t stream) 
     pool.erase(it);
   } else {
     DeviceGuard g(device);
-    cudaError_t e = cudaMalloc(&ptr, size);
+    cudaError_t e = capturing ? malloc_while_capturing(&ptr, size) : cudaMalloc(&ptr, size);
     if (e != cudaSuccess && !capturing) {  // freeing the cache synchronises: not while capturing
       cudaGetLastError();
       collect_pending_locked(device, /*wait=*/true);

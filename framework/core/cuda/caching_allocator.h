@@ -21,7 +21,8 @@
 // streams' uses (record_stream) released during a capture is set aside until release_pool, since
 // its events cannot be queried while capturing. While any capture is under way on a device the
 // pending list is not collected (cudaEventQuery is illegal during capture), and a failed cudaMalloc
-// is not retried after freeing the cache (that would synchronise the device). release_pool(id)
+// is not retried after freeing the cache (that would synchronise the device); the cudaMalloc of a
+// pool's new block runs in relaxed capture mode (the graph keeps the block: safe). release_pool(id)
 // (the graph is gone and its replays done) returns the pool's free blocks to the general pool of
 // their stream; its live blocks go there when released.
 //

@@ -271,11 +271,17 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
   return cp.all_reduce_scalar(part, ReduceOp::kSum);
 }
 
-double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double grad_scale,
+double CausalLM::forward_backward_rows(const LmInputs& li_in, bool backward, double grad_scale,
                                        bool context_parallel, Tensor* loss_sum) {
   Saved save;
-  save.ids = on_device_i64(li.input_ids, device(), "forward_backward: input_ids");
+  save.ids = on_device_i64(li_in.input_ids, device(), "forward_backward: input_ids");
   const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
+  LmInputs li = li_in;
+  if (!li.positions.defined()) {
+    Tensor& pos = default_positions_[{B, S}];
+    if (!pos.defined()) pos = arange_positions(B, S, 0, device());
+    li.positions = pos;
+  }
   GRAFT_INPUT_CHECK(li.targets.defined() && li.targets.shape() == save.ids.shape() &&
                         li.targets.dtype() == DType::kI64,
                     "forward_backward: targets ", li.targets.defined() ? li.targets.str() : "none",

@@ -158,6 +158,10 @@ void AdamW::grad_norm_sq_on_device(Tensor& out) const {
 
 AdamWMultiParams AdamW::update_params(double lr, double grad_scale) {
   ++steps_;
+  return params_for(lr, grad_scale);
+}
+
+AdamWMultiParams AdamW::params_for(double lr, double grad_scale) {
   AdamWMultiParams p;
   p.device = slots_.front().param->value.device();
   p.hyper.lr = static_cast<float>(lr);
@@ -202,6 +206,32 @@ void AdamW::step_on_device(double lr, double max_norm, const float* norm_sq, con
     return;
   }
   AdamWMultiParams p = update_params(lr, 1.0);
+  p.hyper.norm_sq = norm_sq;
+  p.hyper.max_norm = max_norm;
+  p.hyper.loss = loss;
+  adamw_multi_step(p);
+}
+
+void AdamW::stage_step(double lr) {
+  GRAFT_CHECK(!emulate_bf16_, "AdamW::stage_step: not with emulated bf16 (the CPU path)");
+  ++steps_;
+  if (slots_.empty()) return;
+  const AdamWStepScalars sc =
+      adamw_step_scalars(static_cast<float>(lr), static_cast<float>(config_.beta1),
+                         static_cast<float>(config_.beta2), steps_);
+  const Device dev = slots_.front().param->value.device();
+  if (!staged_.defined()) staged_ = Tensor::empty({3}, DType::kF32, dev);
+  staged_.copy_from(Tensor::from_vector(std::vector<float>{sc.lr, sc.step_size, sc.bc2_sqrt}, {3}));
+}
+
+void AdamW::step_staged(double max_norm, const float* norm_sq, const float* loss) {
+  GRAFT_CHECK(norm_sq, "AdamW::step_staged: null norm_sq");
+  if (slots_.empty()) return;
+  GRAFT_CHECK(staged_.defined() && steps_ >= 1,
+              "AdamW::step_staged: no step staged (call stage_step first)");
+  // lr here only fills the launch arguments; the kernel reads the staged values.
+  AdamWMultiParams p = params_for(config_.lr, 1.0);
+  p.hyper.step_scalars = static_cast<const float*>(staged_.raw());
   p.hyper.norm_sq = norm_sq;
   p.hyper.max_norm = max_norm;
   p.hyper.loss = loss;

@@ -9,6 +9,7 @@
 #include "framework/data/prepare.h"
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
+#include "framework/train/cuda_graph_step.h"
 #include "framework/train/tensorboard.h"
 #include "layers/te/fp8_state.h"
 #include "parallel/launch.h"
@@ -309,11 +310,32 @@ TrainResult Trainer::run() {
     stats = Tensor::zeros({2}, DType::kF32, model_->device());
     norm_slot = stats.slice(0, 1, 1);
   }
+  // train.cuda_graph: the device step captured once and replayed (cuda_graph_step.h).
+  const auto& fp8_state = model_->context().fp8;
+  std::unique_ptr<CudaGraphStep> graph;
+  std::vector<LmInputs> graph_in;  // fixed device buffers of the micro-batches a graph reads
+  if (r.train.cuda_graph && state_.step < end) {
+    CudaGraphConditions gc;
+    gc.device = model_->device();
+    gc.world = groups_->world->size();
+    gc.fp8_profile = fp8_state && fp8_state->profile().enabled();
+    gc.document_mask = r.data.document_mask;
+    gc.fault_hook = static_cast<bool>(options_.after_backward);
+    std::string refused = cuda_graph_refusal(gc);
+    if (refused.empty() && !device_step)
+      refused = "the step is not the one-process device step (parallel.zero?)";
+    graph = std::make_unique<CudaGraphStep>(
+        model_->device(), [&log](const std::string& s) { log.message(s); }, refused);
+    if (fp8_state) graph->set_on_discard([&fp8_state] { fp8_state->advance_generation(); });
+  }
+  const bool graph_mode = graph && graph->fallback_reason().empty();
+  std::string graph_attention;  // what the captured step's attention ran (its host code ran once)
   for (int64_t step = state_.step; step < end; ++step) {
     const double t0 = now_s();
     Watchdog::instance().set_step(step + 1);
-    buckets_->zero_grad();
+    if (!graph_mode) buckets_->zero_grad();  // the graph's step zeroes the gradients itself
     model_->reset_attention_report();
+    bool replayed = false;  // a graph replay: no host code ran, the capture's report stands
     // The loss is the mean over every counted target of the step's micro-batches on all ranks
     // (document starts and SFT masks make the counts differ): each micro-batch contributes its
     // sum divided by that global count, and the gradients are scaled by the group size because
@@ -329,7 +351,51 @@ TrainResult Trainer::run() {
     const double lr = schedule_.lr_at(step);
     double loss = 0, norm = 0;
     bool skip = false;
-    if (device_step) {
+    if (graph_mode) {
+      // The device step below, with every per-step value in device memory: the micro-batches in
+      // fixed buffers, AdamW's lr and count staged; the FP8 scale update is part of the step.
+      const int64_t divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
+      const std::vector<int64_t> key = {r.train.batch_size, r.data.seq_len, r.train.grad_accum,
+                                        divisor};
+      for (int64_t a = 0; a < r.train.grad_accum; ++a) {
+        GRAFT_CHECK(!micro[a].positions.defined() && !micro[a].segment_ids.defined() &&
+                        !micro[a].attention_mask.defined(),
+                    "train.cuda_graph: micro-batches with positions or masks are not supported");
+        if (graph_in.size() <= static_cast<size_t>(a)) {
+          LmInputs in;
+          in.input_ids = Tensor::empty(micro[a].input_ids.shape(), DType::kI64, model_->device());
+          in.targets = Tensor::empty(micro[a].targets.shape(), DType::kI64, model_->device());
+          graph_in.push_back(in);
+        }
+        graph_in[a].input_ids.copy_from(micro[a].input_ids);  // queued, no host wait
+        graph_in[a].targets.copy_from(micro[a].targets);
+        graph_in[a].num_targets = micro[a].num_targets;
+        graph_in[a].loss_divisor = divisor;
+      }
+      optim_->stage_step(lr);
+      auto body = [&] {
+        buckets_->zero_grad();
+        stats.zero_();
+        for (int64_t a = 0; a < r.train.grad_accum; ++a) {
+          buckets_->set_sync(a + 1 == r.train.grad_accum);
+          model_->forward_backward(graph_in[a], true, 1.0, &stats);
+        }
+        buckets_->finish();
+        optim_->grad_norm_sq_on_device(norm_slot);
+        optim_->step_staged(r.optim.grad_clip, static_cast<const float*>(norm_slot.raw()),
+                            static_cast<const float*>(stats.raw()));
+        if (fp8_state) fp8_state->end_step(*groups_->world);
+      };
+      replayed = graph->run(key, body);
+      if (replayed && fp8_state) fp8_state->advance_generation();
+      if (replayed && graph_attention.empty())
+        graph_attention = model_->attention_report().summary();
+      const std::vector<float> host = stats.to(Device::cpu()).to_f32_vector();
+      loss = host[0];
+      norm = std::sqrt(static_cast<double>(host[1]));
+      skip = !std::isfinite(loss) || !std::isfinite(norm);
+      if (skip) optim_->set_steps_taken(optim_->steps_taken() - 1);  // the kernel skipped it
+    } else if (device_step) {
       // No host round trip inside the step: the loss accumulates on the device, the norm stays
       // there, the AdamW kernel clips and skips from them; one read of both after the update.
       stats.zero_();
@@ -382,7 +448,7 @@ TrainResult Trainer::run() {
     }
     // FP8: the amaxes of this step reduced, histories rolled, scales updated; weight copies are
     // cast again at the next forward.
-    if (const auto& fp8 = model_->context().fp8) fp8->end_step(*groups_->world);
+    if (fp8_state && !graph_mode) fp8_state->end_step(*groups_->world);
     state_.step = step + 1;
     state_.optimizer_steps = optim_->steps_taken();
     state_.data_position = sampler_->position();
@@ -403,7 +469,7 @@ TrainResult Trainer::run() {
         sm.elapsed_s / static_cast<double>(step + 1 - first) * static_cast<double>(end - step - 1);
     sm.mfu = mfu_.mfu(sm.tokens_per_s);
     sm.peak_mem_gib = peak_mem_gib(model_->device());
-    sm.attention = model_->attention_report().summary();
+    sm.attention = replayed ? graph_attention : model_->attention_report().summary();
     const bool eval_now = evaluator_ && evaluator_->due(step + 1, end);
     if (eval_now) {
       sm.eval_loss = evaluator_->evaluate(*model_, *groups_->dp_cp);
@@ -419,6 +485,10 @@ TrainResult Trainer::run() {
       save(result);
   }
   log.finish();
+  if (graph) {
+    result.cuda_graph_replays = graph->replays();
+    result.cuda_graph_reason = graph->fallback_reason();
+  }
   result.wall_s = now_s() - t_start;
   if (!r.checkpoint.dir.empty() && (first < end || list_checkpoints(r.checkpoint.dir).empty())) {
     save(result);

@@ -31,6 +31,12 @@
 // data.seq_len must be a multiple of 2·cp); attention is a ring over cp; the gradients of the
 // (replicated) parameters are summed over dp × cp by the same buckets (group dp_cp).
 //
+// CUDA graph (train.cuda_graph, one process on a GPU): the same device step with AdamW's lr and
+// step count staged in device memory and each micro-batch copied into fixed device buffers; after
+// two eager steps it is captured once and replayed while the host values it freezes (batch shape,
+// grad_accum, the step's target count) stay the same (cuda_graph_step.h). Evaluation, logging and
+// checkpoints run eagerly between replays.
+//
 // Resume: checkpoint.resume picks a checkpoint (auto = newest complete one in checkpoint.dir);
 // its config hash must equal this recipe's (else InputError naming the first differing key), and
 // model, optimizer state, step and data position are restored, so a resumed run continues
@@ -78,6 +84,10 @@ struct TrainResult {
   double wall_s = 0;
   std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss) of each evaluation
   std::string summary;                            // the closing paragraph (format_summary)
+  // train.cuda_graph: graph replays among the steps, and why steps ran eagerly for good ("" when
+  // the graph ran, or was not asked for).
+  int64_t cuda_graph_replays = 0;
+  std::string cuda_graph_reason;
 };
 
 class Trainer {

@@ -94,6 +94,10 @@ class Fp8State {
   // generation advances so that weight copies are cast again.
   void end_step(ProcessGroup& group);
   int64_t generation() const { return generation_; }
+  // The host half of end_step alone: a replayed CUDA graph ran the step's device work (scale
+  // update included) without host code, so the host counts the step here and later eager
+  // forwards (evaluation) cast the updated weights again.
+  void advance_generation() { ++generation_; }
   // GRAFT_FP8_PROFILE=1: per-step times of the casts, GEMMs and the scale update (fp8_profile.h).
   Fp8Profile& profile() { return profile_; }
 

@@ -77,8 +77,14 @@ TEST(CudaFp8Weights, TheLayerComputesWhatTheBf16LayerDoes) {
 
 BenchResult bench(bool fp8_weights) {
   BenchOptions o;
-  o.warmup = 1;
-  o.steps = 3;
+  // One update, then the loss it gives: at the recipe's lr 3e-3 this 1024-wide model memorises
+  // its one batch unstably (H200: 5.71, 3.42, 3.84, 6.21 with fp8_weights against 5.70, 3.40,
+  // 3.64, 4.87 without: both spike at the 4th step, so a 4-step comparison is a coin toss). At lr
+  // 5e-4 the second loss is 2.822 / 2.830 (CPU emulation), and FP8 copies that were never
+  // refreshed after the update give 4.749 instead (checked on the CPU by making refresh_weight
+  // keep the first cast): the 1% bound below separates the two by a factor of 50.
+  o.warmup = 0;
+  o.steps = 2;
   o.gemm_size = 2048;
   o.gemm_reps = 2;
   o.log = nullptr;
@@ -91,7 +97,7 @@ BenchResult bench(bool fp8_weights) {
                    // allocator's transients decide (0.107 against 0.104 GiB measured)
                    "model.config.hidden_size=1024", "model.config.intermediate_size=4096",
                    "model.config.num_attention_heads=16", "model.config.num_hidden_layers=2",
-                   "precision.params=bf16", "precision.fp8.recipe=delayed",
+                   "precision.params=bf16", "precision.fp8.recipe=delayed", "optim.lr=5e-4",
                    std::string("precision.fp8.fp8_weights=") + (fp8_weights ? "true" : "false")}),
       o);
 }
@@ -102,8 +108,7 @@ TEST(CudaFp8Weights, BenchUsesLessMemoryAndTracksTheLoss) {
   std::printf("  peak_mem_gib: fp8_weights %.4f, bf16 copy %.4f; last loss %.5f vs %.5f\n",
               with.peak_mem_gib, without.peak_mem_gib, with.last_loss, without.last_loss);
   EXPECT_LT(with.peak_mem_gib, without.peak_mem_gib);
-  // bench steps on one seeded batch of random ids, so 4 AdamW steps at the recipe's lr 3e-3 lower
-  // its loss whatever the weights' storage: a run whose FP8 weights are never refreshed does not.
+  // bench steps on one seeded batch of random ids, so an AdamW step lowers its loss.
   EXPECT_LT(with.last_loss, with.first_loss);
   EXPECT_NEAR(with.last_loss, without.last_loss, 0.01 * without.last_loss);
 }

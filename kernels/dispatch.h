@@ -50,6 +50,24 @@ void erase_kernel(const void* p) {
     }                                                                                              \
   } while (0)
 
+// GRAFT_DISPATCH with a finer profile name: while the active profile splits by shape
+// (KernelProfile::by_shape(), GRAFT_PROFILE_SHAPES=1), the call is timed under `detail` (a
+// std::string expression, evaluated only then) instead of the family's name.
+#define GRAFT_DISPATCH_DETAIL(name, p, detail)                                                     \
+  do {                                                                                             \
+    if ((p).device.is_cuda()) {                                                                    \
+      static const ::graft::kernels::ErasedKernel graft_k_ = ::graft::kernels::cuda_kernel(#name); \
+      if (auto* graft_prof_ = ::graft::kernels::active_profile()) {                                \
+        const std::string graft_n_ = graft_prof_->by_shape() ? std::string(detail) : #name;        \
+        graft_prof_->run(graft_n_.c_str(), (p).device, [&] { graft_k_(&(p)); });                   \
+      } else {                                                                                     \
+        graft_k_(&(p));                                                                            \
+      }                                                                                            \
+    } else {                                                                                       \
+      ::graft::cpu::name(p);                                                                       \
+    }                                                                                              \
+  } while (0)
+
 #define GRAFT_REGISTER_CUDA_KERNEL(name, Params, fn)                                            \
   static const bool graft_cuda_reg_##name = [] {                                                \
     ::graft::kernels::register_cuda_kernel(#name, &::graft::kernels::erase_kernel<Params, fn>); \

@@ -42,6 +42,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
@@ -160,7 +161,11 @@ void fp8_act_quantize(const Fp8ActQuantizeParams& p);
 inline void fp8_quantize(const Fp8QuantizeParams& p) { GRAFT_DISPATCH(fp8_quantize, p); }
 inline void fp8_dequantize(const Fp8DequantizeParams& p) { GRAFT_DISPATCH(fp8_dequantize, p); }
 inline void amax_reduce(const AmaxParams& p) { GRAFT_DISPATCH(amax_reduce, p); }
-inline void fp8_gemm(const Fp8GemmParams& p) { GRAFT_DISPATCH(fp8_gemm, p); }
+// "fp8_gemm MxNxK fp8_e4m3 x fp8_e4m3->bf16" (the profile name under GRAFT_PROFILE_SHAPES).
+std::string fp8_gemm_profile_name(const Fp8GemmParams& p);
+inline void fp8_gemm(const Fp8GemmParams& p) {
+  GRAFT_DISPATCH_DETAIL(fp8_gemm, p, fp8_gemm_profile_name(p));
+}
 inline void fp8_act_quantize(const Fp8ActQuantizeParams& p) { GRAFT_DISPATCH(fp8_act_quantize, p); }
 inline void fp8_scale_update(const Fp8ScaleUpdateParams& p) { GRAFT_DISPATCH(fp8_scale_update, p); }
 

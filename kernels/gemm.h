@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
@@ -42,6 +43,10 @@ namespace cpu {
 void gemm(const GemmParams& p);
 }  // namespace cpu
 
-inline void gemm(const GemmParams& p) { GRAFT_DISPATCH(gemm, p); }
+// "gemm MxNxK TN bf16->f32 +=" (op(A) op(B) transposes, C dtype, accumulate): the profile name
+// under GRAFT_PROFILE_SHAPES (kernels/profile.h).
+std::string gemm_profile_name(const GemmParams& p);
+
+inline void gemm(const GemmParams& p) { GRAFT_DISPATCH_DETAIL(gemm, p, gemm_profile_name(p)); }
 
 }  // namespace graft

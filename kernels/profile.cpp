@@ -1,7 +1,12 @@
 // Per-family kernel timing (kernels/profile.h).
 #include "kernels/profile.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "framework/core/device_timer.h"
+#include "kernels/fp8.h"
+#include "kernels/gemm.h"
 
 namespace graft::kernels {
 namespace {
@@ -10,7 +15,11 @@ thread_local KernelProfile* t_active = nullptr;
 
 KernelProfile* active_profile() { return t_active; }
 
-KernelProfile::KernelProfile() : previous_(t_active) { t_active = this; }
+KernelProfile::KernelProfile() : previous_(t_active) {
+  t_active = this;
+  const char* v = std::getenv("GRAFT_PROFILE_SHAPES");
+  by_shape_ = v && std::string(v) == "1";
+}
 
 KernelProfile::~KernelProfile() {
   t_active = previous_;
@@ -53,3 +62,24 @@ void KernelProfile::collect() {
 }
 
 }  // namespace graft::kernels
+
+namespace graft {
+
+std::string gemm_profile_name(const GemmParams& p) {
+  std::string s = "gemm " + std::to_string(p.m) + "x" + std::to_string(p.n) + "x" +
+                  std::to_string(p.k) + (p.trans_a ? " T" : " N") + (p.trans_b ? "T " : "N ") +
+                  dtype_name(p.dtype) + "->" + dtype_name(p.c_dtype);
+  if (p.batch > 1) s += " batch " + std::to_string(p.batch);
+  if (p.beta != 0.0f) s += " +=";
+  return s;
+}
+
+std::string fp8_gemm_profile_name(const Fp8GemmParams& p) {
+  std::string s = "fp8_gemm " + std::to_string(p.m) + "x" + std::to_string(p.n) + "x" +
+                  std::to_string(p.k) + " " + dtype_name(p.a_dtype) + " x " +
+                  dtype_name(p.b_dtype) + "->" + dtype_name(p.c_dtype);
+  if (p.beta != 0.0f) s += " +=";
+  return s;
+}
+
+}  // namespace graft

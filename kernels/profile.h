@@ -37,6 +37,9 @@ class KernelProfile {
   // Totals since construction or reset (collect() first).
   const std::map<std::string, Family>& families() const { return totals_; }
   void reset() { totals_.clear(); }
+  // GRAFT_PROFILE_SHAPES=1: the GEMM families are split by shape and layout ("gemm 8192x2048x2048
+  // NT bf16->bf16"), so each GEMM's in-step time can be set against its time alone.
+  bool by_shape() const { return by_shape_; }
 
  private:
   struct Pending {
@@ -45,6 +48,7 @@ class KernelProfile {
   };
   KernelProfile* previous_;
   int depth_ = 0;
+  bool by_shape_ = false;
   std::vector<Pending> pending_;
   std::map<std::string, Family> totals_;
 };

@@ -113,6 +113,7 @@ nlohmann::json BenchResult::to_json() const {
           {"device", device},
           {"dtype", dtype},
           {"fp8", fp8},
+          {"recompute", recompute},
           {"fp8_breakdown_ms",
            fp8_breakdown_ms.empty() ? nlohmann::json(nullptr) : nlohmann::json(fp8_breakdown_ms)},
           {"attention", attention},
@@ -187,6 +188,8 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
     return std::round(s * 100) / 100;
   };
   std::unique_ptr<CausalLM> model = build_model_from_recipe(m, ctx);
+  model->set_activation_recompute(r.train.recompute);  // as the trainer does
+  res.recompute = r.train.recompute;
   const double t_build = since();
   model->init_weights(static_cast<uint64_t>(r.train.seed));
   const double t_init = since();
@@ -256,8 +259,8 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   say(str(res.arch, " ", res.params, " parameters, ", res.layers, " layers, ", res.dtype,
           ctx.fp8 ? str(", FP8 ", res.fp8, " scaling (", ctx.fp8->num_slots(), " FP8 tensors)")
                   : std::string(),
-          ", batch ", B, " x ", S, " on ", res.device, ": ", opt.warmup, " warm-up + ", opt.steps,
-          " steps"));
+          res.recompute ? ", activation recompute" : "", ", batch ", B, " x ", S, " on ",
+          res.device, ": ", opt.warmup, " warm-up + ", opt.steps, " steps"));
   double loss = 0;
   for (int64_t i = 0; i < opt.warmup; ++i) {
     step();

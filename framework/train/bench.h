@@ -72,6 +72,7 @@ struct TrainLoopResult {
 struct BenchResult {
   std::string arch, layers, device, dtype, attention;
   std::string fp8 = "none";  // precision.fp8.recipe
+  bool recompute = false;    // train.recompute: activation recompute per decoder layer
   // GRAFT_FP8_PROFILE=1: ms per timed step of each FP8 region (layers/te/fp8_profile.h).
   std::map<std::string, double> fp8_breakdown_ms;
   std::vector<std::string> layer_types;

@@ -9,9 +9,11 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "framework/core/cuda/caching_allocator.h"
@@ -49,7 +51,10 @@ struct Plan {
 
 using PlanKey = std::tuple<int64_t, int64_t, int64_t, int, int, int, bool>;
 
-std::unique_ptr<Plan> build_plan(const PlanKey& key) {
+// `run(plan, algo)` launches the matmul with `algo` for GRAFT_GEMM_TUNE (empty: no tuning).
+using TuneRun = std::function<void(Plan&, const cublasLtMatmulAlgo_t&)>;
+
+std::unique_ptr<Plan> build_plan(const PlanKey& key, cudaStream_t stream, const TuneRun& run) {
   const auto [m, n, k, at, bt, ct, fast] = key;
   auto plan = std::make_unique<Plan>();
   GRAFT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -70,17 +75,20 @@ std::unique_ptr<Plan> build_plan(const PlanKey& key) {
   size_t ws = kWorkspaceBytes;
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                        sizeof(ws));
-  cublasLtMatmulHeuristicResult_t res{};
-  int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
-      cublaslt_handle(), plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref, 1, &res, &found);
+  bool found = false;
+  const std::string what =
+      str("fp8_gemm m=", m, " n=", n, " k=", k, " ", dtype_name(DType(at)), " x ",
+          dtype_name(DType(bt)), "->", dtype_name(DType(ct)), fast ? " fast-accum" : "");
+  Plan* raw = plan.get();
+  std::function<void(const cublasLtMatmulAlgo_t&)> tune_run;
+  if (run) tune_run = [&](const cublasLtMatmulAlgo_t& algo) { run(*raw, algo); };
+  const AlgoChoice choice = choose_algo(plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref,
+                                        stream, what, tune_run, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  GRAFT_CHECK(st == CUBLAS_STATUS_SUCCESS && found > 0,
-              "fp8_gemm: cuBLASLt has no FP8 algorithm "
-              "for m=",
-              m, " n=", n, " k=", k, " a=", dtype_name(DType(at)), " b=", dtype_name(DType(bt)),
-              " c=", dtype_name(DType(ct)), " (status ", static_cast<int>(st), ")");
-  plan->algo = res.algo;
+  GRAFT_CHECK(found, "fp8_gemm: cuBLASLt has no FP8 algorithm for m=", m, " n=", n, " k=", k,
+              " a=", dtype_name(DType(at)), " b=", dtype_name(DType(bt)),
+              " c=", dtype_name(DType(ct)));
+  plan->algo = choice.algo;
   return plan;
 }
 
@@ -142,18 +150,42 @@ void launch_fp8_gemm(const Fp8GemmParams& p) {
   static std::mutex mu;
   static auto* cache = new std::map<PlanKey, std::unique_ptr<Plan>>();  // leaked: used until exit
   std::lock_guard<std::mutex> lock(mu);  // the cached descriptor gets this call's scale pointers
-  auto it = cache->find(key);
-  if (it == cache->end()) it = cache->emplace(key, build_plan(key)).first;
-  Plan* plan = it->second.get();
-  GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p.b_scale_inv, sizeof(p.b_scale_inv)));
-  GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &p.a_scale_inv, sizeof(p.a_scale_inv)));
   const float alpha = p.alpha, beta = p.beta;
   void* ws = cublaslt_workspace(p.device.index, stream, kWorkspaceBytes);
-  GRAFT_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(), plan->desc, &alpha, b, plan->la, a, plan->lb,
-                                    &beta, c, plan->lc, c, plan->lc, &plan->algo, ws,
-                                    kWorkspaceBytes, stream));
+  auto launch = [&](Plan& plan, const cublasLtMatmulAlgo_t& algo, void* out) {
+    GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p.b_scale_inv, sizeof(p.b_scale_inv)));
+    GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &p.a_scale_inv, sizeof(p.a_scale_inv)));
+    GRAFT_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(), plan.desc, &alpha, b, plan.la, a, plan.lb,
+                                      &beta, out, plan.lc, out, plan.lc, &algo, ws, kWorkspaceBytes,
+                                      stream));
+  };
+  auto it = cache->find(key);
+  if (it == cache->end()) {
+    // Tuning candidates write C itself when beta = 0 (the real launch overwrites it), else a
+    // scratch of C's size when that is small, else there is no tuning (cublaslt_util.h).
+    constexpr size_t kMaxTuneScratch = size_t{256} << 20;
+    const size_t c_bytes = static_cast<size_t>(mp * np) * cb;
+    void* scratch = nullptr;
+    void* c_tune = c;
+    if (beta != 0.0f && gemm_tuning_enabled()) {
+      if (c_bytes <= kMaxTuneScratch) {
+        scratch = alloc.allocate(c_bytes, p.device.index, stream);
+        c_tune = scratch;
+      } else {
+        c_tune = nullptr;
+      }
+    }
+    TuneRun run;
+    if (c_tune) {
+      run = [&](Plan& plan, const cublasLtMatmulAlgo_t& algo) { launch(plan, algo, c_tune); };
+    }
+    it = cache->emplace(key, build_plan(key, stream, run)).first;
+    if (scratch) alloc.release(scratch);
+  }
+  Plan* plan = it->second.get();
+  launch(*plan, plan->algo, c);
   if (pad) {
     copy_pad(pc, p.c, p.m, p.n, np, cb, stream, true);
     alloc.release(pa);

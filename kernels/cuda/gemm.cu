@@ -16,10 +16,12 @@
 // 32 MiB workspace per (device, stream) comes from the caching allocator once.
 #include <cublasLt.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <tuple>
 
+#include "framework/core/cuda/caching_allocator.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cublaslt_util.h"
 #include "kernels/gemm.h"
@@ -114,9 +116,9 @@ std::unique_ptr<Plan> build_plan(const GemmParams& p, int64_t lda, int64_t ldb, 
 
   cublasLtMatmulPreference_t pref = nullptr;
   GRAFT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  uint64_t ws = kWorkspaceBytes;
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                       sizeof(ws));
+  uint64_t ws_max = kWorkspaceBytes;
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_max,
+                                       sizeof(ws_max));
   uint32_t al_a = align[1], al_b = align[0], al_c = align[2];  // swapped like the operands
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
                                        sizeof(al_a));
@@ -126,18 +128,52 @@ std::unique_ptr<Plan> build_plan(const GemmParams& p, int64_t lda, int64_t ldb, 
                                        sizeof(al_c));
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
                                        sizeof(al_c));
-  cublasLtMatmulHeuristicResult_t res{};
-  int found = 0;
-  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
-      cublaslt_handle(), plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref, 1, &res, &found);
+  // With GRAFT_GEMM_TUNE the candidates run on this call's operands (cublaslt_util.h): into C
+  // itself when beta = 0 (the real launch overwrites it), else into a scratch copy of C's extent
+  // when that is small (a large scratch would raise the step's peak memory), else not at all.
+  const size_t cb = dtype_size(p.c_dtype);
+  const size_t c_bytes =
+      static_cast<size_t>((p.batch - 1) * p.stride_c + (p.m - 1) * ldc + p.n) * cb;
+  constexpr size_t kMaxTuneScratch = size_t{256} << 20;
+  cudaStream_t stream = stream_of(p);
+  void* c_tune = p.c;
+  void* scratch = nullptr;
+  if (p.beta != 0.0f && gemm_tuning_enabled()) {
+    if (c_bytes <= kMaxTuneScratch) {
+      scratch = CachingAllocator::instance().allocate(c_bytes, p.device.index, stream);
+      c_tune = scratch;
+    } else {
+      c_tune = nullptr;
+    }
+  }
+  if (with_bias) {
+    GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                      &p.bias, sizeof(p.bias)));
+  }
+  void* ws = cublaslt_workspace(p.device.index, stream, kWorkspaceBytes);
+  const float alpha = p.alpha, beta = p.beta;
+  auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    GRAFT_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(), plan->desc, &alpha, p.b, plan->la, p.a,
+                                      plan->lb, &beta, c_tune, plan->lc, c_tune, plan->lc, &algo,
+                                      ws, kWorkspaceBytes, stream));
+  };
+  bool found = false;
+  const std::string what = str("gemm m=", p.m, " n=", p.n, " k=", p.k, p.trans_a ? " T" : " N",
+                               p.trans_b ? "T" : "N", " batch=", p.batch, " ", dtype_name(p.dtype),
+                               "->", dtype_name(p.c_dtype), p.beta != 0.0f ? " +=" : "");
+  std::function<void(const cublasLtMatmulAlgo_t&)> tune_run;
+  if (c_tune) tune_run = run;
+  const AlgoChoice choice = choose_algo(plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref,
+                                        stream, what, tune_run, &found);
+  if (scratch) CachingAllocator::instance().release(scratch);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+  if (!found) {
     GRAFT_CHECK(with_bias, "gemm: cuBLASLt found no algorithm for m=", p.m, " n=", p.n, " k=", p.k,
                 " batch=", p.batch, " dtype=", dtype_name(p.dtype),
-                " c_dtype=", dtype_name(p.c_dtype), " (status ", static_cast<int>(st), ")");
+                " c_dtype=", dtype_name(p.c_dtype));
     return nullptr;
   }
-  plan->algo = res.algo;
+  plan->algo = choice.algo;
   plan->fused_bias = with_bias;
   return plan;
 }

@@ -114,6 +114,35 @@ TEST(Bench, GpuProfileBreaksTheStepIntoKernelFamilies) {
   EXPECT_TRUE(r.to_json()["profile"].is_object());
 }
 
+// GRAFT_PROFILE_SHAPES=1 splits the GEMM family by shape: no plain "gemm" family is left, and the
+// shape families together take the calls the one family had.
+TEST(Bench, GpuProfileSplitsGemmsByShapeWhenAsked) {
+  GRAFT_REQUIRE_CUDA();
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.gemm_size = 256;
+  o.gemm_reps = 1;
+  o.profile = true;
+  o.log = nullptr;
+  const Recipe r = tiny({"device=cuda", "precision.params=bf16"});
+  const BenchResult whole = run_bench(r, o);
+  setenv("GRAFT_PROFILE_SHAPES", "1", 1);
+  const BenchResult split = run_bench(r, o);
+  unsetenv("GRAFT_PROFILE_SHAPES");
+  double gemm_calls = 0, shape_calls = 0;
+  int shapes = 0;
+  for (const auto& f : whole.profile->families)
+    if (f.family == "gemm") gemm_calls = f.calls_per_step;
+  for (const auto& f : split.profile->families) {
+    EXPECT_NE(f.family, "gemm");
+    if (f.family.rfind("gemm ", 0) == 0) shape_calls += f.calls_per_step, ++shapes;
+  }
+  EXPECT_GT(gemm_calls, 0);
+  EXPECT_EQ(shape_calls, gemm_calls) << split.profile_json().dump();
+  EXPECT_GE(shapes, 3) << split.profile_json().dump();
+}
+
 // model.attention reaches the kernels through the model (no environment variable), and the JSON
 // records what ran: unfused when asked; cudnn strict on a problem cuDNN rejects (f32) fails.
 TEST(Bench, GpuAttentionKeyIsHonouredAndReported) {

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "framework/core/error.h"
+#include "kernels/fp8.h"
+#include "kernels/gemm.h"
 #include "kernels/norm.h"
 
 namespace graft {
@@ -29,6 +31,33 @@ TEST(Dispatch, CpuKernelRefusesCudaDeviceWhenCalledDirectly) {
   NormFwdParams p;
   p.device = Device::cuda(0);
   EXPECT_THROW(cpu::rmsnorm_fwd(p), Error);
+}
+
+// The per-shape profile names (GRAFT_PROFILE_SHAPES) carry what tells two GEMMs apart: the
+// shape, both transposes, the dtypes, batch and accumulation.
+TEST(ProfileNames, GemmNamesCarryShapeLayoutDtypesAndAccumulation) {
+  GemmParams g;
+  g.m = 8192;
+  g.n = 2048;
+  g.k = 3072;
+  g.trans_b = true;
+  g.dtype = DType::kBF16;
+  g.c_dtype = DType::kBF16;
+  EXPECT_EQ(gemm_profile_name(g), "gemm 8192x2048x3072 NT bf16->bf16");
+  g.trans_a = true;
+  g.trans_b = false;
+  g.c_dtype = DType::kF32;
+  g.beta = 1.0f;
+  g.batch = 4;
+  EXPECT_EQ(gemm_profile_name(g), "gemm 8192x2048x3072 TN bf16->f32 batch 4 +=");
+  Fp8GemmParams f;
+  f.m = 16;
+  f.n = 32;
+  f.k = 48;
+  f.b_dtype = DType::kF8E5M2;
+  f.c_dtype = DType::kF32;
+  f.beta = 1.0f;
+  EXPECT_EQ(fp8_gemm_profile_name(f), "fp8_gemm 16x32x48 fp8_e4m3 x fp8_e5m2->f32 +=");
 }
 
 }  // namespace

@@ -40,6 +40,25 @@ TEST(BenchTrainLoop, RunsTheRecipesLoopWithGradAccumAndReportsBoth) {
   EXPECT_TRUE(run_bench(r, o).to_json()["train_loop"].is_null());
 }
 
+// train.recompute reaches bench's model (the trainer's setting, so its memory/time trade can be
+// benchmarked): the step recomputes each layer's forward and so gives the same losses, and the
+// JSON says recompute was on.
+TEST(BenchRecompute, RunsWithActivationRecomputeAndGivesTheSameLosses) {
+  test::TempDir d;
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.log = nullptr;
+  const BenchResult off = run_bench(test::micro(d.path(), {}), o);
+  const BenchResult on = run_bench(test::micro(d.path(), {"train.recompute=true"}), o);
+  EXPECT_FALSE(off.recompute);
+  EXPECT_TRUE(on.recompute);
+  EXPECT_EQ(on.to_json()["recompute"], true);
+  EXPECT_EQ(on.first_loss, off.first_loss);
+  EXPECT_EQ(on.last_loss, off.last_loss);
+  EXPECT_NE(on.last_loss, on.first_loss);  // the steps trained
+}
+
 // The JSON line carries the --profile breakdown when there is one (it was computed and printed
 // but left out of the line: the H200 run's Bench.GpuProfile test caught it), and null otherwise.
 TEST(BenchJson, CarriesTheProfileWhenThereIsOne) {

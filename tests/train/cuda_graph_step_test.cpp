@@ -140,9 +140,6 @@ TEST(CudaGraphStep, RefusalReasons) {
   CudaGraphConditions p = c;
   p.fp8_profile = true;
   EXPECT_NE(cuda_graph_refusal(p).find("GRAFT_FP8_PROFILE"), std::string::npos);
-  CudaGraphConditions m = c;
-  m.document_mask = true;
-  EXPECT_NE(cuda_graph_refusal(m).find("data.document_mask"), std::string::npos);
   CudaGraphConditions f = c;
   f.fault_hook = true;
   EXPECT_NE(cuda_graph_refusal(f).find("after_backward"), std::string::npos);

@@ -295,6 +295,8 @@ double CausalLM::forward_backward_rows(const LmInputs& li_in, bool backward, dou
   Tensor tgt = on_device_i64(li.targets, device(), "forward_backward: targets");
   if (tp_->size() > 1) {
     GRAFT_CHECK(!loss_sum, "forward_backward: loss_sum (the device-side loss) needs tp = 1");
+    GRAFT_CHECK(!li.loss_divisor_at.defined(),
+                "forward_backward: loss_divisor_at (the device-side divisor) needs tp = 1");
     return vocab_parallel_loss(logits, tgt, li, save, in, backward, grad_scale);
   }
 
@@ -312,6 +314,12 @@ double CausalLM::forward_backward_rows(const LmInputs& li_in, bool backward, dou
   fp.n = B * S;
   fp.vocab = V;
   fp.num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
+  if (li.loss_divisor_at.defined()) {
+    GRAFT_CHECK(li.loss_divisor_at.dtype() == DType::kI64 && li.loss_divisor_at.numel() == 1 &&
+                    li.loss_divisor_at.device() == device(),
+                "forward_backward: loss_divisor_at must be one i64 on ", device().str());
+    fp.num_valid_at = static_cast<const int64_t*>(li.loss_divisor_at.raw());
+  }
   fp.accumulate = loss_sum != nullptr;
   fp.dtype = logits.dtype();
   fp.device = device();
@@ -329,6 +337,7 @@ double CausalLM::forward_backward_rows(const LmInputs& li_in, bool backward, dou
   bp.n = B * S;
   bp.vocab = V;
   bp.num_valid = fp.num_valid;
+  bp.num_valid_at = fp.num_valid_at;
   bp.grad_scale = static_cast<float>(grad_scale);
   bp.dtype = logits.dtype();
   bp.device = device();

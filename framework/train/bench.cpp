@@ -248,8 +248,8 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   if (r.train.cuda_graph) {
     graph = std::make_unique<CudaGraphStep>(
         dev, [&](const std::string& s) { say(s); },
-        cuda_graph_refusal({dev, groups->world->size(), ctx.fp8 && ctx.fp8->profile().enabled(),
-                            r.data.document_mask, false}));
+        cuda_graph_refusal(
+            {dev, groups->world->size(), ctx.fp8 && ctx.fp8->profile().enabled(), false}));
     if (ctx.fp8) graph->set_on_discard([&] { ctx.fp8->advance_generation(); });
   }
   auto graph_body = [&] {

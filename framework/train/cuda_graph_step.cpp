@@ -90,9 +90,6 @@ std::string cuda_graph_refusal(const CudaGraphConditions& c) {
   if (c.fp8_profile)
     return "GRAFT_FP8_PROFILE times FP8 regions with events read on the host, which a graph "
            "cannot replay";
-  if (c.document_mask)
-    return "data.document_mask makes each step's target count (a launch argument of the loss "
-           "kernels) differ";
   if (c.fault_hook) return "a TrainOptions::after_backward hook runs host code inside the step";
   return "";
 }

@@ -8,7 +8,7 @@
 // reach it through device memory written before run() (AdamW::stage_step, the input buffers),
 // and it may not synchronise, read to the host or allocate outside the caching allocator.
 // `key` lists the host values the body passes as launch arguments that a graph would freeze
-// (shapes, the loss divisor). The first `warmup` steps with the same key run eagerly (every plan,
+// (the shapes). The first `warmup` steps with the same key run eagerly (every plan,
 // workspace and cache made lazily then exists), the next is captured and replayed at once (the
 // capture itself runs nothing), and every later step with that key replays the graph. A step with
 // another key runs eagerly and leaves the graph in place. Graphs are off for good, with one log
@@ -68,12 +68,11 @@ class CudaGraphStep {
 };
 
 // Why train.cuda_graph cannot be used in this run ("" = it can): CPU device, several ranks, the
-// FP8 profile (events read on the host), data.document_mask (varying loss divisor).
+// FP8 profile (events read on the host), a test's fault hook.
 struct CudaGraphConditions {
   Device device;
   int64_t world = 1;
   bool fp8_profile = false;
-  bool document_mask = false;
   bool fault_hook = false;  // TrainOptions::after_backward (tests)
 };
 std::string cuda_graph_refusal(const CudaGraphConditions& c);

@@ -16,8 +16,8 @@
 //     cuda_graph: false        # one GPU: capture the steady-state step in a CUDA graph after
 //                              # 2 eager warm-up steps and replay it (cuda_graph_step.h); the
 //                              # same losses as the eager step. Ignored with one log line on the
-//                              # CPU; refused with one line (eager) with several ranks, FP8
-//                              # profiling or data.document_mask. Not part of the config hash.
+//                              # CPU; refused with one line (eager) with several ranks or FP8
+//                              # profiling. Not part of the config hash.
 //   checkpoint:
 //     dir: ""                  # "" = no checkpoints
 //     every: 0                 # steps between checkpoints (0 = only at the end)

@@ -314,12 +314,12 @@ TrainResult Trainer::run() {
   const auto& fp8_state = model_->context().fp8;
   std::unique_ptr<CudaGraphStep> graph;
   std::vector<LmInputs> graph_in;  // fixed device buffers of the micro-batches a graph reads
+  Tensor graph_divisor;            // i64 [1] on the device: the step's counted targets
   if (r.train.cuda_graph && state_.step < end) {
     CudaGraphConditions gc;
     gc.device = model_->device();
     gc.world = groups_->world->size();
     gc.fp8_profile = fp8_state && fp8_state->profile().enabled();
-    gc.document_mask = r.data.document_mask;
     gc.fault_hook = static_cast<bool>(options_.after_backward);
     std::string refused = cuda_graph_refusal(gc);
     if (refused.empty() && !device_step)
@@ -354,23 +354,30 @@ TrainResult Trainer::run() {
     if (graph_mode) {
       // The device step below, with every per-step value in device memory: the micro-batches in
       // fixed buffers, AdamW's lr and count staged; the FP8 scale update is part of the step.
+      // The step's target count (it changes whenever a window holds a document end) reaches the
+      // loss kernels through device memory too, so the graph's key is the shapes alone.
       const int64_t divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
-      const std::vector<int64_t> key = {r.train.batch_size, r.data.seq_len, r.train.grad_accum,
-                                        divisor};
+      const std::vector<int64_t> key = {r.train.batch_size, r.data.seq_len, r.train.grad_accum};
+      if (!graph_divisor.defined())
+        graph_divisor = Tensor::empty({1}, DType::kI64, model_->device());
+      graph_divisor.copy_from(Tensor::from_vector(std::vector<int64_t>{divisor}, {1}));
       for (int64_t a = 0; a < r.train.grad_accum; ++a) {
-        GRAFT_CHECK(!micro[a].positions.defined() && !micro[a].segment_ids.defined() &&
-                        !micro[a].attention_mask.defined(),
-                    "train.cuda_graph: micro-batches with positions or masks are not supported");
-        if (graph_in.size() <= static_cast<size_t>(a)) {
-          LmInputs in;
-          in.input_ids = Tensor::empty(micro[a].input_ids.shape(), DType::kI64, model_->device());
-          in.targets = Tensor::empty(micro[a].targets.shape(), DType::kI64, model_->device());
-          graph_in.push_back(in);
-        }
-        graph_in[a].input_ids.copy_from(micro[a].input_ids);  // queued, no host wait
-        graph_in[a].targets.copy_from(micro[a].targets);
+        // Every tensor of the batch in a device buffer of its own, made at the first step
+        // (before any capture) and refilled each step: queued copies, no host wait.
+        auto fixed = [&](const Tensor& src, Tensor& dst) {
+          if (!src.defined()) return;
+          if (!dst.defined()) dst = Tensor::empty(src.shape(), src.dtype(), model_->device());
+          dst.copy_from(src);
+        };
+        if (graph_in.size() <= static_cast<size_t>(a)) graph_in.emplace_back();
+        fixed(micro[a].input_ids, graph_in[a].input_ids);
+        fixed(micro[a].targets, graph_in[a].targets);
+        fixed(micro[a].positions, graph_in[a].positions);
+        fixed(micro[a].segment_ids, graph_in[a].segment_ids);
+        fixed(micro[a].attention_mask, graph_in[a].attention_mask);
         graph_in[a].num_targets = micro[a].num_targets;
         graph_in[a].loss_divisor = divisor;
+        graph_in[a].loss_divisor_at = graph_divisor;
       }
       optim_->stage_step(lr);
       auto body = [&] {

@@ -33,9 +33,9 @@
 //
 // CUDA graph (train.cuda_graph, one process on a GPU): the same device step with AdamW's lr and
 // step count staged in device memory and each micro-batch copied into fixed device buffers; after
-// two eager steps it is captured once and replayed while the host values it freezes (batch shape,
-// grad_accum, the step's target count) stay the same (cuda_graph_step.h). Evaluation, logging and
-// checkpoints run eagerly between replays.
+// two eager steps it is captured once and replayed while its shapes (batch, seq_len, grad_accum)
+// stay the same; the step's counted-target total reaches the loss kernels through device memory
+// too (cuda_graph_step.h). Evaluation, logging and checkpoints run eagerly between replays.
 //
 // Resume: checkpoint.resume picks a checkpoint (auto = newest complete one in checkpoint.dir);
 // its config hash must equal this recipe's (else InputError naming the first differing key), and

@@ -157,6 +157,13 @@ TEST(CudaGraphTrain, GradAccumAndEvalBetweenReplaysMatchEager) {
                              "grad_accum 2 + eval");
 }
 
+// Packed documents: positions and document ids per batch in fixed buffers, and a target count
+// that changes whenever a window holds a document end (the loss divisor, from device memory).
+TEST(CudaGraphTrain, DocumentMaskMatchesEager) {
+  GRAFT_REQUIRE_CUDA();
+  expect_graph_matches_eager({"data.document_mask=true", "train.batch_size=4"}, "document mask");
+}
+
 TEST(CudaGraphTrain, Fp8DelayedMatchesEagerBitForBit) {
   GRAFT_REQUIRE_CUDA();
   expect_graph_matches_eager({"precision.fp8.recipe=delayed", "precision.fp8.amax_history_len=4",

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "framework/optim/adamw.h"
+#include "framework/train/bench.h"
 #include "framework/train/trainer.h"
 #include "tests/train/test_util.h"
 
@@ -140,9 +141,6 @@ TEST(CudaGraphStep, RefusalReasons) {
   CudaGraphConditions p = c;
   p.fp8_profile = true;
   EXPECT_NE(cuda_graph_refusal(p).find("GRAFT_FP8_PROFILE"), std::string::npos);
-  CudaGraphConditions m = c;
-  m.document_mask = true;
-  EXPECT_NE(cuda_graph_refusal(m).find("data.document_mask"), std::string::npos);
   CudaGraphConditions f = c;
   f.fault_hook = true;
   EXPECT_NE(cuda_graph_refusal(f).find("after_backward"), std::string::npos);
@@ -211,6 +209,26 @@ TEST(CudaGraphTrainCpu, IgnoredWithOneLineAndSameLosses) {
   ASSERT_EQ(plain.steps.size(), graph.steps.size());
   for (size_t i = 0; i < plain.steps.size(); ++i)
     EXPECT_EQ(plain.steps[i].loss, graph.steps[i].loss) << "step " << i + 1;
+}
+
+// graft bench on the CPU: the key is ignored, and the JSON line (and its train_loop) says so.
+TEST(CudaGraphTrainCpu, BenchReportsTheGraphUnusedAndWhy) {
+  test::TempDir d;
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.train_loop = true;
+  o.log = nullptr;
+  const BenchResult b = run_bench(test::micro(d.path(), {"train.cuda_graph=true"}), o);
+  const nlohmann::json j = b.to_json();
+  EXPECT_EQ(j["cuda_graph"], false);
+  EXPECT_EQ(j["cuda_graph_reason"], "train.cuda_graph is ignored on the CPU");
+  EXPECT_EQ(j["train_loop"]["cuda_graph"], false);
+  EXPECT_EQ(j["train_loop"]["cuda_graph_reason"], "train.cuda_graph is ignored on the CPU");
+  const BenchResult plain = run_bench(test::micro(d.path()), o);
+  EXPECT_EQ(plain.to_json()["cuda_graph"], false);
+  EXPECT_TRUE(plain.to_json()["cuda_graph_reason"].is_null()) << "not asked for: no reason";
+  EXPECT_EQ(plain.last_loss, b.last_loss);
 }
 
 }  // namespace

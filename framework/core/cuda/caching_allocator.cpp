@@ -243,14 +243,6 @@ void CachingAllocator::release_pool(int pool) {
   }
 }
 
-size_t CachingAllocator::pool_free_blocks(int pool) {
-  std::lock_guard<std::mutex> lock(mu_);
-  size_t n = 0;
-  for (const auto& [key, blocks] : pools_)
-    if (key.pool == pool) n += blocks.size();
-  return n;
-}
-
 size_t CachingAllocator::current_bytes(int device) {
   std::lock_guard<std::mutex> lock(mu_);
   return stats(device).current;

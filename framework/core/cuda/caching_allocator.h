@@ -66,7 +66,6 @@ class CachingAllocator {
   int begin_capture(int device, cudaStream_t stream);
   void end_capture(int pool);
   void release_pool(int pool);
-  size_t pool_free_blocks(int pool);  // free blocks held by a private pool (tests)
 
  private:
   struct Block {

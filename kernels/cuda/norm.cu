@@ -299,6 +299,24 @@ __global__ void norm_fwd_reg_kernel(const T* x, const T* res, T* res_out, const 
   }
 }
 
+// a, b = their sums over the block, each by block_sum's tree (so bit-identical to two calls),
+// with one pair of barriers. `scratch` holds 64 floats.
+__device__ __forceinline__ void block_sum2(float& a, float& b, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  a = warp_sum(a);
+  b = warp_sum(b);
+  if (lane == 0) {
+    scratch[warp] = a;
+    scratch[32 + warp] = b;
+  }
+  __syncthreads();
+  a = lane < nwarps ? scratch[lane] : 0.0f;
+  b = lane < nwarps ? scratch[32 + lane] : 0.0f;
+  a = warp_sum(a);
+  b = warp_sum(b);
+  __syncthreads();
+}
+
 // Rows [r0, r1) of a block's strip. `c` holds row r's units, `n` receives row r + 1's.
 template <class T, int V, int K>
 struct BwdRow {
@@ -328,7 +346,7 @@ __global__ void norm_bwd_reg_kernel(const T* dy, const T* x, const W* gamma, con
                                     const float* mean, const T* dres, T* dx, float* dg_part,
                                     float* db_part, int64_t rows, int64_t cols,
                                     int64_t rows_per_block, bool zero_centered) {
-  __shared__ float scratch[32];
+  __shared__ float scratch[64];
   const int units = static_cast<int>(cols / V);
   const int64_t r0 = blockIdx.x * rows_per_block;
   const int64_t r1 = r0 + rows_per_block < rows ? r0 + rows_per_block : rows;
@@ -364,8 +382,14 @@ __global__ void norm_bwd_reg_kernel(const T* dy, const T* x, const W* gamma, con
           s_dxh_xh += dxh * xh;
         }
       }
-    const float m_dxh = kLayer ? block_sum(s_dxh, scratch) * inv : 0.0f;
-    const float m_dxh_xh = block_sum(s_dxh_xh, scratch) * inv;
+    float m_dxh = 0.0f, m_dxh_xh;
+    if (kLayer) {
+      block_sum2(s_dxh, s_dxh_xh, scratch);
+      m_dxh = s_dxh * inv;
+      m_dxh_xh = s_dxh_xh * inv;
+    } else {
+      m_dxh_xh = block_sum(s_dxh_xh, scratch) * inv;
+    }
 #pragma unroll
     for (int i = 0; i < K; ++i) {
       const int u = threadIdx.x + i * blockDim.x;
@@ -396,9 +420,10 @@ __global__ void norm_bwd_reg_kernel(const T* dy, const T* x, const W* gamma, con
 }
 
 // out[c] += sum_b part[b, c] over the blocks' partial rows, in f64 in a fixed order, rounded
-// once. Block (32, 16): 32 columns; thread row y adds partial rows y, y + 16, ...; then row 0
-// adds the 16 sums in order. blockIdx.y selects dgamma (0) or dbeta (1, parts after dgamma's).
-constexpr int kFinishRows = 16;
+// once. Block (32, 32): 32 columns; thread row y adds partial rows y + 32 i in four interleaved
+// accumulators (four loads in flight), then thread row 0 adds the 32 x 4 sums in order.
+// blockIdx.y selects dgamma (0) or dbeta (1, its partial rows after dgamma's).
+constexpr int kFinishRows = 32;
 __global__ void norm_partials_finish_kernel(const float* part, float* dgamma, float* dbeta,
                                             int64_t blocks, int64_t cols) {
   float* out = blockIdx.y ? dbeta : dgamma;
@@ -406,10 +431,16 @@ __global__ void norm_partials_finish_kernel(const float* part, float* dgamma, fl
   __shared__ double sums[kFinishRows][33];
   const int64_t c = blockIdx.x * int64_t{32} + threadIdx.x;
   const float* p = part + blockIdx.y * blocks * cols;
-  double acc = 0.0;
-  if (c < cols)
-    for (int64_t b = threadIdx.y; b < blocks; b += kFinishRows) acc += p[b * cols + c];
-  sums[threadIdx.y][threadIdx.x] = acc;
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  if (c < cols) {
+    int64_t b = threadIdx.y;
+    for (; b + 3 * kFinishRows < blocks; b += 4 * kFinishRows) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[j] += p[(b + j * kFinishRows) * cols + c];
+    }
+    for (int j = 0; b < blocks; b += kFinishRows, ++j) acc[j] += p[b * cols + c];
+  }
+  sums[threadIdx.y][threadIdx.x] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
   __syncthreads();
   if (threadIdx.y == 0 && c < cols) {
     double t = out[c];

@@ -1,7 +1,9 @@
 // RMSNorm and LayerNorm forward/backward on CUDA (the math is in kernels/norm.h).
 //
-// Main path (rows of up to 8 * 1024 units of V elements; V = 8, 16-byte loads of bf16, when
-// cols % 8 == 0 and every pointer is aligned, else V = 1): the row lives in registers.
+// Main path: the row lives in registers. A unit is V elements (V = 8, 16-byte loads of bf16,
+// when cols % 8 == 0 and every pointer is aligned, else V = 1); a block has row_threads(units)
+// threads and a thread holds up to K units of a row (K = 1 for 16-byte units except RMSNorm's
+// forward, which takes 2; up to 4 elements), so rows of up to 1024 (2048) units or 4096 elements.
 // Forward: one block per row; each thread loads its units of x (and residual, gamma, beta) at
 // once, writes s = x + residual (rounded to T) when fused, reduces the statistics in f32
 // (LayerNorm two-pass: mean, then centred variance) and writes y in the activation dtype.
@@ -14,9 +16,9 @@
 // shape). Thread t of a block of row_threads(units) threads owns units t, t + threads, ... in
 // both kernels, as the loop kernels below do, so the per-row sums (and thus y, dx, rstd) are
 // bit-identical to theirs.
-// Fallback (longer rows, or a backward kernel that cannot launch with that many threads): the
-// loop kernels, one block per row for y and dx, dgamma/dbeta through the deterministic column
-// sum of common.cuh, launched before dx so that dx may alias dy.
+// Fallback (longer rows; LayerNorm's and f32's backward beyond 512 units of 8, whose registers
+// do not fit 1024 threads): the loop kernels, one block per row for y and dx, dgamma/dbeta through
+// the deterministic column sum of common.cuh, launched before dx so that dx may alias dy.
 //   x, y, dy, dx: [rows, cols] in T;  gamma, beta: [cols] in W;  rstd, mean: [rows] f32.
 #include <algorithm>
 #include <atomic>
@@ -228,9 +230,10 @@ __device__ __forceinline__ void store_unit(T* p, const float (&f)[V]) {
 
 // One block per row. Every load of the row is issued before the first reduction.
 template <class T, class W, bool kLayer, int V, int K>
-__global__ void norm_fwd_reg_kernel(const T* x, const T* res, T* res_out, const W* gamma,
-                                    const W* beta, T* y, float* rstd_out, float* mean_out,
-                                    int64_t cols, float eps, bool zero_centered) {
+__global__ void __launch_bounds__(1024)
+    norm_fwd_reg_kernel(const T* x, const T* res, T* res_out, const W* gamma, const W* beta, T* y,
+                        float* rstd_out, float* mean_out, int64_t cols, float eps,
+                        bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, base = row * cols;
   const int units = static_cast<int>(cols / V);
@@ -341,11 +344,14 @@ __device__ __forceinline__ void load_bwd_row(BwdRow<T, V, K>& b, const T* dy, co
   b.mean = kLayer ? mean[r] : 0.0f;
 }
 
+// Where it fits in 64 registers without spilling (RMSNorm of 16-bit vectors, every element
+// path) the kernel is held to them, so that blocks of 1024 threads launch and 256-thread blocks
+// fit four to an SM; the others launch with up to 512 threads a block.
 template <class T, class W, bool kLayer, int V, int K>
-__global__ void norm_bwd_reg_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
-                                    const float* mean, const T* dres, T* dx, float* dg_part,
-                                    float* db_part, int64_t rows, int64_t cols,
-                                    int64_t rows_per_block, bool zero_centered) {
+__global__ void __launch_bounds__(V == 1 || (!kLayer && sizeof(T) == 2) ? 1024 : 512)
+    norm_bwd_reg_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
+                        const float* mean, const T* dres, T* dx, float* dg_part, float* db_part,
+                        int64_t rows, int64_t cols, int64_t rows_per_block, bool zero_centered) {
   __shared__ float scratch[64];
   const int units = static_cast<int>(cols / V);
   const int64_t r0 = blockIdx.x * rows_per_block;
@@ -526,11 +532,13 @@ bool fwd_reg_any(const NormFwdParams& p, int threads, cudaStream_t s) {
   switch (ceil_div(p.cols / V, threads)) {
     case 1:
       return fwd_reg<T, W, kLayer, V, 1>(p, threads, s);
-    case 2:
-      return fwd_reg<T, W, kLayer, V, 2>(p, threads, s);
+    case 2:  // (LayerNorm's 2048 units of 8 would spill in 1024 threads' registers)
+      if constexpr (V == 1 || !kLayer) return fwd_reg<T, W, kLayer, V, 2>(p, threads, s);
+      break;
     case 3:
-    case 4:
-      return fwd_reg<T, W, kLayer, V, 4>(p, threads, s);
+    case 4:  // (only elements: 4096 units of 8 would not fit 1024 threads' registers)
+      if constexpr (V == 1) return fwd_reg<T, W, kLayer, V, 4>(p, threads, s);
+      break;
   }
   return false;
 }
@@ -572,8 +580,9 @@ bool bwd_reg_any(const NormBwdParams& p, int threads, cudaStream_t s) {
   switch (ceil_div(p.cols / V, threads)) {
     case 1:
       return bwd_reg<T, W, kLayer, V, 1>(p, threads, s);
-    case 2:
-      return bwd_reg<T, W, kLayer, V, 2>(p, threads, s);
+    case 2:  // 2048 units of 8 need more registers than 1024 threads have
+      if constexpr (V == 1) return bwd_reg<T, W, kLayer, V, 2>(p, threads, s);
+      break;
   }
   return false;
 }

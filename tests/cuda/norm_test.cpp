@@ -139,7 +139,7 @@ INSTANTIATE_TEST_SUITE_P(
                       // 1024 and 2048 units a row (two a thread): forward in registers, backward
                       // in registers or, if its block does not fit, the loop kernels
                       NormCase{3, 8192, false, false, B, F}, NormCase{9, 16384, false, false, B, B},
-                      NormCase{5, 16384, true, false, F, F},
+                      NormCase{5, 16384, true, false, F, F}, NormCase{3, 8192, true, false, B, B},
                       // Longer rows than the register kernels take: the loop kernels
                       NormCase{7, 4099, true, false, F, F}, NormCase{4, 65544, false, false, B, B}),
     norm_name);

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -133,7 +134,12 @@ TEST(CudaBench, DISABLED_Fp8CastTimings) {
     p.scale_inv = static_cast<float*>(si.raw());
     p.device = gpu();
     const double bytes = T * F * (2.0 + 4.0 + 4.0);
-    report("dswiglu+cast [8192,8192]->q+qt", per_call_ms([&] { fp8_act_bwd_quantize(p); }), bytes);
+    setenv("GRAFT_FP8_FUSED_ACT_BWD", "1", 1);
+    report("dswiglu+cast fused [8192,8192]->q+qt", per_call_ms([&] { fp8_act_bwd_quantize(p); }),
+           bytes);
+    unsetenv("GRAFT_FP8_FUSED_ACT_BWD");
+    report("dswiglu+cast default [8192,8192]->q+qt", per_call_ms([&] { fp8_act_bwd_quantize(p); }),
+           bytes);
     ActBwdParams b;
     b.dy = da.raw(), b.x = h.raw(), b.dx = dh.raw(), b.rows = T, b.cols = F;
     b.act = Activation::kSwiglu, b.dtype = DType::kBF16, b.device = gpu();

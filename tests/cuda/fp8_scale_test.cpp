@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/fp8.h"
@@ -189,17 +191,22 @@ void act_bwd_quantize_both(int64_t rows, int64_t cols, Activation act, DType dty
   EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], si);
 }
 
+// Both paths: the fused kernel (GRAFT_FP8_FUSED_ACT_BWD=1) and the default activation_bwd + cast.
 TEST(CudaFp8ActBwdQuantize, MatchesTheCpuReference) {
   GRAFT_REQUIRE_CUDA();
-  for (Activation a : {Activation::kSwiglu, Activation::kGeglu, Activation::kReglu,
-                       Activation::kGeluTanh, Activation::kGelu, Activation::kSquaredRelu}) {
-    act_bwd_quantize_both(136, 200, a, DType::kBF16);  // fused, partial tiles; gated: a tile
-                                                       // across the gate / up boundary
-    act_bwd_quantize_both(64, 256, a, DType::kF32);    // fused
-    act_bwd_quantize_both(72, 1032, a, DType::kF16);   // fused, many column tiles
-    act_bwd_quantize_both(29, 52, a, DType::kF32);     // activation_bwd + cast
-    act_bwd_quantize_both(16, 12, a, DType::kF32);     // cols % 8 != 0: activation_bwd + cast
-  }
+  for (const char* fused : {"1", "0"})
+    for (Activation a : {Activation::kSwiglu, Activation::kGeglu, Activation::kReglu,
+                         Activation::kGeluTanh, Activation::kGelu, Activation::kSquaredRelu}) {
+      setenv("GRAFT_FP8_FUSED_ACT_BWD", fused, 1);
+      SCOPED_TRACE(std::string("GRAFT_FP8_FUSED_ACT_BWD=") + fused);
+      act_bwd_quantize_both(136, 200, a, DType::kBF16);  // fused, partial tiles; gated: a tile
+                                                         // across the gate / up boundary
+      act_bwd_quantize_both(64, 256, a, DType::kF32);    // fused
+      act_bwd_quantize_both(72, 1032, a, DType::kF16);   // fused, many column tiles
+      act_bwd_quantize_both(29, 52, a, DType::kF32);     // activation_bwd + cast
+      act_bwd_quantize_both(16, 12, a, DType::kF32);     // cols % 8 != 0: activation_bwd + cast
+    }
+  unsetenv("GRAFT_FP8_FUSED_ACT_BWD");
 }
 
 TEST(CudaFp8ActQuantize, MatchesTheCpuReference) {

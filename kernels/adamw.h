@@ -12,11 +12,16 @@
 // host would, norm = sqrt(*norm_sq) and multiplies grad_scale by (float)(max_norm / norm) when
 // max_norm > 0 and norm > max_norm. When the norm or *loss (optional) is not finite the update
 // is skipped: nothing is written (the caller learns it from the same scalars afterwards).
+// Per-step scalars from memory (CUDA graphs): with `step_scalars` set, the update reads lr,
+// lr / (1 - beta1^t) and sqrt(1 - beta2^t) from that [3] f32 buffer on the params' device when it
+// runs (adamw_step_scalars writes them, the same bits the host path computes), instead of taking
+// lr and step as launch arguments, so a captured graph replays with each step's values.
 // Global norm: out = sqrt(sum over tensors and elements of g²) (or the sum of squares itself when
 // `squared`, e.g. to all-reduce across ranks before the square root); written (=), f32, on device.
 // f32 params/grads/moments; the CPU path accumulates the norm in f64.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -36,7 +41,20 @@ struct AdamWHyper {
   const float* norm_sq = nullptr;  // optional [1], on the params' device: clip + skip on device
   double max_norm = 0.0;           // with norm_sq: clip to this global norm (<= 0: no clipping)
   const float* loss = nullptr;     // optional [1], with norm_sq: non-finite skips the update
+  const float* step_scalars = nullptr;  // optional [3] AdamWStepScalars, read instead of lr, step
 };
+
+// The values of one step that a replayed graph cannot take as launch arguments; the bias
+// corrections in f64 as torch computes them on the host, each rounded once to f32.
+struct AdamWStepScalars {
+  float lr, step_size, bc2_sqrt;  // lr, lr / (1 - beta1^t), sqrt(1 - beta2^t)
+};
+inline AdamWStepScalars adamw_step_scalars(float lr, float beta1, float beta2, int64_t step) {
+  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+  return {lr, static_cast<float>(lr / bc1), static_cast<float>(std::sqrt(bc2))};
+}
+static_assert(sizeof(AdamWStepScalars) == 3 * sizeof(float), "read as float[3] by the kernels");
 
 struct AdamWParams {
   float* param = nullptr;       // [n] f32 master weights

@@ -9,7 +9,9 @@
 // targets over the WHOLE batch, so a batch processed in row chunks (one call per chunk, forward
 // with accumulate = true after the first) gives the same loss and gradients as one call;
 // num_valid < 0 means "count the non-ignored targets of this call". With d == 0 (every target
-// ignored) the loss and the gradients are 0, not NaN.
+// ignored) the loss and the gradients are 0, not NaN. `num_valid_at` (optional, one i64 on the
+// logits' device) holds num_valid instead, read when the kernel runs: a replayed CUDA graph takes
+// each step's target count from there (the same d, bit for bit, as num_valid would give).
 // Accumulate rule: lse, row_loss, dlogits are written (=); *loss is written or accumulated.
 // dlogits may alias logits (in place). A target outside [0, vocab) that is not ignore_index is
 // an InputError naming the row and the value. The CPU path requires f32 logits and sums the
@@ -35,9 +37,10 @@ struct XentFwdParams {
   int64_t n = 0, vocab = 0, ld = 0;
   int64_t ignore_index = -100;
   Reduction reduction = Reduction::kMean;
-  int64_t num_valid = -1;     // divisor for kMean; < 0 = count in this call
-  bool accumulate = false;    // *loss += instead of =
-  DType dtype = DType::kF32;  // logits
+  int64_t num_valid = -1;                 // divisor for kMean; < 0 = count in this call
+  const int64_t* num_valid_at = nullptr;  // optional [1]: num_valid read from device memory
+  bool accumulate = false;                // *loss += instead of =
+  DType dtype = DType::kF32;              // logits
   Device device;
   void* stream = nullptr;
 };
@@ -51,8 +54,9 @@ struct XentBwdParams {
   int64_t ignore_index = -100;
   Reduction reduction = Reduction::kMean;
   int64_t num_valid = -1;
-  float grad_scale = 1.0f;    // d(total loss)/d(loss), e.g. 1 / grad_accum_steps
-  DType dtype = DType::kF32;  // logits, dlogits
+  const int64_t* num_valid_at = nullptr;  // optional [1]: num_valid read from device memory
+  float grad_scale = 1.0f;                // d(total loss)/d(loss), e.g. 1 / grad_accum_steps
+  DType dtype = DType::kF32;              // logits, dlogits
   Device device;
   void* stream = nullptr;
 };

@@ -79,9 +79,10 @@ struct Copy2dParams {
 
 struct SumRowsParams {
   const void* x = nullptr;  // [rows, cols], row stride ld
-  float* out = nullptr;     // [cols] f32 (+=)
+  float* out = nullptr;     // [cols] f32: += (accumulate), or = (its old contents never read)
   int64_t rows = 0, cols = 0;
   int64_t ld = 0;  // 0 = cols
+  bool accumulate = true;
   DType dtype = DType::kF32;
   Device device;
   void* stream = nullptr;

@@ -27,6 +27,14 @@
 // writing a in high precision. a is evaluated in f32 and cast from f32 (the unfused GPU path rounds
 // it to the activations' dtype first). The CPU reference is activation_fwd (f32) + fp8_quantize.
 //
+// Activation backward fused with the cast (LayerNormMLP's fc1 grad-output cast under delayed
+// scaling): dh = the activation's backward as kernels/activation.h defines it (da the gradient of
+// a = act(h); gated: dh = [dgate | dup], [rows, 2 cols]), then quantised like fp8_quantize (q
+// [rows, hcols], qt [hcols, rows], amax of dh, scale_inv; hcols = 2 cols gated, else cols),
+// without writing dh in high precision. dh is evaluated in f32 and cast from f32 (the unfused GPU
+// path rounds it to the gradients' dtype first). The CPU reference is activation_bwd (f32) +
+// fp8_quantize.
+//
 // Scale update for n tensors at once (TE's delayed_scaling.cu kernel_bulk and current scaling's
 // compute_scale_from_amax), one column i per tensor:
 //   delayed: history [len, n] holds in row 0 the amax this step's casts recorded (the staging
@@ -115,6 +123,22 @@ struct Fp8ActQuantizeParams {
   void* stream = nullptr;
 };
 
+struct Fp8ActBwdQuantizeParams {
+  const void* da = nullptr;  // [rows, cols] in dtype (f32 on the CPU): the gradient of act(h)
+  const void* h = nullptr;   // [rows, cols] or, gated, [rows, 2 cols] in dtype: act's input
+  DType dtype = DType::kF32;
+  Activation act = Activation::kSwiglu;
+  void* q = nullptr;   // [rows, hcols] fp8, optional
+  void* qt = nullptr;  // [hcols, rows] fp8, optional
+  DType fp8 = DType::kF8E5M2;
+  int64_t rows = 0, cols = 0;    // cols: of da (hcols = 2 cols when gated)
+  const float* scale = nullptr;  // [1]
+  float* amax = nullptr;         // [1] optional, accumulated with max
+  float* scale_inv = nullptr;    // [1] optional, written
+  Device device;
+  void* stream = nullptr;
+};
+
 // The cast that finishes a fused kernel's unfused fallback (act + cast, norm + cast): the FP8
 // outputs, scale, amax, device and stream of `p` (any params with those fields), reading x.
 template <class P>
@@ -156,6 +180,7 @@ void amax_reduce(const AmaxParams& p);
 void fp8_gemm(const Fp8GemmParams& p);
 void fp8_scale_update(const Fp8ScaleUpdateParams& p);
 void fp8_act_quantize(const Fp8ActQuantizeParams& p);
+void fp8_act_bwd_quantize(const Fp8ActBwdQuantizeParams& p);
 }  // namespace cpu
 
 inline void fp8_quantize(const Fp8QuantizeParams& p) { GRAFT_DISPATCH(fp8_quantize, p); }
@@ -168,5 +193,8 @@ inline void fp8_gemm(const Fp8GemmParams& p) {
 }
 inline void fp8_act_quantize(const Fp8ActQuantizeParams& p) { GRAFT_DISPATCH(fp8_act_quantize, p); }
 inline void fp8_scale_update(const Fp8ScaleUpdateParams& p) { GRAFT_DISPATCH(fp8_scale_update, p); }
+inline void fp8_act_bwd_quantize(const Fp8ActBwdQuantizeParams& p) {
+  GRAFT_DISPATCH(fp8_act_bwd_quantize, p);
+}
 
 }  // namespace graft

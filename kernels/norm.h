@@ -9,7 +9,8 @@
 //   RMSNorm:   dx = rstd * (dx̂ - x̂ * mean_j(dx̂ * x̂))
 //   LayerNorm: dx = rstd * (dx̂ - mean_j(dx̂) - x̂ * mean_j(dx̂ * x̂))
 //   dgamma += sum_rows(dy * x̂), dbeta += sum_rows(dy).
-// Accumulate rule: y and dx are written (=); dgamma and dbeta accumulate (+=), always in f32.
+// Accumulate rule: y and dx are written (=); dgamma and dbeta accumulate (+=), always in f32, or
+// are written (=, their old contents never read) when !accumulate (a step's first contribution).
 // Rows are contiguous (row stride = cols). x/y/dy/dx share `dtype`; gamma/beta have `weight_dtype`.
 // The CPU path requires f32 and accumulates in f64.
 //
@@ -60,6 +61,7 @@ struct NormBwdParams {
   const void* dresidual = nullptr;  // [rows, cols], optional: added into dx; may alias dx or dy
   float* dgamma = nullptr;          // [cols] (+=), optional
   float* dbeta = nullptr;           // [cols] (+=), LayerNorm only, optional
+  bool accumulate = true;           // dgamma, dbeta: += (true) or = (false)
   int64_t rows = 0, cols = 0;
   bool zero_centered_gamma = false;
   DType dtype = DType::kF32;         // dy, x, dx

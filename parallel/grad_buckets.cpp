@@ -1,6 +1,9 @@
 #include "parallel/grad_buckets.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <limits>
+#include <string>
 
 #include "kernels/elementwise.h"
 
@@ -49,6 +52,16 @@ void sum_replica_grads(Parameter& p, ProcessGroup& tp) {
   if (g.raw() != p.grad.raw()) p.grad.copy_from(g);
 }
 
+GradZeroing grad_zeroing_from_env() {
+  const char* e = std::getenv("GRAFT_GRAD_ZEROING");
+  const std::string v = e ? e : "";
+  if (v.empty() || v == "lazy") return GradZeroing::kLazy;
+  if (v == "eager") return GradZeroing::kEager;
+  if (v == "poison") return GradZeroing::kPoison;
+  throw InputError(
+      str("environment: GRAFT_GRAD_ZEROING = '", v, "' (expected lazy, eager or poison)"));
+}
+
 Tensor ParamPiece::value() const { return param->value.view({-1}).slice(0, offset, numel); }
 Tensor ParamPiece::grad() const { return param->grad.view({-1}).slice(0, offset, numel); }
 
@@ -72,6 +85,7 @@ GradBuckets::GradBuckets(std::vector<std::pair<std::string, Parameter*>> params,
                          std::shared_ptr<ProcessGroup> group, GradBucketOptions options)
     : group_(std::move(group)), options_(options) {
   GRAFT_CHECK(group_ != nullptr, "gradient buckets need a process group");
+  zeroing_ = options_.zeroing ? *options_.zeroing : grad_zeroing_from_env();
   const int64_t cap = std::max<int64_t>(
       kAlign, static_cast<int64_t>(options_.bucket_mb * 1024.0 * 1024.0 / sizeof(float)));
   const int64_t world = group_->size();
@@ -127,7 +141,19 @@ GradBuckets::GradBuckets(std::vector<std::pair<std::string, Parameter*>> params,
 GradBuckets::~GradBuckets() = default;
 
 void GradBuckets::zero_grad() {
-  for (auto& b : buckets_) b->grads.zero_();
+  for (auto& b : buckets_) {
+    if (zeroing_ == GradZeroing::kEager) {
+      b->grads.zero_();
+    } else if (zeroing_ == GradZeroing::kPoison) {
+      FillParams f;
+      f.x = b->grads.raw();
+      f.value = std::numeric_limits<float>::quiet_NaN();
+      f.n = b->grads.numel();
+      f.device = b->grads.device();
+      if (f.n > 0) fill(f);
+    }
+    for (auto& e : b->entries) e.param->grad_stale = zeroing_ != GradZeroing::kEager;
+  }
 }
 
 void GradBuckets::mark_ready(const Parameter* p) {
@@ -142,6 +168,7 @@ void GradBuckets::mark_ready(const Parameter* p) {
 
 void GradBuckets::launch(Bucket& b) {
   b.launched = true;
+  for (auto& e : b.entries) settle_grad(*e.param);  // no gradient this step: zero
   if (options_.tp && options_.tp->size() > 1)
     for (auto& e : b.entries)
       if (e.param->spec.sums_over(LayoutGroup::kTP)) sum_replica_grads(*e.param, *options_.tp);

@@ -19,6 +19,13 @@
 //   zero = 1: reduce_scatter; rank r holds the averaged gradients of its shard
 //             [r * n / size, (r + 1) * n / size) of each bucket (n = padded bucket size). The rest
 //             of its gradient buffer keeps this rank's local sums and must not be read.
+// Zeroing (GradZeroing). zero_grad marks every gradient stale (lazy, the default) instead of
+// filling the buckets with zeros: the step's first contribution to each gradient overwrites it
+// (framework/core/parameter.h), and launch() zeroes the gradients still stale before anything
+// reads them. kEager fills the buckets with zeros as before (and leaves nothing stale); kPoison
+// (debug) fills them with NaN and marks them stale, so a write site that accumulates into a stale
+// gradient turns the step's results into NaN. The environment variable GRAFT_GRAD_ZEROING
+// (lazy | eager | poison) picks the mode where GradBucketOptions leaves it unset.
 // Sharded optimizer. owned_pieces() lists what this rank's optimizer updates: whole parameters
 // (zero = 0) or the intersections of the parameters with this rank's shards (zero = 1). After
 // the optimizer wrote the new values of its pieces into the value buffers, gather_params()
@@ -27,6 +34,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -48,12 +56,17 @@ struct ParamPiece {
   Tensor grad() const;   // [numel] view of param->grad
 };
 
+enum class GradZeroing { kLazy, kEager, kPoison };
+// GRAFT_GRAD_ZEROING, or kLazy when unset; any other value is an InputError.
+GradZeroing grad_zeroing_from_env();
+
 struct GradBucketOptions {
   double bucket_mb = 25.0;
   bool zero = false;
   // The tensor-parallel group: parameters whose spec sums their gradient over kTP
   // (ShardSpec::grad_sum_over) are summed over it before the reduction (null: none).
   std::shared_ptr<ProcessGroup> tp = nullptr;
+  std::optional<GradZeroing> zeroing;  // unset: grad_zeroing_from_env()
 };
 
 // Sums p.grad over the tp ranks that hold replicas of p (collective over `tp`): a parameter whole
@@ -70,7 +83,8 @@ class GradBuckets {
               std::shared_ptr<ProcessGroup> group, GradBucketOptions options);
   ~GradBuckets();
 
-  void zero_grad();  // one fill per bucket
+  void zero_grad();  // marks every gradient stale (kEager: one fill per bucket)
+  GradZeroing zeroing() const { return zeroing_; }
   // Whether the coming backward is the last micro-batch of a step (it launches reductions).
   void set_sync(bool sync) { sync_ = sync; }
   void mark_ready(const Parameter* p);
@@ -92,6 +106,7 @@ class GradBuckets {
 
   std::shared_ptr<ProcessGroup> group_;
   GradBucketOptions options_;
+  GradZeroing zeroing_ = GradZeroing::kLazy;
   bool sync_ = true;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::unordered_map<const Parameter*, size_t> bucket_of_;

@@ -96,4 +96,29 @@ std::string logical_param_name(const std::string& name, const ShardSpec& spec) {
   return (dot == std::string::npos ? "" : name.substr(0, dot + 1)) + spec.part_of;
 }
 
+float grad_beta(Parameter& p) {
+  if (!p.grad.defined()) {
+    p.grad = Tensor::empty(p.value.shape(), DType::kF32, p.value.device());
+    p.grad_stale = false;
+    return 0.0f;
+  }
+  const bool stale = p.grad_stale;
+  p.grad_stale = false;
+  return stale ? 0.0f : 1.0f;
+}
+
+Tensor& grad_to_accumulate(Parameter& p) {
+  if (!p.grad.defined()) {
+    p.grad = Tensor::zeros(p.value.shape(), DType::kF32, p.value.device());
+  } else if (p.grad_stale) {
+    p.grad.zero_();
+  }
+  p.grad_stale = false;
+  return p.grad;
+}
+
+void settle_grad(Parameter& p) {
+  if (p.grad_stale) grad_to_accumulate(p);
+}
+
 }  // namespace graft

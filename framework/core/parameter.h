@@ -110,6 +110,28 @@ struct Parameter {
   // low precision (precision.fp8.fp8_weights: an FP8 GEMM weight keeps no bf16 copy; its FP8
   // copies are cast from this value once per optimizer step). Its master is always checkpointed.
   bool f32_master = false;
+  // The gradient holds nothing of this step yet (see "Lazy zeroing" below).
+  bool grad_stale = false;
 };
+
+// Lazy zeroing. GradBuckets::zero_grad does not clear the gradients: it marks them stale (their
+// contents are last step's, or NaN in the poisoning debug mode), and the step's first contribution
+// to a gradient overwrites it instead of adding to it. Every write into a gradient goes through
+// one of the first two, every read after the backward through the third:
+//   grad_beta(p)           for a kernel that can overwrite (GEMM beta, the column sums of norm and
+//                          bias gradients): 0 when the gradient is stale or missing (allocated
+//                          uninitialised) and the flag is cleared, so the caller must then write
+//                          every element; else 1 (accumulate).
+//   grad_to_accumulate(p)  for an accumulate-only kernel (the embedding's scatter-add): a stale
+//                          gradient is zeroed first (a memset of this one tensor), a missing one
+//                          allocated as zeros.
+//   settle_grad(p)         zeroes a gradient that is still stale (a parameter that received no
+//                          gradient this step must read as zero).
+// Later micro-batches of a step (grad_accum > 1) find the flag cleared and accumulate.
+float grad_beta(Parameter& p);
+Tensor& grad_to_accumulate(Parameter& p);
+void settle_grad(Parameter& p);
+// Whether the next write into p's gradient would overwrite it (stale or missing).
+inline bool grad_overwrites(const Parameter& p) { return p.grad_stale || !p.grad.defined(); }
 
 }  // namespace graft

@@ -271,11 +271,17 @@ double CausalLM::forward_backward(const LmInputs& li, bool backward, double grad
   return cp.all_reduce_scalar(part, ReduceOp::kSum);
 }
 
-double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double grad_scale,
+double CausalLM::forward_backward_rows(const LmInputs& li_in, bool backward, double grad_scale,
                                        bool context_parallel, Tensor* loss_sum) {
   Saved save;
-  save.ids = on_device_i64(li.input_ids, device(), "forward_backward: input_ids");
+  save.ids = on_device_i64(li_in.input_ids, device(), "forward_backward: input_ids");
   const int64_t B = save.ids.size(0), S = save.ids.size(1), V = config_.vocab_size;
+  LmInputs li = li_in;
+  if (!li.positions.defined()) {
+    Tensor& pos = default_positions_[{B, S}];
+    if (!pos.defined()) pos = arange_positions(B, S, 0, device());
+    li.positions = pos;
+  }
   GRAFT_INPUT_CHECK(li.targets.defined() && li.targets.shape() == save.ids.shape() &&
                         li.targets.dtype() == DType::kI64,
                     "forward_backward: targets ", li.targets.defined() ? li.targets.str() : "none",
@@ -289,6 +295,8 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
   Tensor tgt = on_device_i64(li.targets, device(), "forward_backward: targets");
   if (tp_->size() > 1) {
     GRAFT_CHECK(!loss_sum, "forward_backward: loss_sum (the device-side loss) needs tp = 1");
+    GRAFT_CHECK(!li.loss_divisor_at.defined(),
+                "forward_backward: loss_divisor_at (the device-side divisor) needs tp = 1");
     return vocab_parallel_loss(logits, tgt, li, save, in, backward, grad_scale);
   }
 
@@ -306,6 +314,12 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
   fp.n = B * S;
   fp.vocab = V;
   fp.num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
+  if (li.loss_divisor_at.defined()) {
+    GRAFT_CHECK(li.loss_divisor_at.dtype() == DType::kI64 && li.loss_divisor_at.numel() == 1 &&
+                    li.loss_divisor_at.device() == device(),
+                "forward_backward: loss_divisor_at must be one i64 on ", device().str());
+    fp.num_valid_at = static_cast<const int64_t*>(li.loss_divisor_at.raw());
+  }
   fp.accumulate = loss_sum != nullptr;
   fp.dtype = logits.dtype();
   fp.device = device();
@@ -323,6 +337,7 @@ double CausalLM::forward_backward_rows(const LmInputs& li, bool backward, double
   bp.n = B * S;
   bp.vocab = V;
   bp.num_valid = fp.num_valid;
+  bp.num_valid_at = fp.num_valid_at;
   bp.grad_scale = static_cast<float>(grad_scale);
   bp.dtype = logits.dtype();
   bp.device = device();
@@ -359,7 +374,7 @@ void CausalLM::backward_from_logits(Tensor& dlogits, Saved& save, const Attentio
     Tensor dx = layers::matmul_nn(dlogits, w.value);
     std::unique_ptr<Work> reduce;
     if (!sp_) reduce = copy_to_tp_backward_async(dx, *tp_);  // overlaps the wgrad GEMM
-    layers::matmul_tn_acc(dlogits, save.normed, layers::grad_of(w));
+    layers::weight_grad(dlogits, save.normed, w);  // tied: written here, the embedding adds
     if (reduce) reduce->wait();
     dnormed = sp_ ? gather_from_sp_backward(dx.view({B, S, config_.hidden_size}), *tp_) : dx;
   }

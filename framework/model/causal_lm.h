@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -168,6 +169,9 @@ class CausalLM : public Module {
   bool sp_ = false;   // sequence parallelism (parallel.sequence_parallel with tp > 1)
   VocabShard vocab_;  // this rank's rows of the (padded) vocabulary
   AttnReport attn_report_;
+  // 0 .. S-1 per row for each (batch, seq) that forward_backward saw without positions, uploaded
+  // once: a step runs no host->device copy of its own (a CUDA graph replays the same tensor).
+  std::map<std::pair<int64_t, int64_t>, Tensor> default_positions_;
 };
 
 // Gradient buckets over `model`'s parameters in backward order, reduced over `group`, with the

@@ -19,6 +19,9 @@ struct LmInputs {
   // > 0: the loss is the sum over this batch's targets divided by loss_divisor (e.g. the count of
   // a whole step's targets across micro-batches and ranks); 0: divided by this batch's count.
   int64_t loss_divisor = 0;
+  // Optional i64 [1] on the model's device holding loss_divisor instead, read when the loss
+  // kernels run (kernels/cross_entropy.h num_valid_at): a replayed CUDA graph's per-step count.
+  Tensor loss_divisor_at;
 };
 
 }  // namespace graft

@@ -9,7 +9,15 @@
 #include "layers/reference/common.h"
 
 namespace graft {
-namespace {}  // namespace
+namespace {
+
+template <class Slot>
+void check_settled(const Slot& s) {
+  GRAFT_CHECK(!s.param->grad_stale, "adamw: the gradient of ", s.name,
+              " is stale (lazy zeroing): GradBuckets::finish settles it before it is read");
+}
+
+}  // namespace
 
 // By shape first, then by the last name component: every matrix (>= 2-D) decays unless it is an
 // embedding, whatever the module is called (TE's "layernorm_qkv.weight" and
@@ -111,6 +119,7 @@ void AdamW::grad_norm_sq_into(float* out) const {
   // Under tp each piece counts once: replicas (a KV head on several ranks) only on the primary.
   const bool tp = tp_group_ && tp_group_->size() > 1;
   for (const auto& s : slots_) {
+    check_settled(s);
     if (tp && !s.param->spec.is_primary(tp_group_->rank())) continue;
     g.grads.push_back(static_cast<const float*>(s.piece.grad().raw()));
     g.sizes.push_back(s.piece.numel);
@@ -149,6 +158,10 @@ void AdamW::grad_norm_sq_on_device(Tensor& out) const {
 
 AdamWMultiParams AdamW::update_params(double lr, double grad_scale) {
   ++steps_;
+  return params_for(lr, grad_scale);
+}
+
+AdamWMultiParams AdamW::params_for(double lr, double grad_scale) {
   AdamWMultiParams p;
   p.device = slots_.front().param->value.device();
   p.hyper.lr = static_cast<float>(lr);
@@ -159,6 +172,7 @@ AdamWMultiParams AdamW::update_params(double lr, double grad_scale) {
   p.hyper.grad_scale = static_cast<float>(grad_scale);
   const bool copy_back = !emulate_bf16_;
   for (auto& s : slots_) {
+    check_settled(s);
     AdamWTensor t;
     t.param = static_cast<float*>(s.master.raw());
     t.grad = static_cast<const float*>(s.piece.grad().raw());
@@ -192,6 +206,32 @@ void AdamW::step_on_device(double lr, double max_norm, const float* norm_sq, con
     return;
   }
   AdamWMultiParams p = update_params(lr, 1.0);
+  p.hyper.norm_sq = norm_sq;
+  p.hyper.max_norm = max_norm;
+  p.hyper.loss = loss;
+  adamw_multi_step(p);
+}
+
+void AdamW::stage_step(double lr) {
+  GRAFT_CHECK(!emulate_bf16_, "AdamW::stage_step: not with emulated bf16 (the CPU path)");
+  ++steps_;
+  if (slots_.empty()) return;
+  const AdamWStepScalars sc =
+      adamw_step_scalars(static_cast<float>(lr), static_cast<float>(config_.beta1),
+                         static_cast<float>(config_.beta2), steps_);
+  const Device dev = slots_.front().param->value.device();
+  if (!staged_.defined()) staged_ = Tensor::empty({3}, DType::kF32, dev);
+  staged_.copy_from(Tensor::from_vector(std::vector<float>{sc.lr, sc.step_size, sc.bc2_sqrt}, {3}));
+}
+
+void AdamW::step_staged(double max_norm, const float* norm_sq, const float* loss) {
+  GRAFT_CHECK(norm_sq, "AdamW::step_staged: null norm_sq");
+  if (slots_.empty()) return;
+  GRAFT_CHECK(staged_.defined() && steps_ >= 1,
+              "AdamW::step_staged: no step staged (call stage_step first)");
+  // lr here only fills the launch arguments; the kernel reads the staged values.
+  AdamWMultiParams p = params_for(config_.lr, 1.0);
+  p.hyper.step_scalars = static_cast<const float*>(staged_.raw());
   p.hyper.norm_sq = norm_sq;
   p.hyper.max_norm = max_norm;
   p.hyper.loss = loss;

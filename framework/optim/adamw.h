@@ -69,6 +69,13 @@ class AdamW {
   // decided by the kernel from those device scalars (kernels/adamw.h). The step is counted; a
   // caller that reads the scalars afterwards and finds it skipped calls set_steps_taken(n - 1).
   void step_on_device(double lr, double max_norm, const float* norm_sq, const float* loss);
+  // The same split for a CUDA graph, whose replays cannot take a new lr or step count as launch
+  // arguments: stage_step counts the step and queues this step's lr and bias corrections into a
+  // small device buffer (kernels/adamw.h AdamWStepScalars; a host->device copy, so never while a
+  // graph is being captured); step_staged launches the update reading them there (what a graph
+  // captures). The same bits as step_on_device with the same lr and count.
+  void stage_step(double lr);
+  void step_staged(double max_norm, const float* norm_sq, const float* loss);
   // Writes the forward weights from the master weights (rounded to bf16 values when emulating,
   // converted when the parameters are low precision); a no-op when they are the same tensor.
   void sync_weights();
@@ -110,6 +117,7 @@ class AdamW {
   void add_slot(const ParamPiece& piece);
   void grad_norm_sq_into(float* out) const;
   AdamWMultiParams update_params(double lr, double grad_scale);  // counts the step
+  AdamWMultiParams params_for(double lr, double grad_scale);     // for step steps_
   OptimConfig config_;
   bool emulate_bf16_ = false;
   ProcessGroup* tp_group_ = nullptr;
@@ -117,6 +125,7 @@ class AdamW {
   std::vector<ParamPiece> pieces_;
   int64_t steps_ = 0;
   std::vector<Slot> slots_;
+  Tensor staged_;  // f32 [3] on the device: stage_step's AdamWStepScalars
 };
 
 }  // namespace graft

@@ -38,6 +38,7 @@ YAML::Node recipe_identity(const YAML::Node& resolved, int64_t dp) {
   if (id["precision"]) id["precision"].remove("fp8");
   if (id["train"]) {
     id["train"].remove("stop_after");
+    id["train"].remove("cuda_graph");          // the same bits as the eager step
     id["train"].remove("sample_temperature");  // the end-of-run sample does not change training
     id["train"].remove("sample_top_p");
     if (id["train"]["batch_size"]) {

@@ -45,8 +45,10 @@ void Module::allocate_grads() {
 }
 
 void Module::zero_grad() {
-  for (auto& [n, p] : named_parameters())
+  for (auto& [n, p] : named_parameters()) {
     if (p->grad.defined()) p->grad.zero_();
+    p->grad_stale = false;
+  }
 }
 
 }  // namespace graft

@@ -51,7 +51,7 @@ class Module {
   // in registration order (deterministic).
   std::vector<std::pair<std::string, Parameter*>> named_parameters(const std::string& prefix = "");
   void allocate_grads();  // zero-filled f32 grads where missing
-  void zero_grad();
+  void zero_grad();       // eager: fills every gradient with zeros (GradBuckets zeroes lazily)
 
  private:
   std::string type_;

@@ -8,6 +8,7 @@
 
 #include "framework/core/device_timer.h"
 #include "framework/optim/adamw.h"
+#include "framework/train/cuda_graph_step.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/gemm.h"
 #include "kernels/profile.h"
@@ -117,6 +118,9 @@ nlohmann::json BenchResult::to_json() const {
           {"fp8_breakdown_ms",
            fp8_breakdown_ms.empty() ? nlohmann::json(nullptr) : nlohmann::json(fp8_breakdown_ms)},
           {"attention", attention},
+          {"cuda_graph", cuda_graph},
+          {"cuda_graph_reason",
+           cuda_graph_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(cuda_graph_reason)},
           {"params", params},
           {"num_layers", num_layers},
           {"batch", batch},
@@ -144,7 +148,12 @@ nlohmann::json BenchResult::to_json() const {
                                        {"tokens_per_s", std::round(train_loop->tokens_per_s)},
                                        {"peak_mem_gib", r3(train_loop->peak_mem_gib)},
                                        {"last_loss", r3(train_loop->last_loss)},
-                                       {"attention", train_loop->attention}}
+                                       {"attention", train_loop->attention},
+                                       {"cuda_graph", train_loop->cuda_graph},
+                                       {"cuda_graph_reason",
+                                        train_loop->cuda_graph_reason.empty()
+                                            ? nlohmann::json(nullptr)
+                                            : nlohmann::json(train_loop->cuda_graph_reason)}}
                       : nlohmann::json(nullptr)}};
 }
 
@@ -233,7 +242,27 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   Tensor stats = Tensor::zeros({2}, DType::kF32, dev);  // loss, gradient norm²
   Tensor norm_slot = stats.slice(0, 1, 1);
   double host_loss = 0;
-  auto step = [&] {
+  // train.cuda_graph: the same device step with AdamW's lr and count staged in device memory,
+  // captured after two eager warm-up steps and replayed (cuda_graph_step.h).
+  std::unique_ptr<CudaGraphStep> graph;
+  if (r.train.cuda_graph) {
+    graph = std::make_unique<CudaGraphStep>(
+        dev, [&](const std::string& s) { say(s); },
+        cuda_graph_refusal(
+            {dev, groups->world->size(), ctx.fp8 && ctx.fp8->profile().enabled(), false}));
+    if (ctx.fp8) graph->set_on_discard([&] { ctx.fp8->advance_generation(); });
+  }
+  auto graph_body = [&] {
+    buckets->zero_grad();
+    stats.zero_();
+    model->forward_backward(batch, true, 1.0, &stats);
+    buckets->finish();
+    optim.grad_norm_sq_on_device(norm_slot);
+    optim.step_staged(r.optim.grad_clip, static_cast<const float*>(norm_slot.raw()),
+                      static_cast<const float*>(stats.raw()));
+    if (ctx.fp8) ctx.fp8->end_step(*groups->world);
+  };
+  auto eager_step = [&] {
     buckets->zero_grad();
     if (device_step) {
       stats.zero_();
@@ -252,6 +281,14 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
     }
     if (ctx.fp8) ctx.fp8->end_step(*groups->world);  // amax update; weights re-cast next step
   };
+  bool replayed = false;  // the last step was a graph replay
+  auto step = [&] {
+    replayed = false;
+    if (!graph || !device_step) return eager_step();
+    optim.stage_step(lr);
+    replayed = graph->run({}, graph_body);
+    if (replayed && ctx.fp8) ctx.fp8->advance_generation();  // end_step's host half
+  };
   auto step_loss = [&] {
     return device_step ? static_cast<double>(stats.to(Device::cpu()).to_f32_vector()[0])
                        : host_loss;
@@ -268,15 +305,29 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
     if (i == 0) res.first_loss = loss;
   }
   if (ctx.fp8) ctx.fp8->profile().reset();  // the breakdown covers the timed steps
-  model->reset_attention_report();          // what the timed steps ran, as the kernels report it
+  // What the timed steps ran, as the kernels report it (replays run no host code: the report of
+  // the warm-up steps, the captured one included, stands for them).
+  if (!graph || !graph->captured()) model->reset_attention_report();
   std::vector<double> ms;
+  bool all_replayed = true;
   for (int64_t i = 0; i < opt.steps; ++i) {
     ms.push_back(time_ms(dev, step));
+    all_replayed = all_replayed && replayed;
     loss = step_loss();
     if (opt.warmup == 0 && i == 0) res.first_loss = loss;
     say(str("step ", i + 1, ": ", ms.back(), " ms, loss ", loss));
   }
   res.last_loss = loss;
+  if (graph) {
+    res.cuda_graph = all_replayed && graph->captured();
+    res.cuda_graph_reason = graph->fallback_reason();
+    if (!res.cuda_graph && res.cuda_graph_reason.empty())
+      res.cuda_graph_reason = str("the timed steps did not all replay the graph (warm-up ",
+                                  opt.warmup, " < 3 eager steps before the capture?)");
+    say(res.cuda_graph
+            ? str("CUDA graph: ", graph->replays(), " replays of ", graph->num_nodes(), " nodes")
+            : str("CUDA graph: not used: ", res.cuda_graph_reason));
+  }
   if (ctx.fp8 && ctx.fp8->profile().enabled()) {
     res.fp8_breakdown_ms = ctx.fp8->profile().per_step_ms();
     say(str("FP8 regions per step (ms, GRAFT_FP8_PROFILE; events around each region): ",
@@ -286,7 +337,8 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   if (opt.profile && dev.is_cuda()) {
     kernels::KernelProfile prof;
     double total = 0;
-    for (int64_t i = 0; i < opt.steps; ++i) total += time_ms(dev, step);
+    // Eager steps: the per-family events cannot be attributed inside a replayed graph.
+    for (int64_t i = 0; i < opt.steps; ++i) total += time_ms(dev, eager_step);
     prof.collect();
     BenchProfile bp;
     const double n = static_cast<double>(opt.steps);

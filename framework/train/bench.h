@@ -66,13 +66,19 @@ struct TrainLoopResult {
   double tokens_per_s = 0;  // of the timed steps
   double peak_mem_gib = 0;  // allocator peak over the loop (GPU); 0 on the CPU
   double last_loss = 0;
-  std::string attention;  // what the last step's attention kernels ran
+  std::string attention;          // what the last step's attention kernels ran
+  bool cuda_graph = false;        // train.cuda_graph: the timed steps replayed a CUDA graph
+  std::string cuda_graph_reason;  // why not, when train.cuda_graph was asked for ("" otherwise)
 };
 
 struct BenchResult {
   std::string arch, layers, device, dtype, attention;
   std::string fp8 = "none";  // precision.fp8.recipe
   bool recompute = false;    // train.recompute: activation recompute per decoder layer
+  // train.cuda_graph: whether the timed steps were replays of one captured CUDA graph, and why
+  // not when it was asked for and the step ran eagerly ("" otherwise).
+  bool cuda_graph = false;
+  std::string cuda_graph_reason;
   // GRAFT_FP8_PROFILE=1: ms per timed step of each FP8 region (layers/te/fp8_profile.h).
   std::map<std::string, double> fp8_breakdown_ms;
   std::vector<std::string> layer_types;

@@ -49,6 +49,13 @@ TrainLoopResult run_train_loop_bench(const Recipe& recipe, const BenchOptions& o
   res.tokens_per_s = tokens * static_cast<double>(opt.steps) / dt;
   res.last_loss = tr.steps.back().loss;
   res.attention = tr.steps.back().attention;
+  if (r.train.cuda_graph) {
+    res.cuda_graph = tr.cuda_graph_reason.empty() && tr.cuda_graph_replays >= opt.steps;
+    res.cuda_graph_reason = tr.cuda_graph_reason;
+    if (!res.cuda_graph && res.cuda_graph_reason.empty())
+      res.cuda_graph_reason = str("only ", tr.cuda_graph_replays, " of the ", opt.steps,
+                                  " timed steps replayed the graph");
+  }
   if (r.device.is_cuda())
     res.peak_mem_gib = static_cast<double>(device_backend().peak_bytes(r.device)) / (1ULL << 30);
   return res;

@@ -29,6 +29,7 @@ TrainConfig parse_train_config(RecipeNode& n) {
   if (!(c.sample_top_p > 0 && c.sample_top_p <= 1))
     n.fail("sample_top_p", str("= ", c.sample_top_p, ", expected in (0, 1]"));
   c.recompute = n.get<bool>("recompute", c.recompute);
+  c.cuda_graph = n.get<bool>("cuda_graph", c.cuda_graph);
   n.finish();
   return c;
 }

@@ -13,6 +13,11 @@
 //     sample_temperature: 0.8  # 0 = greedy; otherwise sampled with the seed train.seed
 //     sample_top_p: 0.95       # nucleus mass, in (0, 1]
 //     recompute: false         # activation recompute per decoder layer (memory for time)
+//     cuda_graph: false        # one GPU: capture the steady-state step in a CUDA graph after
+//                              # 2 eager warm-up steps and replay it (cuda_graph_step.h); the
+//                              # same losses as the eager step. Ignored with one log line on the
+//                              # CPU; refused with one line (eager) with several ranks or FP8
+//                              # profiling. Not part of the config hash.
 //   checkpoint:
 //     dir: ""                  # "" = no checkpoints
 //     every: 0                 # steps between checkpoints (0 = only at the end)
@@ -49,6 +54,7 @@ struct TrainConfig {
   double sample_temperature = 0.8;  // sample_* are not part of the config hash
   double sample_top_p = 0.95;
   bool recompute = false;
+  bool cuda_graph = false;
 };
 
 struct CheckpointConfig {

@@ -9,6 +9,7 @@
 #include "framework/data/prepare.h"
 #include "framework/model/hf_export.h"
 #include "framework/model/hf_loader.h"
+#include "framework/train/cuda_graph_step.h"
 #include "framework/train/tensorboard.h"
 #include "layers/te/fp8_state.h"
 #include "parallel/launch.h"
@@ -125,8 +126,9 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   else
     model_->init_weights(static_cast<uint64_t>(r.train.seed));
   model_->set_activation_recompute(r.train.recompute);
-  buckets_ = attach_grad_buckets(*model_, groups_->dp_cp,
-                                 GradBucketOptions{r.parallel.bucket_mb, r.parallel.zero == 1});
+  GradBucketOptions bucket_options{r.parallel.bucket_mb, r.parallel.zero == 1};
+  bucket_options.zeroing = options_.grad_zeroing;
+  buckets_ = attach_grad_buckets(*model_, groups_->dp_cp, bucket_options);
   optim_ = std::make_unique<AdamW>(buckets_->owned_pieces(), r.optim, emulate_bf16,
                                    buckets_->sharded() ? groups_->dp_cp.get() : nullptr);
   optim_->set_tp_group(groups_->tp.get());
@@ -308,11 +310,32 @@ TrainResult Trainer::run() {
     stats = Tensor::zeros({2}, DType::kF32, model_->device());
     norm_slot = stats.slice(0, 1, 1);
   }
+  // train.cuda_graph: the device step captured once and replayed (cuda_graph_step.h).
+  const auto& fp8_state = model_->context().fp8;
+  std::unique_ptr<CudaGraphStep> graph;
+  std::vector<LmInputs> graph_in;  // fixed device buffers of the micro-batches a graph reads
+  Tensor graph_divisor;            // i64 [1] on the device: the step's counted targets
+  if (r.train.cuda_graph && state_.step < end) {
+    CudaGraphConditions gc;
+    gc.device = model_->device();
+    gc.world = groups_->world->size();
+    gc.fp8_profile = fp8_state && fp8_state->profile().enabled();
+    gc.fault_hook = static_cast<bool>(options_.after_backward);
+    std::string refused = cuda_graph_refusal(gc);
+    if (refused.empty() && !device_step)
+      refused = "the step is not the one-process device step (parallel.zero?)";
+    graph = std::make_unique<CudaGraphStep>(
+        model_->device(), [&log](const std::string& s) { log.message(s); }, refused);
+    if (fp8_state) graph->set_on_discard([&fp8_state] { fp8_state->advance_generation(); });
+  }
+  const bool graph_mode = graph && graph->fallback_reason().empty();
+  std::string graph_attention;  // what the captured step's attention ran (its host code ran once)
   for (int64_t step = state_.step; step < end; ++step) {
     const double t0 = now_s();
     Watchdog::instance().set_step(step + 1);
-    buckets_->zero_grad();
+    if (!graph_mode) buckets_->zero_grad();  // the graph's step zeroes the gradients itself
     model_->reset_attention_report();
+    bool replayed = false;  // a graph replay: no host code ran, the capture's report stands
     // The loss is the mean over every counted target of the step's micro-batches on all ranks
     // (document starts and SFT masks make the counts differ): each micro-batch contributes its
     // sum divided by that global count, and the gradients are scaled by the group size because
@@ -328,7 +351,58 @@ TrainResult Trainer::run() {
     const double lr = schedule_.lr_at(step);
     double loss = 0, norm = 0;
     bool skip = false;
-    if (device_step) {
+    if (graph_mode) {
+      // The device step below, with every per-step value in device memory: the micro-batches in
+      // fixed buffers, AdamW's lr and count staged; the FP8 scale update is part of the step.
+      // The step's target count (it changes whenever a window holds a document end) reaches the
+      // loss kernels through device memory too, so the graph's key is the shapes alone.
+      const int64_t divisor = std::max<int64_t>(1, static_cast<int64_t>(counted));
+      const std::vector<int64_t> key = {r.train.batch_size, r.data.seq_len, r.train.grad_accum};
+      if (!graph_divisor.defined())
+        graph_divisor = Tensor::empty({1}, DType::kI64, model_->device());
+      graph_divisor.copy_from(Tensor::from_vector(std::vector<int64_t>{divisor}, {1}));
+      for (int64_t a = 0; a < r.train.grad_accum; ++a) {
+        // Every tensor of the batch in a device buffer of its own, made at the first step
+        // (before any capture) and refilled each step: queued copies, no host wait.
+        auto fixed = [&](const Tensor& src, Tensor& dst) {
+          if (!src.defined()) return;
+          if (!dst.defined()) dst = Tensor::empty(src.shape(), src.dtype(), model_->device());
+          dst.copy_from(src);
+        };
+        if (graph_in.size() <= static_cast<size_t>(a)) graph_in.emplace_back();
+        fixed(micro[a].input_ids, graph_in[a].input_ids);
+        fixed(micro[a].targets, graph_in[a].targets);
+        fixed(micro[a].positions, graph_in[a].positions);
+        fixed(micro[a].segment_ids, graph_in[a].segment_ids);
+        fixed(micro[a].attention_mask, graph_in[a].attention_mask);
+        graph_in[a].num_targets = micro[a].num_targets;
+        graph_in[a].loss_divisor = divisor;
+        graph_in[a].loss_divisor_at = graph_divisor;
+      }
+      optim_->stage_step(lr);
+      auto body = [&] {
+        buckets_->zero_grad();
+        stats.zero_();
+        for (int64_t a = 0; a < r.train.grad_accum; ++a) {
+          buckets_->set_sync(a + 1 == r.train.grad_accum);
+          model_->forward_backward(graph_in[a], true, 1.0, &stats);
+        }
+        buckets_->finish();
+        optim_->grad_norm_sq_on_device(norm_slot);
+        optim_->step_staged(r.optim.grad_clip, static_cast<const float*>(norm_slot.raw()),
+                            static_cast<const float*>(stats.raw()));
+        if (fp8_state) fp8_state->end_step(*groups_->world);
+      };
+      replayed = graph->run(key, body);
+      if (replayed && fp8_state) fp8_state->advance_generation();
+      if (replayed && graph_attention.empty())
+        graph_attention = model_->attention_report().summary();
+      const std::vector<float> host = stats.to(Device::cpu()).to_f32_vector();
+      loss = host[0];
+      norm = std::sqrt(static_cast<double>(host[1]));
+      skip = !std::isfinite(loss) || !std::isfinite(norm);
+      if (skip) optim_->set_steps_taken(optim_->steps_taken() - 1);  // the kernel skipped it
+    } else if (device_step) {
       // No host round trip inside the step: the loss accumulates on the device, the norm stays
       // there, the AdamW kernel clips and skips from them; one read of both after the update.
       stats.zero_();
@@ -381,7 +455,7 @@ TrainResult Trainer::run() {
     }
     // FP8: the amaxes of this step reduced, histories rolled, scales updated; weight copies are
     // cast again at the next forward.
-    if (const auto& fp8 = model_->context().fp8) fp8->end_step(*groups_->world);
+    if (fp8_state && !graph_mode) fp8_state->end_step(*groups_->world);
     state_.step = step + 1;
     state_.optimizer_steps = optim_->steps_taken();
     state_.data_position = sampler_->position();
@@ -402,7 +476,7 @@ TrainResult Trainer::run() {
         sm.elapsed_s / static_cast<double>(step + 1 - first) * static_cast<double>(end - step - 1);
     sm.mfu = mfu_.mfu(sm.tokens_per_s);
     sm.peak_mem_gib = peak_mem_gib(model_->device());
-    sm.attention = model_->attention_report().summary();
+    sm.attention = replayed ? graph_attention : model_->attention_report().summary();
     const bool eval_now = evaluator_ && evaluator_->due(step + 1, end);
     if (eval_now) {
       sm.eval_loss = evaluator_->evaluate(*model_, *groups_->dp_cp);
@@ -418,6 +492,10 @@ TrainResult Trainer::run() {
       save(result);
   }
   log.finish();
+  if (graph) {
+    result.cuda_graph_replays = graph->replays();
+    result.cuda_graph_reason = graph->fallback_reason();
+  }
   result.wall_s = now_s() - t_start;
   if (!r.checkpoint.dir.empty() && (first < end || list_checkpoints(r.checkpoint.dir).empty())) {
     save(result);

@@ -31,6 +31,12 @@
 // data.seq_len must be a multiple of 2·cp); attention is a ring over cp; the gradients of the
 // (replicated) parameters are summed over dp × cp by the same buckets (group dp_cp).
 //
+// CUDA graph (train.cuda_graph, one process on a GPU): the same device step with AdamW's lr and
+// step count staged in device memory and each micro-batch copied into fixed device buffers; after
+// two eager steps it is captured once and replayed while its shapes (batch, seq_len, grad_accum)
+// stay the same; the step's counted-target total reaches the loss kernels through device memory
+// too (cuda_graph_step.h). Evaluation, logging and checkpoints run eagerly between replays.
+//
 // Resume: checkpoint.resume picks a checkpoint (auto = newest complete one in checkpoint.dir);
 // its config hash must equal this recipe's (else InputError naming the first differing key), and
 // model, optimizer state, step and data position are restored, so a resumed run continues
@@ -41,6 +47,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +71,9 @@ struct TrainOptions {
   bool live_line = false;  // progress mode auto resolves to this (a terminal)
   // Called after the backward pass of each step, before the norm: tests use it to inject faults.
   std::function<void(int64_t step, CausalLM& model)> after_backward;
+  // How each step's gradients are zeroed (unset: GRAFT_GRAD_ZEROING, else lazy); tests compare
+  // the lazy and poisoned modes with the eager fill.
+  std::optional<GradZeroing> grad_zeroing;
 };
 
 struct TrainResult {
@@ -74,6 +84,10 @@ struct TrainResult {
   double wall_s = 0;
   std::vector<std::pair<int64_t, double>> evals;  // (step, eval loss) of each evaluation
   std::string summary;                            // the closing paragraph (format_summary)
+  // train.cuda_graph: graph replays among the steps, and why steps ran eagerly for good ("" when
+  // the graph ran, or was not asked for).
+  int64_t cuda_graph_replays = 0;
+  std::string cuda_graph_reason;
 };
 
 class Trainer {

@@ -16,15 +16,16 @@ void check_hyper(const AdamWHyper& h, const char* name) {
   GRAFT_CHECK(h.eps >= 0 && h.lr >= 0, name, ": lr = ", h.lr, ", eps = ", h.eps, " must be >= 0");
 }
 
-// One tensor's update; the bias corrections are computed in f64 as torch does on the host.
+// One tensor's update; the bias corrections are computed in f64 as torch does on the host (or
+// read from h.step_scalars).
 void step_one(const AdamWTensor& t, const AdamWHyper& h, DType copy_dtype) {
   if (t.n == 0) return;
   GRAFT_CHECK(t.param && t.grad && t.m && t.v, "adamw: null param, grad, m or v");
-  const double bc1 = 1.0 - std::pow(static_cast<double>(h.beta1), static_cast<double>(h.step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(h.beta2), static_cast<double>(h.step));
-  const float step_size = static_cast<float>(h.lr / bc1);
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const float decay = 1.0f - h.lr * t.weight_decay;
+  AdamWStepScalars sc = adamw_step_scalars(h.lr, h.beta1, h.beta2, h.step);
+  if (h.step_scalars) sc = {h.step_scalars[0], h.step_scalars[1], h.step_scalars[2]};
+  const float step_size = sc.step_size;
+  const float bc2_sqrt = sc.bc2_sqrt;
+  const float decay = 1.0f - sc.lr * t.weight_decay;
   const float b1 = h.beta1, b2 = h.beta2;
   for (int64_t i = 0; i < t.n; ++i) {
     const float g = t.grad[i] * h.grad_scale;

@@ -59,7 +59,7 @@ void cross_entropy_fwd(const XentFwdParams& p) {
     if (p.row_loss) p.row_loss[r] = static_cast<float>(row);
     total += row;
   }
-  const double d = divisor(p.reduction, p.num_valid, valid);
+  const double d = divisor(p.reduction, p.num_valid_at ? *p.num_valid_at : p.num_valid, valid);
   const double loss = d == 0.0 ? 0.0 : total / d;
   *p.loss = static_cast<float>((p.accumulate ? static_cast<double>(*p.loss) : 0.0) + loss);
 }
@@ -69,7 +69,7 @@ void cross_entropy_bwd(const XentBwdParams& p) {
   GRAFT_CHECK(p.n == 0 || (p.lse && p.dlogits), "cross_entropy_bwd: null lse or dlogits");
   const int64_t valid = count_valid(p.targets, p.n, p.vocab, p.ignore_index, "cross_entropy_bwd");
   const int64_t ld = p.ld ? p.ld : p.vocab;
-  const double d = divisor(p.reduction, p.num_valid, valid);
+  const double d = divisor(p.reduction, p.num_valid_at ? *p.num_valid_at : p.num_valid, valid);
   const double g = d == 0.0 ? 0.0 : p.grad_scale / d;
   const auto* logits = static_cast<const float*>(p.logits);
   auto* dlogits = static_cast<float*>(p.dlogits);

@@ -79,7 +79,8 @@ void sum_rows(const SumRowsParams& p) {
   std::vector<double> acc(static_cast<size_t>(p.cols), 0.0);  // row-major walk, f64 sums
   for (int64_t r = 0; r < p.rows; ++r)
     for (int64_t c = 0; c < p.cols; ++c) acc[c] += load(p.x, p.dtype, r * ld + c);
-  for (int64_t c = 0; c < p.cols; ++c) p.out[c] += static_cast<float>(acc[c]);
+  for (int64_t c = 0; c < p.cols; ++c)
+    p.out[c] = (p.accumulate ? p.out[c] : 0.0f) + static_cast<float>(acc[c]);
 }
 
 }  // namespace graft::cpu

@@ -170,6 +170,37 @@ void fp8_act_quantize(const Fp8ActQuantizeParams& p) {
   cpu::fp8_quantize(quantize_params_of(p, a.data(), DType::kF32));
 }
 
+void fp8_act_bwd_quantize(const Fp8ActBwdQuantizeParams& p) {
+  detail::check_cpu(p.device, "fp8_act_bwd_quantize");
+  GRAFT_CHECK(p.dtype == DType::kF32, "fp8_act_bwd_quantize: the CPU path takes f32, got ",
+              dtype_name(p.dtype));
+  const int64_t hcols = activation_is_gated(p.act) ? 2 * p.cols : p.cols;
+  std::vector<float> dh(static_cast<size_t>(p.rows * hcols));
+  ActBwdParams b;
+  b.dy = p.da;
+  b.x = p.h;
+  b.dx = dh.data();
+  b.rows = p.rows;
+  b.cols = p.cols;
+  b.act = p.act;
+  b.dtype = DType::kF32;
+  b.device = p.device;
+  cpu::activation_bwd(b);
+  Fp8QuantizeParams q;
+  q.x = dh.data();
+  q.x_dtype = DType::kF32;
+  q.q = p.q;
+  q.qt = p.qt;
+  q.fp8 = p.fp8;
+  q.rows = p.rows;
+  q.cols = hcols;
+  q.scale = p.scale;
+  q.amax = p.amax;
+  q.scale_inv = p.scale_inv;
+  q.device = p.device;
+  cpu::fp8_quantize(q);
+}
+
 void fp8_scale_update(const Fp8ScaleUpdateParams& p) {
   detail::check_cpu(p.device, "fp8_scale_update");
   GRAFT_CHECK(p.len >= 1 && (!p.current || p.len == 1), "fp8_scale_update: len = ", p.len,

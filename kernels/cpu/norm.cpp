@@ -104,9 +104,9 @@ void norm_bwd(const NormBwdParams& p, bool centered) {
     }
   }
   for (int64_t j = 0; j < static_cast<int64_t>(dgamma.size()); ++j)
-    p.dgamma[j] += static_cast<float>(dgamma[j]);
+    p.dgamma[j] = (p.accumulate ? p.dgamma[j] : 0.0f) + static_cast<float>(dgamma[j]);
   for (int64_t j = 0; j < static_cast<int64_t>(dbeta.size()); ++j)
-    p.dbeta[j] += static_cast<float>(dbeta[j]);
+    p.dbeta[j] = (p.accumulate ? p.dbeta[j] : 0.0f) + static_cast<float>(dbeta[j]);
 }
 
 }  // namespace

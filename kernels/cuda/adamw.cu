@@ -10,6 +10,8 @@
 // streaming loads, four in flight a thread, and writes its partial; the block that finishes last
 // (a completion counter, zeroed by a 4-byte memset before the launch) adds the partials in index
 // order (deterministic) and writes sqrt(sum) or the sum.
+// With hyper.step_scalars the kernel reads lr and the bias corrections from device memory when it
+// runs (a replayed CUDA graph); the clip/skip prologue reads norm_sq and loss likewise.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -63,6 +65,7 @@ struct AdamWScalars {
   const float* norm_sq;  // null: grad_scale as given; else the device clip/skip prologue
   const float* loss;
   double max_norm;
+  const float* step_scalars;  // null: lr, step_size, bc2_sqrt as given; else read from here
 };
 
 // The clip/skip prologue (kernels/adamw.h): every thread reads the two scalars (broadcast loads).
@@ -102,6 +105,11 @@ __device__ __forceinline__ bool aligned(const void* p, int bytes) {
 // loads and stores (16 bytes a thread per stream); the others, and tails, go element by element.
 template <class C>
 __global__ void adamw_kernel(const AdamWPack pk, AdamWScalars h) {
+  if (h.step_scalars) {  // this step's values, written before the launch (or a graph's replay)
+    h.lr = h.step_scalars[0];
+    h.step_size = h.step_scalars[1];
+    h.bc2_sqrt = h.step_scalars[2];
+  }
   float grad_scale;
   if (!device_scale(h, &grad_scale)) return;  // skipped step: nothing written
   const int64_t total = pk.chunk_start[pk.count];
@@ -225,18 +233,9 @@ int grid_for_chunks(int64_t chunks) {
 
 AdamWScalars scalars(const AdamWHyper& h) {
   GRAFT_CHECK(h.step >= 1, "adamw: step = ", h.step, " (1-based)");
-  const double bc1 = 1.0 - std::pow(static_cast<double>(h.beta1), static_cast<double>(h.step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(h.beta2), static_cast<double>(h.step));
-  return AdamWScalars{h.lr,
-                      h.beta1,
-                      h.beta2,
-                      h.eps,
-                      h.grad_scale,
-                      static_cast<float>(h.lr / bc1),
-                      static_cast<float>(std::sqrt(bc2)),
-                      h.norm_sq,
-                      h.loss,
-                      h.max_norm};
+  const AdamWStepScalars sc = adamw_step_scalars(h.lr, h.beta1, h.beta2, h.step);
+  return AdamWScalars{sc.lr,       h.beta1,   h.beta2, h.eps,      h.grad_scale,  sc.step_size,
+                      sc.bc2_sqrt, h.norm_sq, h.loss,  h.max_norm, h.step_scalars};
 }
 
 void adamw_launch_pack(const AdamWPack& pk, DType copy_dtype, const AdamWScalars& h,

@@ -160,10 +160,11 @@ __device__ __forceinline__ void report_input_error(InputErrorRecord* r, int32_t 
 }
 
 // ---- deterministic column sums -----------------------------------------------------------------
-// out[c] += sum_r f(r, c) over rows, in a fixed order independent of scheduling: a grid of
-// (column tiles x row chunks) writes f64 partials [chunks, cols] to scratch, then one thread per
-// column adds the chunks in order and rounds once to f32. `f` is a device functor (r, c) -> float.
-// Summing in f64 leaves only the final rounding (the CPU references sum in f64 too).
+// out[c] += sum_r f(r, c) over rows (out[c] = ... when !accumulate: the old value is never read),
+// in a fixed order independent of scheduling: a grid of (column tiles x row chunks) writes f64
+// partials [chunks, cols] to scratch, then one thread per column adds the chunks in order and
+// rounds once to f32. `f` is a device functor (r, c) -> float. Summing in f64 leaves only the final
+// rounding (the CPU references sum in f64 too).
 constexpr int kColTile = 128;
 constexpr int64_t kRowsPerChunk = 64;
 
@@ -179,12 +180,16 @@ __global__ void column_partials_kernel(F f, double* partials, int64_t rows, int6
 }
 
 __global__ void column_finish_kernel(const double* partials, float* out, int64_t chunks,
-                                     int64_t cols);
+                                     int64_t cols, bool accumulate);
 
 template <class F>
 void column_sum_accumulate(F f, float* out, int64_t rows, int64_t cols, int device,
-                           cudaStream_t stream) {
-  if (rows <= 0 || cols <= 0) return;
+                           cudaStream_t stream, bool accumulate = true) {
+  if (cols <= 0) return;
+  if (rows <= 0) {  // an empty sum
+    if (!accumulate) GRAFT_CUDA_CHECK(cudaMemsetAsync(out, 0, cols * sizeof(float), stream));
+    return;
+  }
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   GRAFT_CHECK(chunks <= 65535, "column sum over ", rows, " rows exceeds the grid limit");
   Scratch partials(static_cast<size_t>(chunks * cols) * sizeof(double), device, stream);
@@ -192,7 +197,7 @@ void column_sum_accumulate(F f, float* out, int64_t rows, int64_t cols, int devi
   column_partials_kernel<<<grid, kColTile, 0, stream>>>(f, partials.as<double>(), rows, cols);
   GRAFT_CUDA_CHECK_LAUNCH();
   column_finish_kernel<<<static_cast<unsigned>((cols + 255) / 256), 256, 0, stream>>>(
-      partials.as<double>(), out, chunks, cols);
+      partials.as<double>(), out, chunks, cols, accumulate);
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 

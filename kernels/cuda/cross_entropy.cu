@@ -90,7 +90,8 @@ __global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float*
 
 // One block: loss = (accumulate ? loss : 0) + sum_r loss_r / d, in a fixed order (f64).
 __global__ void xent_reduce_kernel(const float* loss_tmp, const int* valid_tmp, int64_t n,
-                                   float* loss, bool mean, int64_t num_valid, bool accumulate) {
+                                   float* loss, bool mean, int64_t num_valid,
+                                   const int64_t* num_valid_at, bool accumulate) {
   __shared__ double sh_sum[1024];
   __shared__ long long sh_cnt[1024];
   double s = 0.0;
@@ -110,6 +111,7 @@ __global__ void xent_reduce_kernel(const float* loss_tmp, const int* valid_tmp, 
     __syncthreads();
   }
   if (threadIdx.x != 0) return;
+  if (num_valid_at) num_valid = *num_valid_at;
   const double d = mean ? static_cast<double>(num_valid >= 0 ? num_valid : sh_cnt[0]) : 1.0;
   const float v = d == 0.0 ? 0.0f : static_cast<float>(sh_sum[0] / d);
   *loss = accumulate ? *loss + v : v;
@@ -136,10 +138,12 @@ template <class T, bool kVec>
 __global__ void xent_bwd_kernel(const T* logits, const int64_t* targets, const float* lse,
                                 T* dlogits, int64_t vocab, int64_t ld, int64_t ignore_index,
                                 float grad_scale, bool mean, int64_t num_valid,
-                                const long long* counted, InputErrorRecord* err) {
+                                const int64_t* num_valid_at, const long long* counted,
+                                InputErrorRecord* err) {
   const int64_t r = blockIdx.x;
   const int64_t t = targets[r];
   const bool valid = target_valid(t, vocab, ignore_index, r, err, threadIdx.x == 0);
+  if (num_valid_at) num_valid = *num_valid_at;
   const double d = mean ? static_cast<double>(num_valid >= 0 ? num_valid : *counted) : 1.0;
   const float k = (d == 0.0 || !valid) ? 0.0f : static_cast<float>(grad_scale / d);
   const float l = lse[r];
@@ -186,7 +190,8 @@ void launch_xent_fwd(const XentFwdParams& p) {
     GRAFT_CUDA_CHECK_LAUNCH();
   }
   xent_reduce_kernel<<<1, 1024, 0, s>>>(loss_tmp, valid_tmp, p.n, p.loss,
-                                        p.reduction == Reduction::kMean, p.num_valid, p.accumulate);
+                                        p.reduction == Reduction::kMean, p.num_valid,
+                                        p.num_valid_at, p.accumulate);
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -199,7 +204,7 @@ void launch_xent_bwd(const XentBwdParams& p) {
   const int64_t ld = p.ld ? p.ld : p.vocab;
   const bool mean = p.reduction == Reduction::kMean;
   Scratch count(sizeof(long long), dev, s);
-  if (mean && p.num_valid < 0) {
+  if (mean && p.num_valid < 0) {  // (also with num_valid_at: it may hold -1)
     xent_count_kernel<<<1, 1024, 0, s>>>(p.targets, p.n, p.vocab, p.ignore_index,
                                          count.as<long long>());
     GRAFT_CUDA_CHECK_LAUNCH();
@@ -211,7 +216,8 @@ void launch_xent_bwd(const XentBwdParams& p) {
     auto* kernel = vec ? xent_bwd_kernel<T, true> : xent_bwd_kernel<T, false>;
     kernel<<<static_cast<unsigned>(p.n), 1024, 0, s>>>(
         static_cast<const T*>(p.logits), p.targets, p.lse, static_cast<T*>(p.dlogits), p.vocab, ld,
-        p.ignore_index, p.grad_scale, mean, p.num_valid, count.as<long long>(), err);
+        p.ignore_index, p.grad_scale, mean, p.num_valid, p.num_valid_at, count.as<long long>(),
+        err);
   });
   GRAFT_CUDA_CHECK_LAUNCH();
 }

@@ -176,14 +176,14 @@ void launch_copy_2d(const Copy2dParams& p) {
 }
 
 void launch_sum_rows(const SumRowsParams& p) {
-  if (p.rows == 0 || p.cols == 0) return;
+  if (p.cols == 0) return;
   const int dev = p.device.index;
   DeviceGuard g(dev);
   cudaStream_t s = stream_of(p);
   const int64_t ld = p.ld ? p.ld : p.cols;
   GRAFT_FLOAT_SWITCH(p.dtype, T, "sum_rows", {
     column_sum_accumulate(SumRowsTerm<T>{static_cast<const T*>(p.x), ld}, p.out, p.rows, p.cols,
-                          dev, s);
+                          dev, s, p.accumulate);
   });
 }
 

@@ -1,7 +1,8 @@
 // RMSNorm / LayerNorm fused with the FP8 cast on CUDA (math and the two-pass current scaling:
 // kernels/fp8_norm.h).
 //
-// One block of 512 threads per 32 rows:
+// One block of 512 threads per 32 rows (at most 64 registers, so that two blocks fit on an SM and
+// the 256 blocks of 8192 rows run in one wave):
 //   1. statistics: one warp per row (16 warps, 2 rows each), f32, LayerNorm two-pass (mean, then
 //      the centred sum of squares) as norm.cu; rstd / mean written, or read (stats_given);
 //   2. cast: the block walks the rows' columns in tiles of 32 x 128, each thread normalising 8
@@ -9,12 +10,16 @@
 //      are aligned), casting them and writing 8 bytes of q; the tile goes through shared memory
 //      so that each thread writes 8 consecutive bytes of a qt row (32 rows = 32 contiguous bytes
 //      of qt per column). The block's amax of y is folded in once at the end.
+//      Aligned shapes (cols % 8 == 0 and aligned pointers; rows % 8 == 0 and qt 8-byte aligned)
+//      take the wide variant instead (kWide, cast_rows_wide): steps of 512 columns with four
+//      16-byte loads in flight per thread and the transpose done on words in registers.
 // x is read twice (statistics, then the cast; the second read of the block's 32 rows mostly hits
 // L1/L2); y never exists outside registers. Unaligned shapes take the same kernel with scalar
 // loads and byte stores.
 //   x: [rows, cols] T; gamma, beta: [cols] W; rstd, mean: [rows] f32; q: [rows, cols] fp8;
 //   qt: [cols, rows] fp8.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8_cast.cuh"
 #include "kernels/cuda/fp8_math.cuh"
 #include "kernels/fp8.h"
 #include "kernels/fp8_norm.h"
@@ -59,8 +64,92 @@ __device__ __forceinline__ void load_chunk(const T* row, int64_t c, int64_t cols
   }
 }
 
-template <class T, class W, bool kLayer, bool kVec>
-__global__ void __launch_bounds__(kThreads) norm_quantize_kernel(NormQuantArgs a) {
+// Phase 2 for aligned shapes (kVec and rows % 8 == 0, qt 8-byte aligned): the block's 32 rows in
+// steps of 512 columns, each thread loading four 8-element chunks of x (columns c8 + 128 u)
+// before normalising any, the next step's before this step's transposed writes, so that four
+// 16-byte loads are in flight; the fp8 bytes go to a shared tile of words (row stride 129 words:
+// no bank conflicts) from which each thread transposes 8 rows x 4 columns in registers
+// (fp8_cast::transpose_8x4) and writes 4 qt rows of 8 bytes.
+constexpr int kWideCols = 4 * kCols;
+
+template <bool kE4M3>
+__device__ __forceinline__ uint2 cast_chunk(const float (&y)[8], float s, bool cast,
+                                            uint32_t& key) {
+  if (cast) return fp8_cast::cast8<kE4M3>(y, s, key);
+  fp8_cast::amax8(y, key);
+  return make_uint2(0, 0);
+}
+
+template <class T, class W, bool kLayer>
+__device__ __forceinline__ void cast_rows_wide(const NormQuantArgs& a, const float* s_rstd,
+                                               const float* s_mean, int64_t r0, uint32_t& key) {
+  __shared__ uint32_t tile[kRows][kWideCols / 4 + 1];
+  const T* x = static_cast<const T*>(a.x);
+  const W* gamma = static_cast<const W*>(a.gamma);
+  const W* beta = static_cast<const W*>(a.beta);
+  const int64_t cols = a.cols, rows = a.rows;
+  const bool cast = a.q || a.qt;
+  const float s = cast ? *a.scale : 0.0f;
+  const float g_off = a.zero_centered ? 1.0f : 0.0f;
+  const int t = threadIdx.x;
+  const int rr = t / (kCols / 8), c8 = (t % (kCols / 8)) * 8;  // row rr, columns c8 + 128 u
+  const int64_t r = r0 + rr;
+  const bool row_in = r < rows;
+  const float rs = row_in ? s_rstd[rr] : 0.0f, mu = row_in ? s_mean[rr] : 0.0f;
+  const T* xr = x + r * cols;
+  const int lane = t % 32, warp = t / 32;
+  const int g = warp * 8 + lane % 8;  // transpose: step columns 4g..4g+3 (g < 128)
+  const int j = lane / 8;             //            block rows 8j..8j+7
+  Pack8<T> xv[4];  // the step's chunks, loaded one step ahead (before the transposed writes)
+  auto load_step = [&](int64_t c0) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t c = c0 + kCols * u + c8;
+      if (row_in && c < cols) xv[u] = *reinterpret_cast<const Pack8<T>*>(xr + c);
+    }
+  };
+  load_step(0);
+  for (int64_t c0 = 0; c0 < cols; c0 += kWideCols) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t c = c0 + kCols * u + c8;
+      if (!row_in || c >= cols) continue;
+      float gv[8], bv[8], y[8];
+      load8(gamma + c, gv);
+      if (kLayer && beta) load8(beta + c, bv);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        y[k] = (to_f32(xv[u].v[k]) - mu) * rs * (gv[k] + g_off);
+        if (kLayer && beta) y[k] += bv[k];
+      }
+      const uint2 b =
+          a.e4m3 ? cast_chunk<true>(y, s, cast, key) : cast_chunk<false>(y, s, cast, key);
+      if (a.q) *reinterpret_cast<uint2*>(a.q + r * cols + c) = b;
+      if (a.qt) {
+        tile[rr][(kCols * u + c8) / 4] = b.x;
+        tile[rr][(kCols * u + c8) / 4 + 1] = b.y;
+      }
+    }
+    if (c0 + kWideCols < cols) load_step(c0 + kWideCols);
+    if (a.qt) {
+      __syncthreads();
+      const int64_t tc = c0 + 4 * g, tr = r0 + 8 * j;
+      if (tc < cols && tr < rows) {  // cols % 8, rows % 8 == 0: all 4 columns, 8 rows inside
+        uint32_t w[8];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) w[k] = tile[8 * j + k][g];
+        uint2 out[4];
+        fp8_cast::transpose_8x4(w, out);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) *reinterpret_cast<uint2*>(a.qt + (tc + k) * rows + tr) = out[k];
+      }
+      __syncthreads();
+    }
+  }
+}
+
+template <class T, class W, bool kLayer, bool kVec, bool kWide>
+__global__ void __launch_bounds__(kThreads, 2) norm_quantize_kernel(NormQuantArgs a) {
   __shared__ float s_rstd[kRows], s_mean[kRows];
   __shared__ __align__(16) uint8_t tile[kRows][kCols + 8];
   const T* x = static_cast<const T*>(a.x);
@@ -83,6 +172,7 @@ __global__ void __launch_bounds__(kThreads) norm_quantize_kernel(NormQuantArgs a
       float v[8];
       if (kLayer) {
         float s = 0.0f;
+#pragma unroll 4
         for (int64_t c = (kVec ? 8 : 1) * lane; c < cols; c += step) {
           if constexpr (kVec) {
             load8(xr + c, v);
@@ -95,6 +185,7 @@ __global__ void __launch_bounds__(kThreads) norm_quantize_kernel(NormQuantArgs a
         mu = warp_sum(s) / static_cast<float>(cols);
       }
       float ss = 0.0f;
+#pragma unroll 4
       for (int64_t c = (kVec ? 8 : 1) * lane; c < cols; c += step) {
         if constexpr (kVec) {
           load8(xr + c, v);
@@ -119,6 +210,14 @@ __global__ void __launch_bounds__(kThreads) norm_quantize_kernel(NormQuantArgs a
   __syncthreads();
 
   // 2. Normalise, cast, write q and (through the tile) qt.
+  if constexpr (kWide) {
+    uint32_t wkey = 0;
+    cast_rows_wide<T, W, kLayer>(a, s_rstd, s_mean, r0, wkey);
+    if (a.amax) block_amax(fp8_cast::nan_canonical(wkey), a.amax);
+    if ((a.q || a.qt) && a.scale_inv && blockIdx.x == 0 && threadIdx.x == 0)
+      *a.scale_inv = 1.0f / *a.scale;
+    return;
+  }
   const bool cast = a.q || a.qt;
   const float s = cast ? *a.scale : 0.0f;
   const float g_off = a.zero_centered ? 1.0f : 0.0f;
@@ -217,13 +316,16 @@ void launch_norm_quantize(const Fp8NormQuantizeParams& p) {
                   p.stats_given,
                   p.fp8 == DType::kF8E4M3,
                   p.rows % 8 == 0 && aligned(p.qt, 8)};
+  const bool wide = vec && a.vec_t;
   const unsigned grid = static_cast<unsigned>((p.rows + kRows - 1) / kRows);
   GRAFT_FLOAT_SWITCH(p.dtype, T, "fp8_norm_quantize x", {
     GRAFT_FLOAT_SWITCH(p.weight_dtype, W, "fp8_norm_quantize gamma", {
-      auto* kernel = p.layer_norm ? (vec ? norm_quantize_kernel<T, W, true, true>
-                                         : norm_quantize_kernel<T, W, true, false>)
-                                  : (vec ? norm_quantize_kernel<T, W, false, true>
-                                         : norm_quantize_kernel<T, W, false, false>);
+      auto* kernel = p.layer_norm ? (wide  ? norm_quantize_kernel<T, W, true, true, true>
+                                     : vec ? norm_quantize_kernel<T, W, true, true, false>
+                                           : norm_quantize_kernel<T, W, true, false, false>)
+                                  : (wide  ? norm_quantize_kernel<T, W, false, true, true>
+                                     : vec ? norm_quantize_kernel<T, W, false, true, false>
+                                           : norm_quantize_kernel<T, W, false, false, false>);
       kernel<<<grid, kThreads, 0, stream>>>(a);
     });
   });

@@ -32,10 +32,7 @@ void check_params_dtype(const std::string& layer, DType dtype, Device device) {
                     " (f32 everywhere; bf16 on cuda)");
 }
 
-Tensor& grad_of(Parameter& p) {
-  if (!p.grad.defined()) p.grad = Tensor::zeros(p.value.shape(), DType::kF32, p.value.device());
-  return p.grad;
-}
+Tensor& grad_of(Parameter& p) { return grad_to_accumulate(p); }
 
 Tensor as_rows(const Tensor& x, int64_t cols) {
   GRAFT_CHECK(x.defined() && x.ndim() >= 1 && x.size(-1) == cols, "expected [..., ", cols,
@@ -96,10 +93,10 @@ Tensor matmul_nn(const Tensor& dy, const Tensor& w) {
   return dx;
 }
 
-void matmul_tn_acc(const Tensor& dy, const Tensor& x, Tensor& dw) {
+void matmul_tn_into(const Tensor& dy, const Tensor& x, Tensor& dw, float beta) {
   GRAFT_CHECK(dy.size(0) == x.size(0) && dw.size(0) == dy.size(1) && dw.size(1) == x.size(1),
-              "matmul_tn_acc: dy ", dy.str(), " x ", x.str(), " dw ", dw.str());
-  if (dy.size(0) == 0) return;
+              "matmul_tn_into: dy ", dy.str(), " x ", x.str(), " dw ", dw.str());
+  if (dy.size(0) == 0 && beta != 0.0f) return;  // k = 0 with beta = 0 writes zeros
   GemmParams p;
   p.a = dy.raw();
   p.b = x.raw();
@@ -111,24 +108,35 @@ void matmul_tn_acc(const Tensor& dy, const Tensor& x, Tensor& dw) {
   p.lda = ld_of(dy);
   p.ldb = ld_of(x);
   p.ldc = ld_of(dw);
-  p.beta = 1.0f;
+  p.beta = beta;
   set_dtypes(p, dy, x, dw, Tensor());
   p.device = dy.device();
   gemm(p);
 }
 
-void sum_rows_acc(const Tensor& dy, Tensor& db) {
-  GRAFT_CHECK(db.numel() == dy.size(1) && db.is_contiguous(), "sum_rows_acc: dy ", dy.str(), " db ",
-              db.str());
+void weight_grad(const Tensor& dy, const Tensor& x, Parameter& w) {
+  const float beta = grad_beta(w);
+  matmul_tn_into(dy, x, w.grad, beta);
+}
+
+void bias_grad(const Tensor& dy, Parameter& b) {
+  if (dy.size(0) == 0) {  // nothing to add; a stale gradient still becomes zero
+    grad_to_accumulate(b);
+    return;
+  }
+  const float beta = grad_beta(b);
+  GRAFT_CHECK(b.grad.numel() == dy.size(1) && b.grad.is_contiguous(), "bias_grad: dy ", dy.str(),
+              " db ", b.grad.str());
   SumRowsParams p;
   p.x = dy.raw();
-  p.out = static_cast<float*>(db.raw());
+  p.out = static_cast<float*>(b.grad.raw());
   p.rows = dy.size(0);
   p.cols = dy.size(1);
   p.ld = ld_of(dy);
+  p.accumulate = beta != 0.0f;
   p.dtype = dy.dtype();
   p.device = dy.device();
-  if (p.rows > 0) sum_rows(p);
+  sum_rows(p);
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {

@@ -6,7 +6,9 @@
 // "Matrix" arguments are 2-D f32 or bf16 tensors whose columns are contiguous (stride(1) == 1);
 // the row stride may be larger (a column block of a fused buffer: t.slice(1, start, len)).
 // Activations carry the parameters' dtype (bf16 on a GPU run): new outputs take the dtype of the
-// input, GEMMs accumulate in f32, and weight/bias gradients are always f32 (+=, beta = 1).
+// input, GEMMs accumulate in f32, and weight/bias gradients are always f32, written by the step's
+// first contribution and accumulated by the rest (lazy zeroing: framework/core/parameter.h), so
+// every write into a gradient goes through weight_grad, bias_grad or grad_of.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +22,8 @@ namespace graft::layers {
 // Parameters are f32, or bf16 on CUDA. Anything else is an InputError naming the layer and dtype.
 void check_params_dtype(const std::string& layer, DType dtype, Device device);
 
-// The parameter's f32 gradient, allocated (zeros) on first use.
+// The parameter's f32 gradient to accumulate into: allocated (zeros) on first use, zeroed when
+// stale (grad_to_accumulate). For kernels that can only add; the others use weight_grad/bias_grad.
 Tensor& grad_of(Parameter& p);
 
 // x viewed as a contiguous [rows, cols] matrix (copied only when x is not contiguous).
@@ -34,10 +37,12 @@ void matmul_nt_into(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor
 Tensor matmul_nn(const Tensor& dy, const Tensor& w);
 // dx (+)= dy · W into an existing matrix.
 void matmul_nn_into(const Tensor& dy, const Tensor& w, Tensor& dx, float beta);
-// dw += dyᵀ · x: dy [rows, out], x [rows, in], dw [out, in] (f32).
-void matmul_tn_acc(const Tensor& dy, const Tensor& x, Tensor& dw);
-// db += Σ_rows dy: dy [rows, out], db [out] (f32).
-void sum_rows_acc(const Tensor& dy, Tensor& db);
+// dw (beta = 0: =, 1: +=) dyᵀ · x: dy [rows, out], x [rows, in], dw [out, in] (f32).
+void matmul_tn_into(const Tensor& dy, const Tensor& x, Tensor& dw, float beta);
+// w.grad (+)= dyᵀ · x: written when stale (beta = 0), else accumulated (grad_beta).
+void weight_grad(const Tensor& dy, const Tensor& x, Parameter& w);
+// b.grad (+)= Σ_rows dy: dy [rows, out], b [out]; written when stale, else accumulated.
+void bias_grad(const Tensor& dy, Parameter& b);
 
 // a + b (same shape, contiguous) -> new tensor.
 Tensor add(const Tensor& a, const Tensor& b);

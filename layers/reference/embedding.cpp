@@ -65,6 +65,7 @@ void Embedding::backward(const Tensor& dy_in, const Tensor& ids, double scale) {
   EmbeddingBwdParams p;
   p.ids = flat.raw();
   p.dy = dy2.raw();
+  // A scatter-add: a stale gradient is zeroed first (unless a tied LM head wrote it already).
   p.dweight = static_cast<float*>(layers::grad_of(*parameter("weight")).raw());
   p.n = flat.numel();
   p.vocab = shard_.rows;

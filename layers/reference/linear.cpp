@@ -91,8 +91,8 @@ Tensor Linear::backward(const Tensor& dy_in, LayerCtx& ctx_base) {
   // weight gradient is computed.
   std::unique_ptr<Work> reduce;
   if (column_ && !sp_) reduce = copy_to_tp_backward_async(dx, *tp_);
-  layers::matmul_tn_acc(dy2, ctx.x, layers::grad_of(*w));
-  if (config_.bias) layers::sum_rows_acc(dy2, layers::grad_of(*parameter("bias")));
+  layers::weight_grad(dy2, ctx.x, *w);
+  if (config_.bias) layers::bias_grad(dy2, *parameter("bias"));
   if (reduce) reduce->wait();
   Tensor dx3 = dx.view(ctx.x_shape);
   if (column_ && sp_) return gather_from_sp_backward(dx3, *tp_);

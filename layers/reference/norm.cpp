@@ -55,8 +55,8 @@ Tensor Norm::backward(const Tensor& dy, LayerCtx& ctx_base) {
   const bool ln = config_.type == NormType::kLayerNorm;
   Tensor dy2 = layers::as_rows(dy, config_.hidden_size);
   Parameter* w = parameter("weight");
-  Tensor* db = ln ? &layers::grad_of(*parameter("bias")) : nullptr;
-  Tensor dx = layers::norm_rows_backward(dy2, ctx.saved, w->value, &layers::grad_of(*w), db,
+  Parameter* b = ln ? parameter("bias") : nullptr;
+  Tensor dx = layers::norm_rows_backward(dy2, ctx.saved, w->value, w, b,
                                          {config_.type, config_.eps, config_.zero_centered_gamma});
   return dx.view(ctx.in_shape);
 }

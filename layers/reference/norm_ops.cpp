@@ -49,8 +49,9 @@ Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& bet
   return y;
 }
 
-Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& gamma, Tensor* dgamma,
-                          Tensor* dbeta, const NormSpec& spec, const Tensor& dresidual) {
+Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& gamma,
+                          Parameter* dgamma, Parameter* dbeta, const NormSpec& spec,
+                          const Tensor& dresidual) {
   GRAFT_CHECK(dy.shape() == s.x.shape() && dy.is_contiguous(), "norm backward: dy ", dy.str(),
               " x ", s.x.str());
   const bool ln = spec.type == NormType::kLayerNorm;
@@ -60,6 +61,18 @@ Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& ga
                    dresidual.dtype() == dy.dtype() && dresidual.device() == dy.device()),
               "norm backward: dresidual ", dresidual.str(), " for dy ", dy.str());
   Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+  if (!ln) dbeta = nullptr;
+  // One flag for both gradients (one norm's, so stale together): written when every one given is
+  // stale and there are rows to sum; otherwise a stale one is zeroed and both accumulate.
+  const bool write = dy.size(0) > 0 && (!dgamma || grad_overwrites(*dgamma)) &&
+                     (!dbeta || grad_overwrites(*dbeta));
+  for (Parameter* q : {dgamma, dbeta}) {
+    if (!q) continue;
+    if (write)
+      grad_beta(*q);
+    else
+      grad_to_accumulate(*q);
+  }
   NormBwdParams p;
   p.dy = dy.raw();
   p.x = s.x.raw();
@@ -68,8 +81,9 @@ Tensor norm_rows_backward(const Tensor& dy, const NormSaved& s, const Tensor& ga
   p.mean = ln ? static_cast<const float*>(s.mean.raw()) : nullptr;
   p.dx = dx.raw();
   p.dresidual = dresidual.defined() ? dresidual.raw() : nullptr;
-  p.dgamma = dgamma ? static_cast<float*>(dgamma->raw()) : nullptr;
-  p.dbeta = ln && dbeta ? static_cast<float*>(dbeta->raw()) : nullptr;
+  p.dgamma = dgamma ? static_cast<float*>(dgamma->grad.raw()) : nullptr;
+  p.dbeta = dbeta ? static_cast<float*>(dbeta->grad.raw()) : nullptr;
+  p.accumulate = !write;
   p.rows = dy.size(0);
   p.cols = dy.size(1);
   p.zero_centered_gamma = spec.zero_centered_gamma;

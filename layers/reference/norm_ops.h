@@ -2,6 +2,7 @@
 // TE-style layers whose norm weights live in their own parameter slots (layer_norm_weight).
 #pragma once
 
+#include "framework/core/parameter.h"
 #include "framework/core/tensor.h"
 #include "layers/decoder.h"
 
@@ -23,10 +24,12 @@ struct NormSaved {
 Tensor norm_rows_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                          const NormSpec& spec, NormSaved* save, const Tensor& residual = Tensor(),
                          Tensor* sum = nullptr);
-// dx (new) from dy [rows, cols]; dgamma/dbeta accumulated when defined. A defined `dresidual`
-// (dy's shape and dtype) is added into dx in the same kernel.
+// dx (new) from dy [rows, cols]. The gradients of the norm's parameters `dgamma` and `dbeta`
+// (null: not wanted; dbeta only for LayerNorm) are written when stale, else accumulated
+// (framework/core/parameter.h). A defined `dresidual` (dy's shape and dtype) is added into dx in
+// the same kernel.
 Tensor norm_rows_backward(const Tensor& dy, const NormSaved& saved, const Tensor& gamma,
-                          Tensor* dgamma, Tensor* dbeta, const NormSpec& spec,
+                          Parameter* dgamma, Parameter* dbeta, const NormSpec& spec,
                           const Tensor& dresidual = Tensor());
 
 }  // namespace graft::layers

@@ -93,12 +93,28 @@ Tensor Fp8Linear::fprop(const Fp8Operand& xq, const Tensor& like) {
 Tensor Fp8Linear::backward(const Tensor& dy, const Fp8Operand& xt,
                            const std::vector<GradBlock>& grads) {
   GRAFT_CHECK(wt_.defined() && xt.defined(), "fp8 linear backward without its forward");
-  const int64_t rows = dy.size(0), out = dy.size(1), in = xt.data.size(0);
-  GRAFT_CHECK(xt.data.size(1) == rows && wt_.data.size(1) == out, "fp8 linear backward: dy ",
-              dy.str(), ", xᵀ ", xt.data.str(), ", Wᵀ ", wt_.data.str());
+  GRAFT_CHECK(xt.data.size(1) == dy.size(0) && wt_.data.size(1) == dy.size(1),
+              "fp8 linear backward: dy ", dy.str(), ", xᵀ ", xt.data.str(), ", Wᵀ ",
+              wt_.data.str());
   Fp8Operand dyq, dyt;
   state_->cast(grad_, dy, /*record=*/true, &dyq, &dyt);
-  Tensor dx = Tensor::empty({rows, in}, dy.dtype(), dy.device());
+  return bprop(dyq, dyt, xt, grads, dy.dtype(), dy.device());
+}
+
+Tensor Fp8Linear::backward_activated(const Tensor& da, const Tensor& h, Activation act,
+                                     const Fp8Operand& xt, const std::vector<GradBlock>& grads) {
+  GRAFT_CHECK(wt_.defined() && xt.defined(), "fp8 linear backward without its forward");
+  GRAFT_CHECK(xt.data.size(1) == da.size(0) && wt_.data.size(1) == h.size(1),
+              "fp8 linear backward: h ", h.str(), ", xᵀ ", xt.data.str(), ", Wᵀ ", wt_.data.str());
+  Fp8Operand dyq, dyt;
+  state_->cast_activation_grad(grad_, da, h, act, &dyq, &dyt);
+  return bprop(dyq, dyt, xt, grads, da.dtype(), da.device());
+}
+
+Tensor Fp8Linear::bprop(const Fp8Operand& dyq, const Fp8Operand& dyt, const Fp8Operand& xt,
+                        const std::vector<GradBlock>& grads, DType dtype, Device device) {
+  const int64_t rows = dyq.data.size(0), out = dyq.data.size(1), in = xt.data.size(0);
+  Tensor dx = Tensor::empty({rows, in}, dtype, device);
   {
     Fp8Profile::Scope timed(state_->profile(), "gemm_dgrad");
     gemm(dyq.data.raw(), dyq.dtype(), dyq.scale_inv_ptr(), wt_.data.raw(), wt_.dtype(),
@@ -106,11 +122,14 @@ Tensor Fp8Linear::backward(const Tensor& dy, const Fp8Operand& xt,
   }
   Fp8Profile::Scope timed(state_->profile(), "gemm_wgrad");
   for (const GradBlock& g : grads) {
-    GRAFT_CHECK(g.grad && g.grad->dtype() == DType::kF32 && g.grad->shape() == Shape({g.size, in}),
-                "fp8 linear backward: weight gradient of block at ", g.offset);
+    GRAFT_CHECK(g.weight, "fp8 linear backward: no weight for the block at ", g.offset);
+    const float beta = grad_beta(*g.weight);
+    Tensor& dw = g.weight->grad;
+    GRAFT_CHECK(dw.dtype() == DType::kF32 && dw.shape() == Shape({g.size, in}),
+                "fp8 linear backward: weight gradient of block at ", g.offset, ": ", dw.str());
     const auto* a = static_cast<const uint8_t*>(dyt.data.raw()) + g.offset * rows;
-    gemm(a, dyt.dtype(), dyt.scale_inv_ptr(), xt.data.raw(), xt.dtype(), xt.scale_inv_ptr(),
-         *g.grad, g.size, in, rows, 1.0f, /*fast=*/false);
+    gemm(a, dyt.dtype(), dyt.scale_inv_ptr(), xt.data.raw(), xt.dtype(), xt.scale_inv_ptr(), dw,
+         g.size, in, rows, beta, /*fast=*/false);
   }
   return dx;
 }

@@ -2,15 +2,15 @@
 //
 //   fprop  y  = x · Wᵀ        x E4M3 [rows, in], W E4M3 [out, in]      fast accumulation
 //   dgrad  dx = dy · W        dy (E5M2 hybrid) [rows, out], Wᵀ [in, out] split accumulation
-//   wgrad  dW += dyᵀ · x      dyᵀ [out, rows], xᵀ [in, rows]            split accumulation
+//   wgrad  dW (+)= dyᵀ · x    dyᵀ [out, rows], xᵀ [in, rows]            split accumulation
 //
 // Every GEMM is the TN form of kernels/fp8.h (C = A · Bᵀ), so each operand is cast once into the
 // layout it is read in: x into x (fprop) and xᵀ (kept for wgrad) by one fused cast+transpose,
 // dy into dy and dyᵀ likewise, and W into W and Wᵀ once per optimizer step (the generation of
 // the Fp8State), reused by every micro-batch and by dgrad. Each cast's scale_inv travels with
 // its FP8 data. Scaling (delayed / current) is the Fp8State's; the outputs and gradients are in
-// the activations' dtype, weight gradients f32 (+=). The CPU runs the same code through the
-// emulating kernels (quantise, dequantise, f32 GEMM).
+// the activations' dtype, weight gradients f32 (written when stale, else +=: grad_beta). The CPU
+// runs the same code through the emulating kernels (quantise, dequantise, f32 GEMM).
 #pragma once
 
 #include <cstdint>
@@ -44,14 +44,21 @@ class Fp8Linear {
 
   struct GradBlock {
     int64_t offset = 0, size = 0;  // rows of W this gradient covers
-    Tensor* grad = nullptr;        // f32 [size, in], accumulated
+    Parameter* weight = nullptr;   // [size, in]: its f32 gradient receives the block
   };
-  // dx [rows, in] in dy's dtype; each block's dW += dy[:, block]ᵀ x.
+  // dx [rows, in] in dy's dtype; each block's dW (+)= dy[:, block]ᵀ x.
   Tensor backward(const Tensor& dy, const Fp8Operand& xt, const std::vector<GradBlock>& grads);
+  // The same with dy = the activation's backward of da at h, cast by
+  // Fp8State::cast_activation_grad (fused into the cast under delayed scaling); dx in da's dtype.
+  Tensor backward_activated(const Tensor& da, const Tensor& h, Activation act, const Fp8Operand& xt,
+                            const std::vector<GradBlock>& grads);
 
  private:
   void refresh_weight(const std::function<Tensor()>& weight);
   Tensor fprop(const Fp8Operand& xq, const Tensor& like);  // y = x Wᵀ in like's dtype
+  // dgrad and wgrad from the cast dy [rows, out] and dyᵀ; dx in `dtype` on `device`.
+  Tensor bprop(const Fp8Operand& dyq, const Fp8Operand& dyt, const Fp8Operand& xt,
+               const std::vector<GradBlock>& grads, DType dtype, Device device);
 
   std::shared_ptr<Fp8State> state_;
   int64_t input_ = 0, weight_ = 0, grad_ = 0;

@@ -152,6 +152,50 @@ void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, in
   fp8_act_quantize(p);
 }
 
+void Fp8State::cast_activation_grad(int64_t slot, const Tensor& da, const Tensor& h, Activation act,
+                                    Fp8Operand* q, Fp8Operand* qt) {
+  ensure_buffers();
+  GRAFT_CHECK(slot >= 0 && slot < num_slots(), "Fp8State::cast_activation_grad: slot ", slot);
+  const int64_t rows = da.size(0), cols = da.size(1);
+  const int64_t hcols = activation_is_gated(act) ? 2 * cols : cols;
+  GRAFT_CHECK(da.ndim() == 2 && da.is_contiguous() && h.ndim() == 2 && h.is_contiguous() &&
+                  da.device() == device_ && h.device() == device_ && h.dtype() == da.dtype() &&
+                  h.size(0) == rows && h.size(1) == hcols,
+              "Fp8State::cast_activation_grad: da ", da.str(), ", h ", h.str());
+  if (!delayed() || rows == 0) {  // the scale needs dh's amax first (or there is nothing to do)
+    Tensor dh = Tensor::empty({rows, hcols}, da.dtype(), device_);
+    ActBwdParams b;
+    b.dy = da.raw();
+    b.x = h.raw();
+    b.dx = dh.raw();
+    b.rows = rows;
+    b.cols = cols;
+    b.act = act;
+    b.dtype = da.dtype();
+    b.device = device_;
+    if (rows > 0) activation_bwd(b);
+    cast(slot, dh, /*record=*/true, q, qt);
+    return;
+  }
+  Fp8Profile::Scope timed(profile_, "cast_activation_grad_fused");
+  Tensor scale_inv = make_operands(slot, rows, hcols, q, qt);
+  Fp8ActBwdQuantizeParams p;
+  p.da = da.raw();
+  p.h = h.raw();
+  p.dtype = da.dtype();
+  p.act = act;
+  p.fp8 = slots_[slot].dtype;
+  p.rows = rows;
+  p.cols = cols;
+  p.scale = scale_ptr(slot);
+  p.amax = amax_ptr(slot);
+  p.scale_inv = static_cast<float*>(scale_inv.raw());
+  p.device = device_;
+  p.q = q ? q->data.raw() : nullptr;
+  p.qt = qt ? qt->data.raw() : nullptr;
+  fp8_act_bwd_quantize(p);
+}
+
 void Fp8State::cast_norm(int64_t slot, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                          const layers::NormSpec& spec, bool record, layers::NormSaved* save,
                          Fp8Operand* q, Fp8Operand* qt) {

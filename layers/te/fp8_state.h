@@ -75,6 +75,12 @@ class Fp8State {
   // precision); current scaling runs the activation, then cast().
   void cast_activation(int64_t slot, const Tensor& h, Activation act, int64_t cols, bool record,
                        Fp8Operand* q, Fp8Operand* qt);
+  // The grad-output cast of dh = the activation's backward (da [rows, cols] the gradient of
+  // act(h), h [rows, 2 cols] when gated; dh shaped like h), always recorded: delayed scaling fuses
+  // the backward into the cast (kernels/fp8.h fp8_act_bwd_quantize, dh never written in high
+  // precision); current scaling runs activation_bwd, then cast().
+  void cast_activation_grad(int64_t slot, const Tensor& da, const Tensor& h, Activation act,
+                            Fp8Operand* q, Fp8Operand* qt);
   // The same for y = norm(x) (x [rows, cols] contiguous, gamma / beta [cols]), the norm fused
   // into the cast (kernels/fp8_norm.h): y is never written in high precision; `save` (optional)
   // receives x and the rstd / mean the norm's backward needs. Delayed: one pass over x; current:
@@ -88,6 +94,10 @@ class Fp8State {
   // generation advances so that weight copies are cast again.
   void end_step(ProcessGroup& group);
   int64_t generation() const { return generation_; }
+  // The host half of end_step alone: a replayed CUDA graph ran the step's device work (scale
+  // update included) without host code, so the host counts the step here and later eager
+  // forwards (evaluation) cast the updated weights again.
+  void advance_generation() { ++generation_; }
   // GRAFT_FP8_PROFILE=1: per-step times of the casts, GEMMs and the scale update (fp8_profile.h).
   Fp8Profile& profile() { return profile_; }
 

@@ -101,10 +101,9 @@ Tensor LayerNormLinear::backward(const Tensor& dy, LayerCtx& ctx_base, const Ten
   if (d_ln_out.defined()) layers::add_into(dln, layers::as_rows(d_ln_out, config_.in_features));
   const bool ln = norm_ == NormType::kLayerNorm;
   Parameter* g = parameter("layer_norm_weight");
-  Tensor* db = ln ? &layers::grad_of(*parameter("layer_norm_bias")) : nullptr;
+  Parameter* b = ln ? parameter("layer_norm_bias") : nullptr;
   Tensor dx = layers::norm_rows_backward(
-      dln, ctx.norm, g->value, &layers::grad_of(*g), db,
-      {norm_, config_.eps, config_.zero_centered_gamma},
+      dln, ctx.norm, g->value, g, b, {norm_, config_.eps, config_.zero_centered_gamma},
       d_residual.defined() ? layers::as_rows(d_residual, config_.in_features) : Tensor());
   return dx.view(ctx.in_shape);
 }

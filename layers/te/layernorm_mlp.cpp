@@ -111,28 +111,33 @@ Tensor LayerNormMLP::backward(const Tensor& dy, LayerCtx& ctx_base, const Tensor
   const int64_t H = config_.hidden_size, F = fc2_.in();
   Tensor dyg = sp_ ? reduce_scatter_to_sp_backward(dy, *tp_) : dy;
   Tensor da = fc2_.backward(*this, layers::as_rows(dyg, H), ctx.a);
-  const int64_t rows = da.size(0);
-  Tensor dh = Tensor::empty(ctx.h.shape(), da.dtype(), dy.device());
-  ActBwdParams p;
-  p.dy = da.raw();
-  p.x = ctx.h.raw();
-  p.dx = dh.raw();
-  p.rows = rows;
-  p.cols = F;
-  p.act = act_;
-  p.dtype = da.dtype();
-  p.device = dy.device();
-  if (rows > 0) activation_bwd(p);
-  Tensor dln = fc1_.backward(*this, dh, ctx.ln, parallel_ && !sp_ ? tp_.get() : nullptr);
+  ProcessGroup* reduce = parallel_ && !sp_ ? tp_.get() : nullptr;
+  Tensor dln;
+  if (fc1_.fp8() && !fc1_.has_bias()) {  // the activation's backward fused into fc1's dy cast
+    dln = fc1_.backward_activated(*this, da, ctx.h, act_, ctx.ln, reduce);
+  } else {
+    const int64_t rows = da.size(0);
+    Tensor dh = Tensor::empty(ctx.h.shape(), da.dtype(), dy.device());
+    ActBwdParams p;
+    p.dy = da.raw();
+    p.x = ctx.h.raw();
+    p.dx = dh.raw();
+    p.rows = rows;
+    p.cols = F;
+    p.act = act_;
+    p.dtype = da.dtype();
+    p.device = dy.device();
+    if (rows > 0) activation_bwd(p);
+    dln = fc1_.backward(*this, dh, ctx.ln, reduce);
+  }
   if (sp_) dln = layers::as_rows(gather_from_sp_backward(dln.view(ctx.ln_shape), *tp_), H);
   if (d_ln_out.defined()) layers::add_into(dln, layers::as_rows(d_ln_out, H));
   const bool ln = norm_ == NormType::kLayerNorm;
   Parameter* g = parameter("layer_norm_weight");
-  Tensor* db = ln ? &layers::grad_of(*parameter("layer_norm_bias")) : nullptr;
-  Tensor dx =
-      layers::norm_rows_backward(dln, ctx.norm, g->value, &layers::grad_of(*g), db,
-                                 {norm_, config_.eps, config_.zero_centered_gamma},
-                                 d_residual.defined() ? layers::as_rows(d_residual, H) : Tensor());
+  Parameter* b = ln ? parameter("layer_norm_bias") : nullptr;
+  Tensor dx = layers::norm_rows_backward(
+      dln, ctx.norm, g->value, g, b, {norm_, config_.eps, config_.zero_centered_gamma},
+      d_residual.defined() ? layers::as_rows(d_residual, H) : Tensor());
   return dx.view(ctx.in_shape);
 }
 

@@ -233,10 +233,25 @@ Tensor LinearBlocks::backward(Module& owner, const Tensor& dy, const LinearSaved
   std::unique_ptr<Work> work = reduce ? copy_to_tp_backward_async(dx, *reduce) : nullptr;
   for (const auto& b : blocks_) {
     Tensor dyb = dy.slice(1, b.offset, b.size);
-    layers::matmul_tn_acc(dyb, x, layers::grad_of(*owner.parameter(b.weight)));
-    if (bias_) layers::sum_rows_acc(dyb, layers::grad_of(*owner.parameter(b.bias)));
+    layers::weight_grad(dyb, x, *owner.parameter(b.weight));
+    if (bias_) layers::bias_grad(dyb, *owner.parameter(b.bias));
   }
   if (work) work->wait();
+  return dx;
+}
+
+Tensor LinearBlocks::backward_activated(Module& owner, const Tensor& da, const Tensor& h,
+                                        Activation act, const LinearSaved& saved,
+                                        ProcessGroup* reduce) const {
+  GRAFT_CHECK(fp8_ && !bias_, "te linear backward_activated: FP8 without a bias only");
+  GRAFT_CHECK(h.ndim() == 2 && h.size(1) == out_, "te linear backward: h ", h.str());
+  std::vector<Fp8Linear::GradBlock> grads;
+  for (const auto& b : blocks_)
+    grads.push_back({b.offset, b.size, owner.parameter(b.weight)});
+  Tensor dx =
+      fp8_->backward_activated(da.is_contiguous() ? da : da.contiguous(),
+                               h.is_contiguous() ? h : h.contiguous(), act, saved.x_t, grads);
+  if (reduce) copy_to_tp_backward_async(dx, *reduce)->wait();
   return dx;
 }
 
@@ -314,14 +329,12 @@ Tensor LinearBlocks::forward_activated(Module& owner, const Tensor& h, Activatio
 Tensor LinearBlocks::fp8_backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const {
   GRAFT_CHECK(dy.ndim() == 2 && dy.size(1) == out_, "te linear backward: dy ", dy.str());
   std::vector<Fp8Linear::GradBlock> grads;
-  for (const auto& b : blocks_)
-    grads.push_back({b.offset, b.size, &layers::grad_of(*owner.parameter(b.weight))});
+  for (const auto& b : blocks_) grads.push_back({b.offset, b.size, owner.parameter(b.weight)});
   Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
   Tensor dx = fp8_->backward(dyc, saved.x_t, grads);
   if (bias_)
     for (const auto& b : blocks_)
-      layers::sum_rows_acc(dyc.slice(1, b.offset, b.size),
-                           layers::grad_of(*owner.parameter(b.bias)));
+      layers::bias_grad(dyc.slice(1, b.offset, b.size), *owner.parameter(b.bias));
   return dx;
 }
 

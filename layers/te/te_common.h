@@ -129,6 +129,11 @@ class LinearBlocks {
                   ProcessGroup* reduce = nullptr) const {
     return backward(owner, dy, LinearSaved{x, {}}, reduce);
   }
+  // FP8 and no bias only: backward with dy = the activation's backward of da at h (h the input
+  // forward_activated took; dy never written in high precision under delayed scaling, see
+  // Fp8State::cast_activation_grad). `reduce` as backward.
+  Tensor backward_activated(Module& owner, const Tensor& da, const Tensor& h, Activation act,
+                            const LinearSaved& saved, ProcessGroup* reduce = nullptr) const;
   // The whole bias [out] (a copy when split), for return_bias.
   Tensor bias(Module& owner) const;
 

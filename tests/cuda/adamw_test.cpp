@@ -250,5 +250,39 @@ TEST(CudaAdamW, VectorAndElementPathsAgree) {
   expect_close(out[0], pc, Tol{1e-6, 2e-5}, "vs cpu");
 }
 
+// hyper.step_scalars on the GPU: lr and the bias corrections read from a device buffer give the
+// same bits as the launch arguments (the buffer is what a replayed CUDA graph reads; the kernel's
+// arithmetic is the same instructions either way).
+TEST(CudaAdamW, StepScalarsFromDeviceMemoryEqualLaunchArguments) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t n = 4099;
+  Tensor p = random_host({n}, rng), g = random_host({n}, rng, DType::kF32, -0.1f, 0.1f);
+  Tensor pa = p.to(gpu()), pb = p.to(gpu()), dg = g.to(gpu());
+  Tensor ma = Tensor::zeros({n}, DType::kF32, gpu()), mb = ma.clone();
+  Tensor va = Tensor::zeros({n}, DType::kF32, gpu()), vb = va.clone();
+  Tensor sc = Tensor::empty({3}, DType::kF32, gpu());
+  for (int64_t t = 1; t <= 3; ++t) {
+    const float lr = 3e-3f * static_cast<float>(t);
+    AdamWMultiParams a, b;
+    a.device = b.device = gpu();
+    a.tensors = {{static_cast<float*>(pa.raw()), static_cast<const float*>(dg.raw()),
+                  static_cast<float*>(ma.raw()), static_cast<float*>(va.raw()), nullptr, n, 0.1f}};
+    b.tensors = {{static_cast<float*>(pb.raw()), static_cast<const float*>(dg.raw()),
+                  static_cast<float*>(mb.raw()), static_cast<float*>(vb.raw()), nullptr, n, 0.1f}};
+    a.hyper.lr = lr, a.hyper.step = t;
+    b.hyper = a.hyper;
+    b.hyper.lr = 1.0f, b.hyper.step = 1;  // ignored: the kernel reads sc
+    const AdamWStepScalars s = adamw_step_scalars(lr, a.hyper.beta1, a.hyper.beta2, t);
+    sc.copy_from(Tensor::from_vector(std::vector<float>{s.lr, s.step_size, s.bc2_sqrt}, {3}));
+    b.hyper.step_scalars = static_cast<const float*>(sc.raw());
+    adamw_multi_step(a);
+    adamw_multi_step(b);
+  }
+  EXPECT_EQ(pa.to(Device::cpu()).to_f32_vector(), pb.to(Device::cpu()).to_f32_vector());
+  EXPECT_EQ(ma.to(Device::cpu()).to_f32_vector(), mb.to(Device::cpu()).to_f32_vector());
+  EXPECT_EQ(va.to(Device::cpu()).to_f32_vector(), vb.to(Device::cpu()).to_f32_vector());
+}
+
 }  // namespace
 }  // namespace graft

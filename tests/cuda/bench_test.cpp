@@ -208,5 +208,95 @@ TEST(CudaBench, DISABLED_FusedKernelTimings) {
   }
 }
 
+// One line per memory-bound kernel of the Llama 3.2 1B step (4 x 2048 tokens, hidden 2048, 32 q
+// and 8 kv heads of 64): name, shape, ms and GB/s counted as the bytes each must read and write
+// (activations, weights, statistics; not the scratch partials nor the L2-resident RoPE tables),
+// and that as a share of a device-to-device copy measured here. Each figure is the median over
+// 10 samples of 20 back-to-back calls, so the host synchronisation is amortised.
+double median_ms_of(const std::function<void()>& fn, int reps = 20) {
+  return median_ms([&] {
+           for (int i = 0; i < reps; ++i) fn();
+         }) /
+         reps;
+}
+
+TEST(CudaBench, DISABLED_MemoryBoundKernelTimings) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t rows = 8192, H = 2048;
+  const double act = rows * H * 2.0;  // one [8192, 2048] bf16 activation, bytes
+  double copy_gbs = 0.0;
+  auto line = [&](const char* name, const char* shape, double ms, double bytes) {
+    const double gbs = bytes / 1e6 / ms;
+    std::printf("BENCH %-16s %-28s %8.4f ms %7.0f GB/s %5.1f %% of copy\n", name, shape, ms, gbs,
+                copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 100.0);
+  };
+  {  // the reference: one 128 MiB device-to-device copy (well past the 50 MB L2)
+    const int64_t n = int64_t{1} << 26;
+    Tensor a = rand_dev({n}, DType::kBF16, rng), b = Tensor::empty({n}, DType::kBF16, gpu());
+    Copy2dParams c;
+    c.src = a.raw(), c.dst = b.raw(), c.rows = 1, c.cols = n, c.dtype = DType::kBF16;
+    c.device = gpu();
+    const double ms = median_ms_of([&] { copy_2d(c); }, 5);
+    copy_gbs = 2.0 * n * 2 / 1e6 / ms;
+    line("copy", "2^26 bf16", ms, 2.0 * n * 2);
+  }
+  Tensor x = rand_dev({rows, H}, DType::kBF16, rng), r = rand_dev({rows, H}, DType::kBF16, rng);
+  Tensor g = rand_dev({H}, DType::kBF16, rng, 0.5f, 1.5f);
+  Tensor dres = rand_dev({rows, H}, DType::kBF16, rng), dy = rand_dev({rows, H}, DType::kBF16, rng);
+  Tensor s = Tensor::empty({rows, H}, DType::kBF16, gpu()), y = s.clone(), dx = s.clone();
+  Tensor rstd = Tensor::empty({rows}, DType::kF32, gpu());
+  Tensor dg = Tensor::zeros({H}, DType::kF32, gpu());
+  const double stats = rows * 4.0, wts = H * 2.0;
+  NormFwdParams f;
+  f.x = x.raw(), f.gamma = g.raw(), f.y = y.raw(), f.rstd = static_cast<float*>(rstd.raw());
+  f.rows = rows, f.cols = H, f.dtype = f.weight_dtype = DType::kBF16, f.device = gpu();
+  line("rmsnorm_fwd", "8192x2048 bf16", median_ms_of([&] { rmsnorm_fwd(f); }),
+       2 * act + wts + stats);
+  f.residual = r.raw(), f.residual_out = s.raw();
+  line("rmsnorm_fwd_add", "8192x2048 bf16", median_ms_of([&] { rmsnorm_fwd(f); }),
+       4 * act + wts + stats);
+  NormBwdParams b;
+  b.dy = dy.raw(), b.x = s.raw(), b.gamma = g.raw(), b.rstd = f.rstd, b.dx = dx.raw();
+  b.dgamma = static_cast<float*>(dg.raw()), b.rows = rows, b.cols = H;
+  b.dtype = b.weight_dtype = DType::kBF16, b.device = gpu();
+  line("rmsnorm_bwd", "8192x2048 bf16", median_ms_of([&] { rmsnorm_bwd(b); }),
+       3 * act + wts + stats + H * 8.0);
+  b.dresidual = dres.raw();
+  line("rmsnorm_bwd_add", "8192x2048 bf16", median_ms_of([&] { rmsnorm_bwd(b); }),
+       4 * act + wts + stats + H * 8.0);
+  AddParams ad;
+  ad.a = x.raw(), ad.b = r.raw(), ad.out = s.raw(), ad.n = rows * H, ad.dtype = DType::kBF16;
+  ad.device = gpu();
+  line("add", "8192x2048 bf16", median_ms_of([&] { add(ad); }), 3 * act);
+  {
+    const int64_t hq = 32, hkv = 8, d = 64, w = (hq + 2 * hkv) * d, maxpos = 2048;
+    Tensor qkv = rand_dev({rows, w}, DType::kBF16, rng);
+    Tensor q = Tensor::empty({rows, hq * d}, DType::kBF16, gpu());
+    Tensor k = Tensor::empty({rows, hkv * d}, DType::kBF16, gpu()), v = k.clone();
+    Tensor cs = Tensor::empty({maxpos, d / 2}, DType::kF32), sn = cs.clone();
+    RopeFreqParams fp;
+    fp.rotary_dim = d;
+    rope_cos_sin_table(fp, maxpos, cs.data<float>(), sn.data<float>());
+    Tensor cs_d = cs.to(gpu()), sn_d = sn.to(gpu());
+    std::vector<int64_t> pv(rows);
+    for (int64_t i = 0; i < rows; ++i) pv[i] = i % maxpos;
+    Tensor pos = Tensor::from_vector(pv, {rows / maxpos, maxpos}).to(gpu());
+    QkvSplitParams p;
+    p.qkv = qkv.raw(), p.q = q.raw(), p.k = k.raw(), p.v = v.raw(), p.rows = rows;
+    p.heads_q = hq, p.heads_kv = hkv, p.head_dim = d, p.grouped = true;
+    p.dtype = DType::kBF16, p.device = gpu();
+    p.rope.cos = static_cast<const float*>(cs_d.raw());
+    p.rope.sin = static_cast<const float*>(sn_d.raw());
+    p.rope.positions = static_cast<const int64_t*>(pos.raw()), p.rope.seq = maxpos;
+    p.rope.max_positions = maxpos;
+    const double bytes = rows * w * 2.0 * 2 + rows * 8.0;
+    line("qkv_split_rope", "8192x3072 bf16 32/8x64", median_ms_of([&] { qkv_split(p); }), bytes);
+    QkvSplitParams m = p;
+    m.merge = true;
+    line("qkv_merge_rope", "8192x3072 bf16 32/8x64", median_ms_of([&] { qkv_split(m); }), bytes);
+  }
+}
+
 }  // namespace
 }  // namespace graft

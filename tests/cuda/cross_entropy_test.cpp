@@ -130,6 +130,42 @@ TEST(CudaXentChunks, ChunkedEqualsWhole) {
   EXPECT_EQ(to_host_f32(whole).to_f32_vector()[0], 0.0f);
 }
 
+// num_valid_at: the divisor read from device memory gives the bits num_valid gives (what a
+// replayed CUDA graph relies on), forward and backward, bf16 logits.
+TEST(CudaXentChunks, DivisorFromDeviceMemoryEqualsTheArgument) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t n = 29, vocab = 541, divisor = 57;
+  Tensor lg = random_host({n, vocab}, rng, DType::kF32, -4.0f, 4.0f).to(DType::kBF16).to(gpu());
+  std::vector<int64_t> tg(n);
+  for (int64_t i = 0; i < n; ++i) tg[i] = i % 5 == 0 ? -100 : (i * 37) % vocab;
+  Tensor targets = Tensor::from_vector(tg, {n}).to(gpu());
+  Tensor at = Tensor::from_vector(std::vector<int64_t>{divisor}, {1}).to(gpu());
+  Tensor loss_a = poisoned({1}, DType::kF32), loss_b = poisoned({1}, DType::kF32);
+  Tensor lse = Tensor::empty({n}, DType::kF32, gpu());
+  Tensor da = Tensor::empty({n, vocab}, DType::kBF16, gpu()), db = da.clone();
+  XentFwdParams f;
+  f.logits = lg.raw(), f.targets = static_cast<const int64_t*>(targets.raw());
+  f.n = n, f.vocab = vocab, f.device = gpu(), f.dtype = DType::kBF16;
+  f.lse = static_cast<float*>(lse.raw());
+  XentFwdParams fa = f, fb = f;
+  fa.num_valid = divisor, fa.loss = static_cast<float*>(loss_a.raw());
+  fb.num_valid_at = static_cast<const int64_t*>(at.raw()),
+  fb.loss = static_cast<float*>(loss_b.raw());
+  cross_entropy_fwd(fa);
+  cross_entropy_fwd(fb);
+  EXPECT_EQ(to_host_f32(loss_a).to_f32_vector(), to_host_f32(loss_b).to_f32_vector());
+  XentBwdParams b;
+  b.logits = lg.raw(), b.targets = f.targets, b.lse = f.lse, b.n = n, b.vocab = vocab;
+  b.device = gpu(), b.dtype = DType::kBF16, b.grad_scale = 0.5f;
+  XentBwdParams ba = b, bb = b;
+  ba.num_valid = divisor, ba.dlogits = da.raw();
+  bb.num_valid_at = fb.num_valid_at, bb.dlogits = db.raw();
+  cross_entropy_bwd(ba);
+  cross_entropy_bwd(bb);
+  EXPECT_EQ(to_host_f32(da).to_f32_vector(), to_host_f32(db).to_f32_vector());
+}
+
 // shift_labels on the device equals the CPU shift (odd sizes; ignored labels kept ignored).
 TEST(CudaShiftLabels, MatchesCpu) {
   GRAFT_REQUIRE_CUDA();

@@ -154,5 +154,28 @@ TEST(CudaElementwiseSumRows, ColumnSumsAccumulateDeterministically) {
   }
 }
 
+// accumulate = false (a stale gradient's first contribution) never reads the output (NaN here) and
+// gives the accumulate into zeros bit for bit; with no rows it writes zeros.
+TEST(CudaElementwiseSumRows, WritesWithoutReading) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  const int64_t rows = 131, cols = 229;
+  Tensor x_d = to_gpu(random_host({rows, cols}, rng, DType::kBF16), DType::kBF16);
+  Tensor nan = Tensor::full({cols}, std::nanf(""), DType::kF32);
+  Tensor written = nan.to(gpu()), added = Tensor::zeros({cols}, DType::kF32, gpu());
+  SumRowsParams p;
+  p.x = x_d.raw(), p.rows = rows, p.cols = cols, p.dtype = DType::kBF16, p.device = gpu();
+  SumRowsParams w = p;
+  w.out = static_cast<float*>(written.raw()), w.accumulate = false;
+  sum_rows(w);
+  p.out = static_cast<float*>(added.raw());
+  sum_rows(p);
+  EXPECT_EQ(to_host_f32(written).to_f32_vector(), to_host_f32(added).to_f32_vector());
+  Tensor empty = nan.to(gpu());
+  w.out = static_cast<float*>(empty.raw()), w.rows = 0;
+  sum_rows(w);
+  EXPECT_EQ(to_host_f32(empty).to_f32_vector(), std::vector<float>(cols, 0.0f));
+}
+
 }  // namespace
 }  // namespace graft

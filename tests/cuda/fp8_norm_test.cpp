@@ -190,7 +190,11 @@ INSTANTIATE_TEST_SUITE_P(
                       NormCase{3, 64, true, false, DType::kBF16, DType::kF8E5M2},      // rows % 8
                       NormCase{1, 1, false, true, DType::kF32, DType::kF8E4M3},
                       NormCase{256, 2048, false, false, DType::kBF16, DType::kF8E4M3},  // model
-                      NormCase{96, 2048, true, false, DType::kBF16, DType::kF8E5M2}));
+                      NormCase{96, 2048, true, false, DType::kBF16, DType::kF8E5M2},
+                      // the wide variant with a partial 512-column step and a partial 32-row
+                      // block; the vectorised one (rows % 8 != 0) over more than one step
+                      NormCase{40, 1048, false, false, DType::kBF16, DType::kF8E4M3},
+                      NormCase{27, 1048, true, false, DType::kBF16, DType::kF8E4M3}));
 
 // Timing (disabled by default: --gtest_also_run_disabled_tests; nothing asserted): the fused norm
 // + cast against the unfused path it replaces (the bf16 norm, then the cast + transpose), at the

@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/fp8.h"
@@ -76,8 +78,10 @@ TEST(CudaFp8ScaleUpdate, MatchesTheCpuExactly) {
 // the activation in f32 (expf, erfcf): a few ulps apart, so a byte differs only where a * scale
 // lies within those ulps of a rounding midpoint, and then by one code: at most 1% of the bytes,
 // each one code away; amax within 1e-5 relative; scale_inv exact.
-void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype) {
-  SCOPED_TRACE(str(rows, "x", cols, " ", activation_name(act), " ", dtype_name(h_dtype)));
+void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype,
+                       bool with_qt = true) {
+  SCOPED_TRACE(str(rows, "x", cols, " ", activation_name(act), " ", dtype_name(h_dtype),
+                   with_qt ? " q+qt" : " q"));
   auto rng = rng_for(str(rows, cols, activation_name(act)));
   const int64_t hc = activation_is_gated(act) ? 2 * cols : cols;
   Tensor h = random_host({rows, hc}, rng, h_dtype, -3.0f, 3.0f);  // rounded through h_dtype
@@ -89,7 +93,7 @@ void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype
   p.h = h.raw();
   p.act = act;
   p.q = q.raw();
-  p.qt = qt.raw();
+  p.qt = with_qt ? qt.raw() : nullptr;
   p.rows = rows;
   p.cols = cols;
   p.scale = &scale;
@@ -104,12 +108,72 @@ void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype
   g.h = hg.raw();
   g.h_dtype = h_dtype;
   g.q = qg.raw();
-  g.qt = qtg.raw();
+  g.qt = with_qt ? qtg.raw() : nullptr;
   g.scale = static_cast<const float*>(sg.raw());
   g.amax = static_cast<float*>(ag.raw());
   g.scale_inv = static_cast<float*>(sig.raw());
   g.device = gpu();
   fp8_act_quantize(g);
+  for (auto [cpu, dev] : {std::pair{&q, &qg}, std::pair{&qt, &qtg}}) {
+    if (cpu == &qt && !with_qt) continue;
+    const Tensor d = dev->to(Device::cpu());
+    const auto* a = static_cast<const uint8_t*>(cpu->raw());
+    const auto* b = static_cast<const uint8_t*>(d.raw());
+    int64_t differ = 0;
+    for (int64_t i = 0; i < cpu->numel(); ++i) {
+      if (a[i] == b[i]) continue;
+      ++differ;
+      ASSERT_EQ(std::abs(int(a[i] & 0x7f) - int(b[i] & 0x7f)), 1) << "element " << i;
+      ASSERT_EQ(a[i] & 0x80, b[i] & 0x80) << "element " << i;
+    }
+    EXPECT_LE(differ, cpu->numel() / 100 + 1);
+  }
+  EXPECT_NEAR(ag.to(Device::cpu()).to_f32_vector()[0], amax, 1e-5 * amax);
+  EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], si);
+}
+
+// fp8_act_bwd_quantize on the GPU (fused kernel for aligned shapes, activation_bwd + cast
+// otherwise) against the CPU reference (activation_bwd in f64 rounded to f32, then the cast), E5M2
+// as gradients are cast. The same tolerance as act_quantize_both: the GPU's f32 act / act' are a
+// few ulps from the CPU's, so a byte differs only next to a rounding midpoint, by one code.
+void act_bwd_quantize_both(int64_t rows, int64_t cols, Activation act, DType dtype) {
+  SCOPED_TRACE(str(rows, "x", cols, " ", activation_name(act), " ", dtype_name(dtype)));
+  auto rng = rng_for(str(rows, cols, activation_name(act), "bwd"));
+  const int64_t hc = activation_is_gated(act) ? 2 * cols : cols;
+  Tensor h = random_host({rows, hc}, rng, dtype, -3.0f, 3.0f);
+  Tensor da = random_host({rows, cols}, rng, dtype, -2.0f, 2.0f);
+  const float scale = 3000.0f;
+  Tensor q = Tensor::empty({rows, hc}, DType::kF8E5M2),
+         qt = Tensor::empty({hc, rows}, DType::kF8E5M2);
+  float amax = 0.0f, si = 0.0f;
+  Fp8ActBwdQuantizeParams p;
+  p.da = da.raw();
+  p.h = h.raw();
+  p.act = act;
+  p.q = q.raw();
+  p.qt = qt.raw();
+  p.rows = rows;
+  p.cols = cols;
+  p.scale = &scale;
+  p.amax = &amax;
+  p.scale_inv = &si;
+  fp8_act_bwd_quantize(p);
+  Tensor hg = to_gpu(h, dtype), dag = to_gpu(da, dtype);
+  Tensor qg = Tensor::empty({rows, hc}, DType::kF8E5M2, gpu());
+  Tensor qtg = Tensor::empty({hc, rows}, DType::kF8E5M2, gpu());
+  Tensor sg = Tensor::from_vector(std::vector<float>{scale}, {1}).to(gpu());
+  Tensor ag = Tensor::zeros({1}, DType::kF32, gpu()), sig = Tensor::zeros({1}, DType::kF32, gpu());
+  Fp8ActBwdQuantizeParams g = p;
+  g.da = dag.raw();
+  g.h = hg.raw();
+  g.dtype = dtype;
+  g.q = qg.raw();
+  g.qt = qtg.raw();
+  g.scale = static_cast<const float*>(sg.raw());
+  g.amax = static_cast<float*>(ag.raw());
+  g.scale_inv = static_cast<float*>(sig.raw());
+  g.device = gpu();
+  fp8_act_bwd_quantize(g);
   for (auto [cpu, dev] : {std::pair{&q, &qg}, std::pair{&qt, &qtg}}) {
     const Tensor d = dev->to(Device::cpu());
     const auto* a = static_cast<const uint8_t*>(cpu->raw());
@@ -127,6 +191,24 @@ void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype
   EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], si);
 }
 
+// Both paths: the fused kernel (GRAFT_FP8_FUSED_ACT_BWD=1) and the default activation_bwd + cast.
+TEST(CudaFp8ActBwdQuantize, MatchesTheCpuReference) {
+  GRAFT_REQUIRE_CUDA();
+  for (const char* fused : {"1", "0"})
+    for (Activation a : {Activation::kSwiglu, Activation::kGeglu, Activation::kReglu,
+                         Activation::kGeluTanh, Activation::kGelu, Activation::kSquaredRelu}) {
+      setenv("GRAFT_FP8_FUSED_ACT_BWD", fused, 1);
+      SCOPED_TRACE(std::string("GRAFT_FP8_FUSED_ACT_BWD=") + fused);
+      act_bwd_quantize_both(136, 200, a, DType::kBF16);  // fused, partial tiles; gated: a tile
+                                                         // across the gate / up boundary
+      act_bwd_quantize_both(64, 256, a, DType::kF32);    // fused
+      act_bwd_quantize_both(72, 1032, a, DType::kF16);   // fused, many column tiles
+      act_bwd_quantize_both(29, 52, a, DType::kF32);     // activation_bwd + cast
+      act_bwd_quantize_both(16, 12, a, DType::kF32);     // cols % 8 != 0: activation_bwd + cast
+    }
+  unsetenv("GRAFT_FP8_FUSED_ACT_BWD");
+}
+
 TEST(CudaFp8ActQuantize, MatchesTheCpuReference) {
   GRAFT_REQUIRE_CUDA();
   for (Activation a : {Activation::kSwiglu, Activation::kGeglu, Activation::kReglu,
@@ -134,6 +216,9 @@ TEST(CudaFp8ActQuantize, MatchesTheCpuReference) {
     act_quantize_both(136, 200, a, DType::kBF16);  // fused, partial 64x64 tiles
     act_quantize_both(64, 256, a, DType::kF32);    // fused
     act_quantize_both(29, 52, a, DType::kF32);     // activation kernel + cast
+    act_quantize_both(8, 8, a, DType::kBF16);      // fused, one chunk per row
+    act_quantize_both(72, 1032, a, DType::kF16);   // fused, 9 column tiles, a partial row tile
+    act_quantize_both(136, 200, a, DType::kBF16, /*with_qt=*/false);  // fused, q only
   }
 }
 

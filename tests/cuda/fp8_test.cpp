@@ -18,20 +18,58 @@ using namespace cuda_test;
 struct CastCase {
   int64_t rows, cols;
   DType x, fp8;
+  int64_t x_off = 0;  // x starts this many elements into its device buffer (misaligned: > 0)
+  int64_t q_off = 0;  // q and qt start this many bytes into theirs
 };
 
 class CudaFp8Cast : public ::testing::TestWithParam<CastCase> {};
 
 Tensor scalar_gpu(float v) { return Tensor::from_vector(std::vector<float>{v}, {1}).to(gpu()); }
 
+// A device buffer of `pad + n` elements of `dt` holding the host f32 values from element `pad`.
+Tensor padded_gpu(const Tensor& host, DType dt, int64_t pad) {
+  Tensor h = Tensor::zeros({pad + host.numel()}, DType::kF32);
+  std::memcpy(h.data<float>() + pad, host.data<float>(), host.nbytes());
+  return h.to(dt).to(gpu());
+}
+
+// A device byte buffer of `pad + n` fp8 values, all 0x7f (NaN in both formats: no cast of a
+// finite value writes it, so a byte the kernel fails to write shows).
+Tensor poisoned_fp8(int64_t n, DType fp8) {
+  Tensor h = Tensor::empty({n}, fp8);
+  std::memset(h.raw(), 0x7f, static_cast<size_t>(h.nbytes()));
+  return h.to(gpu());
+}
+
+const uint8_t* bytes(const Tensor& t, int64_t off = 0) {
+  return static_cast<const uint8_t*>(t.raw()) + off;
+}
+
+// Fails with the first few bytes where `got` and `want` differ, and their count.
+void expect_bytes(const uint8_t* got, const uint8_t* want, int64_t n, const std::string& what) {
+  int shown = 0;
+  int64_t differ = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (got[i] != want[i]) {
+      if (shown++ < 5)
+        ADD_FAILURE() << what << " byte " << i << ": GPU " << int(got[i]) << ", CPU "
+                      << int(want[i]);
+      ++differ;
+    }
+  EXPECT_EQ(differ, 0) << what << ": " << differ << " of " << n << " bytes differ";
+}
+
+// q and qt both, q only (the flat kernel), qt only; each against the CPU bytes, amax and
+// scale_inv exactly.
 TEST_P(CudaFp8Cast, QuantizeTransposeAmaxMatchCpuExactly) {
   GRAFT_REQUIRE_CUDA();
   const CastCase c = GetParam();
-  auto rng = rng_for(str(c.rows, "x", c.cols));
+  auto rng = rng_for(str(c.rows, "x", c.cols, "+", c.x_off, "+", c.q_off));
+  const int64_t n = c.rows * c.cols;
   Tensor x = random_host({c.rows, c.cols}, rng, c.x, -3.0f, 3.0f);
-  if (x.numel() > 2) {  // saturation, infinity and NaN too
+  if (n > 2) {  // saturation and infinity (NaN: NanWinsTheAmaxOnEveryPath)
     x.data<float>()[0] = 1e6f;
-    x.data<float>()[1] = -INFINITY;
+    x.data<float>()[n / 2] = -INFINITY;
   }
   const float scale = c.fp8 == DType::kF8E4M3 ? 96.0f : 4000.0f;
   // CPU reference.
@@ -51,51 +89,51 @@ TEST_P(CudaFp8Cast, QuantizeTransposeAmaxMatchCpuExactly) {
   p.scale_inv = &scale_inv;
   fp8_quantize(p);
   // GPU.
-  Tensor xg = to_gpu(x, c.x);
-  Tensor qg = Tensor::empty({c.rows, c.cols}, c.fp8, gpu());
-  Tensor qtg = Tensor::empty({c.cols, c.rows}, c.fp8, gpu());
-  Tensor sg = scalar_gpu(scale), ag = scalar_gpu(0.5f), sig = scalar_gpu(0.0f);
-  Fp8QuantizeParams pg = p;
-  pg.x = xg.raw();
-  pg.q = qg.raw();
-  pg.qt = qtg.raw();
-  pg.scale = static_cast<const float*>(sg.raw());
-  pg.amax = static_cast<float*>(ag.raw());
-  pg.scale_inv = static_cast<float*>(sig.raw());
-  pg.device = gpu();
-  fp8_quantize(pg);
-  const Tensor qh = qg.to(Device::cpu()), qth = qtg.to(Device::cpu());
-  const auto* gb = static_cast<const uint8_t*>(qh.raw());
-  const auto* cb = static_cast<const uint8_t*>(q.raw());
-  const auto xv = xc.to(DType::kF32).to_f32_vector();
-  int shown = 0;
-  for (int64_t i = 0; i < q.numel() && shown < 5; ++i)
-    if (gb[i] != cb[i]) {
-      ADD_FAILURE() << "element " << i << ": x = " << xv[i] << ", x * scale = " << xv[i] * scale
-                    << ": GPU byte " << int(gb[i]) << ", CPU byte " << int(cb[i]);
-      ++shown;
-    }
-  EXPECT_EQ(std::memcmp(qth.raw(), qt.raw(), qt.nbytes()), 0) << "qt differs";
-  EXPECT_EQ(ag.to(Device::cpu()).to_f32_vector()[0], amax);
-  EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], scale_inv);
-  // Dequantise and amax_reduce on the GPU.
-  Tensor yg = poisoned({c.rows * c.cols}, DType::kF32);
-  Fp8DequantizeParams d;
-  d.q = qg.raw();
-  d.fp8 = c.fp8;
-  d.scale_inv = static_cast<const float*>(sig.raw());
-  d.y = yg.raw();
-  d.n = x.numel();
-  d.device = gpu();
-  fp8_dequantize(d);
-  const auto y = yg.to(Device::cpu()).to_f32_vector();
-  const auto qv = q.to(DType::kF32).to_f32_vector();  // fp8 -> f32 on the CPU
-  for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], qv[i] * scale_inv) << i;
+  Tensor xg = padded_gpu(x, c.x, c.x_off);
+  const void* xp = static_cast<const char*>(xg.raw()) + c.x_off * dtype_size(c.x);
+  Tensor sg = scalar_gpu(scale);
+  for (int mode = 0; mode < 3; ++mode) {  // q and qt, q only, qt only
+    const bool want_q = mode != 2, want_qt = mode != 1;
+    const std::string what = str(c.rows, "x", c.cols,
+                                 mode == 0   ? " q+qt"
+                                 : mode == 1 ? " q"
+                                             : " qt");
+    Tensor qg = poisoned_fp8(c.q_off + n, c.fp8), qtg = poisoned_fp8(c.q_off + n, c.fp8);
+    Tensor ag = scalar_gpu(0.5f), sig = scalar_gpu(0.0f);
+    Fp8QuantizeParams pg = p;
+    pg.x = xp;
+    pg.q = want_q ? static_cast<uint8_t*>(qg.raw()) + c.q_off : nullptr;
+    pg.qt = want_qt ? static_cast<uint8_t*>(qtg.raw()) + c.q_off : nullptr;
+    pg.scale = static_cast<const float*>(sg.raw());
+    pg.amax = static_cast<float*>(ag.raw());
+    pg.scale_inv = static_cast<float*>(sig.raw());
+    pg.device = gpu();
+    fp8_quantize(pg);
+    if (want_q) expect_bytes(bytes(qg.to(Device::cpu()), c.q_off), bytes(q), n, what + ": q");
+    if (want_qt) expect_bytes(bytes(qtg.to(Device::cpu()), c.q_off), bytes(qt), n, what + ": qt");
+    EXPECT_EQ(ag.to(Device::cpu()).to_f32_vector()[0], amax) << what;
+    EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], scale_inv) << what;
+    if (mode != 0) continue;
+    // Dequantise on the GPU.
+    Tensor yg = poisoned({n}, DType::kF32);
+    Fp8DequantizeParams d;
+    d.q = pg.q;
+    d.fp8 = c.fp8;
+    d.scale_inv = static_cast<const float*>(sig.raw());
+    d.y = yg.raw();
+    d.n = n;
+    d.device = gpu();
+    fp8_dequantize(d);
+    const auto y = yg.to(Device::cpu()).to_f32_vector();
+    const auto qv = q.to(DType::kF32).to_f32_vector();  // fp8 -> f32 on the CPU
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], qv[i] * scale_inv) << i;
+  }
+  // amax_reduce (the current-scaling pass) on the GPU.
   Tensor a2 = scalar_gpu(0.0f);
   AmaxParams am;
-  am.x = xg.raw();
+  am.x = xp;
   am.dtype = c.x;
-  am.n = x.numel();
+  am.n = n;
   am.amax = static_cast<float*>(a2.raw());
   am.device = gpu();
   amax_reduce(am);
@@ -104,17 +142,95 @@ TEST_P(CudaFp8Cast, QuantizeTransposeAmaxMatchCpuExactly) {
   EXPECT_EQ(a2.to(Device::cpu()).to_f32_vector()[0], want);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaFp8Cast,
-                         ::testing::Values(CastCase{71, 229, DType::kF32, DType::kF8E4M3},
-                                           CastCase{29, 541, DType::kBF16, DType::kF8E4M3},
-                                           CastCase{64, 128, DType::kBF16, DType::kF8E5M2},
-                                           CastCase{1, 1, DType::kF32, DType::kF8E5M2},
-                                           CastCase{333, 17, DType::kF32, DType::kF8E4M3},
-                                           // the vectorised kernel (rows, cols % 8 == 0), with
-                                           // partial 64x64 tiles and a tile-sized shape
-                                           CastCase{136, 200, DType::kBF16, DType::kF8E4M3},
-                                           CastCase{256, 512, DType::kF32, DType::kF8E5M2},
-                                           CastCase{8, 24, DType::kF16, DType::kF8E4M3}));
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaFp8Cast,
+    ::testing::Values(CastCase{71, 229, DType::kF32, DType::kF8E4M3},
+                      CastCase{29, 541, DType::kBF16, DType::kF8E4M3},
+                      CastCase{64, 128, DType::kBF16, DType::kF8E5M2},
+                      CastCase{1, 1, DType::kF32, DType::kF8E5M2},
+                      CastCase{1, 1, DType::kBF16, DType::kF8E4M3},
+                      CastCase{7, 13, DType::kBF16, DType::kF8E4M3},
+                      CastCase{333, 17, DType::kF32, DType::kF8E4M3},
+                      CastCase{129, 257, DType::kBF16, DType::kF8E5M2},
+                      // the tile kernel (rows, cols % 8 == 0): partial 64x128 tiles, one tile,
+                      // one row of chunks, more tiles than resident blocks
+                      CastCase{136, 200, DType::kBF16, DType::kF8E4M3},
+                      CastCase{256, 512, DType::kF32, DType::kF8E5M2},
+                      CastCase{8, 24, DType::kF16, DType::kF8E4M3},
+                      CastCase{8, 8, DType::kBF16, DType::kF8E4M3},
+                      CastCase{72, 1032, DType::kBF16, DType::kF8E4M3},
+                      CastCase{8192, 3072, DType::kBF16, DType::kF8E4M3},
+                      CastCase{2048, 8192, DType::kBF16, DType::kF8E5M2},
+                      // misaligned x (scalar flat loop and scalar tiles), misaligned q / qt,
+                      // and offsets that keep the alignment (vector paths)
+                      CastCase{64, 128, DType::kBF16, DType::kF8E4M3, 1, 0},
+                      CastCase{64, 128, DType::kF32, DType::kF8E4M3, 4, 0},
+                      CastCase{64, 136, DType::kBF16, DType::kF8E5M2, 0, 4},
+                      CastCase{72, 136, DType::kBF16, DType::kF8E4M3, 8, 8},
+                      CastCase{7, 13, DType::kBF16, DType::kF8E4M3, 3, 1}));
+
+// A NaN anywhere makes the amax NaN (the scale update then keeps the old scale) on every path:
+// the flat kernel (vectorised, its scalar tail, unaligned), the tile kernel, the scalar tiles,
+// and amax_reduce. Its byte is a NaN code; the other bytes match the CPU's.
+TEST(CudaFp8Cast, NanWinsTheAmaxOnEveryPath) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for();
+  struct Path {
+    int64_t rows, cols, x_off;
+    bool qt;
+  };
+  for (Path k : {Path{64, 136, 0, false}, Path{7, 13, 0, false}, Path{64, 136, 1, false},
+                 Path{64, 136, 0, true}, Path{7, 13, 0, true}}) {
+    const int64_t n = k.rows * k.cols;
+    for (int64_t at : {int64_t{0}, n / 3, n - 1}) {
+      const std::string what = str(k.rows, "x", k.cols, k.qt ? " qt" : " q", " NaN at ", at);
+      Tensor x = random_host({k.rows, k.cols}, rng, DType::kBF16, -3.0f, 3.0f);
+      x.data<float>()[at] = NAN;
+      const float scale = 96.0f;
+      Tensor q = Tensor::empty({k.rows, k.cols}, DType::kF8E4M3);
+      Tensor qt = Tensor::empty({k.cols, k.rows}, DType::kF8E4M3);
+      Tensor xc = x.to(DType::kBF16);
+      float amax = 0.0f;
+      Fp8QuantizeParams p;
+      p.x = xc.raw();
+      p.x_dtype = DType::kBF16;
+      p.q = q.raw();
+      p.qt = k.qt ? qt.raw() : nullptr;
+      p.rows = k.rows;
+      p.cols = k.cols;
+      p.scale = &scale;
+      p.amax = &amax;
+      fp8_quantize(p);
+      ASSERT_TRUE(std::isnan(amax)) << what;
+      Tensor xg = padded_gpu(x, DType::kBF16, k.x_off);
+      const void* xp = static_cast<const char*>(xg.raw()) + k.x_off * 2;
+      Tensor qg = poisoned_fp8(n, DType::kF8E4M3), qtg = poisoned_fp8(n, DType::kF8E4M3);
+      Tensor sg = scalar_gpu(scale), ag = scalar_gpu(0.0f), a2 = scalar_gpu(0.0f);
+      Fp8QuantizeParams pg = p;
+      pg.x = xp;
+      pg.q = qg.raw();
+      pg.qt = k.qt ? qtg.raw() : nullptr;
+      pg.scale = static_cast<const float*>(sg.raw());
+      pg.amax = static_cast<float*>(ag.raw());
+      pg.device = gpu();
+      fp8_quantize(pg);
+      EXPECT_TRUE(std::isnan(ag.to(Device::cpu()).to_f32_vector()[0])) << what;
+      Tensor qh = qg.to(Device::cpu());
+      EXPECT_EQ(bytes(qh)[at] & 0x7f, 0x7f) << what << ": the NaN's byte";
+      std::vector<uint8_t> got(bytes(qh), bytes(qh) + n), want(bytes(q), bytes(q) + n);
+      got[at] = want[at] = 0;
+      expect_bytes(got.data(), want.data(), n, what + ": q");
+      AmaxParams am;
+      am.x = xp;
+      am.dtype = DType::kBF16;
+      am.n = n;
+      am.amax = static_cast<float*>(a2.raw());
+      am.device = gpu();
+      amax_reduce(am);
+      EXPECT_TRUE(std::isnan(a2.to(Device::cpu()).to_f32_vector()[0])) << what << ": amax_reduce";
+    }
+  }
+}
 
 struct GemmCase {
   int64_t m, n, k;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "tests/cuda/cuda_test_util.h"
 
@@ -111,6 +112,30 @@ INSTANTIATE_TEST_SUITE_P(
                       GemmCase{29, 64, 71, false, true, B, B, false, 0.0f, 4, 0},
                       GemmCase{64, 64, 64, true, true, B, F, true, 0.25f, 2, 0}),
     case_name);
+
+// The weight-gradient GEMM of a stale gradient (lazy zeroing): beta = 0 over a C of NaN gives,
+// bit for bit, what beta = 1 over zeros gives (cuBLASLt never reads C at beta = 0, and its plan
+// does not depend on beta). dW [out, in] = dyᵀ [out, rows] · x [rows, in], bf16 into f32.
+TEST(CudaGemmBeta, ZeroOverNaNEqualsOneOverZeros) {
+  GRAFT_REQUIRE_CUDA();
+  auto rng = rng_for("gemm_beta_zero");
+  for (auto [rows, out, in] :
+       {std::tuple<int64_t, int64_t, int64_t>{541, 229, 71}, {4096, 256, 512}, {64, 3, 5}}) {
+    Tensor dy = to_gpu(random_host({rows, out}, rng, DType::kBF16), DType::kBF16);
+    Tensor x = to_gpu(random_host({rows, in}, rng, DType::kBF16), DType::kBF16);
+    Tensor written = Tensor::full({out, in}, std::nanf(""), DType::kF32).to(gpu());
+    Tensor added = Tensor::zeros({out, in}, DType::kF32, gpu());
+    for (float beta : {0.0f, 1.0f}) {
+      GemmParams p;
+      p.a = dy.raw(), p.b = x.raw(), p.c = (beta == 0.0f ? written : added).raw();
+      p.m = out, p.n = in, p.k = rows, p.trans_a = true, p.beta = beta;
+      p.dtype = DType::kBF16, p.c_dtype = DType::kF32, p.device = gpu();
+      gemm(p);
+    }
+    EXPECT_EQ(to_host_f32(written).to_f32_vector(), to_host_f32(added).to_f32_vector())
+        << rows << " x " << out << " x " << in;
+  }
+}
 
 }  // namespace
 }  // namespace graft

@@ -76,7 +76,18 @@ struct RopeCase {
   int64_t batch, seq, hq, hkv, d, rd, pad;
   bool grouped;
   DType dt;
+  int64_t offset = 0;  // elements: qkv and dqkv start this far into their allocations
 };
+
+// A device copy of host f32 values in `dt` starting `offset` elements into its allocation
+// (`keep` owns it); offset 1 misaligns every row for 16-byte units.
+Tensor offset_gpu(const Tensor& host, DType dt, int64_t offset, Tensor& keep) {
+  std::vector<float> v = host.to_f32_vector();
+  v.insert(v.begin(), static_cast<size_t>(offset), 0.0f);
+  keep = to_gpu(Tensor::from_vector(v, {static_cast<int64_t>(v.size())}), dt);
+  return Tensor::from_blob(static_cast<char*>(keep.raw()) + offset * dtype_size(dt), host.shape(),
+                           dt, gpu());
+}
 
 class CudaQkvSplitRope : public ::testing::TestWithParam<RopeCase> {};
 
@@ -111,7 +122,8 @@ TEST_P(CudaQkvSplitRope, SplitAndMergeWithRopeMatchCpu) {
   qkv_split(m);
 
   Tensor cos_d = cos_h.to(gpu()), sin_d = sin_h.to(gpu()), pos_d = pos_h.to(gpu());
-  Tensor qkv_d = to_gpu(qkv_h, c.dt);
+  Tensor keep_qkv, keep_dqkv;
+  Tensor qkv_d = offset_gpu(qkv_h, c.dt, c.offset, keep_qkv);
   Tensor q_d = poisoned(q.shape(), c.dt), k_d = poisoned(k.shape(), c.dt);
   Tensor v_d = poisoned(v.shape(), c.dt);
   QkvSplitParams g = p;
@@ -125,7 +137,8 @@ TEST_P(CudaQkvSplitRope, SplitAndMergeWithRopeMatchCpu) {
   expect_close(k_d, k, tol_for(c.dt), "k");
   expect_close(v_d, v, Tol{0, 0}, "v");
   Tensor dq_d = to_gpu(dq_h, c.dt), dk_d = to_gpu(dk_h, c.dt), dv_d = to_gpu(dv_h, c.dt);
-  Tensor dqkv_d = to_gpu(Tensor::zeros({rows, ld}, DType::kF32), c.dt);  // padding stays 0
+  Tensor dqkv_d = offset_gpu(Tensor::zeros({rows, ld}, DType::kF32), c.dt, c.offset,
+                             keep_dqkv);  // padding stays 0
   QkvSplitParams gm = g;
   gm.qkv = dqkv_d.raw(), gm.q = dq_d.raw(), gm.k = dk_d.raw(), gm.v = dv_d.raw(), gm.merge = true;
   qkv_split(gm);
@@ -139,7 +152,14 @@ INSTANTIATE_TEST_SUITE_P(
                       RopeCase{1, 71, 4, 2, 64, 32, 8, true, B},  // partial rotary, padded rows
                       RopeCase{3, 7, 4, 2, 16, 16, 0, true, F},   // f32, 8-element units
                       RopeCase{2, 9, 6, 3, 12, 12, 0, true, B},   // half = 6: the element path
-                      RopeCase{1, 5, 3, 3, 10, 6, 1, false, F}));
+                      RopeCase{1, 5, 3, 3, 10, 6, 1, false, F},
+                      // Llama 8B heads: 448 units a row, two blocks of 256 threads per row
+                      RopeCase{1, 65, 32, 8, 128, 128, 0, true, B},
+                      // the element path over two blocks a row, partial rotary, not grouped
+                      RopeCase{1, 17, 16, 4, 24, 12, 3, false, B},
+                      // misaligned views (every Llama divisibility holds): the element path
+                      RopeCase{2, 33, 32, 8, 64, 64, 0, true, B, 1},
+                      RopeCase{1, 19, 8, 2, 64, 32, 8, false, B, 3}));
 
 TEST(CudaQkvSplitRopeInput, PositionOutOfRangeIsAnInputError) {
   GRAFT_REQUIRE_CUDA();

@@ -166,3 +166,35 @@ TEST(AdamW, RejectsStepZero) {
 
 }  // namespace
 }  // namespace graft
+
+namespace graft {
+namespace {
+
+// kernels/adamw.h step_scalars: the update reading lr and the bias corrections from memory gives
+// the same bits as the one taking lr and step (what a replayed CUDA graph relies on), step by
+// step with a changing lr.
+TEST(AdamW, StepScalarsFromMemoryEqualHostLrAndStep) {
+  const int64_t n = 71;
+  auto pa = test::randn(n, 3), pb = pa;
+  std::vector<float> ma(n, 0.0f), mb(n, 0.0f), va(n, 0.0f), vb(n, 0.0f);
+  for (int64_t t = 1; t <= 4; ++t) {
+    const auto grad = test::randn(n, 30 + t);
+    const float lr = 1e-2f / static_cast<float>(t);
+    AdamWMultiParams a, b;
+    a.tensors = {{pa.data(), grad.data(), ma.data(), va.data(), nullptr, n, 0.1f}};
+    b.tensors = {{pb.data(), grad.data(), mb.data(), vb.data(), nullptr, n, 0.1f}};
+    a.hyper.lr = lr, a.hyper.step = t, a.hyper.beta2 = 0.95f;
+    b.hyper = a.hyper;
+    b.hyper.lr = 123.0f;  // ignored: read from `sc`
+    const AdamWStepScalars sc = adamw_step_scalars(lr, a.hyper.beta1, a.hyper.beta2, t);
+    b.hyper.step_scalars = &sc.lr;
+    adamw_multi_step(a);
+    adamw_multi_step(b);
+    ASSERT_EQ(pa, pb) << "step " << t;
+    ASSERT_EQ(ma, mb) << "step " << t;
+    ASSERT_EQ(va, vb) << "step " << t;
+  }
+}
+
+}  // namespace
+}  // namespace graft

@@ -132,6 +132,33 @@ TEST(CrossEntropy, ChunkedRowsEqualOneCall) {
   }
 }
 
+// num_valid_at (kernels/cross_entropy.h): the divisor read from memory equals the argument.
+TEST(CrossEntropy, DivisorFromMemoryEqualsTheArgument) {
+  const Problem pr = make(23, 50, 3);
+  const int64_t divisor = 40;
+  float la = 0, lb = 0;
+  std::vector<float> lse(23), da(pr.logits.size()), db(pr.logits.size());
+  XentFwdParams f;
+  f.logits = pr.logits.data(), f.targets = pr.targets.data(), f.lse = lse.data();
+  f.n = 23, f.vocab = 50;
+  XentFwdParams fa = f, fb = f;
+  fa.num_valid = divisor, fa.loss = &la;
+  fb.num_valid_at = &divisor, fb.loss = &lb;
+  cross_entropy_fwd(fa);
+  cross_entropy_fwd(fb);
+  EXPECT_EQ(la, lb);
+  XentBwdParams b;
+  b.logits = pr.logits.data(), b.targets = pr.targets.data(), b.lse = lse.data();
+  b.n = 23, b.vocab = 50;
+  XentBwdParams ba = b, bb = b;
+  ba.num_valid = divisor, ba.dlogits = da.data();
+  bb.num_valid_at = &divisor, bb.dlogits = db.data();
+  cross_entropy_bwd(ba);
+  cross_entropy_bwd(bb);
+  EXPECT_EQ(da, db);
+  EXPECT_NE(la, 0.0f);
+}
+
 TEST(CrossEntropy, InPlaceBackwardAndAllIgnored) {
   Problem pr = make(6, 10, 3);
   std::vector<float> lse(6), out(60);

@@ -127,5 +127,24 @@ TEST(Elementwise, SumRowsAccumulatesColumnSums) {
   }
 }
 
+// accumulate = false writes the sums (a stale gradient's first contribution): the old contents,
+// NaN here, are never read, and the result is bit for bit the accumulate into zeros.
+TEST(Elementwise, SumRowsWritesWithoutReading) {
+  const int64_t rows = 29, cols = 71;
+  const auto x = test::randn(rows * cols, 9);
+  std::vector<float> written(cols, std::nanf("")), added(cols, 0.0f);
+  SumRowsParams p;
+  p.x = x.data(), p.rows = rows, p.cols = cols;
+  SumRowsParams w = p;
+  w.out = written.data(), w.accumulate = false;
+  sum_rows(w);
+  p.out = added.data();
+  sum_rows(p);
+  EXPECT_EQ(written, added);
+  w.rows = 0;  // an empty sum writes zeros
+  sum_rows(w);
+  EXPECT_EQ(written, std::vector<float>(cols, 0.0f));
+}
+
 }  // namespace
 }  // namespace graft

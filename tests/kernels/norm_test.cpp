@@ -142,6 +142,27 @@ INSTANTIATE_TEST_SUITE_P(
                     NormCase{true, 6, 9, false, false}),
     case_name);
 
+// accumulate = false (a stale gradient's first contribution) writes dgamma/dbeta without reading
+// them (NaN here): bit for bit the accumulate into zeros; dx is unchanged.
+TEST_P(NormSweep, BackwardWritesWeightGradientsWithoutReading) {
+  const NormCase c = GetParam();
+  const auto x = randn(c.rows * c.cols, 11, 2.0f), gamma = randn(c.cols, 12);
+  const auto beta = randn(c.cols, 13), dy = randn(x.size(), 14);
+  const std::vector<float> zeros(c.cols, 0.0f);
+  const NormRun added = run_kernels(c, x, gamma, beta, dy, zeros, zeros);
+  std::vector<float> dg(c.cols, NAN), db(c.cols, NAN), dx(x.size(), NAN);
+  NormBwdParams b;
+  b.dy = dy.data(), b.x = x.data(), b.gamma = gamma.data(), b.rstd = added.rstd.data();
+  b.mean = c.layernorm ? added.mean.data() : nullptr, b.dx = dx.data(), b.dgamma = dg.data();
+  b.dbeta = c.with_beta ? db.data() : nullptr;
+  b.rows = c.rows, b.cols = c.cols, b.zero_centered_gamma = c.zero_centered;
+  b.accumulate = false;
+  c.layernorm ? layernorm_bwd(b) : rmsnorm_bwd(b);
+  EXPECT_EQ(dg, added.dgamma);
+  if (c.with_beta) EXPECT_EQ(db, added.dbeta);
+  EXPECT_EQ(dx, added.dx);
+}
+
 TEST(Norm, SavedStatisticsAreTheRowRstdAndMean) {
   const std::vector<float> x = {1, 2, 3, 4, -1, 0.5f, 2, 0};
   const std::vector<float> gamma(4, 1.0f);

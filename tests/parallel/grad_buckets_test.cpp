@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace graft {
@@ -44,13 +47,63 @@ TEST(GradBuckets, PacksInOrderAndRehomesValuesAndGradients) {
   const float* gc = static_cast<const float*>(ps.list[0].second->grad.raw());
   const float* gb = static_cast<const float*>(ps.list[1].second->grad.raw());
   EXPECT_EQ(gb - gc, 64);
-  // zero_grad clears what backward accumulated.
-  ps.list[2].second->grad.fill_(3.f);
-  buckets.zero_grad();
-  for (float g : ps.list[2].second->grad.to_f32_vector()) EXPECT_EQ(g, 0.f);
   // Unsharded: every parameter is one whole piece.
   ASSERT_EQ(buckets.owned_pieces().size(), 3u);
   for (const auto& piece : buckets.owned_pieces()) EXPECT_TRUE(piece.whole()) << piece.name;
+}
+
+// Each zeroing mode over one step in which "w" gets a gradient (its first write overwrites, the
+// second accumulates) and "b" none: after finish, w holds its two contributions and b zero.
+TEST(GradBuckets, ZeroGradModes) {
+  for (GradZeroing mode : {GradZeroing::kLazy, GradZeroing::kEager, GradZeroing::kPoison}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    Params ps;
+    ps.add("w", {2, 3}, 0.f);
+    ps.add("b", {3}, 0.f);
+    GradBucketOptions o;
+    o.zeroing = mode;
+    GradBuckets buckets(ps.list, make_local_group("dp"), o);
+    EXPECT_EQ(buckets.zeroing(), mode);
+    Parameter& w = *ps.list[0].second;
+    Parameter& b = *ps.list[1].second;
+    w.grad.fill_(3.f);  // last step's gradients
+    b.grad.fill_(3.f);
+    buckets.zero_grad();
+    const bool eager = mode == GradZeroing::kEager;
+    EXPECT_EQ(w.grad_stale, !eager);
+    EXPECT_EQ(b.grad_stale, !eager);
+    const float left = b.grad.to_f32_vector()[0];
+    if (mode == GradZeroing::kLazy) EXPECT_EQ(left, 3.f) << "lazy zeroing writes nothing";
+    if (mode == GradZeroing::kPoison) EXPECT_TRUE(std::isnan(left));
+    if (eager) EXPECT_EQ(left, 0.f);
+    EXPECT_EQ(grad_beta(w), eager ? 1.f : 0.f);  // the first contribution
+    if (!eager) w.grad.fill_(0.f);               // what a beta = 0 GEMM would write: 0 * old + 0
+    for (int i = 0; i < 6; ++i) w.grad.data<float>()[i] += 1.f;
+    EXPECT_EQ(grad_beta(w), 1.f);  // the second accumulates
+    grad_to_accumulate(w).data<float>()[0] += 1.f;
+    buckets.finish();
+    EXPECT_FALSE(b.grad_stale);
+    EXPECT_EQ(b.grad.to_f32_vector(), std::vector<float>(3, 0.f)) << "no gradient reads as zero";
+    EXPECT_EQ(w.grad.to_f32_vector(), (std::vector<float>{2, 1, 1, 1, 1, 1}));
+  }
+}
+
+TEST(GradBuckets, ZeroingFromTheEnvironment) {
+  Params ps;
+  ps.add("w", {4}, 0.f);
+  const char* old = std::getenv("GRAFT_GRAD_ZEROING");
+  const std::string saved = old ? old : "";
+  setenv("GRAFT_GRAD_ZEROING", "poison", 1);
+  EXPECT_EQ(GradBuckets(ps.list, make_local_group("dp"), {}).zeroing(), GradZeroing::kPoison);
+  setenv("GRAFT_GRAD_ZEROING", "eagre", 1);
+  EXPECT_THROW(GradBuckets(ps.list, make_local_group("dp"), {}), InputError);
+  GradBucketOptions o;
+  o.zeroing = GradZeroing::kEager;  // an explicit option wins over the environment
+  EXPECT_EQ(GradBuckets(ps.list, make_local_group("dp"), o).zeroing(), GradZeroing::kEager);
+  if (old)
+    setenv("GRAFT_GRAD_ZEROING", saved.c_str(), 1);
+  else
+    unsetenv("GRAFT_GRAD_ZEROING");
 }
 
 TEST(GradBuckets, ReadinessLaunchesOncePerStepAndCatchesDoubleReports) {

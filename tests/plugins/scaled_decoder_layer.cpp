@@ -113,7 +113,7 @@ class ParallelMlp : public Module {
     fp.device = gu.device();
     if (rows > 0) activation_fwd(fp);
     Parameter* down = down_;
-    layers::matmul_tn_acc(dy2, h, layers::grad_of(*down));
+    layers::weight_grad(dy2, h, *down);
     Tensor dh = layers::matmul_nn(dy2, down->value);
     Tensor dgu = Tensor::empty({rows, 2 * f_}, gu.dtype(), gu.device());
     ActBwdParams bp;
@@ -130,8 +130,8 @@ class ParallelMlp : public Module {
     Parameter *gate = gate_, *up = up_;
     Tensor dx = layers::matmul_nn(dg, gate->value);
     layers::matmul_nn_into(du, up->value, dx, 1.0f);
-    layers::matmul_tn_acc(dg, x2, layers::grad_of(*gate));
-    layers::matmul_tn_acc(du, x2, layers::grad_of(*up));
+    layers::weight_grad(dg, x2, *gate);
+    layers::weight_grad(du, x2, *up);
     Tensor dx3 = dx.view(xin.shape());
     return sp_ ? gather_from_sp_backward(dx3, *tp_) : copy_to_tp_backward(dx3, *tp_);
   }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,19 @@ inline Recipe micro(const std::string& dir, const std::vector<std::string>& sets
                     const std::string& extra = "") {
   const std::string path = dir + "/recipe.yaml";
   write_text(path, micro_recipe(dir, extra));
+  return load_recipe(path, sets);
+}
+
+// The micro recipe with another model: `config` (HF config.json keys, e.g. an architecture's
+// tiny_config() with vocab_size 258 for the micro data's bytes) built from `layers`.
+inline Recipe micro_with_config(const std::string& dir, const nlohmann::json& config,
+                                const std::string& layers, const std::vector<std::string>& sets,
+                                const std::string& extra = "") {
+  std::string text = micro_recipe(dir, extra);
+  text = "model:\n  layers: " + layers + "\n  config: " + config.dump() + "\n" +
+         text.substr(text.find("data:\n"));
+  const std::string path = dir + "/recipe.yaml";
+  write_text(path, text);
   return load_recipe(path, sets);
 }
 

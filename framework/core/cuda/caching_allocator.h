@@ -13,6 +13,19 @@
 // may still read or write it. When cudaMalloc fails, pending blocks are waited for, the pool of
 // that device is returned to the driver and the call retried once.
 //
+// CUDA-graph pools (framework/core/device_graph.h): begin_capture(device, stream) opens a private
+// pool and routes every allocation on that stream to it until end_capture. Released blocks of the
+// pool go back to it, never to the general pools, so while the pool lives (its graph replays) no
+// allocation outside a capture gets one. A block of a general pool released on the capturing
+// stream during the capture joins the pool (the graph's earlier nodes use it); one with other
+// streams' uses (record_stream) released during a capture is set aside until release_pool, since
+// its events cannot be queried while capturing. While any capture is under way on a device the
+// pending list is not collected (cudaEventQuery is illegal during capture), and a failed cudaMalloc
+// is not retried after freeing the cache (that would synchronise the device); the cudaMalloc of a
+// pool's new block runs in relaxed capture mode (the graph keeps the block: safe). release_pool(id)
+// (the graph is gone and its replays done) returns the pool's free blocks to the general pool of
+// their stream; its live blocks go there when released.
+//
 // Accounting: current_bytes = rounded bytes handed out and not yet released; peak_bytes = the
 // largest current_bytes since the last reset_peak; cached_bytes = bytes held in the free pools.
 // In steady state (same shapes each step) every request is served from the pool: cudaMalloc
@@ -49,12 +62,18 @@ class CachingAllocator {
 
   static size_t round_size(size_t bytes);
 
+  // CUDA-graph private pools (see above). begin_capture returns the pool's id (> 0).
+  int begin_capture(int device, cudaStream_t stream);
+  void end_capture(int pool);
+  void release_pool(int pool);
+
  private:
   struct Block {
     size_t size;
     int device;
     cudaStream_t stream;
     std::vector<cudaStream_t> used_on;  // other streams (record_stream)
+    int pool = 0;                       // 0: the general pools; else a CUDA-graph pool
   };
   struct Pending {
     void* ptr;
@@ -64,9 +83,17 @@ class CachingAllocator {
   struct PoolKey {
     int device;
     cudaStream_t stream;
+    int pool = 0;
     bool operator<(const PoolKey& o) const {
-      return device != o.device ? device < o.device : stream < o.stream;
+      if (device != o.device) return device < o.device;
+      if (stream != o.stream) return stream < o.stream;
+      return pool < o.pool;
     }
+  };
+  struct Capture {
+    int device;
+    cudaStream_t stream;
+    int pool;
   };
   struct Stats {
     size_t current = 0, peak = 0, cached = 0, mallocs = 0;
@@ -74,6 +101,9 @@ class CachingAllocator {
 
   void free_cached_locked(int device);
   void collect_pending_locked(int device, bool wait);
+  void pend_locked(void* ptr, const Block& b);  // events on b.used_on, then the pending list
+  int capture_pool_locked(int device, cudaStream_t stream) const;  // 0 when not capturing
+  bool capturing_locked(int device) const;
   Stats& stats(int device) { return stats_[device]; }
 
   std::mutex mu_;
@@ -81,6 +111,9 @@ class CachingAllocator {
   std::map<PoolKey, std::multimap<size_t, void*>> pools_;
   std::map<int, Stats> stats_;
   std::vector<Pending> pending_;
+  std::vector<Capture> captures_;                                // under way
+  std::map<int, std::vector<std::pair<void*, Block>>> retired_;  // pool -> set-aside blocks
+  int next_pool_ = 1;
 };
 
 }  // namespace graft::cuda

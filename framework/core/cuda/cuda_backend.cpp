@@ -12,7 +12,8 @@
 // Device->device copies are queued on the current stream and not waited for: every later device use
 // is ordered after them on that stream and every host read goes through a device->host copy, which
 // waits, so no observer can tell. Kernel-detected bad input (input_errors.h) surfaces as InputError
-// at synchronize() and at every copy that waits.
+// at synchronize() and at every copy that waits. A host copy on a stream being captured into a
+// CUDA graph is an error (the capture then fails and the step runs eagerly).
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -138,6 +139,14 @@ class CudaBackend final : public DeviceBackend {
     check(gpu);
     DeviceGuard g(gpu.index);
     cudaStream_t s = current_stream(gpu.index);
+    // A graph would replay a host copy from a staging block reused since (or wait on the host):
+    // while capturing, a host copy fails the capture instead (cuda_graph.cpp falls back).
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    GRAFT_CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
+    GRAFT_CHECK(cs == cudaStreamCaptureStatusNone, "a ", bytes, "-byte ",
+                dst_dev.is_cuda() ? "host->device" : "device->host",
+                " copy while the step is captured in a CUDA graph (per-step values must reach a "
+                "graph through device buffers written before it)");
     if (dst_dev.is_cuda() && bytes <= kStagedBytes) {
       staging_.upload(dst, src, bytes, s);  // no wait: the source is already copied
       return;

@@ -141,8 +141,12 @@ struct ActBwdSrc {
   const T* da;   // [rows, cols]
   const T* h;    // [rows, 2 cols] gated, else [rows, cols]
   int64_t cols;  // of da
-  static constexpr int kBatch = 2;
-  static constexpr int kMinBlocks = 2;  // act and act' of the gated ones spill below ~90 registers
+  // One chunk (three 16-byte loads) at a time and three blocks per SM (at most 85 registers, no
+  // spills): the act and act' arithmetic needs the warps more than the loads need batching (two
+  // chunks at two blocks per SM measured 0.482 ms at the 1B shape on the H200, slower than
+  // activation_bwd + the cast; this setting is not measured yet).
+  static constexpr int kBatch = 1;
+  static constexpr int kMinBlocks = 3;
   struct Raw {
     Pack8<T> d, g, u;  // u: the gate half of a gated dh only
     bool up_half;

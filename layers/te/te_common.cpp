@@ -246,8 +246,7 @@ Tensor LinearBlocks::backward_activated(Module& owner, const Tensor& da, const T
   GRAFT_CHECK(fp8_ && !bias_, "te linear backward_activated: FP8 without a bias only");
   GRAFT_CHECK(h.ndim() == 2 && h.size(1) == out_, "te linear backward: h ", h.str());
   std::vector<Fp8Linear::GradBlock> grads;
-  for (const auto& b : blocks_)
-    grads.push_back({b.offset, b.size, owner.parameter(b.weight)});
+  for (const auto& b : blocks_) grads.push_back({b.offset, b.size, owner.parameter(b.weight)});
   Tensor dx =
       fp8_->backward_activated(da.is_contiguous() ? da : da.contiguous(),
                                h.is_contiguous() ? h : h.contiguous(), act, saved.x_t, grads);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "framework/core/device_timer.h"
+#include "framework/core/error.h"
 #include "kernels/fp8.h"
 #include "kernels/gemm.h"
 
@@ -15,10 +16,19 @@ thread_local KernelProfile* t_active = nullptr;
 
 KernelProfile* active_profile() { return t_active; }
 
-KernelProfile::KernelProfile() : previous_(t_active) {
-  t_active = this;
-  const char* v = std::getenv("GRAFT_PROFILE_SHAPES");
-  by_shape_ = v && std::string(v) == "1";
+namespace {
+// GRAFT_PROFILE_SHAPES: unset, "" or "0" = by family, "1" = by shape; anything else an InputError.
+bool shapes_from_env() {
+  const char* e = std::getenv("GRAFT_PROFILE_SHAPES");
+  const std::string v = e ? e : "";
+  if (v.empty() || v == "0") return false;
+  if (v == "1") return true;
+  throw InputError(str("environment: GRAFT_PROFILE_SHAPES = '", v, "' (expected 0 or 1)"));
+}
+}  // namespace
+
+KernelProfile::KernelProfile() : previous_(t_active), by_shape_(shapes_from_env()) {
+  t_active = this;  // after the check: a profile that threw is never active
 }
 
 KernelProfile::~KernelProfile() {

@@ -37,7 +37,8 @@ class KernelProfile {
   // Totals since construction or reset (collect() first).
   const std::map<std::string, Family>& families() const { return totals_; }
   void reset() { totals_.clear(); }
-  // GRAFT_PROFILE_SHAPES=1: the GEMM families are split by shape and layout ("gemm 8192x2048x2048
+  // GRAFT_PROFILE_SHAPES=1 (0 or unset: off; any other value is an InputError from the
+  // constructor): the GEMM families are split by shape and layout ("gemm 8192x2048x2048
   // NT bf16->bf16"), so each GEMM's in-step time can be set against its time alone.
   bool by_shape() const { return by_shape_; }
 

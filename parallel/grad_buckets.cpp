@@ -142,6 +142,14 @@ GradBuckets::~GradBuckets() = default;
 
 void GradBuckets::zero_grad() {
   for (auto& b : buckets_) {
+    // A step that threw after some reports (e.g. a CUDA-graph capture that failed mid-backward,
+    // whose step is then run again eagerly) left its readiness counts behind: a new step counts
+    // afresh, as after finish().
+    if (b->work) b->work->wait();
+    b->work.reset();
+    b->shard = Tensor();
+    b->ready = 0;
+    b->launched = false;
     if (zeroing_ == GradZeroing::kEager) {
       b->grads.zero_();
     } else if (zeroing_ == GradZeroing::kPoison) {

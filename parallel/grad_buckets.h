@@ -83,7 +83,9 @@ class GradBuckets {
               std::shared_ptr<ProcessGroup> group, GradBucketOptions options);
   ~GradBuckets();
 
-  void zero_grad();  // marks every gradient stale (kEager: one fill per bucket)
+  // Marks every gradient stale (kEager: one fill per bucket) and starts the step's readiness
+  // counts afresh (also after a step that threw before finish()).
+  void zero_grad();
   GradZeroing zeroing() const { return zeroing_; }
   // Whether the coming backward is the last micro-batch of a step (it launches reductions).
   void set_sync(bool sync) { sync_ = sync; }

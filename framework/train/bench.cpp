@@ -250,7 +250,10 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
         dev, [&](const std::string& s) { say(s); },
         cuda_graph_refusal(
             {dev, groups->world->size(), ctx.fp8 && ctx.fp8->profile().enabled(), false}));
-    if (ctx.fp8) graph->set_on_discard([&] { ctx.fp8->advance_generation(); });
+    if (ctx.fp8) {
+      graph->set_before_capture([&] { ctx.fp8->advance_generation(); });  // the capture casts
+      graph->set_on_discard([&] { ctx.fp8->advance_generation(); });
+    }
   }
   auto graph_body = [&] {
     buckets->zero_grad();

@@ -60,6 +60,7 @@ bool CudaGraphStep::run(const std::vector<int64_t>& key, const std::function<voi
   }
   std::string why;
   std::unique_ptr<DeviceGraph> g;
+  if (before_capture_) before_capture_();
   try {
     g = backend_->capture(device_, body, &why);
   } catch (const std::exception& e) {  // the backend's own checks (the capture was ended)

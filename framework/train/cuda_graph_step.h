@@ -44,6 +44,10 @@ class CudaGraphStep {
   // Whether run(key, ...) would replay the graph (it exists and was captured with this key).
   bool ready(const std::vector<int64_t>& key) const;
   void set_on_discard(std::function<void()> f) { on_discard_ = std::move(f); }
+  // Runs just before the capture: host caches that let the body skip device work (FP8 weight
+  // copies already cast this generation, e.g. by an evaluation after the last warm-up step) must
+  // be invalidated here, or the graph would lack that work and replay stale buffers.
+  void set_before_capture(std::function<void()> f) { before_capture_ = std::move(f); }
 
   bool captured() const { return graph_ != nullptr; }
   // Why steps run eagerly for good ("" while graphs are still possible).
@@ -65,6 +69,7 @@ class CudaGraphStep {
   int64_t replays_ = 0, eager_ = 0;
   bool mismatch_logged_ = false;
   std::function<void()> on_discard_;
+  std::function<void()> before_capture_;
 };
 
 // Why train.cuda_graph cannot be used in this run ("" = it can): CPU device, several ranks, the

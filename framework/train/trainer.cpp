@@ -326,7 +326,13 @@ TrainResult Trainer::run() {
       refused = "the step is not the one-process device step (parallel.zero?)";
     graph = std::make_unique<CudaGraphStep>(
         model_->device(), [&log](const std::string& s) { log.message(s); }, refused);
-    if (fp8_state) graph->set_on_discard([&fp8_state] { fp8_state->advance_generation(); });
+    if (fp8_state) {
+      // The capture must cast the FP8 weights itself even when an evaluation after the last
+      // warm-up step already cast them for this generation (the graph would replay those stale
+      // copies, whose memory the next evaluation's casts release).
+      graph->set_before_capture([&fp8_state] { fp8_state->advance_generation(); });
+      graph->set_on_discard([&fp8_state] { fp8_state->advance_generation(); });
+    }
   }
   const bool graph_mode = graph && graph->fallback_reason().empty();
   std::string graph_attention;  // what the captured step's attention ran (its host code ran once)

@@ -171,6 +171,16 @@ TEST(CudaGraphTrain, Fp8DelayedMatchesEagerBitForBit) {
                              "fp8 delayed + eval");
 }
 
+// An evaluation after the second warm-up step casts the FP8 weights of that generation just
+// before the capture: the captured step must still cast them itself (or every replay would read
+// the evaluation's copies, stale from the next update on and released by the next evaluation).
+TEST(CudaGraphTrain, Fp8DelayedWithEvalBeforeTheCaptureMatchesEager) {
+  GRAFT_REQUIRE_CUDA();
+  expect_graph_matches_eager({"precision.fp8.recipe=delayed", "precision.fp8.amax_history_len=4",
+                              "data.validation.fraction=0.1", "eval.every=2", "eval.batches=2"},
+                             "fp8 delayed + eval before the capture");
+}
+
 TEST(CudaGraphTrain, Fp8CurrentMatchesEagerBitForBit) {
   GRAFT_REQUIRE_CUDA();
   expect_graph_matches_eager({"precision.fp8.recipe=current"}, "fp8 current");

@@ -4,12 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "framework/core/error.h"
 #include "kernels/fp8.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
+#include "kernels/profile.h"
 
 namespace graft {
 namespace {
@@ -58,6 +60,31 @@ TEST(ProfileNames, GemmNamesCarryShapeLayoutDtypesAndAccumulation) {
   f.c_dtype = DType::kF32;
   f.beta = 1.0f;
   EXPECT_EQ(fp8_gemm_profile_name(f), "fp8_gemm 16x32x48 fp8_e4m3 x fp8_e5m2->f32 +=");
+}
+
+// GRAFT_PROFILE_SHAPES: 1 splits by shape, 0 or unset does not, anything else is an InputError
+// naming the variable (and the profile that threw is not left active).
+TEST(ProfileNames, ShapesSwitchFromTheEnvironment) {
+  const char* old = std::getenv("GRAFT_PROFILE_SHAPES");
+  const std::string saved = old ? old : "";
+  setenv("GRAFT_PROFILE_SHAPES", "1", 1);
+  EXPECT_TRUE(kernels::KernelProfile().by_shape());
+  setenv("GRAFT_PROFILE_SHAPES", "0", 1);
+  EXPECT_FALSE(kernels::KernelProfile().by_shape());
+  setenv("GRAFT_PROFILE_SHAPES", "yes", 1);
+  try {
+    kernels::KernelProfile p;
+    ADD_FAILURE() << "GRAFT_PROFILE_SHAPES=yes accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("GRAFT_PROFILE_SHAPES = 'yes' (expected 0 or 1)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(kernels::active_profile(), nullptr);
+  if (old)
+    setenv("GRAFT_PROFILE_SHAPES", saved.c_str(), 1);
+  else
+    unsetenv("GRAFT_PROFILE_SHAPES");
 }
 
 }  // namespace

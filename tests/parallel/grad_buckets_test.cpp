@@ -126,5 +126,24 @@ TEST(GradBuckets, ReadinessLaunchesOncePerStepAndCatchesDoubleReports) {
   EXPECT_FALSE(buckets.sharded()) << "ZeRO over a group of one shards nothing";
 }
 
+// A step that threw after reporting a parameter (a CUDA-graph capture that failed mid-backward,
+// then run again eagerly): zero_grad starts the counts afresh, so the retried step's reports
+// launch the bucket once instead of finding it "already reduced".
+TEST(GradBuckets, ZeroGradForgetsAnAbortedStepsReports) {
+  Params ps;
+  ps.add("w", {4, 4}, 0.f);
+  ps.add("b", {4}, 0.f);
+  GradBuckets buckets(ps.list, make_local_group("dp"), {25.0, false});
+  buckets.zero_grad();
+  buckets.set_sync(true);
+  buckets.mark_ready(ps.list[0].second);
+  buckets.mark_ready(ps.list[1].second);  // launched; then the step throws before finish()
+  buckets.zero_grad();                    // the retry
+  buckets.mark_ready(ps.list[0].second);
+  EXPECT_NO_THROW(buckets.mark_ready(ps.list[1].second));
+  EXPECT_THROW(buckets.mark_ready(ps.list[1].second), Error) << "a double report still counts";
+  buckets.finish();
+}
+
 }  // namespace
 }  // namespace graft

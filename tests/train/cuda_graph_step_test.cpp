@@ -119,6 +119,19 @@ TEST(CudaGraphStep, FailedCaptureFallsBackToEagerForGood) {
   EXPECT_FALSE(h.step->captured());
 }
 
+// The before-capture hook (the trainer invalidates the FP8 weight copies there) runs once, after
+// the warm-up steps and before the body the capture records.
+TEST(CudaGraphStep, BeforeCaptureRunsOnceBeforeTheCapturedBody) {
+  Harness h;
+  std::vector<std::string> order;
+  h.step->set_before_capture([&] { order.push_back("before"); });
+  auto body = [&] { order.push_back("body"); };
+  for (int i = 0; i < 5; ++i) h.step->run({4, 16}, body);
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"body", "body", "before", "body", "body", "body", "body"}))
+      << "2 warm-up steps, the hook, the capture's body, then the replays";
+}
+
 TEST(CudaGraphStep, RefusedUpFrontRunsEveryStepEagerly) {
   Harness h("not with 2 ranks");
   for (int i = 0; i < 5; ++i) EXPECT_FALSE(h.run());

@@ -253,18 +253,8 @@ void launch_act_bwd_quantize(const Fp8ActBwdQuantizeParams& p) {
   b.device = p.device;
   b.stream = stream;
   activation_bwd(b);
-  Fp8QuantizeParams q;
-  q.x = dh;
-  q.x_dtype = p.dtype;
-  q.q = p.q;
-  q.qt = p.qt;
-  q.fp8 = p.fp8;
-  q.rows = p.rows;
-  q.cols = hcols;
-  q.scale = p.scale;
-  q.amax = p.amax;
-  q.scale_inv = p.scale_inv;
-  q.device = p.device;
+  Fp8QuantizeParams q = quantize_params_of(p, dh, p.dtype);
+  q.cols = hcols;  // dh is shaped like h
   q.stream = stream;
   launch_quantize(q);
   alloc.release(dh);

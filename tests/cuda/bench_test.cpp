@@ -31,6 +31,36 @@ Tensor rand_dev(const Shape& s, DType dt, std::mt19937& rng, float lo = -1.0f, f
   return to_gpu(random_host(s, rng, DType::kF32, lo, hi), dt);
 }
 
+// The 1B step's qkv split + RoPE on `rows` tokens (32 query / 8 KV heads of 64, grouped,
+// positions 0..2047 per sequence): the tensors and the params of the forward split.
+struct QkvRope1B {
+  static constexpr int64_t hq = 32, hkv = 8, d = 64, w = (hq + 2 * hkv) * d, maxpos = 2048;
+  Tensor qkv, q, k, v, cs_d, sn_d, pos;
+  QkvSplitParams p;
+  QkvRope1B(int64_t rows, std::mt19937& rng) {
+    qkv = rand_dev({rows, w}, DType::kBF16, rng);
+    q = Tensor::empty({rows, hq * d}, DType::kBF16, gpu());
+    k = Tensor::empty({rows, hkv * d}, DType::kBF16, gpu());
+    v = k.clone();
+    Tensor cs = Tensor::empty({maxpos, d / 2}, DType::kF32), sn = cs.clone();
+    RopeFreqParams fp;
+    fp.rotary_dim = d;
+    rope_cos_sin_table(fp, maxpos, cs.data<float>(), sn.data<float>());
+    cs_d = cs.to(gpu());
+    sn_d = sn.to(gpu());
+    std::vector<int64_t> pv(rows);
+    for (int64_t i = 0; i < rows; ++i) pv[i] = i % maxpos;
+    pos = Tensor::from_vector(pv, {rows / maxpos, maxpos}).to(gpu());
+    p.qkv = qkv.raw(), p.q = q.raw(), p.k = k.raw(), p.v = v.raw(), p.rows = rows;
+    p.heads_q = hq, p.heads_kv = hkv, p.head_dim = d, p.grouped = true;
+    p.dtype = DType::kBF16, p.device = gpu();
+    p.rope.cos = static_cast<const float*>(cs_d.raw());
+    p.rope.sin = static_cast<const float*>(sn_d.raw());
+    p.rope.positions = static_cast<const int64_t*>(pos.raw()), p.rope.seq = maxpos;
+    p.rope.max_positions = maxpos;
+  }
+};
+
 TEST(CudaBench, DISABLED_KernelTimings) {
   GRAFT_REQUIRE_CUDA();
   auto rng = rng_for();
@@ -150,26 +180,9 @@ TEST(CudaBench, DISABLED_FusedKernelTimings) {
         4 * gb / fwd, bwd, 6 * gb / bwd);
   }
   {
-    const int64_t hq = 32, hkv = 8, d = 64, w = (hq + 2 * hkv) * d, maxpos = 2048;
-    Tensor qkv = rand_dev({rows, w}, DType::kBF16, rng);
-    Tensor q = Tensor::empty({rows, hq * d}, DType::kBF16, gpu());
-    Tensor k = Tensor::empty({rows, hkv * d}, DType::kBF16, gpu()), v = k.clone();
-    Tensor cs = Tensor::empty({maxpos, d / 2}, DType::kF32), sn = cs.clone();
-    RopeFreqParams fp;
-    fp.rotary_dim = d;
-    rope_cos_sin_table(fp, maxpos, cs.data<float>(), sn.data<float>());
-    Tensor cs_d = cs.to(gpu()), sn_d = sn.to(gpu());
-    std::vector<int64_t> pv(rows);
-    for (int64_t i = 0; i < rows; ++i) pv[i] = i % maxpos;
-    Tensor pos = Tensor::from_vector(pv, {rows / maxpos, maxpos}).to(gpu());
-    QkvSplitParams p;
-    p.qkv = qkv.raw(), p.q = q.raw(), p.k = k.raw(), p.v = v.raw(), p.rows = rows;
-    p.heads_q = hq, p.heads_kv = hkv, p.head_dim = d, p.grouped = true;
-    p.dtype = DType::kBF16, p.device = gpu();
-    p.rope.cos = static_cast<const float*>(cs_d.raw());
-    p.rope.sin = static_cast<const float*>(sn_d.raw());
-    p.rope.positions = static_cast<const int64_t*>(pos.raw()), p.rope.seq = maxpos;
-    p.rope.max_positions = maxpos;
+    QkvRope1B qr(rows, rng);
+    const QkvSplitParams& p = qr.p;
+    const int64_t w = qr.w;
     const double split = median_ms([&] { qkv_split(p); });
     QkvSplitParams m = p;
     m.merge = true;
@@ -270,26 +283,9 @@ TEST(CudaBench, DISABLED_MemoryBoundKernelTimings) {
   ad.device = gpu();
   line("add", "8192x2048 bf16", median_ms_of([&] { add(ad); }), 3 * act);
   {
-    const int64_t hq = 32, hkv = 8, d = 64, w = (hq + 2 * hkv) * d, maxpos = 2048;
-    Tensor qkv = rand_dev({rows, w}, DType::kBF16, rng);
-    Tensor q = Tensor::empty({rows, hq * d}, DType::kBF16, gpu());
-    Tensor k = Tensor::empty({rows, hkv * d}, DType::kBF16, gpu()), v = k.clone();
-    Tensor cs = Tensor::empty({maxpos, d / 2}, DType::kF32), sn = cs.clone();
-    RopeFreqParams fp;
-    fp.rotary_dim = d;
-    rope_cos_sin_table(fp, maxpos, cs.data<float>(), sn.data<float>());
-    Tensor cs_d = cs.to(gpu()), sn_d = sn.to(gpu());
-    std::vector<int64_t> pv(rows);
-    for (int64_t i = 0; i < rows; ++i) pv[i] = i % maxpos;
-    Tensor pos = Tensor::from_vector(pv, {rows / maxpos, maxpos}).to(gpu());
-    QkvSplitParams p;
-    p.qkv = qkv.raw(), p.q = q.raw(), p.k = k.raw(), p.v = v.raw(), p.rows = rows;
-    p.heads_q = hq, p.heads_kv = hkv, p.head_dim = d, p.grouped = true;
-    p.dtype = DType::kBF16, p.device = gpu();
-    p.rope.cos = static_cast<const float*>(cs_d.raw());
-    p.rope.sin = static_cast<const float*>(sn_d.raw());
-    p.rope.positions = static_cast<const int64_t*>(pos.raw()), p.rope.seq = maxpos;
-    p.rope.max_positions = maxpos;
+    QkvRope1B qr(rows, rng);
+    const QkvSplitParams& p = qr.p;
+    const int64_t w = qr.w;
     const double bytes = rows * w * 2.0 * 2 + rows * 8.0;
     line("qkv_split_rope", "8192x3072 bf16 32/8x64", median_ms_of([&] { qkv_split(p); }), bytes);
     QkvSplitParams m = p;

@@ -73,6 +73,22 @@ TEST(CudaFp8ScaleUpdate, MatchesTheCpuExactly) {
   update_both(129, 1, true, false);
 }
 
+// The GPU's FP8 bytes against the CPU's: equal, or (at most 1 % of them, each next to a rounding
+// midpoint) one code apart with the same sign.
+void expect_fp8_bytes_close(const Tensor& cpu, const Tensor& dev) {
+  const Tensor d = dev.to(Device::cpu());
+  const auto* a = static_cast<const uint8_t*>(cpu.raw());
+  const auto* b = static_cast<const uint8_t*>(d.raw());
+  int64_t differ = 0;
+  for (int64_t i = 0; i < cpu.numel(); ++i) {
+    if (a[i] == b[i]) continue;
+    ++differ;
+    ASSERT_EQ(std::abs(int(a[i] & 0x7f) - int(b[i] & 0x7f)), 1) << "element " << i;
+    ASSERT_EQ(a[i] & 0x80, b[i] & 0x80) << "element " << i;
+  }
+  EXPECT_LE(differ, cpu.numel() / 100 + 1);
+}
+
 // fp8_act_quantize on the GPU (fused kernel for aligned shapes, activation + cast otherwise)
 // against the CPU reference (activation in f64 rounded to f32, then the cast). The GPU evaluates
 // the activation in f32 (expf, erfcf): a few ulps apart, so a byte differs only where a * scale
@@ -114,20 +130,8 @@ void act_quantize_both(int64_t rows, int64_t cols, Activation act, DType h_dtype
   g.scale_inv = static_cast<float*>(sig.raw());
   g.device = gpu();
   fp8_act_quantize(g);
-  for (auto [cpu, dev] : {std::pair{&q, &qg}, std::pair{&qt, &qtg}}) {
-    if (cpu == &qt && !with_qt) continue;
-    const Tensor d = dev->to(Device::cpu());
-    const auto* a = static_cast<const uint8_t*>(cpu->raw());
-    const auto* b = static_cast<const uint8_t*>(d.raw());
-    int64_t differ = 0;
-    for (int64_t i = 0; i < cpu->numel(); ++i) {
-      if (a[i] == b[i]) continue;
-      ++differ;
-      ASSERT_EQ(std::abs(int(a[i] & 0x7f) - int(b[i] & 0x7f)), 1) << "element " << i;
-      ASSERT_EQ(a[i] & 0x80, b[i] & 0x80) << "element " << i;
-    }
-    EXPECT_LE(differ, cpu->numel() / 100 + 1);
-  }
+  expect_fp8_bytes_close(q, qg);
+  if (with_qt) expect_fp8_bytes_close(qt, qtg);
   EXPECT_NEAR(ag.to(Device::cpu()).to_f32_vector()[0], amax, 1e-5 * amax);
   EXPECT_EQ(sig.to(Device::cpu()).to_f32_vector()[0], si);
 }
@@ -204,19 +208,8 @@ void act_bwd_quantize_both(int64_t rows, int64_t cols, Activation act, DType dty
   g.scale_inv = static_cast<float*>(sig.raw());
   g.device = gpu();
   fp8_act_bwd_quantize(g);
-  for (auto [cpu, dev] : {std::pair{&q, &qg}, std::pair{&qt, &qtg}}) {
-    const Tensor d = dev->to(Device::cpu());
-    const auto* a = static_cast<const uint8_t*>(cpu->raw());
-    const auto* b = static_cast<const uint8_t*>(d.raw());
-    int64_t differ = 0;
-    for (int64_t i = 0; i < cpu->numel(); ++i) {
-      if (a[i] == b[i]) continue;
-      ++differ;
-      ASSERT_EQ(std::abs(int(a[i] & 0x7f) - int(b[i] & 0x7f)), 1) << "element " << i;
-      ASSERT_EQ(a[i] & 0x80, b[i] & 0x80) << "element " << i;
-    }
-    EXPECT_LE(differ, cpu->numel() / 100 + 1);
-  }
+  expect_fp8_bytes_close(q, qg);
+  expect_fp8_bytes_close(qt, qtg);
   // A rounded dh's amax is a value of the dtype: one element rounding the other way near a
   // midpoint moves it by at most one ulp of that dtype (2^-8 relative for bf16, 2^-11 for f16).
   const double amax_tol = rounded ? (dtype == DType::kBF16 ? 0x1p-8 : 0x1p-11) * amax : 1e-5 * amax;

@@ -204,7 +204,7 @@ void launch_xent_bwd(const XentBwdParams& p) {
   const int64_t ld = p.ld ? p.ld : p.vocab;
   const bool mean = p.reduction == Reduction::kMean;
   Scratch count(sizeof(long long), dev, s);
-  if (mean && p.num_valid < 0) {  // (also with num_valid_at: it may hold -1)
+  if (mean && (p.num_valid < 0 || p.num_valid_at)) {  // num_valid_at may hold -1
     xent_count_kernel<<<1, 1024, 0, s>>>(p.targets, p.n, p.vocab, p.ignore_index,
                                          count.as<long long>());
     GRAFT_CUDA_CHECK_LAUNCH();

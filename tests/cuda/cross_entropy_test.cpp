@@ -164,6 +164,17 @@ TEST(CudaXentChunks, DivisorFromDeviceMemoryEqualsTheArgument) {
   cross_entropy_bwd(ba);
   cross_entropy_bwd(bb);
   EXPECT_EQ(to_host_f32(da).to_f32_vector(), to_host_f32(db).to_f32_vector());
+
+  // -1 in memory means "count this call's targets", whatever the host num_valid says: the
+  // backward then divides by the count (here 23 of 29 valid), as a call with num_valid = -1 does.
+  Tensor minus1 = Tensor::from_vector(std::vector<int64_t>{-1}, {1}).to(gpu());
+  XentBwdParams bc = b, bd = b;
+  bc.num_valid = -1, bc.dlogits = da.raw();
+  bd.num_valid = divisor, bd.num_valid_at = static_cast<const int64_t*>(minus1.raw());
+  bd.dlogits = db.raw();
+  cross_entropy_bwd(bc);
+  cross_entropy_bwd(bd);
+  EXPECT_EQ(to_host_f32(da).to_f32_vector(), to_host_f32(db).to_f32_vector());
 }
 
 // shift_labels on the device equals the CPU shift (odd sizes; ignored labels kept ignored).

@@ -3,8 +3,8 @@
 // run the fused path: added in the FP8 GEMM's epilogue, their gradients out of the grad-output
 // casts (kernels/fp8.h fp8_quantize_dbias). On the CPU that path equals the unfused one bit for
 // bit (tests/layers/fp8_bias_test.cpp; graft parity --fp8 on these fixtures prints the same
-// gradient errors, to the last digit, as the unfused path of c95cfd3), so what is checked here is
-// FP8 itself against transformers' f32 reference (the fixtures' reference.safetensors):
+// gradient errors, to the last digit, as the unfused path before it, main at a7cf55d), so what is
+// checked here is FP8 itself against transformers' f32 reference (reference.safetensors):
 // - the loss within 0.05 and every weight gradient within 0.25 relative: the FP8 gates of
 //   graft parity --fp8 (ParityTolerances::for_fp8; E5M2 gradients keep 2 mantissa bits);
 // - every bias gradient within 0.5 relative. A bias gradient is Σ_rows dy, so it carries the

@@ -58,11 +58,11 @@ TEST_P(CudaFp8QuantizeDbias, MatchesTheCpuReference) {
   auto rng = rng_for(str(c.rows, "x", c.cols, "+", c.x_off));
   // Gradient-like values of mixed sign and magnitude (some columns with a non-zero mean, so the
   // sums do not cancel to nothing).
-  Tensor x = random_host({c.rows, c.cols}, rng, DType::kF32, -1e-2f, 1e-2f);
-  float* xv = x.data<float>();
+  Tensor x0 = random_host({c.rows, c.cols}, rng, DType::kF32, -1e-2f, 1e-2f);
   for (int64_t r = 0; r < c.rows; ++r)
-    for (int64_t j = 0; j < c.cols; j += 3) xv[r * c.cols + j] += 4e-3f;
-  x = x.to(c.x).to(DType::kF32);  // the values the kernels read, exactly
+    for (int64_t j = 0; j < c.cols; j += 3) x0.data<float>()[r * c.cols + j] += 4e-3f;
+  const Tensor x = x0.to(c.x).to(DType::kF32);  // the values the kernels read, exactly
+  const float* xv = x.data<float>();
   Tensor xc = x.to(c.x);
   const float scale = c.fp8 == DType::kF8E4M3 ? 3e4f : 2e6f;
   const int64_t n = c.rows * c.cols;

@@ -337,7 +337,9 @@ TEST(CudaFp8Layers, SplitLinearWithBiasesMatchesTheCpuEmulation) {
 }
 
 // fc1's and fc2's biases (Llama's mlp_bias): fc1's gradient from the cast of dh (after
-// activation_bwd), fc2's from the cast of dy; both biases in the epilogues.
+// activation_bwd), fc2's from the cast of dy; both biases in the epilogues. A bias gradient is
+// dhᵀ 1, a weight gradient with a constant input column, so it carries dh's device differences
+// as fc1's weight gradient does: the same kComputed gate.
 TEST(CudaFp8Layers, LayerNormMLPWithBiasesMatchesTheCpuEmulation) {
   GRAFT_REQUIRE_CUDA();
   te::LayerNormMLPConfig c;

@@ -201,6 +201,8 @@ struct Fp8ScaleUpdateParams {
 
 // Largest finite value of an fp8 format (448 or 57344).
 float fp8_max(DType fp8);
+// Error unless every segment of p.dbias has an output and lies inside [0, p.cols).
+void check_dbias_segments(const Fp8QuantizeDbiasParams& p);
 
 namespace cpu {
 void fp8_quantize(const Fp8QuantizeParams& p);

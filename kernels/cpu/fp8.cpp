@@ -18,6 +18,13 @@ float fp8_max(DType fp8) {
   return fp8 == DType::kF8E4M3 ? 448.0f : 57344.0f;
 }
 
+void check_dbias_segments(const Fp8QuantizeDbiasParams& p) {
+  for (const Fp8DbiasSegment& s : p.dbias)
+    GRAFT_CHECK(s.out && s.offset >= 0 && s.size >= 0 && s.offset + s.size <= p.cols,
+                "fp8_quantize_dbias: bias segment [", s.offset, ", +", s.size, ") of ", p.cols,
+                " columns", s.out ? "" : " has no output");
+}
+
 namespace cpu {
 namespace {
 
@@ -109,10 +116,7 @@ void fp8_quantize(const Fp8QuantizeParams& p) {
 
 void fp8_quantize_dbias(const Fp8QuantizeDbiasParams& p) {
   detail::check_cpu(p.device, "fp8_quantize_dbias");
-  for (const Fp8DbiasSegment& s : p.dbias)
-    GRAFT_CHECK(s.out && s.offset >= 0 && s.size >= 0 && s.offset + s.size <= p.cols,
-                "fp8_quantize_dbias: bias segment [", s.offset, ", +", s.size, ") of ", p.cols,
-                " columns", s.out ? "" : " has no output");
+  check_dbias_segments(p);
   cpu::fp8_quantize(p);
   // Column sums of the high-precision x in f64, a row-major walk, rounded once (sum_rows' math).
   for (const Fp8DbiasSegment& s : p.dbias) {

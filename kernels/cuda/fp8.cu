@@ -172,19 +172,12 @@ __global__ void dbias_finish_kernel(const float* partials, int64_t chunks, int64
   out[j] = (accumulate ? out[j] : 0.0f) + static_cast<float>(acc);
 }
 
-void check_dbias(const Fp8QuantizeDbiasParams& p) {
-  for (const Fp8DbiasSegment& s : p.dbias)
-    GRAFT_CHECK(s.out && s.offset >= 0 && s.size >= 0 && s.offset + s.size <= p.cols,
-                "fp8_quantize_dbias: bias segment [", s.offset, ", +", s.size, ") of ", p.cols,
-                " columns", s.out ? "" : " has no output");
-}
-
 // Aligned shapes (rows, cols % 8 == 0, aligned pointers): the tile kernel with the column sums
 // (fp8_cast.cuh kDbias), then one small reduction per segment. Other shapes: the cast, then
 // sum_rows per segment (the unfused pair; no model shape takes it).
 void launch_quantize_dbias(const Fp8QuantizeDbiasParams& p) {
   check_fp8(p.fp8, "fp8_quantize_dbias");
-  check_dbias(p);
+  check_dbias_segments(p);
   GRAFT_CHECK(p.scale != nullptr, "fp8_quantize_dbias: no scale");
   DeviceGuard g(p.device.index);
   cudaStream_t stream = stream_of(p);

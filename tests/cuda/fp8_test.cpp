@@ -265,8 +265,10 @@ Tol fp8_gemm_tol(int64_t k, double term, DType c_dtype, bool fast) {
   }
   return t;
 }
-// With a bias (|bias| < 0.5) and a bf16 C: the epilogue may round alpha·AB + beta·C to bf16 before
-// adding the bias, one more rounding of a magnitude below 2 (2^-8 absolute at most): 4e-3.
+// With a bias (|bias| < 0.5) and a bf16 C: the epilogue (or the separate add) may round
+// v = alpha·AB + beta·C to bf16 before adding the bias, one more rounding of at most 2^-9 |v| <=
+// 2^-9 (|C| + 0.5): the relative part is inside the bf16 rtol above, the rest 2^-9 · 0.5 = 1e-3
+// absolute; 4e-3 (and at most one more bf16 ulp of a magnitude below 1).
 Tol fp8_gemm_bias_tol(int64_t k, double term, DType c_dtype, bool fast, bool bias) {
   Tol t = fp8_gemm_tol(k, term, c_dtype, fast);
   if (bias && c_dtype == DType::kBF16) t.atol += 4e-3;

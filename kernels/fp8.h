@@ -11,8 +11,22 @@
 // Dequantise: y[i] = float(q[i]) * scale_inv (tests and the CPU emulation).
 // Amax alone: amax = max(amax, max |x|) (current scaling takes it just before the cast).
 //
+// Quantise with the bias gradient (the grad-output cast of a linear with a bias, TE's
+// fp8_cast_transpose_bgrad): fp8_quantize of x, and for each segment s of `dbias`
+//   s.out[j] = (s.accumulate ? s.out[j] : 0) + sum_r x[r, s.offset + j]      j < s.size
+// the column sums of the high-precision x (never the quantised values), rounded once to f32 and
+// then added (s.out's old contents are never read when !accumulate: a stale lazy gradient). The
+// segments are the bias parameters of a linear's blocks (te parameters_split), disjoint column
+// ranges inside [0, cols). The CPU reference sums in f64 (as sum_rows does, so it equals
+// layers::bias_grad bit for bit); the CUDA kernel sums the 64 rows of each cast tile in f32 in
+// a fixed order and the tiles' partials in f64, so it differs from the reference by the f32
+// rounding of those tile sums only (and is deterministic).
+//
 // FP8 GEMM, the TN form cuBLASLt supports on Hopper, row-major:
-//   C[m, n] = alpha * (A[m, k] * a_scale_inv) (B[n, k] * b_scale_inv)^T + beta * C
+//   C[m, n] = alpha * (A[m, k] * a_scale_inv) (B[n, k] * b_scale_inv)^T + beta * C (+ bias)
+// with an optional bias [n] (bf16 or f32) added to every row in f32 before C is rounded: on CUDA
+// cuBLASLt's CUBLASLT_EPILOGUE_BIAS (the forward GEMM of a linear with a bias, as TE runs it), or,
+// where cuBLASLt has no such algorithm for the types (logged once), a separate add after the GEMM.
 // A and B are fp8 (E4M3, or one of them E5M2: gradients), C is bf16 or f32, accumulation f32.
 // fast_accum selects Hopper's faster FP8 accumulation (TE uses it for the forward GEMM and the
 // split, more precise accumulation for dgrad/wgrad). Any m, n, k: the CUDA launcher pads to
@@ -51,6 +65,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
@@ -71,6 +86,18 @@ struct Fp8QuantizeParams {
   float* scale_inv = nullptr;    // [1] optional, written
   Device device;
   void* stream = nullptr;
+};
+
+// One bias gradient written by fp8_quantize_dbias: out [size] f32 receives the column sums of
+// x[:, offset, offset + size).
+struct Fp8DbiasSegment {
+  float* out = nullptr;  // [size] f32: += (accumulate) or = (its old contents never read)
+  int64_t offset = 0, size = 0;
+  bool accumulate = false;
+};
+
+struct Fp8QuantizeDbiasParams : Fp8QuantizeParams {
+  std::vector<Fp8DbiasSegment> dbias;  // disjoint column ranges of x
 };
 
 struct Fp8DequantizeParams {
@@ -104,6 +131,8 @@ struct Fp8GemmParams {
   const float* b_scale_inv = nullptr;  // [1]
   float alpha = 1.0f, beta = 0.0f;
   bool fast_accum = true;
+  const void* bias = nullptr;       // optional [n], added to every row of C (the epilogue)
+  DType bias_dtype = DType::kBF16;  // bf16 or f32 (the CPU: f32 or c_dtype)
   Device device;
   void* stream = nullptr;
 };
@@ -172,9 +201,12 @@ struct Fp8ScaleUpdateParams {
 
 // Largest finite value of an fp8 format (448 or 57344).
 float fp8_max(DType fp8);
+// Error unless every segment of p.dbias has an output and lies inside [0, p.cols).
+void check_dbias_segments(const Fp8QuantizeDbiasParams& p);
 
 namespace cpu {
 void fp8_quantize(const Fp8QuantizeParams& p);
+void fp8_quantize_dbias(const Fp8QuantizeDbiasParams& p);
 void fp8_dequantize(const Fp8DequantizeParams& p);
 void amax_reduce(const AmaxParams& p);
 void fp8_gemm(const Fp8GemmParams& p);
@@ -184,6 +216,9 @@ void fp8_act_bwd_quantize(const Fp8ActBwdQuantizeParams& p);
 }  // namespace cpu
 
 inline void fp8_quantize(const Fp8QuantizeParams& p) { GRAFT_DISPATCH(fp8_quantize, p); }
+inline void fp8_quantize_dbias(const Fp8QuantizeDbiasParams& p) {
+  GRAFT_DISPATCH(fp8_quantize_dbias, p);
+}
 inline void fp8_dequantize(const Fp8DequantizeParams& p) { GRAFT_DISPATCH(fp8_dequantize, p); }
 inline void amax_reduce(const AmaxParams& p) { GRAFT_DISPATCH(amax_reduce, p); }
 // "fp8_gemm MxNxK fp8_e4m3 x fp8_e4m3->bf16" (the profile name under GRAFT_PROFILE_SHAPES).

@@ -83,6 +83,7 @@ std::string fp8_gemm_profile_name(const Fp8GemmParams& p) {
   std::string s = "fp8_gemm " + std::to_string(p.m) + "x" + std::to_string(p.n) + "x" +
                   std::to_string(p.k) + " " + dtype_name(p.a_dtype) + " x " +
                   dtype_name(p.b_dtype) + "->" + dtype_name(p.c_dtype);
+  if (p.bias) s += " +bias";
   if (p.beta != 0.0f) s += " +=";
   return s;
 }

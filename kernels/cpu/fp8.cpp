@@ -18,6 +18,13 @@ float fp8_max(DType fp8) {
   return fp8 == DType::kF8E4M3 ? 448.0f : 57344.0f;
 }
 
+void check_dbias_segments(const Fp8QuantizeDbiasParams& p) {
+  for (const Fp8DbiasSegment& s : p.dbias)
+    GRAFT_CHECK(s.out && s.offset >= 0 && s.size >= 0 && s.offset + s.size <= p.cols,
+                "fp8_quantize_dbias: bias segment [", s.offset, ", +", s.size, ") of ", p.cols,
+                " columns", s.out ? "" : " has no output");
+}
+
 namespace cpu {
 namespace {
 
@@ -107,6 +114,21 @@ void fp8_quantize(const Fp8QuantizeParams& p) {
   if (p.scale_inv) *p.scale_inv = 1.0f / s;
 }
 
+void fp8_quantize_dbias(const Fp8QuantizeDbiasParams& p) {
+  detail::check_cpu(p.device, "fp8_quantize_dbias");
+  check_dbias_segments(p);
+  cpu::fp8_quantize(p);
+  // Column sums of the high-precision x in f64, a row-major walk, rounded once (sum_rows' math).
+  for (const Fp8DbiasSegment& s : p.dbias) {
+    std::vector<double> acc(static_cast<size_t>(s.size), 0.0);
+    for (int64_t r = 0; r < p.rows; ++r)
+      for (int64_t j = 0; j < s.size; ++j)
+        acc[j] += detail::load(p.x, p.x_dtype, r * p.cols + s.offset + j);
+    for (int64_t j = 0; j < s.size; ++j)
+      s.out[j] = (s.accumulate ? s.out[j] : 0.0f) + static_cast<float>(acc[j]);
+  }
+}
+
 void fp8_dequantize(const Fp8DequantizeParams& p) {
   detail::check_cpu(p.device, "fp8_dequantize");
   detail::check_float(p.y_dtype, "fp8_dequantize", "y");
@@ -149,6 +171,8 @@ void fp8_gemm(const Fp8GemmParams& p) {
   g.beta = p.beta;
   g.dtype = DType::kF32;
   g.c_dtype = p.c_dtype;
+  g.bias = p.bias;  // added in f32 before C is rounded, as the epilogue does
+  g.bias_dtype = p.bias_dtype;
   g.device = p.device;
   cpu::gemm(g);
 }

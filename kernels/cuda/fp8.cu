@@ -1,8 +1,8 @@
-// CUDA FP8 casts (quantise with scale, optional transposed copy, amax), dequantise, amax and the
-// scale update. Math and conventions: kernels/fp8.h; the element math is fp8_math.cuh's, the
-// bandwidth-bound cast kernels (flat, 64x128 tiles) fp8_cast.cuh's; this file keeps the scalar
-// 32x32 tile kernel for shapes and pointers those do not take. The GEMM is in fp8_gemm.cpp, the
-// norm fused with the cast in fp8_norm.cu.
+// CUDA FP8 casts (quantise with scale, optional transposed copy, amax; with the bias gradient),
+// dequantise, amax and the scale update. Math and conventions: kernels/fp8.h; the element math is
+// fp8_math.cuh's, the bandwidth-bound cast kernels (flat, 64x128 tiles) fp8_cast.cuh's; this file
+// keeps the scalar 32x32 tile kernel for shapes and pointers those do not take. The GEMM is in
+// fp8_gemm.cpp, the norm fused with the cast in fp8_norm.cu.
 #include <cuda_fp8.h>
 
 #include <cfloat>
@@ -13,8 +13,10 @@
 #include "framework/core/env.h"
 #include "kernels/cuda/activation_math.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8_bias.h"
 #include "kernels/cuda/fp8_cast.cuh"
 #include "kernels/cuda/fp8_math.cuh"
+#include "kernels/elementwise.h"
 #include "kernels/fp8.h"
 
 namespace graft::cuda {
@@ -160,6 +162,76 @@ void launch_quantize(const Fp8QuantizeParams& p) {
   GRAFT_CUDA_CHECK(cudaGetLastError());
 }
 
+// out[j] = (accumulate ? out[j] : 0) + the sum over k of partials[k * ld + j] (f64, k in
+// order), j < size: the tile sums of fp8_quantize_dbias's kernel reduced to a bias gradient.
+__global__ void dbias_finish_kernel(const float* partials, int64_t chunks, int64_t ld, float* out,
+                                    int64_t size, bool accumulate) {
+  const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (j >= size) return;
+  double acc = 0.0;
+  // Unrolled so that a thread has 8 loads in flight (chunks is rows / 64: about 128 at 8192 rows,
+  // one load each, latency-bound without it); the additions stay in order.
+#pragma unroll 8
+  for (int64_t k = 0; k < chunks; ++k) acc += partials[k * ld + j];
+  out[j] = (accumulate ? out[j] : 0.0f) + static_cast<float>(acc);
+}
+
+// Aligned shapes (rows, cols % 8 == 0, aligned pointers): the tile kernel with the column sums
+// (fp8_cast.cuh kDbias), then one small reduction per segment. Other shapes: the cast, then
+// sum_rows per segment (the unfused pair; no model shape takes it).
+void launch_quantize_dbias(const Fp8QuantizeDbiasParams& p) {
+  check_fp8(p.fp8, "fp8_quantize_dbias");
+  check_dbias_segments(p);
+  GRAFT_CHECK(p.scale != nullptr, "fp8_quantize_dbias: no scale");
+  DeviceGuard g(p.device.index);
+  cudaStream_t stream = stream_of(p);
+  if (p.rows == 0 || p.cols == 0) {  // empty sums: a written gradient becomes zero
+    GRAFT_CHECK(p.scale_inv == nullptr, "fp8_quantize_dbias: scale_inv of an empty tensor");
+    for (const Fp8DbiasSegment& s : p.dbias)
+      if (!s.accumulate && s.size > 0)
+        GRAFT_CUDA_CHECK(cudaMemsetAsync(s.out, 0, s.size * sizeof(float), stream));
+    return;
+  }
+  auto* q = static_cast<uint8_t*>(p.q);
+  auto* qt = static_cast<uint8_t*>(p.qt);
+  const size_t es = dtype_size(p.x_dtype);
+  if (!fp8_cast::tiles_fit(p.rows, p.cols, p.x, es, q, qt)) {
+    Fp8QuantizeParams c = p;
+    c.stream = stream;
+    launch_quantize(c);
+    for (const Fp8DbiasSegment& s : p.dbias) {
+      SumRowsParams r;
+      r.x = static_cast<const char*>(p.x) + s.offset * es;
+      r.out = s.out;
+      r.rows = p.rows;
+      r.cols = s.size;
+      r.ld = p.cols;
+      r.accumulate = s.accumulate;
+      r.dtype = p.x_dtype;
+      r.device = p.device;
+      r.stream = stream;
+      sum_rows(r);
+    }
+    return;
+  }
+  const int64_t chunks = ceil_div(p.rows, fp8_cast::kTileRows);
+  Scratch partials(static_cast<size_t>(chunks * p.cols) * sizeof(float), p.device.index, stream);
+  GRAFT_FLOAT_SWITCH(p.x_dtype, T, "fp8_quantize_dbias x", {
+    with_format(p.fp8, [&]<bool kE4M3>() {
+      fp8_cast::launch_tiles<fp8_cast::CastSrc<T>, kE4M3, true>(
+          fp8_cast::CastSrc<T>{static_cast<const T*>(p.x), p.cols}, q, qt, p.rows, p.cols, p.scale,
+          p.amax, p.scale_inv, stream, partials.as<float>());
+    });
+  });
+  const int threads = 256;
+  for (const Fp8DbiasSegment& s : p.dbias) {
+    if (s.size == 0) continue;
+    dbias_finish_kernel<<<static_cast<unsigned>(ceil_div(s.size, threads)), threads, 0, stream>>>(
+        partials.as<float>() + s.offset, chunks, p.cols, s.out, s.size, s.accumulate);
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
 template <Activation A>
 void launch_act_quantize_as(const Fp8ActQuantizeParams& p, cudaStream_t stream) {
   GRAFT_FLOAT_SWITCH(p.h_dtype, T, "fp8_act_quantize h", {
@@ -260,6 +332,13 @@ void launch_act_bwd_quantize(const Fp8ActBwdQuantizeParams& p) {
   alloc.release(dh);
 }
 
+template <class TC, class TB>
+__global__ void add_bias_kernel(TC* c, const TB* bias, int64_t m, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < m * n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    c[i] = from_f32<TC>(to_f32(c[i]) + to_f32(bias[i % n]));
+}
+
 void launch_dequantize(const Fp8DequantizeParams& p) {
   check_fp8(p.fp8, "fp8_dequantize");
   if (p.n == 0) return;
@@ -291,10 +370,25 @@ void launch_scale_update(const Fp8ScaleUpdateParams& p) {
 }
 
 }  // namespace
+
+void fp8_gemm_add_bias(void* c, DType c_dtype, const void* bias, DType bias_dtype, int64_t m,
+                       int64_t n, cudaStream_t stream) {
+  if (m == 0 || n == 0) return;
+  const int threads = 256;
+  GRAFT_FLOAT_SWITCH(c_dtype, TC, "fp8_gemm C", {
+    GRAFT_FLOAT_SWITCH(bias_dtype, TB, "fp8_gemm bias", {
+      add_bias_kernel<TC, TB><<<grid_for(m * n, threads), threads, 0, stream>>>(
+          static_cast<TC*>(c), static_cast<const TB*>(bias), m, n);
+    });
+  });
+  GRAFT_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace graft::cuda
 
 namespace graft {
 GRAFT_REGISTER_CUDA_KERNEL(fp8_quantize, Fp8QuantizeParams, cuda::launch_quantize);
+GRAFT_REGISTER_CUDA_KERNEL(fp8_quantize_dbias, Fp8QuantizeDbiasParams, cuda::launch_quantize_dbias);
 GRAFT_REGISTER_CUDA_KERNEL(fp8_dequantize, Fp8DequantizeParams, cuda::launch_dequantize);
 GRAFT_REGISTER_CUDA_KERNEL(amax_reduce, AmaxParams, cuda::launch_amax);
 GRAFT_REGISTER_CUDA_KERNEL(fp8_scale_update, Fp8ScaleUpdateParams, cuda::launch_scale_update);

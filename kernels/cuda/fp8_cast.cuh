@@ -1,7 +1,7 @@
-// The bandwidth-bound FP8 cast machinery of the CUDA casts (fp8.cu: fp8_quantize, amax_reduce,
-// fp8_act_quantize, fp8_act_bwd_quantize; fp8_norm.cu takes cast8 and transpose_8x4). Math and
-// conventions: kernels/fp8.h; results are bit for bit those of the CPU reference (the same f32
-// product x * scale, rounded by the same hardware conversion).
+// The bandwidth-bound FP8 cast machinery of the CUDA casts (fp8.cu: fp8_quantize,
+// fp8_quantize_dbias, amax_reduce, fp8_act_quantize, fp8_act_bwd_quantize; fp8_norm.cu takes cast8
+// and transpose_8x4). Math and conventions: kernels/fp8.h; results are bit for bit those of the CPU
+// reference (the same f32 product x * scale, rounded by the same hardware conversion).
 //
 // Two kernels, both persistent (a grid of as many blocks as are resident at once, each block
 // looping) so that a call folds at most a few thousand block amaxes into *amax:
@@ -21,6 +21,13 @@
 //     aligned pointers; the source of the values is a policy (CastSrc: x itself; ActSrc: the
 //     activation of h, fp8_act_quantize's fused kernel; ActBwdSrc: the activation's backward,
 //     fp8_act_bwd_quantize's).
+//     kDbias (fp8_quantize_dbias, the bias gradient fused into the grad-output cast): each
+//     thread also adds its 4 rows x 8 columns of the f32 values (before the scale, so the sums
+//     are of the high-precision x) in row order; a shuffle adds the two row groups of a warp, the
+//     8 warps' sums go through shared memory and 128 threads add them in warp order, writing the
+//     tile's f32 column sums to partials[tile row][column] ([ceil(rows / 64), cols]); a second
+//     kernel (fp8.cu) adds each column's partials in tile order in f64. The order of every
+//     addition is fixed, so the result does not depend on scheduling.
 // amax: the max of |x| bits (non-negative floats order like their bits; any NaN is above +inf
 // and is made 0x7fffffff, fp8_math::abs_key's NaN, before the block's one atomicMax).
 #pragma once
@@ -244,14 +251,25 @@ __device__ __forceinline__ void load_batch(const S& src, typename S::Raw (&raw)[
   }
 }
 
+// Resident blocks per SM the tile kernel is compiled for: the column sums of kDbias take 8 more
+// registers per thread, so that variant asks for at most 3 blocks (85 registers; it takes 80, no
+// spills; held to 64 for 4 blocks, the bf16 variant spills 52 bytes, nvcc 13, sm_90a).
+template <class S, bool kDbias>
+constexpr int tile_min_blocks() {
+  return kDbias && S::kMinBlocks > 3 ? 3 : S::kMinBlocks;
+}
+
 // Each block walks tiles blockIdx.x, + gridDim.x, ...; the next tile's first batch is loaded
 // before this tile's transposed copy is written, so loads stay in flight across the barrier.
-template <class S, bool kE4M3>
-__global__ void __launch_bounds__(kThreads, S::kMinBlocks)
+// partials: kDbias only, [ceil(rows / 64), cols] f32, every entry written.
+template <class S, bool kE4M3, bool kDbias = false>
+__global__ void __launch_bounds__(kThreads, (tile_min_blocks<S, kDbias>()))
     cast_tiles_kernel(S src, uint8_t* __restrict__ q, uint8_t* __restrict__ qt, int64_t rows,
                       int64_t cols, uint32_t tiles_c, uint32_t ntiles, const float* scale,
-                      float* amax, float* scale_inv) {
+                      float* amax, float* scale_inv, float* __restrict__ partials) {
   __shared__ uint32_t tile[kTileRows][kTileCols / 4 + 1];
+  // kDbias: the column sums of each warp's 32 rows of the tile (unused otherwise).
+  __shared__ __align__(16) float colsum[kDbias ? kThreads / 32 : 1][kDbias ? kTileCols : 4];
   const float s = *scale;
   const int t = threadIdx.x;
   const int lr = t / 16, lc = (t % 16) * 8;  // load: tile rows lr + 16 p, columns lc..lc+7
@@ -259,6 +277,9 @@ __global__ void __launch_bounds__(kThreads, S::kMinBlocks)
   const int g = (warp % 4) * 8 + lane % 8;  // transpose: tile columns 4g..4g+3
   const int j = (warp / 4) * 4 + lane / 8;  //            tile rows 8j..8j+7
   uint32_t key = 0;
+  float acc[8];  // kDbias: this thread's column sums over its rows of the current tile
+#pragma unroll
+  for (int k = 0; k < 8; ++k) acc[k] = 0.0f;
   typename S::Raw raw[S::kBatch];
   if (blockIdx.x < ntiles) load_batch(src, raw, blockIdx.x, 0, tiles_c, rows, cols, lr, lc);
   for (uint32_t i = blockIdx.x; i < ntiles; i += gridDim.x) {
@@ -274,6 +295,10 @@ __global__ void __launch_bounds__(kThreads, S::kMinBlocks)
         if (r < rows && c < cols) {
           float v[8];
           src.eval(raw[p], v);
+          if constexpr (kDbias) {
+#pragma unroll
+            for (int k = 0; k < 8; ++k) acc[k] += v[k];
+          }
           const uint2 b = cast8<kE4M3>(v, s, key);
           if (q) *reinterpret_cast<uint2*>(q + r * cols + c) = b;
           if (qt) {
@@ -287,8 +312,19 @@ __global__ void __launch_bounds__(kThreads, S::kMinBlocks)
       else if (i + gridDim.x < ntiles)
         load_batch(src, raw, i + gridDim.x, 0, tiles_c, rows, cols, lr, lc);
     }
+    if constexpr (kDbias) {  // lanes 0..15 and 16..31 hold rows lr and lr + 1 of columns lc..
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[k] += __shfl_xor_sync(0xffffffffu, acc[k], 16);
+      if (lane < 16) {
+        float4* dst = reinterpret_cast<float4*>(&colsum[warp][lc]);
+        dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+        dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[k] = 0.0f;
+    }
+    if (qt || kDbias) __syncthreads();
     if (qt) {
-      __syncthreads();
       const int64_t tc = c0 + 4 * g, tr = r0 + 8 * j;
       if (tc < cols && tr < rows) {  // cols % 8, rows % 8 == 0: all 4 columns, 8 rows inside
         uint32_t w[8];
@@ -299,8 +335,16 @@ __global__ void __launch_bounds__(kThreads, S::kMinBlocks)
 #pragma unroll
         for (int k = 0; k < 4; ++k) *reinterpret_cast<uint2*>(qt + (tc + k) * rows + tr) = out[k];
       }
-      __syncthreads();  // before the next tile overwrites the shared tile
     }
+    if constexpr (kDbias) {
+      if (t < kTileCols && c0 + t < cols) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kThreads / 32; ++w) sum += colsum[w][t];
+        partials[int64_t(ti) * cols + c0 + t] = sum;
+      }
+    }
+    if (qt || kDbias) __syncthreads();  // before the next tile overwrites the shared tiles
   }
   if (amax) fp8_math::block_amax(nan_canonical(key), amax);
   if (scale_inv && blockIdx.x == 0 && t == 0) *scale_inv = 1.0f / s;
@@ -349,18 +393,21 @@ inline bool tiles_fit(int64_t rows, int64_t cols, const void* src, size_t src_by
          aligned(qt, 8);
 }
 
-template <class S, bool kE4M3>
+// partials: kDbias only, [ceil(rows / 64), cols] f32 (the tiles' column sums).
+template <class S, bool kE4M3, bool kDbias = false>
 void launch_tiles(const S& src, uint8_t* q, uint8_t* qt, int64_t rows, int64_t cols,
-                  const float* scale, float* amax, float* scale_inv, cudaStream_t stream) {
-  static const int resident = resident_blocks(cast_tiles_kernel<S, kE4M3>);
+                  const float* scale, float* amax, float* scale_inv, cudaStream_t stream,
+                  float* partials = nullptr) {
+  static const int resident = resident_blocks(cast_tiles_kernel<S, kE4M3, kDbias>);
   const int64_t tiles_c = ceil_div(cols, kTileCols);
   const int64_t ntiles = ceil_div(rows, kTileRows) * tiles_c;
   GRAFT_CHECK(ntiles < (int64_t{1} << 31), "fp8 cast: [", rows, ", ", cols,
               "] has too many 64x128 tiles for the tile kernel");
+  GRAFT_CHECK(!kDbias || partials, "fp8 cast: the bias gradient needs its partials buffer");
   const unsigned grid = static_cast<unsigned>(ntiles < resident ? ntiles : resident);
-  cast_tiles_kernel<S, kE4M3>
-      <<<grid, kThreads, 0, stream>>>(src, q, qt, rows, cols, static_cast<uint32_t>(tiles_c),
-                                      static_cast<uint32_t>(ntiles), scale, amax, scale_inv);
+  cast_tiles_kernel<S, kE4M3, kDbias><<<grid, kThreads, 0, stream>>>(
+      src, q, qt, rows, cols, static_cast<uint32_t>(tiles_c), static_cast<uint32_t>(ntiles), scale,
+      amax, scale_inv, partials);
   GRAFT_CUDA_CHECK(cudaGetLastError());
 }
 

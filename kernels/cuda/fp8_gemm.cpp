@@ -6,9 +6,17 @@
 // our b_scale_inv and its B-scale our a_scale_inv. cuBLASLt wants m, n, k multiples of 16 for
 // FP8: other sizes are copied into zero-padded buffers (zero rows and columns add nothing) and C
 // is copied back; the log is never needed because no other precision is ever used.
+//
+// Bias (the forward GEMM of a linear with a bias): cuBLASLt's CUBLASLT_EPILOGUE_BIAS adds a vector
+// over its rows (M = our n), i.e. bias[j] to column j of our C, in f32 before D is rounded (as TE
+// runs its FP8 fprop). The bias is read over the padded n, so a padded shape or a bias pointer
+// that is not 16-byte aligned gets a zero-padded copy. Where the heuristic has no FP8 algorithm
+// with the epilogue for these types (say an f32 bias with a bf16 C), the plan runs without it and
+// fp8_gemm_add_bias adds the bias after the GEMM, and the log says so once per shape.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +28,7 @@
 #include "framework/core/cuda/cuda_check.h"
 #include "framework/core/cuda/stream.h"
 #include "kernels/cuda/cublaslt_util.h"
+#include "kernels/cuda/fp8_bias.h"
 #include "kernels/fp8.h"
 
 namespace graft::cuda {
@@ -47,16 +56,22 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool fused_bias = false;  // the epilogue adds the bias (else none, or fp8_gemm_add_bias)
 };
 
-using PlanKey = std::tuple<int64_t, int64_t, int64_t, int, int, int, bool>;
+// m, n, k (padded), a, b, c dtypes, fast accumulation, the bias dtype (-1: no bias).
+using PlanKey = std::tuple<int64_t, int64_t, int64_t, int, int, int, bool, int>;
 
 // `run(plan, algo)` launches the matmul with `algo` for GRAFT_GEMM_TUNE (empty: no tuning).
 using TuneRun = std::function<void(Plan&, const cublasLtMatmulAlgo_t&)>;
 
-std::unique_ptr<Plan> build_plan(const PlanKey& key, cudaStream_t stream, const TuneRun& run) {
-  const auto [m, n, k, at, bt, ct, fast] = key;
+// with_bias: the plan has the bias epilogue (nullptr when the heuristic has no such algorithm,
+// and the caller builds one without it).
+std::unique_ptr<Plan> build_plan(const PlanKey& key, bool with_bias, cudaStream_t stream,
+                                 const TuneRun& run) {
+  const auto [m, n, k, at, bt, ct, fast, bias_t] = key;
   auto plan = std::make_unique<Plan>();
+  plan->fused_bias = with_bias;
   GRAFT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
   GRAFT_CUBLAS_CHECK(
@@ -66,6 +81,14 @@ std::unique_ptr<Plan> build_plan(const PlanKey& key, cudaStream_t stream, const 
   const int8_t fa = fast ? 1 : 0;
   GRAFT_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fa, sizeof(fa)));
+  if (with_bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                      &epi, sizeof(epi)));
+    const cudaDataType_t bias_type = cuda_type(DType(bias_t));
+    GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+  }
   // cuBLASLt's A is our B ([n, k] row-major = [k, n] column-major), its B is our A.
   GRAFT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->la, cuda_type(DType(bt)), k, n, k));
   GRAFT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->lb, cuda_type(DType(at)), k, m, k));
@@ -78,13 +101,25 @@ std::unique_ptr<Plan> build_plan(const PlanKey& key, cudaStream_t stream, const 
   bool found = false;
   const std::string what =
       str("fp8_gemm m=", m, " n=", n, " k=", k, " ", dtype_name(DType(at)), " x ",
-          dtype_name(DType(bt)), "->", dtype_name(DType(ct)), fast ? " fast-accum" : "");
+          dtype_name(DType(bt)), "->", dtype_name(DType(ct)), fast ? " fast-accum" : "",
+          with_bias ? str(" +bias ", dtype_name(DType(bias_t))) : std::string());
   Plan* raw = plan.get();
   std::function<void(const cublasLtMatmulAlgo_t&)> tune_run;
   if (run) tune_run = [&](const cublasLtMatmulAlgo_t& algo) { run(*raw, algo); };
   const AlgoChoice choice = choose_algo(plan->desc, plan->la, plan->lb, plan->lc, plan->lc, pref,
                                         stream, what, tune_run, &found);
   cublasLtMatmulPreferenceDestroy(pref);
+  if (!found && with_bias) {
+    std::fprintf(stderr,
+                 "[graft] %s: cuBLASLt has no FP8 algorithm with the bias epilogue; the bias is "
+                 "added by a separate kernel after the GEMM\n",
+                 what.c_str());
+    cublasLtMatrixLayoutDestroy(plan->la);
+    cublasLtMatrixLayoutDestroy(plan->lb);
+    cublasLtMatrixLayoutDestroy(plan->lc);
+    cublasLtMatmulDescDestroy(plan->desc);
+    return nullptr;
+  }
   GRAFT_CHECK(found, "fp8_gemm: cuBLASLt has no FP8 algorithm for m=", m, " n=", n, " k=", k,
               " a=", dtype_name(DType(at)), " b=", dtype_name(DType(bt)),
               " c=", dtype_name(DType(ct)));
@@ -114,6 +149,8 @@ void launch_fp8_gemm(const Fp8GemmParams& p) {
               "fp8_gemm: C must be bf16 "
               "or f32, got ",
               dtype_name(p.c_dtype));
+  GRAFT_CHECK(!p.bias || p.bias_dtype == DType::kBF16 || p.bias_dtype == DType::kF32,
+              "fp8_gemm: the bias must be bf16 or f32, got ", dtype_name(p.bias_dtype));
   if (p.m == 0 || p.n == 0) return;
   DeviceGuard g(p.device.index);
   cudaStream_t stream = stream_or_current(p.stream, p.device);
@@ -140,19 +177,33 @@ void launch_fp8_gemm(const Fp8GemmParams& p) {
     b = pb;
     c = pc;
   }
+  // The epilogue reads np bias entries from a 16-byte aligned pointer.
+  const void* bias = p.bias;
+  void* pbias = nullptr;
+  const size_t bb = p.bias ? dtype_size(p.bias_dtype) : 0;
+  if (p.bias && (np != p.n || reinterpret_cast<uintptr_t>(p.bias) % 16 != 0)) {
+    pbias = alloc.allocate(np * bb, p.device.index, stream);
+    GRAFT_CUDA_CHECK(cudaMemsetAsync(pbias, 0, np * bb, stream));
+    GRAFT_CUDA_CHECK(cudaMemcpyAsync(pbias, p.bias, p.n * bb, cudaMemcpyDeviceToDevice, stream));
+    bias = pbias;
+  }
   const PlanKey key{mp,
                     np,
                     kp,
                     static_cast<int>(p.a_dtype),
                     static_cast<int>(p.b_dtype),
                     static_cast<int>(p.c_dtype),
-                    p.fast_accum};
+                    p.fast_accum,
+                    p.bias ? static_cast<int>(p.bias_dtype) : -1};
   static std::mutex mu;
   static auto* cache = new std::map<PlanKey, std::unique_ptr<Plan>>();  // leaked: used until exit
   std::lock_guard<std::mutex> lock(mu);  // the cached descriptor gets this call's scale pointers
   const float alpha = p.alpha, beta = p.beta;
   void* ws = cublaslt_workspace(p.device.index, stream, kWorkspaceBytes);
   auto launch = [&](Plan& plan, const cublasLtMatmulAlgo_t& algo, void* out) {
+    if (plan.fused_bias)
+      GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+          plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p.b_scale_inv, sizeof(p.b_scale_inv)));
     GRAFT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
@@ -181,7 +232,10 @@ void launch_fp8_gemm(const Fp8GemmParams& p) {
     if (c_tune) {
       run = [&](Plan& plan, const cublasLtMatmulAlgo_t& algo) { launch(plan, algo, c_tune); };
     }
-    it = cache->emplace(key, build_plan(key, stream, run)).first;
+    std::unique_ptr<Plan> built;
+    if (p.bias) built = build_plan(key, true, stream, run);
+    if (!built) built = build_plan(key, false, stream, run);
+    it = cache->emplace(key, std::move(built)).first;
     if (scratch) alloc.release(scratch);
   }
   Plan* plan = it->second.get();
@@ -192,6 +246,9 @@ void launch_fp8_gemm(const Fp8GemmParams& p) {
     alloc.release(pb);
     alloc.release(pc);
   }
+  if (p.bias && !plan->fused_bias)
+    fp8_gemm_add_bias(p.c, p.c_dtype, p.bias, p.bias_dtype, p.m, p.n, stream);
+  if (pbias) alloc.release(pbias);
 }
 
 }  // namespace

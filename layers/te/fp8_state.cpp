@@ -69,7 +69,8 @@ void Fp8State::ensure_buffers() {
 float* Fp8State::scale_ptr(int64_t i) { return static_cast<float*>(scale_.raw()) + i; }
 float* Fp8State::amax_ptr(int64_t i) { return static_cast<float*>(history_.raw()) + i; }
 
-void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, Fp8Operand* qt) {
+void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, Fp8Operand* qt,
+                    const std::vector<Fp8DbiasSegment>* dbias) {
   ensure_buffers();
   GRAFT_CHECK(slot >= 0 && slot < num_slots(), "Fp8State::cast: slot ", slot);
   GRAFT_CHECK(x.ndim() == 2 && x.is_contiguous() && x.device() == device_, "Fp8State::cast: x ",
@@ -91,7 +92,7 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
     amax_reduce(a);
     current_scale_from_staged_amax(slot);
   }
-  Fp8QuantizeParams p;
+  Fp8QuantizeDbiasParams p;
   p.x = x.raw();
   p.x_dtype = x.dtype();
   p.fp8 = t;
@@ -103,12 +104,17 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
   Tensor scale_inv = make_operands(slot, rows, cols, q, qt);
   p.q = q ? q->data.raw() : nullptr;
   p.qt = qt ? qt->data.raw() : nullptr;
+  if (dbias) p.dbias = *dbias;
   if (rows == 0 || cols == 0) {  // nothing to cast; the GEMMs skip empty operands
     scale_inv.copy_from(Tensor::from_vector(std::vector<float>{1.0f}, {1}));
+    if (dbias) fp8_quantize_dbias(p);  // empty sums: a written bias gradient becomes zero
     return;
   }
   p.scale_inv = static_cast<float*>(scale_inv.raw());
-  fp8_quantize(p);
+  if (dbias)
+    fp8_quantize_dbias(p);
+  else
+    fp8_quantize(p);
 }
 
 void Fp8State::cast_activation(int64_t slot, const Tensor& h, Activation act, int64_t cols,

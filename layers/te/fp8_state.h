@@ -26,6 +26,7 @@
 
 #include "framework/core/tensor.h"
 #include "kernels/activation.h"
+#include "kernels/fp8.h"
 #include "layers/reference/norm_ops.h"
 #include "layers/te/fp8_config.h"
 #include "layers/te/fp8_profile.h"
@@ -68,8 +69,11 @@ class Fp8State {
 
   // Casts x [rows, cols] (contiguous f32/bf16/f16) into `q` [rows, cols] and/or `qt` [cols, rows]
   // (either may be null) in the slot's format and scale; with `record` (delayed) max|x| goes
-  // into the slot's staging amax. Current scaling computes the scale from x first.
-  void cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, Fp8Operand* qt);
+  // into the slot's staging amax. Current scaling computes the scale from x first. With `dbias`
+  // (a grad-output cast of a linear with a bias) the same kernel writes the column sums of x into
+  // the segments (kernels/fp8.h fp8_quantize_dbias), under either recipe.
+  void cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, Fp8Operand* qt,
+            const std::vector<Fp8DbiasSegment>* dbias = nullptr);
   // The same for a = act(h) ([rows, cols]; h [rows, 2 cols] when gated): delayed scaling fuses
   // the activation into the cast (kernels/fp8.h fp8_act_quantize, a never written in high
   // precision); current scaling runs the activation, then cast().

@@ -265,26 +265,18 @@ Tensor LinearBlocks::fp8_weight(Module& owner) const {
   return w;
 }
 
-void LinearBlocks::add_bias_rows(Module& owner, Tensor& y) const {
-  if (!bias_ || y.size(0) == 0) return;
-  // A rank-1 GEMM (k = 1) with a column of ones.
-  Tensor ones = Tensor::full({y.size(0), 1}, 1.0f, DType::kF32);
-  const Tensor& b0 = owner.parameter(blocks_[0].bias)->value;
-  ones = (b0.dtype() == DType::kF32 ? ones : ones.to(b0.dtype())).to(y.device());
-  for (const auto& b : blocks_) {
-    Tensor yb = y.slice(1, b.offset, b.size);
-    layers::matmul_nt_into(ones, owner.parameter(b.bias)->value.view({b.size, 1}), Tensor(), yb,
-                           1.0f);
-  }
+Tensor LinearBlocks::fp8_bias(Module& owner, bool add_bias) const {
+  // The one FP8 GEMM writes every block's columns [offset, offset + size) of y (fp8_weight
+  // stacks the blocks in order), so the stacked bias is the epilogue's vector.
+  return add_bias && bias_ ? bias(owner) : Tensor();
 }
 
 Tensor LinearBlocks::fp8_forward(Module& owner, const Tensor& x, bool add_bias,
                                  LinearSaved* save) const {
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
-  Tensor y = fp8_->forward(
-      xc, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr);
-  if (add_bias) add_bias_rows(owner, y);
-  return y;
+  return fp8_->forward(
+      xc, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr,
+      fp8_bias(owner, add_bias));
 }
 
 Tensor LinearBlocks::forward_normed(Module& owner, const Tensor& x, const Tensor& gamma,
@@ -293,11 +285,9 @@ Tensor LinearBlocks::forward_normed(Module& owner, const Tensor& x, const Tensor
   GRAFT_CHECK(fp8_, "te linear: forward_normed without FP8");
   GRAFT_CHECK(x.ndim() == 2 && x.size(1) == in_, "te linear: x ", x.str(), ", in = ", in_);
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
-  Tensor y = fp8_->forward_normed(
+  return fp8_->forward_normed(
       xc, gamma, beta, spec, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr,
-      norm_save);
-  if (add_bias) add_bias_rows(owner, y);
-  return y;
+      norm_save, fp8_bias(owner, add_bias));
 }
 
 Tensor LinearBlocks::forward_activated(Module& owner, const Tensor& h, Activation act,
@@ -307,10 +297,9 @@ Tensor LinearBlocks::forward_activated(Module& owner, const Tensor& h, Activatio
               "te linear: activation input ", h.str(), ", in = ", in_);
   if (fp8_) {
     Tensor hc = h.is_contiguous() ? h : h.contiguous();
-    Tensor y = fp8_->forward_activated(
-        hc, act, in_, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr);
-    if (add_bias) add_bias_rows(owner, y);
-    return y;
+    return fp8_->forward_activated(
+        hc, act, in_, [&] { return fp8_weight(owner); }, save ? &save->x_t : nullptr,
+        fp8_bias(owner, add_bias));
   }
   Tensor a = Tensor::empty({rows, in_}, h.dtype(), h.device());
   ActFwdParams p;
@@ -327,14 +316,12 @@ Tensor LinearBlocks::forward_activated(Module& owner, const Tensor& h, Activatio
 
 Tensor LinearBlocks::fp8_backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const {
   GRAFT_CHECK(dy.ndim() == 2 && dy.size(1) == out_, "te linear backward: dy ", dy.str());
-  std::vector<Fp8Linear::GradBlock> grads;
-  for (const auto& b : blocks_) grads.push_back({b.offset, b.size, owner.parameter(b.weight)});
+  std::vector<Fp8Linear::GradBlock> grads;  // the bias gradients come out of dy's cast
+  for (const auto& b : blocks_)
+    grads.push_back(
+        {b.offset, b.size, owner.parameter(b.weight), bias_ ? owner.parameter(b.bias) : nullptr});
   Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
-  Tensor dx = fp8_->backward(dyc, saved.x_t, grads);
-  if (bias_)
-    for (const auto& b : blocks_)
-      layers::bias_grad(dyc.slice(1, b.offset, b.size), *owner.parameter(b.bias));
-  return dx;
+  return fp8_->backward(dyc, saved.x_t, grads);
 }
 
 Tensor LinearBlocks::bias(Module& owner) const {

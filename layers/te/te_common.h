@@ -2,7 +2,8 @@
 // the option, the output bundle of TE's return_bias / return_layernorm_output, and LinearBlocks,
 // the weight (+ bias) of a TE Linear optionally split into several named parameters along dim 0
 // (TE's parameters_split). With FP8 on (enable_fp8), LinearBlocks runs its GEMMs through
-// Fp8Linear (layers/te/fp8_linear.h) and saves the FP8 xᵀ for backward instead of x.
+// Fp8Linear (layers/te/fp8_linear.h) and saves the FP8 xᵀ for backward instead of x; a bias is
+// then added in the FP8 GEMM's epilogue and its gradient comes out of the grad-output cast.
 #pragma once
 
 #include <cstdint>
@@ -143,8 +144,9 @@ class LinearBlocks {
     int64_t offset = 0, size = 0;
   };
   Tensor fp8_forward(Module& owner, const Tensor& x, bool add_bias, LinearSaved* save) const;
-  Tensor fp8_weight(Module& owner) const;              // W [out, in], the blocks stacked
-  void add_bias_rows(Module& owner, Tensor& y) const;  // y += 1 · biasᵀ
+  Tensor fp8_weight(Module& owner) const;  // W [out, in], the blocks stacked
+  // The bias fprop's epilogue adds ([out], stacked): undefined without one or !add_bias.
+  Tensor fp8_bias(Module& owner, bool add_bias) const;
   Tensor fp8_backward(Module& owner, const Tensor& dy, const LinearSaved& saved) const;
 
   std::vector<Block> blocks_;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels/activation.h"
+#include "kernels/elementwise.h"
 #include "kernels/fp8.h"
 #include "kernels/fp8_norm.h"
 #include "tests/cuda/cuda_test_util.h"
@@ -85,6 +86,50 @@ TEST(CudaBench, DISABLED_Fp8CastTimings) {
     p.device = gpu();
     const double n = static_cast<double>(c.rows * c.cols);
     report(c.name, per_call_ms([&] { fp8_quantize(p); }), n * (2 + 1 + (c.qt ? 1 : 0)));
+  }
+  // fp8_quantize_dbias: a grad-output cast + transpose with the bias gradient (E5M2), against
+  // the cast + transpose followed by sum_rows, the pair it replaces. [8192, 4608]: Qwen2-7B's qkv
+  // (3584 + 2 x 512, three segments); [8192, 2048]: one bias over a 1B-wide output.
+  for (int64_t cols : {int64_t{4608}, H}) {
+    Tensor x = rand_dev({T, cols}, DType::kBF16, rng);
+    Tensor q = Tensor::empty({T, cols}, DType::kF8E5M2, gpu()), qt = q.clone();
+    Tensor db = Tensor::zeros({cols}, DType::kF32, gpu());
+    Fp8QuantizeDbiasParams p;
+    p.x = x.raw();
+    p.x_dtype = DType::kBF16;
+    p.q = q.raw();
+    p.qt = qt.raw();
+    p.fp8 = DType::kF8E5M2;
+    p.rows = T;
+    p.cols = cols;
+    p.scale = static_cast<const float*>(scale.raw());
+    p.amax = static_cast<float*>(amax.raw());
+    p.scale_inv = static_cast<float*>(si.raw());
+    p.device = gpu();
+    auto* d = static_cast<float*>(db.raw());
+    if (cols == 4608)
+      p.dbias = {{d, 0, 3584, false}, {d + 3584, 3584, 512, false}, {d + 4096, 4096, 512, false}};
+    else
+      p.dbias = {{d, 0, cols, false}};
+    const double bytes = T * cols * (2.0 + 1.0 + 1.0);
+    const std::string shape = str("[", T, ",", cols, "]");
+    report("cast+transpose+dbias " + shape, per_call_ms([&] { fp8_quantize_dbias(p); }), bytes);
+    report("cast+transpose, then sum_rows " + shape, per_call_ms([&] {
+             fp8_quantize(p);
+             for (const Fp8DbiasSegment& s : p.dbias) {
+               SumRowsParams r;
+               r.x = static_cast<const char*>(x.raw()) + 2 * s.offset;
+               r.out = s.out;
+               r.rows = T;
+               r.cols = s.size;
+               r.ld = cols;
+               r.accumulate = false;
+               r.dtype = DType::kBF16;
+               r.device = gpu();
+               sum_rows(r);
+             }
+           }),
+           bytes);
   }
   {  // amax_reduce, current scaling's pass before the cast
     Tensor x = rand_dev({T, 2 * F}, DType::kBF16, rng);

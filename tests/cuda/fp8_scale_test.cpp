@@ -324,6 +324,33 @@ TEST(CudaFp8Layers, LinearMatchesTheCpuEmulation) {
   compare_devices<te::Linear>(c, {3, 29, 229}, 71, kDirect);
 }
 
+// A bias per block (q | k | v): the stacked bias in fprop's epilogue and each block's gradient
+// from the grad-output cast (fp8_quantize_dbias, three segments), against the CPU emulation.
+TEST(CudaFp8Layers, SplitLinearWithBiasesMatchesTheCpuEmulation) {
+  GRAFT_REQUIRE_CUDA();
+  te::LinearConfig c;
+  c.in_features = 136;
+  c.out_features = 200;
+  c.bias = true;
+  c.parameters_split = {{"query", 120}, {"key", 40}, {"value", 40}};
+  compare_devices<te::Linear>(c, {2, 64, 136}, 200, kDirect);
+}
+
+// fc1's and fc2's biases (Llama's mlp_bias): fc1's gradient from the cast of dh (after
+// activation_bwd), fc2's from the cast of dy; both biases in the epilogues. A bias gradient is
+// dhᵀ 1, a weight gradient with a constant input column, so it carries dh's device differences
+// as fc1's weight gradient does: the same kComputed gate.
+TEST(CudaFp8Layers, LayerNormMLPWithBiasesMatchesTheCpuEmulation) {
+  GRAFT_REQUIRE_CUDA();
+  te::LayerNormMLPConfig c;
+  c.hidden_size = 128;
+  c.ffn_hidden_size = 352;
+  c.activation = "swiglu";
+  c.normalization = "RMSNorm";
+  c.bias = true;
+  compare_devices<te::LayerNormMLP>(c, {2, 64, 128}, 128, kComputed);
+}
+
 TEST(CudaFp8Layers, LayerNormMLPMatchesTheCpuEmulation) {
   GRAFT_REQUIRE_CUDA();
   te::LayerNormMLPConfig c;

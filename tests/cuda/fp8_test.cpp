@@ -237,6 +237,11 @@ struct GemmCase {
   DType b;
   DType c;
   bool fast;
+  // The bias epilogue: in bias_dtype (bf16: the epilogue; f32 with a bf16 C may take the
+  // separate add), starting bias_off elements into its buffer (misaligned).
+  bool bias = false;
+  DType bias_dtype = DType::kBF16;
+  int64_t bias_off = 0;
 };
 
 class CudaFp8Gemm : public ::testing::TestWithParam<GemmCase> {};
@@ -260,10 +265,21 @@ Tol fp8_gemm_tol(int64_t k, double term, DType c_dtype, bool fast) {
   }
   return t;
 }
+// With a bias (|bias| < 0.5) and a bf16 C: the epilogue (or the separate add) may round
+// v = alpha·AB + beta·C to bf16 before adding the bias, one more rounding of at most 2^-9 |v| <=
+// 2^-9 (|C| + 0.5): the relative part is inside the bf16 rtol above, the rest 2^-9 · 0.5 = 1e-3
+// absolute; 4e-3 (and at most one more bf16 ulp of a magnitude below 1).
+Tol fp8_gemm_bias_tol(int64_t k, double term, DType c_dtype, bool fast, bool bias) {
+  Tol t = fp8_gemm_tol(k, term, c_dtype, fast);
+  if (bias && c_dtype == DType::kBF16) t.atol += 4e-3;
+  return t;
+}
 
 // The GEMM of the CPU params `p` on the GPU: the same operands (host fp8 `qa`, `qb`) and scales
 // copied over, into the device tensor `c` (its initial contents are C for beta), which it returns.
-Tensor gemm_on_gpu(const Fp8GemmParams& p, const Tensor& qa, const Tensor& qb, Tensor c) {
+// `bias` (optional): the device bias pointer the GPU call takes instead of p.bias.
+Tensor gemm_on_gpu(const Fp8GemmParams& p, const Tensor& qa, const Tensor& qb, Tensor c,
+                   const void* bias = nullptr, DType bias_dtype = DType::kBF16) {
   Tensor ag = qa.to(gpu()), bg = qb.to(gpu());
   Tensor sag = scalar_gpu(*p.a_scale_inv), sbg = scalar_gpu(*p.b_scale_inv);
   Fp8GemmParams pg = p;
@@ -272,6 +288,8 @@ Tensor gemm_on_gpu(const Fp8GemmParams& p, const Tensor& qa, const Tensor& qb, T
   pg.c = c.raw();
   pg.a_scale_inv = static_cast<const float*>(sag.raw());
   pg.b_scale_inv = static_cast<const float*>(sbg.raw());
+  pg.bias = bias;
+  pg.bias_dtype = bias_dtype;
   pg.device = gpu();
   fp8_gemm(pg);
   return c;
@@ -301,10 +319,26 @@ TEST_P(CudaFp8Gemm, MatchesTheCpuEmulation) {
   p.alpha = 1.5f;
   p.beta = 1.0f;
   p.fast_accum = c.fast;
+  // The bias: values exact in its dtype; the CPU reads them as f32 (the same numbers), the GPU in
+  // its own dtype from bias_off elements into a device buffer.
+  const bool with_bias = c.bias;
+  Tensor bias = random_host({c.n}, rng, c.bias_dtype, -0.5f, 0.5f);
+  Tensor bias_g;
+  if (with_bias) {
+    p.bias = bias.raw();
+    p.bias_dtype = DType::kF32;
+    Tensor h = Tensor::zeros({c.bias_off + c.n}, DType::kF32);
+    std::memcpy(h.data<float>() + c.bias_off, bias.data<float>(), bias.nbytes());
+    bias_g = h.to(c.bias_dtype).to(gpu());
+  }
   fp8_gemm(p);
-  Tensor cg = gemm_on_gpu(p, qa, qb, to_gpu(want, c.c));
-  const Tol tol = fp8_gemm_tol(c.k, 1.5 * sa * sb, c.c, c.fast);
-  expect_close(cg, wantc.to(DType::kF32), tol, str("fp8 gemm ", c.m, "x", c.n, "x", c.k));
+  const void* bias_ptr =
+      with_bias ? static_cast<const char*>(bias_g.raw()) + c.bias_off * dtype_size(c.bias_dtype)
+                : nullptr;
+  Tensor cg = gemm_on_gpu(p, qa, qb, to_gpu(want, c.c), bias_ptr, c.bias_dtype);
+  const Tol tol = fp8_gemm_bias_tol(c.k, 1.5 * sa * sb, c.c, c.fast, with_bias);
+  expect_close(cg, wantc.to(DType::kF32), tol,
+               str("fp8 gemm ", c.m, "x", c.n, "x", c.k, with_bias ? " +bias" : ""));
 }
 
 // Each of the scales, alpha and beta on its own (a scale pointer that is ignored shows as a
@@ -349,7 +383,16 @@ INSTANTIATE_TEST_SUITE_P(
                       GemmCase{128, 256, 512, DType::kF8E4M3, DType::kF32, true},
                       GemmCase{71, 229, 53, DType::kF8E4M3, DType::kF32, false},
                       GemmCase{29, 541, 7, DType::kF8E5M2, DType::kBF16, false},
-                      GemmCase{1, 7, 33, DType::kF8E5M2, DType::kF32, true}));
+                      GemmCase{1, 7, 33, DType::kF8E5M2, DType::kF32, true},
+                      // the bias epilogue (fprop: fast accumulation, bf16 C and bias), padded
+                      // shapes (the bias copied to the padded n), a misaligned bias pointer, an
+                      // f32 bias with f32 and with bf16 C
+                      GemmCase{128, 256, 512, DType::kF8E4M3, DType::kBF16, true, true},
+                      GemmCase{71, 229, 53, DType::kF8E4M3, DType::kBF16, true, true},
+                      GemmCase{64, 96, 64, DType::kF8E4M3, DType::kBF16, true, true, DType::kBF16,
+                               1},
+                      GemmCase{29, 541, 7, DType::kF8E4M3, DType::kF32, false, true, DType::kF32},
+                      GemmCase{48, 80, 32, DType::kF8E4M3, DType::kBF16, true, true, DType::kF32}));
 
 }  // namespace
 }  // namespace graft

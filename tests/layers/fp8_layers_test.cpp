@@ -199,6 +199,30 @@ TEST(Fp8Layers, LayerNormMLPNearF32) {
   expect_close_to_f32<te::LayerNormMLP>(c, {2, 11, 32}, rng);
 }
 
+// With biases (fc1 and fc2; the qkv-like split LayerNormLinear): the biases in the FP8 GEMMs'
+// epilogues and their gradients out of the grad-output casts, against f32 with the bounds above.
+TEST(Fp8Layers, LayerNormMLPWithBiasesNearF32) {
+  std::mt19937 rng(7);
+  te::LayerNormMLPConfig c;
+  c.hidden_size = 32;
+  c.ffn_hidden_size = 56;
+  c.activation = "swiglu";
+  c.normalization = "RMSNorm";
+  c.bias = true;
+  expect_close_to_f32<te::LayerNormMLP>(c, {2, 11, 32}, rng);
+}
+
+TEST(Fp8Layers, SplitLayerNormLinearWithBiasesNearF32) {
+  std::mt19937 rng(8);
+  te::LayerNormLinearConfig c;
+  c.in_features = 32;
+  c.out_features = 48;
+  c.normalization = "RMSNorm";
+  c.bias = true;
+  c.parameters_split = {{"query", 32}, {"key", 8}, {"value", 8}};
+  expect_close_to_f32<te::LayerNormLinear>(c, {2, 9, 32}, rng);
+}
+
 TEST(Fp8Layers, ParametersSplitSharesOneWeightScale) {
   // The split weight is cast as one [out, in] tensor with one scale: the outputs equal the
   // unsplit layer's bit for bit.

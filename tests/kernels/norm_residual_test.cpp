@@ -172,8 +172,12 @@ TEST(NormResidualCpu, RejectsNonFloatStorage) {
 // inputs: all f32 (the reference), bf16 activations with a bf16 stream, and with an f32 stream.
 // The bf16 stream rounds |h| ~ 1 by u = 2^-9 every layer; the f32 stream only sees the branches'
 // roundings, of |b| ~ 0.1, so its error is several times smaller. Gate: less than half.
+// The backward runs the same chain down: from a gradient g_L at the top, per layer the branch's
+// gradient round_act(g_{l+1} * v_l) goes through that layer's norm backward (at the saved sum,
+// with its rstd), which adds the stream's gradient g_{l+1} and writes g_l in the stream's dtype,
+// as the TE layers' norm backward does. The bf16 stream rounds the accumulated g every layer.
 struct StreamRun {
-  std::vector<double> h, n;  // the last stream and its normalised rows
+  std::vector<double> h, n, g0;  // the last stream, its normalised rows, the first gradient
 };
 
 StreamRun run_stream(int layers, DType act, DType stream) {
@@ -185,7 +189,8 @@ StreamRun run_stream(int layers, DType act, DType stream) {
   for (float& v : gamma_f) v += 1.0f;
   const auto gamma16 = to_bf16(gamma_f);  // every run uses these bf16 values
   const auto gamma_act = widen(gamma16);
-  const void* g = act == DType::kF32 ? static_cast<const void*>(gamma_act.data()) : gamma16.data();
+  const void* gam =
+      act == DType::kF32 ? static_cast<const void*>(gamma_act.data()) : gamma16.data();
   // Storage: f32 vectors, or bf16 halves packed in a float vector's bytes.
   std::vector<float> h = stream == DType::kF32 ? h0 : buf(stream);
   if (stream == DType::kBF16) {
@@ -195,7 +200,7 @@ StreamRun run_stream(int layers, DType act, DType stream) {
   std::vector<float> h_next = buf(stream), n = buf(act);
   NormFwdParams f;
   f.rows = rows, f.cols = cols, f.eps = 1e-5f;
-  f.gamma = g, f.dtype = act, f.weight_dtype = act;
+  f.gamma = gam, f.dtype = act, f.weight_dtype = act;
   if (stream != act) f.residual_dtype = stream;
   f.x = h.data(), f.y = n.data();
   rmsnorm_fwd(f);
@@ -203,6 +208,7 @@ StreamRun run_stream(int layers, DType act, DType stream) {
     return t == DType::kF32 ? v[i] : bf16_to_f32(reinterpret_cast<const uint16_t*>(v.data())[i]);
   };
   std::vector<float> b = buf(act);
+  std::vector<std::vector<float>> saved_h, saved_rstd;  // per layer: the sum s, its rstd
   for (int l = 0; l < layers; ++l) {
     const auto w = randn(cols, 200 + l, 0.1f);
     for (size_t i = 0; i < sz; ++i) {
@@ -213,15 +219,46 @@ StreamRun run_stream(int layers, DType act, DType stream) {
         reinterpret_cast<uint16_t*>(b.data())[i] = f32_to_bf16(v);
     }
     NormFwdParams a = f;
+    std::vector<float> rstd(rows);
     a.x = b.data(), a.residual = h.data(), a.residual_out = h_next.data(), a.y = n.data();
+    a.rstd = rstd.data();
     rmsnorm_fwd(a);
     std::swap(h, h_next);
+    saved_h.push_back(h);
+    saved_rstd.push_back(rstd);
   }
   StreamRun out;
   for (size_t i = 0; i < sz; ++i) {
     out.h.push_back(elem(h, stream, i));
     out.n.push_back(elem(n, act, i));
   }
+  // Backward from a bf16-exact g_L (the stream's gradient arriving from the final norm).
+  const auto g_top = widen(to_bf16(randn(sz, 300)));
+  std::vector<float> g = buf(stream), g_next = buf(stream), db = buf(act);
+  for (size_t i = 0; i < sz; ++i) {
+    if (stream == DType::kF32)
+      g[i] = g_top[i];
+    else
+      reinterpret_cast<uint16_t*>(g.data())[i] = f32_to_bf16(g_top[i]);
+  }
+  for (int l = layers - 1; l >= 0; --l) {
+    const auto v = randn(cols, 400 + l, 0.1f);
+    for (size_t i = 0; i < sz; ++i) {
+      const float d = elem(g, stream, i) * v[i % cols];
+      if (act == DType::kF32)
+        db[i] = d;
+      else
+        reinterpret_cast<uint16_t*>(db.data())[i] = f32_to_bf16(d);
+    }
+    NormBwdParams bp;
+    bp.rows = rows, bp.cols = cols, bp.gamma = gam, bp.dtype = act, bp.weight_dtype = act;
+    if (stream != act) bp.residual_dtype = stream;
+    bp.dy = db.data(), bp.x = saved_h[l].data(), bp.rstd = saved_rstd[l].data();
+    bp.dresidual = g.data(), bp.dx = g_next.data();
+    rmsnorm_bwd(bp);
+    std::swap(g, g_next);
+  }
+  for (size_t i = 0; i < sz; ++i) out.g0.push_back(elem(g, stream, i));
   return out;
 }
 
@@ -234,18 +271,22 @@ double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
   return std::sqrt(num / den);
 }
 
-TEST(NormResidualCpu, F32StreamLandsCloserToF32ThanABf16Stream) {
+TEST(NormResidualCpu, F32StreamAndItsGradientLandCloserToF32ThanBf16) {
   const int L = 48;
   const StreamRun ref = run_stream(L, DType::kF32, DType::kF32);
   const StreamRun low = run_stream(L, DType::kBF16, DType::kBF16);
   const StreamRun wide = run_stream(L, DType::kBF16, DType::kF32);
   const double e_low = rel_err(low.h, ref.h), e_wide = rel_err(wide.h, ref.h);
   const double n_low = rel_err(low.n, ref.n), n_wide = rel_err(wide.n, ref.n);
-  std::printf("stream rel err over %d layers: bf16 %.3e, f32 %.3e; normalised: %.3e, %.3e\n", L,
-              e_low, e_wide, n_low, n_wide);
+  const double g_low = rel_err(low.g0, ref.g0), g_wide = rel_err(wide.g0, ref.g0);
+  std::printf(
+      "rel err over %d layers, bf16 stream -> f32 stream: stream %.3e -> %.3e, "
+      "normalised %.3e -> %.3e, stream gradient %.3e -> %.3e\n",
+      L, e_low, e_wide, n_low, n_wide, g_low, g_wide);
   EXPECT_GT(e_low, 0.0);
   EXPECT_LT(e_wide, 0.5 * e_low);
   EXPECT_LT(n_wide, 0.5 * n_low);
+  EXPECT_LT(g_wide, 0.5 * g_low);
 }
 
 }  // namespace

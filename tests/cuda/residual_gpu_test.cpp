@@ -134,8 +134,11 @@ TEST(GpuFp32Residual, EveryArchitectureLandsCloserToF32) {
 // stays close to the bf16-stream FP8 run and the step's gradients are finite.
 TEST(GpuFp32Residual, Fp8CurrentScalingRuns) {
   GRAFT_REQUIRE_CUDA();
-  ModelConfig c =
-      parse_hf_config(find_architecture("llama", "tiny")->tiny_config(), "llama/config.json");
+  // FP8 GEMM shapes: multiples of 16 (as tests/cuda/cuda_graph_test.cpp's micro model).
+  nlohmann::json j = find_architecture("llama", "tiny")->tiny_config();
+  j["hidden_size"] = 64;
+  j["intermediate_size"] = 128;
+  ModelConfig c = parse_hf_config(j, "llama/config.json");
   auto narrow = build(c, true, DType::kBF16, false, true);
   narrow->init_weights(5);
   auto wide = build(c, true, DType::kBF16, true, true);

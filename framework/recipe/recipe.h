@@ -8,7 +8,7 @@
 //     params: f32        # f32 | bf16. Master weights and optimizer state are always f32. On the
 //                        # CPU, bf16 is emulated: the weights used by forward are the f32 master
 //                        # weights rounded to bf16 after every step.
-//     residual: bf16     # bf16 | f32, default: params. f32 keeps the residual stream between the
+//     residual: f32      # bf16 | f32, default: params. f32 keeps the residual stream between the
 //                        # decoder layers (and its gradient) in f32 while parameters, GEMMs and
 //                        # normalised activations stay bf16 (TE's fp32_residual_connection);
 //                        # bf16 needs params: bf16. No effect with f32 parameters or on the CPU

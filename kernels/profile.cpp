@@ -5,6 +5,7 @@
 #include <string>
 
 #include "framework/core/device_timer.h"
+#include "framework/core/env.h"
 #include "framework/core/error.h"
 #include "kernels/fp8.h"
 #include "kernels/gemm.h"
@@ -18,13 +19,7 @@ KernelProfile* active_profile() { return t_active; }
 
 namespace {
 // GRAFT_PROFILE_SHAPES: unset, "" or "0" = by family, "1" = by shape; anything else an InputError.
-bool shapes_from_env() {
-  const char* e = std::getenv("GRAFT_PROFILE_SHAPES");
-  const std::string v = e ? e : "";
-  if (v.empty() || v == "0") return false;
-  if (v == "1") return true;
-  throw InputError(str("environment: GRAFT_PROFILE_SHAPES = '", v, "' (expected 0 or 1)"));
-}
+bool shapes_from_env() { return env_flag("GRAFT_PROFILE_SHAPES"); }
 }  // namespace
 
 KernelProfile::KernelProfile() : previous_(t_active), by_shape_(shapes_from_env()) {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 
+#include "framework/core/env.h"
 #include "kernels/elementwise.h"
 
 namespace graft {
@@ -53,13 +54,9 @@ void sum_replica_grads(Parameter& p, ProcessGroup& tp) {
 }
 
 GradZeroing grad_zeroing_from_env() {
-  const char* e = std::getenv("GRAFT_GRAD_ZEROING");
-  const std::string v = e ? e : "";
-  if (v.empty() || v == "lazy") return GradZeroing::kLazy;
-  if (v == "eager") return GradZeroing::kEager;
-  if (v == "poison") return GradZeroing::kPoison;
-  throw InputError(
-      str("environment: GRAFT_GRAD_ZEROING = '", v, "' (expected lazy, eager or poison)"));
+  static constexpr GradZeroing kModes[] = {GradZeroing::kLazy, GradZeroing::kEager,
+                                           GradZeroing::kPoison};
+  return kModes[env_choice("GRAFT_GRAD_ZEROING", {"lazy", "eager", "poison"})];
 }
 
 Tensor ParamPiece::value() const { return param->value.view({-1}).slice(0, offset, numel); }

@@ -322,12 +322,10 @@ double CausalLM::forward_backward_rows(const LmInputs& li_in, bool backward, dou
                     loss_sum->device() == device(),
                 "forward_backward: loss_sum must be an f32 tensor on ", device().str());
   Tensor loss = loss_sum ? *loss_sum : Tensor::zeros({1}, DType::kF32, device());
-  Tensor lse = Tensor::empty({B * S}, DType::kF32, device());
   XentFwdParams fp;
   fp.logits = logits.raw();
   fp.targets = static_cast<const int64_t*>(tgt.raw());
   fp.loss = static_cast<float*>(loss.raw());
-  fp.lse = static_cast<float*>(lse.raw());
   fp.n = B * S;
   fp.vocab = V;
   fp.num_valid = li.loss_divisor > 0 ? li.loss_divisor : -1;
@@ -340,25 +338,20 @@ double CausalLM::forward_backward_rows(const LmInputs& li_in, bool backward, dou
   fp.accumulate = loss_sum != nullptr;
   fp.dtype = logits.dtype();
   fp.device = device();
-  cross_entropy_fwd(fp);
+  if (backward) {  // one pass over the logits: the loss, and dlogits in place
+    XentFwdBwdParams p;
+    p.fwd = fp;
+    p.dlogits = logits.raw();
+    p.grad_scale = static_cast<float>(grad_scale);
+    p.device = device();
+    cross_entropy_fwd_bwd(p);
+  } else {
+    cross_entropy_fwd(fp);
+  }
   // With loss_sum the loss stays on the device (no host read, no sync here).
   const double value =
       loss_sum ? std::numeric_limits<double>::quiet_NaN() : loss.to(Device::cpu()).item({0});
   if (!backward) return value;
-
-  XentBwdParams bp;
-  bp.logits = logits.raw();
-  bp.targets = fp.targets;
-  bp.lse = fp.lse;
-  bp.dlogits = logits.raw();  // in place
-  bp.n = B * S;
-  bp.vocab = V;
-  bp.num_valid = fp.num_valid;
-  bp.num_valid_at = fp.num_valid_at;
-  bp.grad_scale = static_cast<float>(grad_scale);
-  bp.dtype = logits.dtype();
-  bp.device = device();
-  cross_entropy_bwd(bp);
   backward_from_logits(logits, save, in);
   return value;
 }

@@ -60,7 +60,12 @@ struct ParityTolerances {
   //   2.12e-2 .. 2.96e-2 from its f32 logits, so the measured errors sit at about half the
   //   random-walk bound (norms and softmax damp part of it) and the gate passes both with
   //   margin; gradients 4.7e-2 against max(1e-1, 7.3e-2). scripts/make-deep-fixture.py writes
-  //   such a checkpoint and its reference outputs (transformers, f32 on the GPU).
+  //   such a checkpoint and its reference outputs (transformers, f32 on the GPU); on a second
+  //   draw (2026-12-01, H200, transformers 5.17) graft bf16 gave 2.52e-2 with te and with
+  //   reference layers, gradients 4.76e-2, f32 6.8e-6, against transformers' own 2.26e-2 ..
+  //   2.75e-2. (An earlier version of the script made its f32 reference by Module.to(float32)
+  //   after Module.to(bfloat16), which also rounds the rotary inv_freq buffer: that reference was
+  //   5.1e-2 away from the exact-frequency model, and every bf16 run looked twice as wrong.)
   //   FP8 GEMMs (e4m3, 4 significant bits: u = 2^-4, delayed/current scaling) use the same
   //   formula with that u on the k_gemm = 4 GEMM outputs per layer added to the bf16 ones:
   //   tol^2 = (2^-8)^2 N + (2^-4)^2 (4 L + 1), so FP8 errors dominate.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/cpu_util.h"
 
@@ -87,6 +88,24 @@ void cross_entropy_bwd(const XentBwdParams& p) {
       dr[c] = gf * std::exp(lr[c] - lse);
     dr[t] -= gf;
   }
+}
+
+void cross_entropy_fwd_bwd(const XentFwdBwdParams& p) {
+  GRAFT_CHECK(p.device == p.fwd.device, "cross_entropy_fwd_bwd: device ", p.device.str(),
+              " but fwd.device ", p.fwd.device.str());
+  std::vector<float> lse_tmp;
+  XentFwdParams f = p.fwd;
+  if (!f.lse) {
+    lse_tmp.resize(static_cast<size_t>(f.n));
+    f.lse = lse_tmp.data();
+  }
+  cpu::cross_entropy_fwd(f);
+  XentBwdParams b;
+  b.logits = f.logits, b.targets = f.targets, b.lse = f.lse, b.dlogits = p.dlogits;
+  b.n = f.n, b.vocab = f.vocab, b.ld = f.ld, b.ignore_index = f.ignore_index;
+  b.reduction = f.reduction, b.num_valid = f.num_valid, b.num_valid_at = f.num_valid_at;
+  b.grad_scale = p.grad_scale, b.dtype = f.dtype, b.device = f.device;
+  cpu::cross_entropy_bwd(b);
 }
 
 void shift_labels(const ShiftLabelsParams& p) {

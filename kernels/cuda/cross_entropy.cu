@@ -14,6 +14,18 @@
 namespace graft::cuda {
 namespace {
 
+// e^(v - m) for the softmax terms as one FFMA and one MUFU.EX2: 2^(v log2(e) - m log2(e)) with
+// ml = m log2(e) computed once per running max. The exponential is what bounds these kernels (two
+// per logit, fwd and bwd, against 4 bytes of traffic), and expf costs about 8 instructions where
+// this costs 2. Relative error: ex2.approx's 2^-22 plus the rounding of v log2(e) inside the FFMA,
+// |v| 2^-24 (logits of tens: under 1e-6), far below bf16's 2^-8 and the f32 tests' tolerances.
+constexpr float kLog2e = 1.4426950408889634f;
+__device__ __forceinline__ float exp_minus(float v, float ml) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(fmaf(v, kLog2e, -ml)));
+  return y;
+}
+
 struct MaxSum {
   float m, s;
 };
@@ -33,36 +45,46 @@ __device__ __forceinline__ bool target_valid(int64_t t, int64_t vocab, int64_t i
   return true;
 }
 
-// kVec: rows read as 8-element 16-byte vectors (ld % 8 == 0, aligned logits), one running-max
-// update per 8 logits; the vocab % 8 tail element by element.
+// Every thread's running (max, sum-exp) over its share of the row, combined over the block in a
+// fixed order; the lse reaches every thread through `sh_lse`. kVec: the row is read as 8-element
+// 16-byte vectors (ld % 8 == 0, aligned logits), two in flight per thread, one running-max update
+// per 8 logits; the vocab % 8 tail element by element. Ends with a __syncthreads after which
+// thread 0 alone may still use `sh`.
 template <class T, bool kVec>
-__global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float* lse_out,
-                                 float* row_loss, float* loss_tmp, int* valid_tmp, int64_t vocab,
-                                 int64_t ld, int64_t ignore_index, InputErrorRecord* err) {
-  __shared__ MaxSum sh[32];
-  const int64_t r = blockIdx.x;
-  const T* x = logits + r * ld;
+__device__ float row_lse(const T* x, int64_t vocab, MaxSum* sh, float* sh_lse) {
   MaxSum acc{-INFINITY, 0.0f};
-  const int64_t vec_end = kVec ? vocab / 8 * 8 : 0;
+  auto add8 = [&](const float(&v)[8]) {
+    float m8 = v[0];
+#pragma unroll
+    for (int k = 1; k < 8; ++k) m8 = fmaxf(m8, v[k]);
+    if (m8 > acc.m) {  // new running max: rescale the sum (exp(-inf) = 0 the first time)
+      acc.s *= expf(acc.m - m8);
+      acc.m = m8;
+    }
+    const float ml = acc.m * kLog2e;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc.s += exp_minus(v[k], ml);
+  };
+  const int64_t units = kVec ? vocab / 8 : 0, vec_end = 8 * units;
   if (kVec) {
-    for (int64_t u = threadIdx.x; u < vocab / 8; u += blockDim.x) {
-      float v[8];
-      load8(x + 8 * u, v);
-      float m8 = v[0];
-#pragma unroll
-      for (int k = 1; k < 8; ++k) m8 = fmaxf(m8, v[k]);
-      if (m8 > acc.m) {  // new running max: rescale the sum (exp(-inf) = 0 the first time)
-        acc.s *= expf(acc.m - m8);
-        acc.m = m8;
-      }
-#pragma unroll
-      for (int k = 0; k < 8; ++k) acc.s += expf(v[k] - acc.m);
+    int64_t u = threadIdx.x;
+    for (; u + blockDim.x < units; u += 2 * blockDim.x) {
+      float a[8], b[8];
+      load8(x + 8 * u, a);
+      load8(x + 8 * (u + blockDim.x), b);
+      add8(a);
+      add8(b);
+    }
+    if (u < units) {
+      float a[8];
+      load8(x + 8 * u, a);
+      add8(a);
     }
   }
   for (int64_t j = vec_end + threadIdx.x; j < vocab; j += blockDim.x) {
     const float v = to_f32(x[j]);
     if (v <= acc.m) {
-      acc.s += expf(v - acc.m);
+      acc.s += exp_minus(v, acc.m * kLog2e);
     } else {  // new running max: rescale the sum (exp(-inf) = 0 covers the first element)
       acc.s = acc.s * expf(acc.m - v) + 1.0f;
       acc.m = v;
@@ -75,17 +97,40 @@ __global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float*
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) sh[warp] = acc;
   __syncthreads();
-  if (threadIdx.x != 0) return;
-  MaxSum tot = sh[0];
-  for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) tot = combine(tot, sh[w]);
-  const float lse = tot.m + logf(tot.s);
-  const int64_t t = targets[r];
-  const bool valid = target_valid(t, vocab, ignore_index, r, err, true);
-  const float l = valid ? lse - to_f32(x[t]) : 0.0f;
+  if (threadIdx.x == 0) {
+    MaxSum tot = sh[0];
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) tot = combine(tot, sh[w]);
+    *sh_lse = tot.m + logf(tot.s);
+  }
+  __syncthreads();
+  return *sh_lse;
+}
+
+// Thread 0's per-row results: lse, the row's loss and validity (read x[t] before any gradient
+// overwrites the row in place).
+__device__ __forceinline__ void row_results(float lse, float x_t_or_0, bool valid, int64_t r,
+                                            float* lse_out, float* row_loss, float* loss_tmp,
+                                            int* valid_tmp) {
+  const float l = valid ? lse - x_t_or_0 : 0.0f;
   if (lse_out) lse_out[r] = lse;
   if (row_loss) row_loss[r] = l;
   loss_tmp[r] = l;
   valid_tmp[r] = valid ? 1 : 0;
+}
+
+template <class T, bool kVec>
+__global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float* lse_out,
+                                 float* row_loss, float* loss_tmp, int* valid_tmp, int64_t vocab,
+                                 int64_t ld, int64_t ignore_index, InputErrorRecord* err) {
+  __shared__ MaxSum sh[32];
+  __shared__ float sh_lse;
+  const int64_t r = blockIdx.x;
+  const T* x = logits + r * ld;
+  const float lse = row_lse<T, kVec>(x, vocab, sh, &sh_lse);
+  if (threadIdx.x != 0) return;
+  const int64_t t = targets[r];
+  const bool valid = target_valid(t, vocab, ignore_index, r, err, true);
+  row_results(lse, valid ? to_f32(x[t]) : 0.0f, valid, r, lse_out, row_loss, loss_tmp, valid_tmp);
 }
 
 // One block: loss = (accumulate ? loss : 0) + sum_r loss_r / d, in a fixed order (f64).
@@ -134,6 +179,53 @@ __global__ void xent_count_kernel(const int64_t* targets, int64_t n, int64_t voc
   if (threadIdx.x == 0) *count = sh[0];
 }
 
+// dx[j] = k (exp(x[j] - l) - [j == t]) over one row, by the block; k = 0 writes zeros. Reads
+// x[j] before writing dx[j] (they may alias).
+template <class T, bool kVec>
+__device__ __forceinline__ void row_grad(const T* x, T* dx, int64_t vocab, int64_t t, bool valid,
+                                         float k, float l) {
+  const int64_t units = kVec ? vocab / 8 : 0, vec_end = 8 * units;
+  const float ll = l * kLog2e;
+  auto grad8 = [&](float(&v)[8], int64_t u) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float pj = valid ? exp_minus(v[e], ll) : 0.0f;
+      v[e] = k * (pj - (8 * u + e == t ? 1.0f : 0.0f));
+    }
+  };
+  if (kVec) {  // two 16-byte vectors in flight per thread
+    int64_t u = threadIdx.x;
+    for (; u + blockDim.x < units; u += 2 * blockDim.x) {
+      float a[8], b[8];
+      load8(x + 8 * u, a);
+      load8(x + 8 * (u + blockDim.x), b);
+      grad8(a, u);
+      grad8(b, u + blockDim.x);
+      store8(dx + 8 * u, a);
+      store8(dx + 8 * (u + blockDim.x), b);
+    }
+    if (u < units) {
+      float a[8];
+      load8(x + 8 * u, a);
+      grad8(a, u);
+      store8(dx + 8 * u, a);
+    }
+  }
+  for (int64_t j = vec_end + threadIdx.x; j < vocab; j += blockDim.x) {
+    const float pj = valid ? exp_minus(to_f32(x[j]), ll) : 0.0f;
+    dx[j] = from_f32<T>(k * (pj - (j == t ? 1.0f : 0.0f)));
+  }
+}
+
+// The gradient's scale grad_scale / d (0 for an ignored row or d = 0), d as the forward's.
+__device__ __forceinline__ float grad_factor(bool mean, int64_t num_valid,
+                                             const int64_t* num_valid_at, const long long* counted,
+                                             float grad_scale, bool valid) {
+  if (num_valid_at) num_valid = *num_valid_at;
+  const double d = mean ? static_cast<double>(num_valid >= 0 ? num_valid : *counted) : 1.0;
+  return (d == 0.0 || !valid) ? 0.0f : static_cast<float>(grad_scale / d);
+}
+
 template <class T, bool kVec>
 __global__ void xent_bwd_kernel(const T* logits, const int64_t* targets, const float* lse,
                                 T* dlogits, int64_t vocab, int64_t ld, int64_t ignore_index,
@@ -143,28 +235,33 @@ __global__ void xent_bwd_kernel(const T* logits, const int64_t* targets, const f
   const int64_t r = blockIdx.x;
   const int64_t t = targets[r];
   const bool valid = target_valid(t, vocab, ignore_index, r, err, threadIdx.x == 0);
-  if (num_valid_at) num_valid = *num_valid_at;
-  const double d = mean ? static_cast<double>(num_valid >= 0 ? num_valid : *counted) : 1.0;
-  const float k = (d == 0.0 || !valid) ? 0.0f : static_cast<float>(grad_scale / d);
-  const float l = lse[r];
-  const T* x = logits + r * ld;
-  T* dx = dlogits + r * ld;
-  const int64_t vec_end = kVec ? vocab / 8 * 8 : 0;
-  if (kVec) {
-    for (int64_t u = threadIdx.x; u < vocab / 8; u += blockDim.x) {
-      float v[8];
-      load8(x + 8 * u, v);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const float pj = valid ? expf(v[e] - l) : 0.0f;
-        v[e] = k * (pj - (8 * u + e == t ? 1.0f : 0.0f));
-      }
-      store8(dx + 8 * u, v);
-    }
-  }
-  for (int64_t j = vec_end + threadIdx.x; j < vocab; j += blockDim.x) {
-    const float pj = valid ? expf(to_f32(x[j]) - l) : 0.0f;
-    dx[j] = from_f32<T>(k * (pj - (j == t ? 1.0f : 0.0f)));
+  const float k = grad_factor(mean, num_valid, num_valid_at, counted, grad_scale, valid);
+  row_grad<T, kVec>(logits + r * ld, dlogits + r * ld, vocab, t, valid, k, lse[r]);
+}
+
+// Forward and backward of rows blockIdx.x, blockIdx.x + gridDim.x, ...: one block per SM, so the
+// rows in flight (132 x 256 KB at the 1B's vocabulary) stay in the 50 MB L2 between the lse pass
+// and the gradient pass, and the gradient pass reads them from there.
+template <class T, bool kVec>
+__global__ void __launch_bounds__(1024)
+    xent_fwd_bwd_kernel(const T* logits, const int64_t* targets, float* lse_out, float* row_loss,
+                        float* loss_tmp, int* valid_tmp, T* dlogits, int64_t n, int64_t vocab,
+                        int64_t ld, int64_t ignore_index, float grad_scale, bool mean,
+                        int64_t num_valid, const int64_t* num_valid_at, const long long* counted,
+                        InputErrorRecord* err) {
+  __shared__ MaxSum sh[32];
+  __shared__ float sh_lse;
+  for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const T* x = logits + r * ld;
+    const float lse = row_lse<T, kVec>(x, vocab, sh, &sh_lse);
+    const int64_t t = targets[r];
+    const bool valid = target_valid(t, vocab, ignore_index, r, err, threadIdx.x == 0);
+    if (threadIdx.x == 0)
+      row_results(lse, valid ? to_f32(x[t]) : 0.0f, valid, r, lse_out, row_loss, loss_tmp,
+                  valid_tmp);
+    __syncthreads();  // x[t] read before the row is overwritten in place
+    const float k = grad_factor(mean, num_valid, num_valid_at, counted, grad_scale, valid);
+    row_grad<T, kVec>(x, dlogits + r * ld, vocab, t, valid, k, lse);
   }
 }
 
@@ -204,7 +301,7 @@ void launch_xent_bwd(const XentBwdParams& p) {
   const int64_t ld = p.ld ? p.ld : p.vocab;
   const bool mean = p.reduction == Reduction::kMean;
   Scratch count(sizeof(long long), dev, s);
-  if (mean && p.num_valid < 0) {  // (also with num_valid_at: it may hold -1)
+  if (mean && (p.num_valid < 0 || p.num_valid_at)) {  // num_valid_at may hold -1
     xent_count_kernel<<<1, 1024, 0, s>>>(p.targets, p.n, p.vocab, p.ignore_index,
                                          count.as<long long>());
     GRAFT_CUDA_CHECK_LAUNCH();
@@ -219,6 +316,48 @@ void launch_xent_bwd(const XentBwdParams& p) {
         p.ignore_index, p.grad_scale, mean, p.num_valid, p.num_valid_at, count.as<long long>(),
         err);
   });
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
+
+void launch_xent_fwd_bwd(const XentFwdBwdParams& p) {
+  const XentFwdParams& f = p.fwd;
+  GRAFT_CHECK(f.vocab > 0 && f.n >= 0, "cross_entropy_fwd_bwd: n = ", f.n, ", vocab = ", f.vocab);
+  GRAFT_CHECK(p.device == f.device, "cross_entropy_fwd_bwd: device ", p.device.str(),
+              " but fwd.device ", f.device.str());
+  GRAFT_CHECK(f.n == 0 || p.dlogits, "cross_entropy_fwd_bwd: null dlogits");
+  const int dev = f.device.index;
+  DeviceGuard g(dev);
+  cudaStream_t s = stream_of(f);
+  const int64_t ld = f.ld ? f.ld : f.vocab;
+  const bool mean = f.reduction == Reduction::kMean;
+  InputErrorRecord* err = input_error_record(dev);
+  const size_t n = static_cast<size_t>(f.n);
+  Scratch tmp(n * (2 * sizeof(float) + sizeof(int)) + sizeof(long long) + 16, dev, s);
+  auto* count = tmp.as<long long>();
+  float* loss_tmp = reinterpret_cast<float*>(count + 1);
+  float* lse_tmp = loss_tmp + n;
+  int* valid_tmp = reinterpret_cast<int*>(lse_tmp + n);
+  if (f.n > 0) {
+    if (mean && (f.num_valid < 0 || f.num_valid_at)) {  // the divisor before the gradients
+      xent_count_kernel<<<1, 1024, 0, s>>>(f.targets, f.n, f.vocab, f.ignore_index, count);
+      GRAFT_CUDA_CHECK_LAUNCH();
+    }
+    int sms = 0;
+    GRAFT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(f.n, std::max(sms, 1)));
+    const size_t es = dtype_size(f.dtype);
+    const bool vec = ld % 8 == 0 && aligned_for_8(f.logits, es) && aligned_for_8(p.dlogits, es);
+    GRAFT_FLOAT_SWITCH(f.dtype, T, "cross_entropy_fwd_bwd", {
+      auto* kernel = vec ? xent_fwd_bwd_kernel<T, true> : xent_fwd_bwd_kernel<T, false>;
+      kernel<<<blocks, 1024, 0, s>>>(static_cast<const T*>(f.logits), f.targets,
+                                     f.lse ? f.lse : lse_tmp, f.row_loss, loss_tmp, valid_tmp,
+                                     static_cast<T*>(p.dlogits), f.n, f.vocab, ld, f.ignore_index,
+                                     p.grad_scale, mean, f.num_valid, f.num_valid_at, count, err);
+    });
+    GRAFT_CUDA_CHECK_LAUNCH();
+  }
+  xent_reduce_kernel<<<1, 1024, 0, s>>>(loss_tmp, valid_tmp, f.n, f.loss, mean, f.num_valid,
+                                        f.num_valid_at, f.accumulate);
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -247,4 +386,5 @@ namespace graft {
 GRAFT_REGISTER_CUDA_KERNEL(shift_labels, ShiftLabelsParams, cuda::launch_shift_labels);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_fwd, XentFwdParams, cuda::launch_xent_fwd);
 GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_bwd, XentBwdParams, cuda::launch_xent_bwd);
+GRAFT_REGISTER_CUDA_KERNEL(cross_entropy_fwd_bwd, XentFwdBwdParams, cuda::launch_xent_fwd_bwd);
 }  // namespace graft

@@ -9,6 +9,7 @@
 
 #include "framework/core/cuda/caching_allocator.h"
 #include "framework/core/cuda/cuda_check.h"
+#include "framework/core/env.h"
 
 namespace graft::cuda {
 
@@ -37,10 +38,7 @@ void* cublaslt_workspace(int device, cudaStream_t stream, size_t bytes) {
 namespace {
 
 int tune_level() {
-  static const int level = [] {
-    const char* v = std::getenv("GRAFT_GEMM_TUNE");
-    return v ? std::atoi(v) : 0;
-  }();
+  static const int level = env_choice("GRAFT_GEMM_TUNE", {"0", "1", "2"});
   return level;
 }
 

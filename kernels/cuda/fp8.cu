@@ -10,6 +10,7 @@
 #include <string>
 
 #include "framework/core/cuda/caching_allocator.h"
+#include "framework/core/env.h"
 #include "kernels/cuda/activation_math.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fp8_cast.cuh"
@@ -220,8 +221,7 @@ void launch_act_bwd_quantize_as(const Fp8ActBwdQuantizeParams& p, int64_t hcols,
 // cast+transpose, so the unfused pair is the default (every shape) until the fused kernel is
 // faster.
 bool fused_act_bwd_cast() {  // read at each call, so tests can exercise both paths
-  const char* v = std::getenv("GRAFT_FP8_FUSED_ACT_BWD");
-  return v && std::string(v) == "1";
+  return env_flag("GRAFT_FP8_FUSED_ACT_BWD");
 }
 
 // Aligned shapes under GRAFT_FP8_FUSED_ACT_BWD=1: the fused kernel. Otherwise activation_bwd

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <functional>
 
+#include "kernels/activation.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
@@ -291,6 +292,53 @@ TEST(CudaBench, DISABLED_MemoryBoundKernelTimings) {
     QkvSplitParams m = p;
     m.merge = true;
     line("qkv_merge_rope", "8192x3072 bf16 32/8x64", median_ms_of([&] { qkv_split(m); }), bytes);
+  }
+  {  // SwiGLU at the 1B's ffn (8192): forward reads gate | up and writes h; backward reads dh,
+     // gate | up and writes dgate | dup.
+    const int64_t F = 8192;
+    Tensor gu = rand_dev({rows, 2 * F}, DType::kBF16, rng),
+           h = rand_dev({rows, F}, DType::kBF16, rng);
+    Tensor dgu = Tensor::empty({rows, 2 * F}, DType::kBF16, gpu());
+    ActFwdParams af;
+    af.x = gu.raw(), af.y = h.raw(), af.rows = rows, af.cols = F, af.dtype = DType::kBF16;
+    af.device = gpu();
+    const double hb = rows * F * 2.0;
+    line("swiglu_fwd", "8192x8192 bf16", median_ms_of([&] { activation_fwd(af); }), 3 * hb);
+    ActBwdParams ab;
+    ab.dy = h.raw(), ab.x = gu.raw(), ab.dx = dgu.raw(), ab.rows = rows, ab.cols = F;
+    ab.dtype = DType::kBF16, ab.device = gpu();
+    line("swiglu_bwd", "8192x8192 bf16", median_ms_of([&] { activation_bwd(ab); }), 5 * hb);
+  }
+  {  // Cross-entropy over the 1B's vocabulary, in place: the bytes that must move are one read of
+     // the logits and one write of dlogits; fwd + bwd reads the logits twice, fused once (the
+     // gradient pass from L2).
+    const int64_t V = 128256;
+    Tensor lg = rand_dev({rows, V}, DType::kBF16, rng, -4.0f, 4.0f);
+    std::vector<int64_t> tg(rows);
+    for (int64_t i = 0; i < rows; ++i) tg[i] = (i * 7919) % V;
+    Tensor t = Tensor::from_vector(tg, {rows}).to(gpu());
+    Tensor loss = Tensor::zeros({1}, DType::kF32, gpu()),
+           lse = Tensor::empty({rows}, DType::kF32, gpu());
+    XentFwdParams xf;
+    xf.logits = lg.raw(), xf.targets = static_cast<const int64_t*>(t.raw());
+    xf.loss = static_cast<float*>(loss.raw()), xf.lse = static_cast<float*>(lse.raw());
+    xf.n = rows, xf.vocab = V, xf.dtype = DType::kBF16, xf.device = gpu();
+    XentBwdParams xb;
+    xb.logits = lg.raw(), xb.targets = xf.targets, xb.lse = xf.lse, xb.dlogits = lg.raw();
+    xb.n = rows, xb.vocab = V, xb.dtype = DType::kBF16, xb.device = gpu();
+    const double bytes = 2.0 * rows * V * 2;
+    line("xent_fwd+bwd", "8192x128256 bf16",
+         median_ms_of(
+             [&] {
+               cross_entropy_fwd(xf);
+               cross_entropy_bwd(xb);
+             },
+             5),
+         bytes);
+    XentFwdBwdParams fb;
+    fb.fwd = xf, fb.dlogits = lg.raw(), fb.device = gpu();
+    line("xent_fused", "8192x128256 bf16", median_ms_of([&] { cross_entropy_fwd_bwd(fb); }, 5),
+         bytes);
   }
 }
 

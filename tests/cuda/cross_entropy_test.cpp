@@ -92,6 +92,76 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaXent,
                                            XentCase{7, 128256, Reduction::kMean, B, false},
                                            XentCase{5, 64, Reduction::kSum, F, true}));
 
+// cross_entropy_fwd_bwd gives the bits of cross_entropy_fwd then cross_entropy_bwd (loss, lse,
+// row_loss, dlogits), in place or not, for every divisor source: counted, host num_valid, and
+// num_valid_at holding a count or -1; more rows than SMs (the persistent loop), vocab % 8 != 0
+// (the element path) and the 1B's vocabulary.
+TEST(CudaXentFused, EqualsForwardThenBackwardBitForBit) {
+  GRAFT_REQUIRE_CUDA();
+  struct Case {
+    int64_t n, vocab;
+    DType dt;
+    bool in_place;
+    int divisor;  // 0 counted, 1 host, 2 device count, 3 device -1 (with a wrong host value)
+    Reduction red;
+  };
+  for (const Case c : {Case{300, 1032, DType::kBF16, true, 0, Reduction::kMean},
+                       Case{71, 229, DType::kF32, false, 1, Reduction::kMean},
+                       Case{29, 541, DType::kBF16, false, 2, Reduction::kMean},
+                       Case{29, 541, DType::kBF16, true, 3, Reduction::kMean},
+                       Case{140, 128256, DType::kBF16, true, 0, Reduction::kMean},
+                       Case{33, 4099, DType::kF32, true, 0, Reduction::kSum}}) {
+    SCOPED_TRACE(str(c.n, "x", c.vocab, " ", dtype_name(c.dt), " in_place ", c.in_place,
+                     " divisor ", c.divisor));
+    auto rng = rng_for(str(c.n, "_", c.vocab));
+    Tensor lg = random_host({c.n, c.vocab}, rng, DType::kF32, -6.0f, 6.0f).to(c.dt).to(gpu());
+    std::vector<int64_t> tg(static_cast<size_t>(c.n));
+    for (int64_t i = 0; i < c.n; ++i) tg[i] = i % 6 == 1 ? -100 : (i * 7919) % c.vocab;
+    Tensor targets = Tensor::from_vector(tg, {c.n}).to(gpu());
+    Tensor at = Tensor::from_vector(std::vector<int64_t>{c.divisor == 3 ? -1 : 97}, {1}).to(gpu());
+    XentFwdParams f;
+    f.targets = static_cast<const int64_t*>(targets.raw());
+    f.n = c.n, f.vocab = c.vocab, f.reduction = c.red, f.dtype = c.dt, f.device = gpu();
+    if (c.divisor == 1) f.num_valid = 57;
+    if (c.divisor >= 2) f.num_valid_at = static_cast<const int64_t*>(at.raw());
+    if (c.divisor == 3) f.num_valid = 57;  // the device's -1 wins: count
+    struct Out {
+      Tensor logits, loss, lse, row_loss, dlogits;
+    };
+    auto outputs = [&] {
+      Out o;
+      o.logits = lg.clone();
+      o.loss = poisoned({1}, DType::kF32), o.lse = poisoned({c.n}, DType::kF32);
+      o.row_loss = poisoned({c.n}, DType::kF32);
+      o.dlogits = c.in_place ? o.logits : poisoned({c.n, c.vocab}, c.dt);
+      return o;
+    };
+    Out a = outputs(), b = outputs();
+    XentFwdParams fa = f;
+    fa.logits = a.logits.raw(), fa.loss = static_cast<float*>(a.loss.raw());
+    fa.lse = static_cast<float*>(a.lse.raw()), fa.row_loss = static_cast<float*>(a.row_loss.raw());
+    cross_entropy_fwd(fa);
+    XentBwdParams ba;
+    ba.logits = a.logits.raw(), ba.targets = f.targets, ba.lse = fa.lse,
+    ba.dlogits = a.dlogits.raw();
+    ba.n = c.n, ba.vocab = c.vocab, ba.reduction = c.red, ba.num_valid = f.num_valid;
+    ba.num_valid_at = f.num_valid_at, ba.grad_scale = 0.25f, ba.dtype = c.dt, ba.device = gpu();
+    cross_entropy_bwd(ba);
+    XentFwdBwdParams p;
+    p.fwd = f;
+    p.fwd.logits = b.logits.raw(), p.fwd.loss = static_cast<float*>(b.loss.raw());
+    p.fwd.lse = static_cast<float*>(b.lse.raw());
+    p.fwd.row_loss = static_cast<float*>(b.row_loss.raw());
+    p.dlogits = b.dlogits.raw(), p.grad_scale = 0.25f, p.device = gpu();
+    cross_entropy_fwd_bwd(p);
+    EXPECT_EQ(to_host_f32(a.loss).to_f32_vector(), to_host_f32(b.loss).to_f32_vector());
+    EXPECT_EQ(to_host_f32(a.lse).to_f32_vector(), to_host_f32(b.lse).to_f32_vector());
+    EXPECT_EQ(to_host_f32(a.row_loss).to_f32_vector(), to_host_f32(b.row_loss).to_f32_vector());
+    EXPECT_EQ(to_host_f32(a.dlogits).to_f32_vector(), to_host_f32(b.dlogits).to_f32_vector());
+    EXPECT_TRUE(std::isfinite(to_host_f32(b.loss).to_f32_vector()[0]));
+  }
+}
+
 // Two row chunks (accumulate, global num_valid) give the loss and gradients of one call.
 TEST(CudaXentChunks, ChunkedEqualsWhole) {
   GRAFT_REQUIRE_CUDA();
@@ -163,6 +233,17 @@ TEST(CudaXentChunks, DivisorFromDeviceMemoryEqualsTheArgument) {
   bb.num_valid_at = fb.num_valid_at, bb.dlogits = db.raw();
   cross_entropy_bwd(ba);
   cross_entropy_bwd(bb);
+  EXPECT_EQ(to_host_f32(da).to_f32_vector(), to_host_f32(db).to_f32_vector());
+
+  // -1 in memory means "count this call's targets", whatever the host num_valid says: the
+  // backward then divides by the count (here 23 of 29 valid), as a call with num_valid = -1 does.
+  Tensor minus1 = Tensor::from_vector(std::vector<int64_t>{-1}, {1}).to(gpu());
+  XentBwdParams bc = b, bd = b;
+  bc.num_valid = -1, bc.dlogits = da.raw();
+  bd.num_valid = divisor, bd.num_valid_at = static_cast<const int64_t*>(minus1.raw());
+  bd.dlogits = db.raw();
+  cross_entropy_bwd(bc);
+  cross_entropy_bwd(bd);
   EXPECT_EQ(to_host_f32(da).to_f32_vector(), to_host_f32(db).to_f32_vector());
 }
 

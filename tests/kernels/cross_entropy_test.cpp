@@ -159,6 +159,29 @@ TEST(CrossEntropy, DivisorFromMemoryEqualsTheArgument) {
   EXPECT_NE(la, 0.0f);
 }
 
+// cross_entropy_fwd_bwd: the loss and dlogits of the two calls (lse may be omitted), in place.
+TEST(CrossEntropy, FusedForwardBackwardEqualsTheTwoCalls) {
+  const Problem pr = make(23, 50, 3);
+  float la = 0, lb = 0;
+  std::vector<float> lse(23), da(pr.logits.size()), db = pr.logits;
+  XentFwdParams f;
+  f.logits = pr.logits.data(), f.targets = pr.targets.data(), f.lse = lse.data();
+  f.n = 23, f.vocab = 50, f.loss = &la;
+  cross_entropy_fwd(f);
+  XentBwdParams b;
+  b.logits = pr.logits.data(), b.targets = pr.targets.data(), b.lse = lse.data();
+  b.n = 23, b.vocab = 50, b.dlogits = da.data(), b.grad_scale = 0.5f;
+  cross_entropy_bwd(b);
+  XentFwdBwdParams p;
+  p.fwd = f;
+  p.fwd.logits = db.data(), p.fwd.lse = nullptr, p.fwd.loss = &lb;
+  p.dlogits = db.data(), p.grad_scale = 0.5f;
+  cross_entropy_fwd_bwd(p);
+  EXPECT_EQ(la, lb);
+  EXPECT_EQ(da, db);
+  EXPECT_NE(da, pr.logits);
+}
+
 TEST(CrossEntropy, InPlaceBackwardAndAllIgnored) {
   Problem pr = make(6, 10, 3);
   std::vector<float> lse(6), out(60);

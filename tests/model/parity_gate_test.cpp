@@ -35,7 +35,8 @@ TEST(ParityGate, Bf16GateIsTheRandomWalkBoundWithTheFixtureFloor) {
   EXPECT_EQ(deep.grads, 1e-1);
   // The measurements of parity.h: graft 2.51e-2 and transformers up to 2.96e-2 (logits), graft
   // 4.7e-2 (gradients) pass; the old fixed 2e-2 gate did not.
-  for (double measured : {2.51e-2, 2.12e-2, 2.87e-2, 2.96e-2}) EXPECT_LE(measured, deep.logits);
+  for (double measured : {2.51e-2, 2.12e-2, 2.87e-2, 2.96e-2, 2.52e-2, 2.26e-2, 2.63e-2, 2.75e-2})
+    EXPECT_LE(measured, deep.logits);
   EXPECT_LE(4.7e-2, deep.grads);
   // Monotone in depth, and an 80-layer model's gate stays below 0.12 (a real regression still
   // fails it: a wrong layer gives errors of order 1).

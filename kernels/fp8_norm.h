@@ -31,7 +31,9 @@
 namespace graft {
 
 struct Fp8NormQuantizeParams {
-  const void* x = nullptr;      // [rows, cols] in dtype (f32, bf16, f16; f32 on the CPU)
+  // [rows, cols] in dtype (f32, bf16, f16; f32 on the CPU), independent of weight_dtype: an
+  // f32 residual stream (precision.residual: f32) is normalised from f32 with bf16 gamma / beta.
+  const void* x = nullptr;
   const void* gamma = nullptr;  // [cols] in weight_dtype
   const void* beta = nullptr;   // [cols], LayerNorm only, optional
   bool layer_norm = false;      // LayerNorm (subtract the mean) or RMSNorm

@@ -12,7 +12,7 @@
 // Accumulate rule: y and dx are written (=); dgamma and dbeta accumulate (+=), always in f32, or
 // are written (=, their old contents never read) when !accumulate (a step's first contribution).
 // Rows are contiguous (row stride = cols). x/y/dy/dx share `dtype`; gamma/beta have `weight_dtype`.
-// The CPU path requires f32 and accumulates in f64.
+// The CPU path computes in f64 from f32, bf16 or f16 storage.
 //
 // Fused residual add (TE / Apex style, one pass instead of an add kernel and a norm kernel):
 //   forward with `residual`:   s = round(x + residual) (in `dtype`, as a separate add would
@@ -22,9 +22,22 @@
 //     reaches s through the residual branch joins the norm's input gradient in f32).
 // The fused calls are profiled as their own families (rmsnorm_fwd_add, rmsnorm_bwd_add,
 // layernorm_fwd_add, layernorm_bwd_add).
+//
+// An f32 residual stream (precision.residual: f32, TE's fp32_residual_connection) with 16-bit
+// activations: the stream's tensors take `residual_dtype` = f32 while the normalised output y and
+// the gradient dy arriving from the branch stay in `dtype`:
+//   forward without `residual`: x (the stream itself) in residual_dtype, y in dtype;
+//   forward with `residual`:    x (the branch output) in dtype, residual and residual_out in
+//     residual_dtype; s = x + residual is added and kept in f32 (no rounding to dtype);
+//   backward: dy in dtype; x (the saved stream), dx and dresidual in residual_dtype.
+// residual_dtype == dtype (the default) is the single-dtype case above. The CPU path takes f32,
+// bf16 and f16 storage in any of these combinations; CUDA takes residual_dtype == dtype, or
+// residual_dtype f32 with dtype bf16 and weight_dtype bf16 or f32 (the model's activations are
+// f32 or bf16: layers/reference/common.h).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "framework/core/device.h"
 #include "framework/core/dtype.h"
@@ -47,8 +60,14 @@ struct NormFwdParams {
   bool zero_centered_gamma = false;
   DType dtype = DType::kF32;         // x, y
   DType weight_dtype = DType::kF32;  // gamma, beta
+  // residual, residual_out, and x when there is no residual (see above); unset = dtype.
+  std::optional<DType> residual_dtype;
   Device device;
   void* stream = nullptr;
+
+  // The dtypes of x and of residual / residual_out.
+  DType x_type() const { return residual ? dtype : residual_type(); }
+  DType residual_type() const { return residual_dtype.value_or(dtype); }
 };
 
 struct NormBwdParams {
@@ -64,10 +83,13 @@ struct NormBwdParams {
   bool accumulate = true;           // dgamma, dbeta: += (true) or = (false)
   int64_t rows = 0, cols = 0;
   bool zero_centered_gamma = false;
-  DType dtype = DType::kF32;         // dy, x, dx
-  DType weight_dtype = DType::kF32;  // gamma
+  DType dtype = DType::kF32;            // dy (and x, dx, dresidual unless residual_dtype is set)
+  DType weight_dtype = DType::kF32;     // gamma
+  std::optional<DType> residual_dtype;  // x, dx, dresidual (see above); unset = dtype
   Device device;
   void* stream = nullptr;
+
+  DType residual_type() const { return residual_dtype.value_or(dtype); }
 };
 
 namespace cpu {

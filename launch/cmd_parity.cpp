@@ -1,5 +1,6 @@
 // graft parity --checkpoint DIR [--reference FILE] [--device cpu|cuda] [--layers reference|te]
-//              [--dtype f32|bf16] [--step1-grads reference|own] [--fp8 none|delayed|current]
+//              [--dtype f32|bf16] [--residual bf16|f32] [--step1-grads reference|own]
+//              [--fp8 none|delayed|current]
 //              [--tp N] [--cp N] [--sequence-parallel] [--backend auto|nccl|mpi]
 //              (under mpirun -np tp·cp)
 // Prints one JSON line (see framework/model/parity.h; from rank 0 under mpirun, with the layout
@@ -27,8 +28,10 @@ int run(const std::vector<std::string>& args) {
       "decoder layers: reference (llama.decoder_layer) or te (te.transformer_layer)")(
       "dtype", po::value<std::string>()->default_value("f32"),
       "parameters and activations: f32, or bf16 (cuda; f32 gradients and master weights)")(
-      "step1-grads", po::value<std::string>()->default_value("reference"),
-      "gradients the checked AdamW step starts from: reference (transformers') or own")(
+      "residual", po::value<std::string>()->default_value(""),
+      "residual stream between the decoder layers: bf16 or f32 (precision.residual; default: "
+      "--dtype)")("step1-grads", po::value<std::string>()->default_value("reference"),
+                  "gradients the checked AdamW step starts from: reference (transformers') or own")(
       "fp8", po::value<std::string>()->default_value("none"),
       "FP8 GEMMs in the TE layers: none, delayed or current (docs/fp8.md; needs --layers te)")(
       "tp", po::value<int64_t>()->default_value(1), "tensor-parallel size (mpirun -np tp*cp)")(
@@ -48,6 +51,11 @@ int run(const std::vector<std::string>& args) {
   GRAFT_INPUT_CHECK(dtype == "f32" || dtype == "bf16", "--dtype = '", dtype,
                     "', expected f32 or bf16");
   opt.dtype = dtype == "bf16" ? DType::kBF16 : DType::kF32;
+  const std::string residual = (*vm)["residual"].as<std::string>();
+  GRAFT_INPUT_CHECK(
+      residual.empty() || residual == "f32" || (residual == "bf16" && dtype == "bf16"),
+      "--residual = '", residual, "', expected f32, or bf16 with --dtype bf16");
+  opt.fp32_residual = residual == "f32" && opt.dtype != DType::kF32;
   const std::string step1 = (*vm)["step1-grads"].as<std::string>();
   GRAFT_INPUT_CHECK(step1 == "reference" || step1 == "own", "--step1-grads = '", step1,
                     "', expected reference or own");

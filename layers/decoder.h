@@ -56,6 +56,12 @@ struct DecoderConfig {
   // are this rank's sequence shards [B, S/T, hidden]; norms and residual adds run on the shards.
   // Set by CausalLM from the layout (parallel.sequence_parallel).
   bool sequence_parallel = false;
+  // precision.residual: f32 (TE's / Megatron's fp32_residual_connection): the residual stream
+  // between the layers (each layer's input and output) is f32 while the parameters, the GEMMs and
+  // the normalised activations keep params_dtype; the stream's gradient is f32 too. No effect
+  // with f32 parameters. Set by CausalLM from the build context.
+  bool fp32_residual = false;
+  DType residual_dtype() const { return fp32_residual ? DType::kF32 : params_dtype; }
 };
 
 // Per-call attention inputs shared by every layer of a forward pass.
@@ -92,11 +98,13 @@ struct KVCache {
 class DecoderLayer : public Module {
  public:
   using Module::Module;
-  // x: [batch, seq, hidden] -> [batch, seq, hidden]. When `save` is non-null the layer stores
-  // what backward needs in *save.
+  // x: [batch, seq, hidden] -> [batch, seq, hidden], both in the residual stream's dtype
+  // (DecoderConfig::residual_dtype). When `save` is non-null the layer stores what backward needs
+  // in *save.
   virtual Tensor forward(const Tensor& x, const AttentionInputs& in,
                          std::unique_ptr<LayerCtx>* save) = 0;
-  // dy: [batch, seq, hidden] -> dx (written); parameter grads accumulated (+=).
+  // dy: [batch, seq, hidden] -> dx (written), both in the residual stream's dtype; parameter
+  // grads accumulated (+=).
   virtual Tensor backward(const Tensor& dy, LayerCtx& ctx) = 0;
   // How this layer's parameters map to the HF decoder layer's tensors (names relative to
   // "model.layers.N." on the HF side and to this layer on ours). Declared beside the layer.

@@ -77,6 +77,9 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
   // Sequence parallelism: activations between the tensor-parallel regions are sequence shards.
   config_.decoder.sequence_parallel = ctx_.groups->layout.sequence_parallel && tp_->size() > 1;
   sp_ = config_.decoder.sequence_parallel;
+  // precision.residual: f32 (only meaningful with 16-bit parameters; f32 is then the stream's
+  // dtype anyway).
+  config_.decoder.fp32_residual = ctx_.fp32_residual && ctx_.dtype != DType::kF32;
   vocab_ = vocab_shard(c.vocab_size, *tp_, "model");
   const Registry& reg = Registry::global();
   const DType dt = c.decoder.params_dtype;
@@ -157,7 +160,21 @@ std::vector<std::string> CausalLM::decoder_layer_types() const {
 
 Tensor CausalLM::hidden(const Tensor& ids, const AttentionInputs& in, Saved* save) {
   const double scale = scale_in_dtype(config_.embedding_scale, config_.decoder.params_dtype);
-  Tensor h = embed_->forward(ids, scale);
+  Tensor h = embed_->forward(ids, config_.decoder.fp32_residual ? 1.0 : scale);
+  if (config_.decoder.fp32_residual) {
+    // The f32 residual stream starts here: the embedding rows widened, then scaled in f32
+    // (Gemma's sqrt(hidden), still rounded to the parameters' dtype as HF's normaliser is).
+    h = layers::to_dtype(h, DType::kF32);
+    if (scale != 1.0 && h.numel() > 0) {
+      ScaleParams p;
+      p.x = h.raw();
+      p.alpha = static_cast<float>(scale);
+      p.n = h.numel();
+      p.dtype = h.dtype();
+      p.device = h.device();
+      graft::scale(p);
+    }
+  }
   if (save) save->layers.resize(layers_.size());
   if (save && recompute_) save->layer_inputs.resize(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {

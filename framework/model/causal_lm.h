@@ -73,6 +73,9 @@ class Linear;
 // layers split heads and the MLP (column / row parallel). With sequence parallelism
 // (parallel.sequence_parallel) the embedding output, every layer's input and output and the final
 // norm are sequence shards [B, S/T, H]; S must be a multiple of T (generation is not available).
+// With the context's fp32_residual (precision.residual: f32) and 16-bit parameters the residual
+// stream (the embedding output widened to f32, every layer's input and output, the final norm's
+// input) and its gradient are f32; the final norm writes the parameters' dtype for the head.
 class CausalLM : public Module {
  public:
   // Builds the tree through the registry; device, dtype and groups come from `ctx`.

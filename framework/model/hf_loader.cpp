@@ -272,9 +272,10 @@ std::unique_ptr<CausalLM> load_hf_model(const std::string& dir, const HfLoadOpti
   read_generation_config(dir, c);
   c.decoder.params_dtype = opt.params_dtype;
   c.decoder.device = opt.device;
-  auto model =
-      build_model(c, BuildContext{opt.device, opt.params_dtype,
-                                  opt.groups ? opt.groups : single_process_groups(), nullptr});
+  BuildContext ctx{opt.device, opt.params_dtype, opt.groups ? opt.groups : single_process_groups(),
+                   nullptr};
+  ctx.fp32_residual = opt.fp32_residual;
+  auto model = build_model(c, ctx);
   HfLoadStats s = load_hf_weights(*model, dir);
   if (stats) *stats = s;
   return model;

@@ -27,6 +27,7 @@ struct HfLoadOptions {
   // The layout to build the model in (tp layers split their parameters; each rank then reads
   // only its blocks); null: a single process.
   std::shared_ptr<const ParallelGroups> groups;
+  bool fp32_residual = false;  // BuildContext::fp32_residual (precision.residual: f32)
 };
 
 struct HfLoadStats {

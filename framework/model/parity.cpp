@@ -256,7 +256,8 @@ ParityResult run_parity(const ParityOptions& opt) {
       scope.emplace(std::vector<std::pair<std::string, std::string>>{
           {cfg.decoder_layer, "te.transformer_layer"}});
     if (opt.fp8 == te::Fp8Recipe::kNone)
-      return load_hf_model(opt.checkpoint, {opt.dtype, opt.device, std::move(g)});
+      return load_hf_model(opt.checkpoint,
+                           {opt.dtype, opt.device, std::move(g), opt.fp32_residual});
     te::Fp8Config fc;
     fc.recipe = opt.fp8;
     ModelConfig c = cfg;
@@ -265,6 +266,7 @@ ParityResult run_parity(const ParityOptions& opt) {
     c.decoder.device = opt.device;
     BuildContext ctx{opt.device, opt.dtype, std::move(g),
                      std::make_shared<te::Fp8State>(fc, opt.device)};
+    ctx.fp32_residual = opt.fp32_residual;
     std::unique_ptr<CausalLM> m = build_model(c, ctx);
     load_hf_weights(*m, opt.checkpoint);
     return m;

@@ -29,6 +29,7 @@ struct ParityOptions {
   // runs one calibration forward + backward (the amaxes it records become the scales, as TE's
   // fp8_autocast(calibrating=True)), since a fresh model's scales are 1.
   te::Fp8Recipe fp8 = te::Fp8Recipe::kNone;
+  bool fp32_residual = false;  // --residual f32: precision.residual (BuildContext::fp32_residual)
   // The layout (run under mpirun with tp·cp ranks): the model is built with the tp layers and
   // loads its slices; rank 0 gathers the outputs and HF-named gradients and computes the figures.
   int64_t tp = 1, cp = 1;

@@ -35,7 +35,11 @@ YAML::Node recipe_identity(const YAML::Node& resolved, int64_t dp) {
   id.remove("parallel");
   // FP8 is a numerics choice like the layout: a run may resume with it switched on, off or
   // changed (the amax histories start fresh when the checkpoint has none, docs/fp8.md).
-  if (id["precision"]) id["precision"].remove("fp8");
+  if (id["precision"]) {
+    id["precision"].remove("fp8");
+    // The residual stream's dtype changes numerics, not state (and keeps older hashes valid).
+    id["precision"].remove("residual");
+  }
   if (id["train"]) {
     id["train"].remove("stop_after");
     id["train"].remove("cuda_graph");          // the same bits as the eager step
@@ -108,6 +112,16 @@ PrecisionConfig parse_precision(RecipeNode& n, int64_t num_layers) {
     c.params = DType::kBF16;
   else
     n.fail("params", str("= ", p, ", expected f32 or bf16"));
+  const std::string r = n.get<std::string>("residual", p);
+  if (r == "f32")
+    c.residual = DType::kF32;
+  else if (r == "bf16" && c.params == DType::kBF16)
+    c.residual = DType::kBF16;
+  else if (r == "bf16")
+    n.fail("residual", str("= bf16 needs precision.params = bf16 (a residual stream narrower than ",
+                           "the parameters); expected f32"));
+  else
+    n.fail("residual", str("= ", r, ", expected bf16 or f32"));
   {
     RecipeNode f = n.child("fp8");
     c.fp8 = parse_fp8_config(f, num_layers);

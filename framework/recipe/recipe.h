@@ -8,6 +8,11 @@
 //     params: f32        # f32 | bf16. Master weights and optimizer state are always f32. On the
 //                        # CPU, bf16 is emulated: the weights used by forward are the f32 master
 //                        # weights rounded to bf16 after every step.
+//     residual: f32      # bf16 | f32, default: params. f32 keeps the residual stream between the
+//                        # decoder layers (and its gradient) in f32 while parameters, GEMMs and
+//                        # normalised activations stay bf16 (TE's fp32_residual_connection);
+//                        # bf16 needs params: bf16. No effect with f32 parameters or on the CPU
+//                        # (its bf16 is emulated: activations are f32 there).
 //     fp8: {recipe, format, margin, amax_history_len, amax_compute_algo, bf16_layers,
 //           fp8_weights}     # FP8 GEMMs in the TE layers: framework/recipe/fp8_recipe.h
 //   parallel: {tp, cp, dp, sequence_parallel, order, zero, bucket_mb, timeout_s, backend}
@@ -33,7 +38,10 @@ namespace graft {
 
 struct PrecisionConfig {
   DType params = DType::kF32;
+  DType residual = DType::kF32;  // precision.residual (resolved: params when the key is absent)
   te::Fp8Config fp8;
+  // Whether the model's BuildContext keeps an f32 residual stream (BuildContext::fp32_residual).
+  bool fp32_residual() const { return residual == DType::kF32 && params != DType::kF32; }
 };
 
 struct Recipe {
@@ -53,7 +61,8 @@ struct Recipe {
   YAML::Node resolved;  // every key with its effective value (defaults filled in)
   std::string resolved_yaml() const;
   // The part of `resolved` that defines the run (all but checkpoint, logging, eval, parallel,
-  // precision.fp8 (a checkpoint resumes with FP8 switched on, off or changed), train.stop_after;
+  // precision.fp8 and precision.residual (a checkpoint resumes with FP8 or the f32 residual
+  // switched on, off or changed), train.stop_after;
   // the per-rank batch_size as the global batch for `dp` data-parallel ranks): a checkpoint only
   // resumes under the same one, in any layout.
   YAML::Node identity(int64_t dp = 1) const;

@@ -31,6 +31,9 @@ struct BuildContext {
   // an HF load), so layers allocate them zero-filled on the device and skip their own
   // construction-time initialisation (te's init_method; Megatron's perform_initialization=False).
   bool skip_init = false;
+  // precision.residual: f32 (DecoderConfig::fp32_residual): the residual stream between the
+  // decoder layers in f32 while the parameters have `dtype`. CausalLM passes it to its layers.
+  bool fp32_residual = false;
 
   const ProcessGroup& tp() const { return *groups->tp; }
   const ProcessGroup& cp() const { return *groups->cp; }

@@ -114,6 +114,7 @@ nlohmann::json BenchResult::to_json() const {
           {"device", device},
           {"dtype", dtype},
           {"fp8", fp8},
+          {"residual", residual},
           {"recompute", recompute},
           {"fp8_breakdown_ms",
            fp8_breakdown_ms.empty() ? nlohmann::json(nullptr) : nlohmann::json(fp8_breakdown_ms)},
@@ -188,6 +189,7 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && dev.is_cpu();
   const auto groups = single_process_groups();
   BuildContext ctx{dev, emulate_bf16 ? DType::kF32 : r.precision.params, groups, nullptr};
+  ctx.fp32_residual = r.precision.fp32_residual();  // precision.residual: f32
   if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, dev);
   // Set-up phases are timed in the log (host clock; what a user waits for before step 1).
   auto since = [t = std::chrono::steady_clock::now()]() mutable {
@@ -215,6 +217,8 @@ BenchResult bench_step(const Recipe& r, const BenchOptions& opt) {
   res.layer_types = model->decoder_layer_types();
   res.dtype = dtype_name(r.precision.params);
   res.fp8 = te::fp8_recipe_name(r.precision.fp8.recipe);
+  res.residual =
+      emulate_bf16 || r.precision.fp32_residual() ? "f32" : dtype_name(r.precision.params);
   if (emulate_bf16) res.dtype += " (emulated in f32)";
   res.num_layers = c.num_layers;
   for (auto& [name, p] : model->named_parameters()) res.params += p->value.numel();

@@ -73,8 +73,9 @@ struct TrainLoopResult {
 
 struct BenchResult {
   std::string arch, layers, device, dtype, attention;
-  std::string fp8 = "none";  // precision.fp8.recipe
-  bool recompute = false;    // train.recompute: activation recompute per decoder layer
+  std::string fp8 = "none";      // precision.fp8.recipe
+  std::string residual = "f32";  // the residual stream's dtype (precision.residual)
+  bool recompute = false;        // train.recompute: activation recompute per decoder layer
   // train.cuda_graph: whether the timed steps were replays of one captured CUDA graph, and why
   // not when it was asked for and the step ran eagerly ("" otherwise).
   bool cuda_graph = false;

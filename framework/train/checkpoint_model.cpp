@@ -25,6 +25,7 @@ std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, D
   ModelConfig config = load_hf_config(checkpoint + "/config.json");
   config.decoder.device = device;
   std::vector<std::pair<std::string, std::string>> overrides;
+  bool fp32_residual = false;  // the run's precision.residual: generate as it trained
   const std::string recipe_path = checkpoint + "/recipe.yaml";
   try {
     YAML::Node r = YAML::LoadFile(recipe_path);
@@ -33,6 +34,8 @@ std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, D
       for (const auto& p : m["plugins"]) load_plugin(p.as<std::string>());
     if (m && m["layers"] && m["layers"].as<std::string>() == "te")
       overrides.emplace_back(config.decoder_layer, "te.transformer_layer");
+    if (r["precision"] && r["precision"]["residual"])
+      fp32_residual = r["precision"]["residual"].as<std::string>() == "f32";
     if (m && m["overrides"] && m["overrides"].IsMap())
       for (auto it = m["overrides"].begin(); it != m["overrides"].end(); ++it)
         overrides.emplace_back(it->first.as<std::string>(), it->second.as<std::string>());
@@ -42,9 +45,10 @@ std::unique_ptr<CausalLM> load_checkpoint_model(const std::string& checkpoint, D
   std::unique_ptr<CausalLM> model;
   {
     OverrideScope scope(overrides);
-    model = groups ? build_model(config,
-                                 BuildContext{device, config.decoder.params_dtype, groups, nullptr})
-                   : build_model(config);
+    BuildContext ctx = groups ? BuildContext{device, config.decoder.params_dtype, groups, nullptr}
+                              : local_context(config.decoder);
+    ctx.fp32_residual = fp32_residual;
+    model = build_model(config, ctx);
   }
   load_model_weights(*model, checkpoint, prefer_master);
   return model;

@@ -13,10 +13,10 @@ namespace graft {
 // naming the path when neither.
 std::string resolve_checkpoint(const std::string& path);
 
-// Builds the model from config.json with the layer set and overrides of the checkpoint's
-// recipe.yaml (plugins loaded) and loads its weights whatever layout wrote them: the working
-// copy (model/<name>, what training computed with: generate), or with prefer_master the f32
-// master weights where the checkpoint has them (export).
+// Builds the model from config.json with the layer set, overrides and precision.residual of the
+// checkpoint's recipe.yaml (plugins loaded) and loads its weights whatever layout wrote them: the
+// working copy (model/<name>, what training computed with: generate), or with prefer_master the
+// f32 master weights where the checkpoint has them (export).
 // With `groups` (a layout of several ranks; collective over them) each rank builds and reads its
 // slice of a tensor-parallel model.
 std::unique_ptr<CausalLM> load_checkpoint_model(

@@ -113,6 +113,7 @@ Trainer::Trainer(Recipe recipe, TrainOptions options)
   ModelRecipe m = r.model;
   const bool emulate_bf16 = r.precision.params == DType::kBF16 && device.is_cpu();
   BuildContext ctx{device, emulate_bf16 ? DType::kF32 : r.precision.params, groups_, nullptr};
+  ctx.fp32_residual = r.precision.fp32_residual();  // precision.residual: f32
   if (r.precision.fp8.enabled()) ctx.fp8 = std::make_shared<te::Fp8State>(r.precision.fp8, device);
   try {
     model_ = build_model_from_recipe(m, ctx);

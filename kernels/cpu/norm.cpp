@@ -1,5 +1,6 @@
-// CPU RMSNorm / LayerNorm, forward and backward, f32 storage with f64 row statistics.
-// Math and accumulate rules: kernels/norm.h.
+// CPU RMSNorm / LayerNorm, forward and backward: f32, bf16 or f16 storage (each tensor in the
+// dtype kernels/norm.h gives it, so also the f32 residual stream with 16-bit activations), f64
+// row statistics. Math and accumulate rules: kernels/norm.h.
 #include "kernels/norm.h"
 
 #include <cmath>
@@ -10,10 +11,15 @@
 namespace graft::cpu {
 namespace {
 
+using detail::load;
+using detail::store;
+
 void check_fwd(const NormFwdParams& p, const char* name) {
   detail::check_cpu(p.device, name);
-  detail::check_f32(p.dtype, name, "x/y");
-  detail::check_f32(p.weight_dtype, name, "gamma/beta");
+  detail::check_float(p.dtype, name, "y");
+  detail::check_float(p.x_type(), name, "x");
+  detail::check_float(p.residual_type(), name, "residual");
+  detail::check_float(p.weight_dtype, name, "gamma/beta");
   GRAFT_CHECK(p.rows >= 0 && p.cols > 0, name, ": bad shape [", p.rows, ", ", p.cols, "]");
   GRAFT_CHECK(p.rows == 0 || (p.x && p.y && p.gamma), name, ": null x, y or gamma");
   GRAFT_CHECK(!p.residual || (p.residual_out && p.residual_out != p.y), name,
@@ -22,34 +28,36 @@ void check_fwd(const NormFwdParams& p, const char* name) {
 
 void check_bwd(const NormBwdParams& p, const char* name) {
   detail::check_cpu(p.device, name);
-  detail::check_f32(p.dtype, name, "dy/x/dx");
-  detail::check_f32(p.weight_dtype, name, "gamma");
+  detail::check_float(p.dtype, name, "dy");
+  detail::check_float(p.residual_type(), name, "x/dx/dresidual");
+  detail::check_float(p.weight_dtype, name, "gamma");
   GRAFT_CHECK(p.rows >= 0 && p.cols > 0, name, ": bad shape [", p.rows, ", ", p.cols, "]");
   GRAFT_CHECK(p.rows == 0 || (p.dy && p.x && p.gamma && p.rstd && p.dx), name,
               ": null dy, x, gamma, rstd or dx");
 }
 
 // Effective scale g_j of column j.
-inline double g_of(const float* gamma, int64_t j, bool zero_centered) {
-  return zero_centered ? 1.0 + static_cast<double>(gamma[j]) : static_cast<double>(gamma[j]);
+inline double g_of(const void* gamma, DType t, int64_t j, bool zero_centered) {
+  const double g = load(gamma, t, j);
+  return zero_centered ? 1.0 + g : g;
 }
 
 // Shared forward: `centered` selects LayerNorm (subtract the mean) over RMSNorm.
 void norm_fwd(const NormFwdParams& p, bool centered) {
-  const auto* x = static_cast<const float*>(p.x);
-  if (p.residual) {  // s = x + residual, stored in f32 as a separate add would; then norm(s)
-    const auto* res = static_cast<const float*>(p.residual);
-    auto* s = static_cast<float*>(p.residual_out);
-    for (int64_t i = 0; i < p.rows * p.cols; ++i) s[i] = x[i] + res[i];
-    x = s;
+  const void* x = p.x;
+  DType xt = p.x_type();
+  if (p.residual) {  // s = x + residual, stored in the residual's dtype as a separate add would
+    const DType rt = p.residual_type();
+    for (int64_t i = 0; i < p.rows * p.cols; ++i)
+      store(p.residual_out, rt, i, load(p.x, p.dtype, i) + load(p.residual, rt, i));
+    x = p.residual_out;
+    xt = rt;
   }
-  const auto* gamma = static_cast<const float*>(p.gamma);
-  const auto* beta = static_cast<const float*>(p.beta);
-  auto* y = static_cast<float*>(p.y);
+  const DType wt = p.weight_dtype;
   const int64_t n = p.cols;
+  std::vector<double> xr(n);
   for (int64_t r = 0; r < p.rows; ++r) {
-    const float* xr = x + r * n;
-    float* yr = y + r * n;
+    for (int64_t j = 0; j < n; ++j) xr[j] = load(x, xt, r * n + j);
     double mean = 0.0;
     if (centered) {
       for (int64_t j = 0; j < n; ++j) mean += xr[j];
@@ -62,9 +70,9 @@ void norm_fwd(const NormFwdParams& p, bool centered) {
     }
     const double rstd = 1.0 / std::sqrt(ss / static_cast<double>(n) + p.eps);
     for (int64_t j = 0; j < n; ++j) {
-      double v = (xr[j] - mean) * rstd * g_of(gamma, j, p.zero_centered_gamma);
-      if (beta) v += beta[j];
-      yr[j] = static_cast<float>(v);
+      double v = (xr[j] - mean) * rstd * g_of(p.gamma, wt, j, p.zero_centered_gamma);
+      if (p.beta) v += load(p.beta, wt, j);
+      store(p.y, p.dtype, r * n + j, static_cast<float>(v));
     }
     if (p.rstd) p.rstd[r] = static_cast<float>(rstd);
     if (p.mean && centered) p.mean[r] = static_cast<float>(mean);
@@ -72,23 +80,18 @@ void norm_fwd(const NormFwdParams& p, bool centered) {
 }
 
 void norm_bwd(const NormBwdParams& p, bool centered) {
-  const auto* dy = static_cast<const float*>(p.dy);
-  const auto* x = static_cast<const float*>(p.x);
-  const auto* gamma = static_cast<const float*>(p.gamma);
-  auto* dx = static_cast<float*>(p.dx);
-  const auto* dres = static_cast<const float*>(p.dresidual);
+  const DType dt = p.dtype, xt = p.residual_type(), wt = p.weight_dtype;
   const int64_t n = p.cols;
   std::vector<double> dgamma(p.dgamma ? n : 0, 0.0), dbeta(p.dbeta ? n : 0, 0.0);
-  std::vector<double> xhat(n), dxhat(n);
+  std::vector<double> xhat(n), dxhat(n), dyr(n);
   for (int64_t r = 0; r < p.rows; ++r) {
-    const float* xr = x + r * n;
-    const float* dyr = dy + r * n;
     const double rstd = p.rstd[r];
     const double mean = centered ? static_cast<double>(p.mean[r]) : 0.0;
     double sum_dxhat = 0.0, sum_dxhat_xhat = 0.0;
     for (int64_t j = 0; j < n; ++j) {
-      xhat[j] = (xr[j] - mean) * rstd;
-      dxhat[j] = dyr[j] * g_of(gamma, j, p.zero_centered_gamma);
+      dyr[j] = load(p.dy, dt, r * n + j);
+      xhat[j] = (load(p.x, xt, r * n + j) - mean) * rstd;
+      dxhat[j] = dyr[j] * g_of(p.gamma, wt, j, p.zero_centered_gamma);
       sum_dxhat += dxhat[j];
       sum_dxhat_xhat += dxhat[j] * xhat[j];
       if (p.dgamma) dgamma[j] += dyr[j] * xhat[j];
@@ -96,11 +99,11 @@ void norm_bwd(const NormBwdParams& p, bool centered) {
     }
     const double a = sum_dxhat_xhat / static_cast<double>(n);
     const double b = centered ? sum_dxhat / static_cast<double>(n) : 0.0;
-    float* dxr = dx + r * n;  // written after every read of dy[r] (dx may alias dy)
-    const float* dresr = dres ? dres + r * n : nullptr;  // read before dx[j] is written
+    // dx written after every read of dy[r] (dx may alias dy), dresidual[j] read before dx[j]
     for (int64_t j = 0; j < n; ++j) {
-      const double d = rstd * (dxhat[j] - b - xhat[j] * a);
-      dxr[j] = static_cast<float>(dresr ? d + static_cast<double>(dresr[j]) : d);
+      double d = rstd * (dxhat[j] - b - xhat[j] * a);
+      if (p.dresidual) d += load(p.dresidual, xt, r * n + j);
+      store(p.dx, xt, r * n + j, static_cast<float>(d));
     }
   }
   for (int64_t j = 0; j < static_cast<int64_t>(dgamma.size()); ++j)

@@ -20,6 +20,10 @@
 // do not fit 1024 threads): the loop kernels, one block per row for y and dx, dgamma/dbeta through
 // the deterministic column sum of common.cuh, launched before dx so that dx may alias dy.
 //   x, y, dy, dx: [rows, cols] in T;  gamma, beta: [cols] in W;  rstd, mean: [rows] f32.
+// The f32 residual stream (kernels/norm.h, residual_dtype f32 with bf16 activations): the forward
+// kernels read x as X and residual / write residual_out as R (the sum s = x + residual is rounded
+// to R, so not at all for R = f32), y stays T; the backward kernels read dy as T and x, dresidual
+// and write dx as R. The single-dtype case is X = R = T.
 #include <algorithm>
 #include <atomic>
 
@@ -29,30 +33,30 @@
 namespace graft::cuda {
 namespace {
 
-template <class T, class W, bool kLayer>
-__global__ void norm_fwd_kernel(const T* x, const T* res, T* res_out, const W* gamma, const W* beta,
+template <class X, class R, class T, class W, bool kLayer>
+__global__ void norm_fwd_kernel(const X* x, const R* res, R* res_out, const W* gamma, const W* beta,
                                 T* y, float* rstd_out, float* mean_out, int64_t cols, float eps,
                                 bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
-  const T* xr = x + row * cols;
+  const X* xr = x + row * cols;
   T* yr = y + row * cols;
-  if (res) {  // s = x + residual, rounded to T; each thread later rereads only what it wrote
-    const T* rr = res + row * cols;
-    T* sr = res_out + row * cols;
+  R* sr = res ? res_out + row * cols : nullptr;
+  if (res) {  // s = x + residual, rounded to R; each thread later rereads only what it wrote
+    const R* rr = res + row * cols;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
-      sr[j] = from_f32<T>(to_f32(xr[j]) + to_f32(rr[j]));
-    xr = sr;
+      sr[j] = from_f32<R>(to_f32(xr[j]) + to_f32(rr[j]));
   }
+  auto in = [&](int64_t j) { return sr ? to_f32(sr[j]) : to_f32(xr[j]); };  // the norm's input
   float mean = 0.0f;
   if (kLayer) {
     float s = 0.0f;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += to_f32(xr[j]);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += in(j);
     mean = block_sum(s, scratch) / static_cast<float>(cols);
   }
   float ss = 0.0f;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float d = to_f32(xr[j]) - mean;
+    const float d = in(j)-mean;
     ss += d * d;
   }
   const float rstd = rsqrtf(block_sum(ss, scratch) / static_cast<float>(cols) + eps);
@@ -62,20 +66,20 @@ __global__ void norm_fwd_kernel(const T* x, const T* res, T* res_out, const W* g
   }
   const float g_off = zero_centered ? 1.0f : 0.0f;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    float v = (to_f32(xr[j]) - mean) * rstd * (to_f32(gamma[j]) + g_off);
+    float v = (in(j)-mean) * rstd * (to_f32(gamma[j]) + g_off);
     if (kLayer && beta) v += to_f32(beta[j]);
     yr[j] = from_f32<T>(v);
   }
 }
 
-template <class T, class W, bool kLayer>
-__global__ void norm_bwd_dx_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
-                                   const float* mean, const T* dres, T* dx, int64_t cols,
+template <class T, class R, class W, bool kLayer>
+__global__ void norm_bwd_dx_kernel(const T* dy, const R* x, const W* gamma, const float* rstd,
+                                   const float* mean, const R* dres, R* dx, int64_t cols,
                                    bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* dyr = dy + row * cols;
-  const T* xr = x + row * cols;
+  const R* xr = x + row * cols;
   const float rs = rstd[row];
   const float mu = kLayer ? mean[row] : 0.0f;
   const float g_off = zero_centered ? 1.0f : 0.0f;
@@ -94,24 +98,24 @@ __global__ void norm_bwd_dx_kernel(const T* dy, const T* x, const W* gamma, cons
     const float dxh = to_f32(dyr[j]) * (to_f32(gamma[j]) + g_off);
     float d = rs * (dxh - m_dxh - xh * m_dxh_xh);
     if (dres) d += to_f32(dres[row * cols + j]);
-    dx[row * cols + j] = from_f32<T>(d);
+    dx[row * cols + j] = from_f32<R>(d);
   }
 }
 
 // The same two kernels over 8-element vectors (cols % 8 == 0, every row and weight pointer
 // aligned for load8): 16-byte loads of bf16, one pass of the row held in registers per step.
-template <class T, class W, bool kLayer>
-__global__ void norm_fwd_vec_kernel(const T* x, const T* res, T* res_out, const W* gamma,
+template <class X, class R, class T, class W, bool kLayer>
+__global__ void norm_fwd_vec_kernel(const X* x, const R* res, R* res_out, const W* gamma,
                                     const W* beta, T* y, float* rstd_out, float* mean_out,
                                     int64_t cols, float eps, bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, units = cols / 8;
-  const T* xr = x + row * cols;
+  const X* xr = x + row * cols;
   T* yr = y + row * cols;
+  R* sr = res ? res_out + row * cols : nullptr;
   float xv[8];
   if (res) {
-    const T* rr = res + row * cols;
-    T* sr = res_out + row * cols;
+    const R* rr = res + row * cols;
     for (int64_t u = threadIdx.x; u < units; u += blockDim.x) {
       float rv[8];
       load8(xr + 8 * u, xv);
@@ -120,13 +124,18 @@ __global__ void norm_fwd_vec_kernel(const T* x, const T* res, T* res_out, const 
       for (int k = 0; k < 8; ++k) xv[k] += rv[k];
       store8(sr + 8 * u, xv);
     }
-    xr = sr;
   }
+  auto in8 = [&](int64_t u, float(&v)[8]) {  // the norm's input, 8 elements at unit u
+    if (sr)
+      load8(sr + 8 * u, v);
+    else
+      load8(xr + 8 * u, v);
+  };
   float mean = 0.0f;
   if (kLayer) {
     float s = 0.0f;
     for (int64_t u = threadIdx.x; u < units; u += blockDim.x) {
-      load8(xr + 8 * u, xv);
+      in8(u, xv);
 #pragma unroll
       for (int k = 0; k < 8; ++k) s += xv[k];
     }
@@ -134,7 +143,7 @@ __global__ void norm_fwd_vec_kernel(const T* x, const T* res, T* res_out, const 
   }
   float ss = 0.0f;
   for (int64_t u = threadIdx.x; u < units; u += blockDim.x) {
-    load8(xr + 8 * u, xv);
+    in8(u, xv);
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
       const float d = xv[k] - mean;
@@ -149,7 +158,7 @@ __global__ void norm_fwd_vec_kernel(const T* x, const T* res, T* res_out, const 
   const float g_off = zero_centered ? 1.0f : 0.0f;
   for (int64_t u = threadIdx.x; u < units; u += blockDim.x) {
     float gv[8], bv[8], out[8];
-    load8(xr + 8 * u, xv);
+    in8(u, xv);
     load8(gamma + 8 * u, gv);
     if (kLayer && beta) load8(beta + 8 * u, bv);
 #pragma unroll
@@ -161,14 +170,14 @@ __global__ void norm_fwd_vec_kernel(const T* x, const T* res, T* res_out, const 
   }
 }
 
-template <class T, class W, bool kLayer>
-__global__ void norm_bwd_dx_vec_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
-                                       const float* mean, const T* dres, T* dx, int64_t cols,
+template <class T, class R, class W, bool kLayer>
+__global__ void norm_bwd_dx_vec_kernel(const T* dy, const R* x, const W* gamma, const float* rstd,
+                                       const float* mean, const R* dres, R* dx, int64_t cols,
                                        bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, units = cols / 8;
   const T* dyr = dy + row * cols;
-  const T* xr = x + row * cols;
+  const R* xr = x + row * cols;
   const float rs = rstd[row];
   const float mu = kLayer ? mean[row] : 0.0f;
   const float g_off = zero_centered ? 1.0f : 0.0f;
@@ -229,22 +238,23 @@ __device__ __forceinline__ void store_unit(T* p, const float (&f)[V]) {
 }
 
 // One block per row. Every load of the row is issued before the first reduction.
-template <class T, class W, bool kLayer, int V, int K>
+template <class X, class R, class T, class W, bool kLayer, int V, int K>
 __global__ void __launch_bounds__(1024)
-    norm_fwd_reg_kernel(const T* x, const T* res, T* res_out, const W* gamma, const W* beta, T* y,
+    norm_fwd_reg_kernel(const X* x, const R* res, R* res_out, const W* gamma, const W* beta, T* y,
                         float* rstd_out, float* mean_out, int64_t cols, float eps,
                         bool zero_centered) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, base = row * cols;
   const int units = static_cast<int>(cols / V);
-  Unit<T, V> xu[K] = {}, ru[K] = {};
+  Unit<X, V> xu[K] = {};
+  Unit<R, V> ru[K] = {};
   Unit<W, V> gu[K] = {}, bu[K] = {};
 #pragma unroll
   for (int i = 0; i < K; ++i) {
     const int u = threadIdx.x + i * blockDim.x;
     if (u < units) {
-      xu[i] = load_unit<T, V>(x + base + int64_t{u} * V);
-      if (res) ru[i] = load_unit<T, V>(res + base + int64_t{u} * V);
+      xu[i] = load_unit<X, V>(x + base + int64_t{u} * V);
+      if (res) ru[i] = load_unit<R, V>(res + base + int64_t{u} * V);
       gu[i] = load_unit<W, V>(gamma + int64_t{u} * V);
       if (kLayer && beta) bu[i] = load_unit<W, V>(beta + int64_t{u} * V);
     }
@@ -257,9 +267,9 @@ __global__ void __launch_bounds__(1024)
     for (int e = 0; e < V; ++e) {
       xv[i][e] = to_f32(xu[i].v[e]);
       // s = round(x + residual): the value the loop kernels store and read back
-      if (res) xv[i][e] = to_f32(from_f32<T>(xv[i][e] + to_f32(ru[i].v[e])));
+      if (res) xv[i][e] = to_f32(from_f32<R>(xv[i][e] + to_f32(ru[i].v[e])));
     }
-    if (res && u < units) store_unit<T, V>(res_out + base + int64_t{u} * V, xv[i]);
+    if (res && u < units) store_unit<R, V>(res_out + base + int64_t{u} * V, xv[i]);
   }
   float mean = 0.0f;
   if (kLayer) {
@@ -321,23 +331,24 @@ __device__ __forceinline__ void block_sum2(float& a, float& b, float* scratch) {
 }
 
 // Rows [r0, r1) of a block's strip. `c` holds row r's units, `n` receives row r + 1's.
-template <class T, int V, int K>
+template <class T, class R, int V, int K>
 struct BwdRow {
-  Unit<T, V> x[K], dy[K], dres[K];
+  Unit<R, V> x[K], dres[K];
+  Unit<T, V> dy[K];
   float rstd, mean;
 };
-template <class T, int V, int K, bool kLayer>
-__device__ __forceinline__ void load_bwd_row(BwdRow<T, V, K>& b, const T* dy, const T* x,
-                                             const T* dres, const float* rstd, const float* mean,
+template <class T, class R, int V, int K, bool kLayer>
+__device__ __forceinline__ void load_bwd_row(BwdRow<T, R, V, K>& b, const T* dy, const R* x,
+                                             const R* dres, const float* rstd, const float* mean,
                                              int64_t r, int64_t cols, int units) {
 #pragma unroll
   for (int i = 0; i < K; ++i) {
     const int u = threadIdx.x + i * blockDim.x;
     if (u < units) {
       const int64_t off = r * cols + int64_t{u} * V;
-      b.x[i] = load_unit<T, V>(x + off);
+      b.x[i] = load_unit<R, V>(x + off);
       b.dy[i] = load_unit<T, V>(dy + off);
-      if (dres) b.dres[i] = load_unit<T, V>(dres + off);
+      if (dres) b.dres[i] = load_unit<R, V>(dres + off);
     }
   }
   b.rstd = rstd[r];
@@ -346,11 +357,13 @@ __device__ __forceinline__ void load_bwd_row(BwdRow<T, V, K>& b, const T* dy, co
 
 // Where it fits in 64 registers without spilling (RMSNorm of 16-bit vectors, every element
 // path) the kernel is held to them, so that blocks of 1024 threads launch and 256-thread blocks
-// fit four to an SM; the others launch with up to 512 threads a block.
-template <class T, class W, bool kLayer, int V, int K>
-__global__ void __launch_bounds__(V == 1 || (!kLayer && sizeof(T) == 2) ? 1024 : 512)
-    norm_bwd_reg_kernel(const T* dy, const T* x, const W* gamma, const float* rstd,
-                        const float* mean, const T* dres, T* dx, float* dg_part, float* db_part,
+// fit four to an SM; the others (also an f32 residual stream's x, dx) launch with up to 512
+// threads a block.
+template <class T, class R, class W, bool kLayer, int V, int K>
+__global__ void __launch_bounds__(V == 1 || (!kLayer && sizeof(T) == 2 && sizeof(R) == 2) ? 1024
+                                                                                          : 512)
+    norm_bwd_reg_kernel(const T* dy, const R* x, const W* gamma, const float* rstd,
+                        const float* mean, const R* dres, R* dx, float* dg_part, float* db_part,
                         int64_t rows, int64_t cols, int64_t rows_per_block, bool zero_centered) {
   __shared__ float scratch[64];
   const int units = static_cast<int>(cols / V);
@@ -371,10 +384,11 @@ __global__ void __launch_bounds__(V == 1 || (!kLayer && sizeof(T) == 2) ? 1024 :
       db[i][e] = 0.0f;
     }
   }
-  BwdRow<T, V, K> c = {}, n = {};
-  if (r0 < r1) load_bwd_row<T, V, K, kLayer>(c, dy, x, dres, rstd, mean, r0, cols, units);
+  BwdRow<T, R, V, K> c = {}, n = {};
+  if (r0 < r1) load_bwd_row<T, R, V, K, kLayer>(c, dy, x, dres, rstd, mean, r0, cols, units);
   for (int64_t r = r0; r < r1; ++r) {
-    if (r + 1 < r1) load_bwd_row<T, V, K, kLayer>(n, dy, x, dres, rstd, mean, r + 1, cols, units);
+    if (r + 1 < r1)
+      load_bwd_row<T, R, V, K, kLayer>(n, dy, x, dres, rstd, mean, r + 1, cols, units);
     const float rs = c.rstd, mu = c.mean;
     float s_dxh = 0.0f, s_dxh_xh = 0.0f;
 #pragma unroll
@@ -411,7 +425,7 @@ __global__ void __launch_bounds__(V == 1 || (!kLayer && sizeof(T) == 2) ? 1024 :
         dg[i][e] += d * xh;
         if (kLayer) db[i][e] += d;
       }
-      store_unit<T, V>(dx + r * cols + int64_t{u} * V, out);
+      store_unit<R, V>(dx + r * cols + int64_t{u} * V, out);
     }
     c = n;
   }
@@ -456,10 +470,10 @@ __global__ void norm_partials_finish_kernel(const float* part, float* dgamma, fl
 }
 
 // Column-sum terms for the weight gradients.
-template <class T>
+template <class T, class R>
 struct DGammaTerm {
   const T* dy;
-  const T* x;
+  const R* x;
   const float* rstd;
   const float* mean;  // null for RMSNorm
   int64_t cols;
@@ -476,22 +490,23 @@ struct DBetaTerm {
 };
 
 // The fallback backward: column sums first (dx may alias dy), then one block per row for dx.
-template <class T, class W, bool kLayer>
+template <class T, class R, class W, bool kLayer>
 void norm_bwd_loops(const NormBwdParams& p, bool vec, int threads, cudaStream_t s) {
   const T* dy = static_cast<const T*>(p.dy);
-  const T* x = static_cast<const T*>(p.x);
+  const R* x = static_cast<const R*>(p.x);
   const int dev = p.device.index;
   if (p.dgamma) {
-    column_sum_accumulate(DGammaTerm<T>{dy, x, p.rstd, kLayer ? p.mean : nullptr, p.cols}, p.dgamma,
-                          p.rows, p.cols, dev, s, p.accumulate);
+    column_sum_accumulate(DGammaTerm<T, R>{dy, x, p.rstd, kLayer ? p.mean : nullptr, p.cols},
+                          p.dgamma, p.rows, p.cols, dev, s, p.accumulate);
   }
   if (kLayer && p.dbeta) {
     column_sum_accumulate(DBetaTerm<T>{dy, p.cols}, p.dbeta, p.rows, p.cols, dev, s, p.accumulate);
   }
-  auto* kernel = vec ? norm_bwd_dx_vec_kernel<T, W, kLayer> : norm_bwd_dx_kernel<T, W, kLayer>;
+  auto* kernel =
+      vec ? norm_bwd_dx_vec_kernel<T, R, W, kLayer> : norm_bwd_dx_kernel<T, R, W, kLayer>;
   kernel<<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
-      dy, x, static_cast<const W*>(p.gamma), p.rstd, p.mean, static_cast<const T*>(p.dresidual),
-      static_cast<T*>(p.dx), p.cols, p.zero_centered_gamma);
+      dy, x, static_cast<const W*>(p.gamma), p.rstd, p.mean, static_cast<const R*>(p.dresidual),
+      static_cast<R*>(p.dx), p.cols, p.zero_centered_gamma);
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -514,38 +529,53 @@ int resident_per_sm(Kernel kernel, int threads, std::atomic<int> (&cache)[11]) {
   return n;
 }
 
-template <class T, class W, bool kLayer, int V, int K>
+template <class X, class R, class T, class W, bool kLayer, int V, int K>
 bool fwd_reg(const NormFwdParams& p, int threads, cudaStream_t s) {
-  auto* kernel = norm_fwd_reg_kernel<T, W, kLayer, V, K>;
+  auto* kernel = norm_fwd_reg_kernel<X, R, T, W, kLayer, V, K>;
   static std::atomic<int> cache[11];
   if (resident_per_sm(kernel, threads, cache) == 0) return false;
   kernel<<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
-      static_cast<const T*>(p.x), static_cast<const T*>(p.residual),
-      static_cast<T*>(p.residual_out), static_cast<const W*>(p.gamma),
+      static_cast<const X*>(p.x), static_cast<const R*>(p.residual),
+      static_cast<R*>(p.residual_out), static_cast<const W*>(p.gamma),
       static_cast<const W*>(p.beta), static_cast<T*>(p.y), p.rstd, p.mean, p.cols, p.eps,
       p.zero_centered_gamma);
   GRAFT_CUDA_CHECK_LAUNCH();
   return true;
 }
-template <class T, class W, bool kLayer, int V>
+template <class X, class R, class T, class W, bool kLayer, int V>
 bool fwd_reg_any(const NormFwdParams& p, int threads, cudaStream_t s) {
   switch (ceil_div(p.cols / V, threads)) {
     case 1:
-      return fwd_reg<T, W, kLayer, V, 1>(p, threads, s);
+      return fwd_reg<X, R, T, W, kLayer, V, 1>(p, threads, s);
     case 2:  // (LayerNorm's 2048 units of 8 would spill in 1024 threads' registers)
-      if constexpr (V == 1 || !kLayer) return fwd_reg<T, W, kLayer, V, 2>(p, threads, s);
+      if constexpr (V == 1 || !kLayer) return fwd_reg<X, R, T, W, kLayer, V, 2>(p, threads, s);
       break;
     case 3:
     case 4:  // (only elements: 4096 units of 8 would not fit 1024 threads' registers)
-      if constexpr (V == 1) return fwd_reg<T, W, kLayer, V, 4>(p, threads, s);
+      if constexpr (V == 1) return fwd_reg<X, R, T, W, kLayer, V, 4>(p, threads, s);
       break;
   }
   return false;
 }
+// The register-resident kernel, or the loop kernels where it does not fit.
+template <class X, class R, class T, class W, bool kLayer>
+void fwd_launch(const NormFwdParams& p, bool vec, int threads, cudaStream_t s) {
+  const bool done = vec ? fwd_reg_any<X, R, T, W, kLayer, 8>(p, threads, s)
+                        : fwd_reg_any<X, R, T, W, kLayer, 1>(p, threads, s);
+  if (done) return;
+  auto* kernel =
+      vec ? norm_fwd_vec_kernel<X, R, T, W, kLayer> : norm_fwd_kernel<X, R, T, W, kLayer>;
+  kernel<<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
+      static_cast<const X*>(p.x), static_cast<const R*>(p.residual),
+      static_cast<R*>(p.residual_out), static_cast<const W*>(p.gamma),
+      static_cast<const W*>(p.beta), static_cast<T*>(p.y), p.rstd, p.mean, p.cols, p.eps,
+      p.zero_centered_gamma);
+  GRAFT_CUDA_CHECK_LAUNCH();
+}
 
-template <class T, class W, bool kLayer, int V, int K>
+template <class T, class R, class W, bool kLayer, int V, int K>
 bool bwd_reg(const NormBwdParams& p, int threads, cudaStream_t s) {
-  auto* kernel = norm_bwd_reg_kernel<T, W, kLayer, V, K>;
+  auto* kernel = norm_bwd_reg_kernel<T, R, W, kLayer, V, K>;
   static std::atomic<int> cache[11];
   const int per_sm = resident_per_sm(kernel, threads, cache);
   if (per_sm == 0) return false;
@@ -563,8 +593,8 @@ bool bwd_reg(const NormBwdParams& p, int threads, cudaStream_t s) {
   float* db_part = kLayer && p.dbeta ? part.as<float>() + blocks * p.cols : nullptr;
   GRAFT_CHECK(aligned_for_8(part.as<float>(), sizeof(float)), "norm_bwd: misaligned scratch");
   kernel<<<static_cast<unsigned>(blocks), threads, 0, s>>>(
-      static_cast<const T*>(p.dy), static_cast<const T*>(p.x), static_cast<const W*>(p.gamma),
-      p.rstd, p.mean, static_cast<const T*>(p.dresidual), static_cast<T*>(p.dx), dg_part, db_part,
+      static_cast<const T*>(p.dy), static_cast<const R*>(p.x), static_cast<const W*>(p.gamma),
+      p.rstd, p.mean, static_cast<const R*>(p.dresidual), static_cast<R*>(p.dx), dg_part, db_part,
       p.rows, p.cols, rows_per_block, p.zero_centered_gamma);
   GRAFT_CUDA_CHECK_LAUNCH();
   if (parts) {
@@ -575,17 +605,41 @@ bool bwd_reg(const NormBwdParams& p, int threads, cudaStream_t s) {
   }
   return true;
 }
-template <class T, class W, bool kLayer, int V>
+template <class T, class R, class W, bool kLayer, int V>
 bool bwd_reg_any(const NormBwdParams& p, int threads, cudaStream_t s) {
   switch (ceil_div(p.cols / V, threads)) {
     case 1:
-      return bwd_reg<T, W, kLayer, V, 1>(p, threads, s);
+      return bwd_reg<T, R, W, kLayer, V, 1>(p, threads, s);
     case 2:  // 2048 units of 8 need more registers than 1024 threads have
-      if constexpr (V == 1) return bwd_reg<T, W, kLayer, V, 2>(p, threads, s);
+      if constexpr (V == 1) return bwd_reg<T, R, W, kLayer, V, 2>(p, threads, s);
       break;
   }
   return false;
 }
+template <class T, class R, class W, bool kLayer>
+void bwd_launch(const NormBwdParams& p, bool vec, int threads, cudaStream_t s) {
+  const bool done = vec ? bwd_reg_any<T, R, W, kLayer, 8>(p, threads, s)
+                        : bwd_reg_any<T, R, W, kLayer, 1>(p, threads, s);
+  if (!done) norm_bwd_loops<T, R, W, kLayer>(p, vec, threads, s);
+}
+
+// The f32 residual stream's combinations (kernels/norm.h): activations bf16, weights bf16 or f32.
+void check_wide_residual(DType dtype, DType residual, DType weight, const char* name) {
+  GRAFT_CHECK(residual == DType::kF32 && dtype == DType::kBF16 &&
+                  (weight == DType::kBF16 || weight == DType::kF32),
+              name, ": residual_dtype ", dtype_name(residual), " with dtype ", dtype_name(dtype),
+              " and weight_dtype ", dtype_name(weight),
+              " is not supported on CUDA (an f32 residual takes bf16 activations, bf16 or f32 "
+              "weights)");
+}
+#define GRAFT_WIDE_WEIGHT_SWITCH(dtype, W, ...) \
+  if ((dtype) == DType::kBF16) {                \
+    using W = __nv_bfloat16;                    \
+    __VA_ARGS__;                                \
+  } else {                                      \
+    using W = float;                            \
+    __VA_ARGS__;                                \
+  }
 
 template <bool kLayer>
 void norm_fwd(const NormFwdParams& p) {
@@ -596,25 +650,26 @@ void norm_fwd(const NormFwdParams& p) {
   if (p.rows == 0) return;
   DeviceGuard g(p.device.index);
   cudaStream_t s = stream_of(p);
-  const size_t es = dtype_size(p.dtype), ws = dtype_size(p.weight_dtype);
-  const bool vec = p.cols % 8 == 0 && aligned_for_8(p.x, es) && aligned_for_8(p.y, es) &&
-                   aligned_for_8(p.residual, es) && aligned_for_8(p.residual_out, es) &&
+  const DType rt = p.residual_type();
+  const size_t es = dtype_size(p.dtype), ws = dtype_size(p.weight_dtype),
+               xs = dtype_size(p.x_type()), rs = dtype_size(rt);
+  const bool vec = p.cols % 8 == 0 && aligned_for_8(p.x, xs) && aligned_for_8(p.y, es) &&
+                   aligned_for_8(p.residual, rs) && aligned_for_8(p.residual_out, rs) &&
                    aligned_for_8(p.gamma, ws) && aligned_for_8(p.beta, ws);
   const int threads = row_threads(vec ? p.cols / 8 : p.cols);
-  GRAFT_FLOAT_SWITCH(p.dtype, T, name, {
-    GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name, {
-      const bool done = vec ? fwd_reg_any<T, W, kLayer, 8>(p, threads, s)
-                            : fwd_reg_any<T, W, kLayer, 1>(p, threads, s);
-      if (!done) {
-        auto* kernel = vec ? norm_fwd_vec_kernel<T, W, kLayer> : norm_fwd_kernel<T, W, kLayer>;
-        kernel<<<static_cast<unsigned>(p.rows), threads, 0, s>>>(
-            static_cast<const T*>(p.x), static_cast<const T*>(p.residual),
-            static_cast<T*>(p.residual_out), static_cast<const W*>(p.gamma),
-            static_cast<const W*>(p.beta), static_cast<T*>(p.y), p.rstd, p.mean, p.cols, p.eps,
-            p.zero_centered_gamma);
-        GRAFT_CUDA_CHECK_LAUNCH();
-      }
+  if (rt != p.dtype) {  // the f32 residual stream: x is bf16 (with a residual) or f32
+    check_wide_residual(p.dtype, rt, p.weight_dtype, name);
+    GRAFT_WIDE_WEIGHT_SWITCH(p.weight_dtype, W, {
+      if (p.residual)
+        fwd_launch<__nv_bfloat16, float, __nv_bfloat16, W, kLayer>(p, vec, threads, s);
+      else
+        fwd_launch<float, float, __nv_bfloat16, W, kLayer>(p, vec, threads, s);
     });
+    return;
+  }
+  GRAFT_FLOAT_SWITCH(p.dtype, T, name, {
+    GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name,
+                       { fwd_launch<T, T, T, W, kLayer>(p, vec, threads, s); });
   });
 }
 
@@ -633,17 +688,21 @@ void norm_bwd(const NormBwdParams& p) {
       GRAFT_CUDA_CHECK(cudaMemsetAsync(p.dbeta, 0, p.cols * sizeof(float), s));
     return;
   }
-  const size_t es = dtype_size(p.dtype), ws = dtype_size(p.weight_dtype);
-  const bool vec = p.cols % 8 == 0 && aligned_for_8(p.dy, es) && aligned_for_8(p.x, es) &&
-                   aligned_for_8(p.dx, es) && aligned_for_8(p.dresidual, es) &&
+  const DType rt = p.residual_type();
+  const size_t es = dtype_size(p.dtype), ws = dtype_size(p.weight_dtype), rs = dtype_size(rt);
+  const bool vec = p.cols % 8 == 0 && aligned_for_8(p.dy, es) && aligned_for_8(p.x, rs) &&
+                   aligned_for_8(p.dx, rs) && aligned_for_8(p.dresidual, rs) &&
                    aligned_for_8(p.gamma, ws);
   const int threads = row_threads(vec ? p.cols / 8 : p.cols);
+  if (rt != p.dtype) {  // the f32 residual stream: x, dx, dresidual f32, dy bf16
+    check_wide_residual(p.dtype, rt, p.weight_dtype, name);
+    GRAFT_WIDE_WEIGHT_SWITCH(p.weight_dtype, W,
+                             { bwd_launch<__nv_bfloat16, float, W, kLayer>(p, vec, threads, s); });
+    return;
+  }
   GRAFT_FLOAT_SWITCH(p.dtype, T, name, {
-    GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name, {
-      const bool done = vec ? bwd_reg_any<T, W, kLayer, 8>(p, threads, s)
-                            : bwd_reg_any<T, W, kLayer, 1>(p, threads, s);
-      if (!done) norm_bwd_loops<T, W, kLayer>(p, vec, threads, s);
-    });
+    GRAFT_FLOAT_SWITCH(p.weight_dtype, W, name,
+                       { bwd_launch<T, T, W, kLayer>(p, vec, threads, s); });
   });
 }
 

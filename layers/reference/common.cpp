@@ -186,6 +186,23 @@ void cast_into(Tensor& dst, const Tensor& src) {
   if (p.n > 0) cast(p);
 }
 
+Tensor to_dtype(const Tensor& x, DType t) {
+  if (x.dtype() == t) return x;
+  Tensor out = Tensor::empty(x.shape(), t, x.device());
+  cast_into(out, x.is_contiguous() ? x : x.contiguous());
+  return out;
+}
+
+Tensor residual_add(const Tensor& stream, const Tensor& branch) {
+  if (stream.dtype() == branch.dtype()) return add(stream, branch);
+  GRAFT_CHECK(stream.shape() == branch.shape() && stream.dtype() == DType::kF32,
+              "residual_add: ", stream.str(), " + ", branch.str(),
+              " (the stream is f32 when the dtypes differ)");
+  Tensor out = to_dtype(branch, stream.dtype());  // new: the widened branch, then += stream
+  add_into(out, stream);
+  return out;
+}
+
 void copy_matrix(Tensor& dst, const Tensor& src) {
   GRAFT_CHECK(dst.ndim() == 2 && src.ndim() == 2 && dst.size(0) == src.size(0) &&
                   dst.size(1) == src.size(1) && dst.dtype() == src.dtype(),

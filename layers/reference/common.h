@@ -51,6 +51,13 @@ void add_into(Tensor& y, const Tensor& x);
 // dst = src converted to dst's dtype (same element count, contiguous); on a GPU through the cast
 // kernel, since Tensor::copy_from converts dtypes only on the host.
 void cast_into(Tensor& dst, const Tensor& src);
+// x in dtype `t`: x itself when it has it, else a converted copy (contiguous x).
+Tensor to_dtype(const Tensor& x, DType t);
+// The residual add of a decoder layer, stream + branch -> new tensor in the stream's dtype: the
+// branch output (the activations' dtype) is widened first when the stream is wider (an f32
+// residual stream with bf16 activations, precision.residual: f32), so the sum is rounded once,
+// to the stream's dtype. Same shape, contiguous.
+Tensor residual_add(const Tensor& stream, const Tensor& branch);
 // A contiguous copy of columns [start, start + len) of matrix m.
 Tensor column_block(const Tensor& m, int64_t start, int64_t len);
 // dst = src for two matrices of equal [rows, cols] (either may be a column block).

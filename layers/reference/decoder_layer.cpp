@@ -32,30 +32,38 @@ LlamaDecoderLayer::LlamaDecoderLayer(const DecoderConfig& c, const BuildContext&
 
 Tensor LlamaDecoderLayer::forward(const Tensor& x, const AttentionInputs& in,
                                   std::unique_ptr<LayerCtx>* save) {
-  GRAFT_CHECK(
-      x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == config_.params_dtype,
-      "llama.decoder_layer: x must be ", dtype_name(config_.params_dtype), " [B, S, ",
-      config_.hidden_size, "], got ", x.str());
+  const DType stream = config_.residual_dtype();
+  GRAFT_CHECK(x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == stream,
+              "llama.decoder_layer: x must be ", dtype_name(stream), " [B, S, ",
+              config_.hidden_size, "], got ", x.str());
   auto ctx = save ? std::make_unique<DecoderCtx>() : nullptr;
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
+  // The norms read the stream (f32 under fp32_residual) and write params_dtype; residual_add
+  // widens a branch output to the stream's dtype before adding.
   Tensor a = self_attn_->forward(input_layernorm_->forward(xc, ctx ? &ctx->ln1 : nullptr), in,
                                  ctx ? &ctx->attn : nullptr);
-  Tensor h = layers::add(xc, a);
+  Tensor h = layers::residual_add(xc, a);
   Tensor m = mlp_->forward(post_attention_layernorm_->forward(h, ctx ? &ctx->ln2 : nullptr),
                            ctx ? &ctx->mlp : nullptr);
-  layers::add_into(m, h);
   if (ctx) *save = std::move(ctx);
+  if (stream != m.dtype()) return layers::residual_add(h, m);
+  layers::add_into(m, h);
   return m;
 }
 
 Tensor LlamaDecoderLayer::backward(const Tensor& dy, LayerCtx& ctx_base) {
   auto& ctx = dynamic_cast<DecoderCtx&>(ctx_base);
   Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
+  // fp32_residual: dy, dh and dx are f32 (the norms' backward returns the stream's dtype); a
+  // branch's backward takes the gradient rounded to params_dtype.
+  const DType act = config_.params_dtype;
   // y = h + mlp(ln2(h)):  dh = dy + ln2ᵀ(mlpᵀ(dy))
-  Tensor dh = post_attention_layernorm_->backward(mlp_->backward(dyc, *ctx.mlp), *ctx.ln2);
+  Tensor dh = post_attention_layernorm_->backward(
+      mlp_->backward(layers::to_dtype(dyc, act), *ctx.mlp), *ctx.ln2);
   layers::add_into(dh, dyc);
   // h = x + attn(ln1(x)): dx = dh + ln1ᵀ(attnᵀ(dh))
-  Tensor dx = input_layernorm_->backward(self_attn_->backward(dh, *ctx.attn), *ctx.ln1);
+  Tensor dx = input_layernorm_->backward(self_attn_->backward(layers::to_dtype(dh, act), *ctx.attn),
+                                         *ctx.ln1);
   layers::add_into(dx, dh);
   return dx;
 }

@@ -89,7 +89,7 @@ Tensor Fp8Linear::forward_normed(const Tensor& xn, const Tensor& gamma, const Te
               w_.data.str());
   Fp8Operand xq;
   state_->cast_norm(input_, xn, gamma, beta, spec, /*record=*/xt != nullptr, norm, &xq, xt);
-  return fprop(xq, xn, bias);
+  return fprop(xq, gamma, bias);  // in the activations' dtype (xn may be an f32 residual stream)
 }
 
 Tensor Fp8Linear::fprop(const Fp8Operand& xq, const Tensor& like, const Tensor& bias) {

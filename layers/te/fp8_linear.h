@@ -45,7 +45,8 @@ class Fp8Linear {
                            const Tensor& bias = Tensor());
 
   // The same with x = norm(xn) cast by Fp8State::cast_norm (the norm fused into the cast; `norm`
-  // receives what the norm's backward needs, in a training forward).
+  // receives what the norm's backward needs, in a training forward). y in gamma's dtype (the
+  // activations'; xn may be an f32 residual stream, precision.residual: f32).
   Tensor forward_normed(const Tensor& xn, const Tensor& gamma, const Tensor& beta,
                         const layers::NormSpec& spec, const std::function<Tensor()>& weight,
                         Fp8Operand* xt, layers::NormSaved* norm, const Tensor& bias = Tensor());

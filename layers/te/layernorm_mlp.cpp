@@ -76,7 +76,8 @@ TEOutput LayerNormMLP::forward(const Tensor& x, std::unique_ptr<LayerCtx>* save,
   const bool fused = fc1_.fp8() && !sp_ && !config_.return_layernorm_output;
   Tensor n, ng = x, h, sum;
   if (fused) {
-    if (residual.defined()) sum = layers::add(x2, layers::as_rows(residual, H));
+    // (residual_add: in the residual's dtype, f32 for an f32 residual stream)
+    if (residual.defined()) sum = layers::residual_add(layers::as_rows(residual, H), x2);
     h = fc1_.forward_normed(*this, residual.defined() ? sum : x2, gamma, beta, spec, true,
                             ctx ? &ctx->ln : nullptr, ctx ? &ctx->norm : nullptr);
   } else {

@@ -50,6 +50,7 @@ TransformerLayerConfig transformer_layer_config(const DecoderConfig& c) {
   t.params_dtype = c.params_dtype;
   t.device = c.device;
   t.sequence_parallel = c.sequence_parallel;
+  t.fp32_residual_connection = c.fp32_residual;
   return t;
 }
 
@@ -68,6 +69,12 @@ TransformerLayer::TransformerLayer(const TransformerLayerConfig& c, const BuildC
             "not together with apply_residual_connection_post_layernorm");
   reject_if(c.self_attn_mask_type == "arbitrary", kName, "self_attn_mask_type", "arbitrary",
             "decoder layers take causal/padding masks from AttentionInputs");
+  reject_if(c.fp32_residual_connection && c.apply_residual_connection_post_layernorm, kName,
+            "fp32_residual_connection", "true",
+            "not together with apply_residual_connection_post_layernorm: the residual would be a "
+            "norm's params_dtype output");
+  reject_if(c.fp32_residual_connection && c.output_layernorm, kName, "fp32_residual_connection",
+            "true", "not together with output_layernorm: the layer's output would be a norm's");
   MultiheadAttentionConfig a;
   a.hidden_size = c.hidden_size;
   a.num_attention_heads = c.num_attention_heads;
@@ -136,24 +143,25 @@ TransformerLayer::TransformerLayer(const TransformerLayerConfig& c, const BuildC
 
 Tensor TransformerLayer::forward(const Tensor& x, const AttentionInputs& in,
                                  std::unique_ptr<LayerCtx>* save) {
-  GRAFT_CHECK(
-      x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == config_.params_dtype, kName,
-      ": x must be ", dtype_name(config_.params_dtype), " [B, S, ", config_.hidden_size, "], got ",
-      x.str());
+  const DType stream = config_.residual_dtype();
+  GRAFT_CHECK(x.ndim() == 3 && x.size(2) == config_.hidden_size && x.dtype() == stream, kName,
+              ": x must be ", dtype_name(stream), " [B, S, ", config_.hidden_size, "], got ",
+              x.str());
   auto ctx = save ? std::make_unique<TLCtx>() : nullptr;
   Tensor xc = x.is_contiguous() ? x : x.contiguous();
+  // The norms read the stream (f32 under fp32_residual_connection) and write params_dtype; a
+  // branch output is widened by residual_add (or inside the MLP's norm kernel) before its add.
   TEOutput a = self_attention_->forward(xc, in, ctx ? &ctx->attn : nullptr);
   Tensor y;
   if (config_.parallel_attention_mlp) {
     TEOutput m = layernorm_mlp_->forward(xc, ctx ? &ctx->mlp : nullptr);
-    y = layers::add(xc, a.out);
-    layers::add_into(y, m.out);
+    y = layers::residual_add(layers::residual_add(xc, a.out), m.out);
   } else {
     // h = r1 + a, added inside layernorm_mlp's norm kernel (h comes back as m.sum).
     TEOutput m = layernorm_mlp_->forward(a.out, ctx ? &ctx->mlp : nullptr,
                                          a.ln_out.defined() ? a.ln_out : xc);
     const Tensor& h = m.sum;
-    y = layers::add(m.ln_out.defined() ? m.ln_out : h, m.out);
+    y = layers::residual_add(m.ln_out.defined() ? m.ln_out : h, m.out);
   }
   if (layernorm_)
     y = static_cast<graft::Norm*>(layernorm_)->forward(y, ctx ? &ctx->out_ln : nullptr);
@@ -166,17 +174,23 @@ Tensor TransformerLayer::backward(const Tensor& dy_in, LayerCtx& ctx_base) {
   Tensor dy = dy_in.is_contiguous() ? dy_in : dy_in.contiguous();
   if (layernorm_) dy = static_cast<graft::Norm*>(layernorm_)->backward(dy, *ctx.out_ln);
   const bool post = config_.apply_residual_connection_post_layernorm;
+  // fp32_residual_connection: dy and the returned dx are f32 (the stream's gradient); a branch
+  // gets its gradient rounded to params_dtype, and the norms' backward kernels add the stream's
+  // gradient to theirs in f32.
+  const DType act = config_.params_dtype;
   if (config_.parallel_attention_mlp) {
-    Tensor dx = self_attention_->backward(dy, *ctx.attn);
-    layers::add_into(dx, layernorm_mlp_->backward(dy, *ctx.mlp));
+    const Tensor dyb = layers::to_dtype(dy, act);
+    Tensor dx = self_attention_->backward(dyb, *ctx.attn);
+    layers::add_into(dx, layernorm_mlp_->backward(dyb, *ctx.mlp));
     layers::add_into(dx, dy);
     return dx;
   }
   // y = r2 + mlp(h): the residual's gradient either joins the norm's (post-LN) or h's; both
   // added inside the norm's backward kernel.
-  Tensor dh = layernorm_mlp_->backward(dy, *ctx.mlp, post ? dy : Tensor(), post ? Tensor() : dy);
+  Tensor dh = layernorm_mlp_->backward(layers::to_dtype(dy, act), *ctx.mlp, post ? dy : Tensor(),
+                                       post ? Tensor() : dy);
   const bool attn_post = post && !config_.output_layernorm;
-  return self_attention_->backward(dh, *ctx.attn, attn_post ? dh : Tensor(),
+  return self_attention_->backward(layers::to_dtype(dh, act), *ctx.attn, attn_post ? dh : Tensor(),
                                    attn_post ? Tensor() : dh);
 }
 

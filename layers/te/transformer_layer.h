@@ -31,7 +31,8 @@
 // hidden_dropout / attention_dropout != 0, self_attn_mask_type arbitrary, layer_type decoder
 // (cross-attention), qkv_format other than bshd, sequence_parallel without tp, tp_size other
 // than the build context's tp group, parallel_attention_mlp together with
-// apply_residual_connection_post_layernorm.
+// apply_residual_connection_post_layernorm, fp32_residual_connection together with
+// apply_residual_connection_post_layernorm or output_layernorm.
 // Tensor parallelism (the context's tp group): self_attention and layernorm_mlp split heads and
 // the MLP (column-parallel qkv / fc1, row-parallel proj / fc2); with sequence_parallel the
 // layer's input, output, residual adds and norms are sequence shards [B, S/T, H].
@@ -87,6 +88,14 @@ struct TransformerLayerConfig {
   Device device = Device::cpu();
   bool sequence_parallel = false;
   int64_t tp_size = 1;
+  // TE's fp32_residual_connection (precision.residual: f32): the layer's input and output (the
+  // residual stream) and their gradients are f32; the attention's and the MLP's outputs (in
+  // params_dtype) are widened before each residual add, which runs in f32 (inside the MLP's norm
+  // kernel for h = x + a), and the gradient reaching a branch is rounded to params_dtype. No
+  // effect with f32 parameters. Rejected with apply_residual_connection_post_layernorm and
+  // output_layernorm (the stream would be a norm's params_dtype output).
+  bool fp32_residual_connection = false;
+  DType residual_dtype() const { return fp32_residual_connection ? DType::kF32 : params_dtype; }
 };
 
 // DecoderConfig (HF semantics) -> the equivalent TransformerLayerConfig.

@@ -132,6 +132,22 @@ TEST(CudaGraphTrain, UnfusedAttentionMatchesEagerBitForBit) {
   expect_graph_matches_eager({"model.attention=unfused"}, "unfused attention", /*strict=*/true);
 }
 
+// precision.residual: f32 (the f32 residual stream between the layers), with activation
+// recompute (the saved layer inputs are the f32 stream) and with FP8 (the fused norm + cast reads
+// the f32 stream).
+TEST(CudaGraphTrain, Fp32ResidualMatchesEagerBitForBit) {
+  GRAFT_REQUIRE_CUDA();
+  expect_graph_matches_eager(
+      {"precision.residual=f32", "model.attention=unfused", "train.recompute=true"},
+      "f32 residual + recompute", /*strict=*/true);
+}
+
+TEST(CudaGraphTrain, Fp32ResidualFp8CurrentMatchesEager) {
+  GRAFT_REQUIRE_CUDA();
+  expect_graph_matches_eager({"precision.residual=f32", "precision.fp8.recipe=current"},
+                             "f32 residual + fp8 current");
+}
+
 TEST(CudaGraphTrain, ConstantLrMatchesEagerBitForBit) {
   GRAFT_REQUIRE_CUDA();
   expect_graph_matches_eager({"schedule.type=constant", "schedule.warmup_steps=0"}, "constant");

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "framework/core/dtype.h"
@@ -40,6 +41,9 @@ struct NormCase {
   bool layer, zero_centered;
   DType dtype;  // x, gamma, beta on the GPU
   DType fp8;
+  // gamma and beta when not `dtype`: bf16 weights with an f32 x (precision.residual: f32, whose
+  // f32 stream the TE layers' fused norm + cast reads)
+  std::optional<DType> w_dtype = std::nullopt;
 };
 
 float decode(uint8_t c, DType fp8) {
@@ -52,12 +56,14 @@ TEST_P(CudaFp8NormQuantize, MatchesTheCpuReference) {
   GRAFT_REQUIRE_CUDA();
   const NormCase k = GetParam();
   const int64_t rows = k.rows, cols = k.cols;
-  auto rng = rng_for(str(rows, "x", cols, k.layer, k.zero_centered, dtype_name(k.dtype)));
+  const DType wd = k.w_dtype.value_or(k.dtype);
+  auto rng = rng_for(str(rows, "x", cols, k.layer, k.zero_centered, dtype_name(k.dtype),
+                         k.w_dtype ? dtype_name(wd) : ""));
   Tensor x = random_host({rows, cols}, rng, k.dtype, -2.0f, 2.5f);
   if (rows * cols > 3) x.data<float>()[3] = k.dtype == DType::kF32 ? 37.3f : 37.0f;  // an outlier
-  Tensor g = random_host({cols}, rng, k.dtype, k.zero_centered ? -0.4f : 0.6f,
-                         k.zero_centered ? 0.4f : 1.4f);
-  Tensor b = random_host({cols}, rng, k.dtype, -0.3f, 0.3f);
+  Tensor g =
+      random_host({cols}, rng, wd, k.zero_centered ? -0.4f : 0.6f, k.zero_centered ? 0.4f : 1.4f);
+  Tensor b = random_host({cols}, rng, wd, -0.3f, 0.3f);
   const float scale = k.fp8 == DType::kF8E4M3 ? 90.0f : 5000.0f;
 
   // CPU: the reference's y (the norm in f64, rounded to f32) for the tolerance, and its bytes.
@@ -116,7 +122,7 @@ TEST_P(CudaFp8NormQuantize, MatchesTheCpuReference) {
 
   for (bool two_pass : {false, true}) {
     SCOPED_TRACE(two_pass ? "two passes (current scaling)" : "single call (delayed scaling)");
-    Tensor xg = to_gpu(x, k.dtype), gg = to_gpu(g, k.dtype), bg = to_gpu(b, k.dtype);
+    Tensor xg = to_gpu(x, k.dtype), gg = to_gpu(g, wd), bg = to_gpu(b, wd);
     Tensor qg = Tensor::empty({rows, cols}, k.fp8, gpu()),
            qtg = Tensor::empty({cols, rows}, k.fp8, gpu());
     Tensor rg = poisoned({rows}, DType::kF32), mg = poisoned({rows}, DType::kF32);
@@ -127,7 +133,8 @@ TEST_P(CudaFp8NormQuantize, MatchesTheCpuReference) {
     d.x = xg.raw();
     d.gamma = gg.raw();
     d.beta = bg.raw();
-    d.dtype = d.weight_dtype = k.dtype;
+    d.dtype = k.dtype;
+    d.weight_dtype = wd;
     d.rstd = static_cast<float*>(rg.raw());
     d.mean = static_cast<float*>(mg.raw());
     d.q = qg.raw();
@@ -194,7 +201,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // the wide variant with a partial 512-column step and a partial 32-row
                       // block; the vectorised one (rows % 8 != 0) over more than one step
                       NormCase{40, 1048, false, false, DType::kBF16, DType::kF8E4M3},
-                      NormCase{27, 1048, true, false, DType::kBF16, DType::kF8E4M3}));
+                      NormCase{27, 1048, true, false, DType::kBF16, DType::kF8E4M3},
+                      // an f32 residual stream's rows with bf16 norm weights
+                      NormCase{256, 2048, false, false, DType::kF32, DType::kF8E4M3, DType::kBF16},
+                      NormCase{29, 541, true, true, DType::kF32, DType::kF8E5M2, DType::kBF16}));
 
 // Timing (disabled by default: --gtest_also_run_disabled_tests; nothing asserted): the fused norm
 // + cast against the unfused path it replaces (the bf16 norm, then the cast + transpose), at the

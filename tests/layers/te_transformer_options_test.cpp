@@ -165,6 +165,16 @@ TEST(TeRejectedOptions, EachNamesTheOption) {
                   }),
                   "parallel_attention_mlp");
   expect_rejected(tl([](auto& c) { c.num_gqa_groups = 3; }), "num_gqa_groups");
+  expect_rejected(tl([](auto& c) {
+                    c.fp32_residual_connection = true;
+                    c.apply_residual_connection_post_layernorm = true;
+                  }),
+                  "fp32_residual_connection");
+  expect_rejected(tl([](auto& c) {
+                    c.fp32_residual_connection = true;
+                    c.output_layernorm = true;
+                  }),
+                  "fp32_residual_connection");
   EXPECT_NO_THROW(make(base())->hf_weight_map());
   expect_rejected(
       [] {

@@ -106,6 +106,33 @@ TEST(Recipe, ImpossibleValues) {
             std::string::npos);
 }
 
+// precision.residual: bf16 | f32, default the params dtype; a bf16 stream needs bf16 params. It
+// changes numerics, not state: outside the run's identity (a checkpoint resumes either way, and
+// the hashes of recipes written before the key existed stay the same).
+TEST(Recipe, ResidualPrecisionIsValidated) {
+  TempDir d;
+  const Recipe f32 = test::micro(d.path());
+  EXPECT_EQ(f32.precision.residual, DType::kF32);
+  EXPECT_EQ(f32.resolved["precision"]["residual"].as<std::string>(), "f32");
+  EXPECT_FALSE(f32.precision.fp32_residual());
+  const Recipe bf16 = test::micro(d.path(), {"precision.params=bf16"});
+  EXPECT_EQ(bf16.precision.residual, DType::kBF16);
+  EXPECT_FALSE(bf16.precision.fp32_residual());
+  const Recipe wide = test::micro(d.path(), {"precision.params=bf16", "precision.residual=f32"});
+  EXPECT_EQ(wide.precision.residual, DType::kF32);
+  EXPECT_TRUE(wide.precision.fp32_residual());
+  EXPECT_EQ(wide.config_hash(), bf16.config_hash());
+  EXPECT_FALSE(test::micro(d.path(), {"precision.residual=f32"}).precision.fp32_residual());
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"precision.params=bf16", "precision.residual=f16"});
+            }).find("precision.residual = f16, expected bf16 or f32"),
+            std::string::npos);
+  EXPECT_NE(input_error([&] {
+              test::micro(d.path(), {"precision.residual=bf16"});
+            }).find("precision.residual = bf16 needs precision.params = bf16"),
+            std::string::npos);
+}
+
 TEST(Recipe, ParallelKeysAreValidated) {
   TempDir d;
   const std::vector<std::pair<std::string, std::string>> cases = {

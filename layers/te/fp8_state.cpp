@@ -5,11 +5,26 @@
 #include <unordered_map>
 
 #include "framework/registry/module.h"
+#include "kernels/elementwise.h"
 #include "kernels/fp8.h"
 #include "kernels/fp8_norm.h"
 #include "parallel/process_group.h"
 
 namespace graft::te {
+
+namespace {
+// scale_inv = 1 for an empty operand, by a fill on its device: no host copy, so a CUDA-graph
+// capture that meets an empty cast stays valid.
+void set_one(Tensor& scale_inv) {
+  FillParams f;
+  f.x = scale_inv.raw();
+  f.value = 1.0f;
+  f.n = 1;
+  f.dtype = DType::kF32;
+  f.device = scale_inv.device();
+  fill(f);
+}
+}  // namespace
 
 const char* fp8_recipe_name(Fp8Recipe r) {
   switch (r) {
@@ -106,7 +121,7 @@ void Fp8State::cast(int64_t slot, const Tensor& x, bool record, Fp8Operand* q, F
   p.qt = qt ? qt->data.raw() : nullptr;
   if (dbias) p.dbias = *dbias;
   if (rows == 0 || cols == 0) {  // nothing to cast; the GEMMs skip empty operands
-    scale_inv.copy_from(Tensor::from_vector(std::vector<float>{1.0f}, {1}));
+    set_one(scale_inv);
     if (dbias) fp8_quantize_dbias(p);  // empty sums: a written bias gradient becomes zero
     return;
   }
@@ -219,7 +234,7 @@ void Fp8State::cast_norm(int64_t slot, const Tensor& x, const Tensor& gamma, con
   Fp8Profile::Scope timed(profile_, "cast_norm_fused");
   Tensor scale_inv = make_operands(slot, rows, cols, q, qt);
   if (rows == 0) {
-    scale_inv.copy_from(Tensor::from_vector(std::vector<float>{1.0f}, {1}));
+    set_one(scale_inv);
     return;
   }
   Fp8NormQuantizeParams p;

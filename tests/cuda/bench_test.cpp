@@ -310,8 +310,7 @@ TEST(CudaBench, DISABLED_MemoryBoundKernelTimings) {
     line("swiglu_bwd", "8192x8192 bf16", median_ms_of([&] { activation_bwd(ab); }), 5 * hb);
   }
   {  // Cross-entropy over the 1B's vocabulary, in place: the bytes that must move are one read of
-     // the logits and one write of dlogits; fwd + bwd reads the logits twice, fused once (the
-     // gradient pass from L2).
+     // the logits and one write of dlogits (the two kernels read the logits twice).
     const int64_t V = 128256;
     Tensor lg = rand_dev({rows, V}, DType::kBF16, rng, -4.0f, 4.0f);
     std::vector<int64_t> tg(rows);

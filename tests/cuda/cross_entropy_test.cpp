@@ -94,8 +94,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaXent,
 
 // cross_entropy_fwd_bwd gives the bits of cross_entropy_fwd then cross_entropy_bwd (loss, lse,
 // row_loss, dlogits), in place or not, for every divisor source: counted, host num_valid, and
-// num_valid_at holding a count or -1; more rows than SMs (the persistent loop), vocab % 8 != 0
-// (the element path) and the 1B's vocabulary.
+// num_valid_at holding a count or -1; vocab % 8 != 0 (the element path) and the 1B's vocabulary.
 TEST(CudaXentFused, EqualsForwardThenBackwardBitForBit) {
   GRAFT_REQUIRE_CUDA();
   struct Case {

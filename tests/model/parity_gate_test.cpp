@@ -57,5 +57,41 @@ TEST(ParityGate, Fp8AddsTheE4m3RoundingsOfTheGemmOutputs) {
   EXPECT_NEAR(t.grads, std::sqrt(2.0) * t.logits, 1e-15);
 }
 
+// generation_consistent: a different token is allowed only at a near tie (margin under
+// 4 sqrt(2) e), and ends the comparison; a flip elsewhere, a different prompt or a different
+// length fails. The margins are the deep fixture model's (transformers f32, computed on the CPU for
+// the same seeded weights, session 5): step 1 is the 0.004-rms tie where bf16 with the f32 residual
+// took the third-ranked token.
+TEST(ParityGate, GenerationMayDivergeOnlyAtANearTie) {
+  const std::vector<float> margins = {0.479f, 0.0038f, 0.211f, 0.0678f,
+                                      0.174f, 0.619f,  0.491f, 0.215f};
+  const std::vector<int64_t> ref = {805,    23531, 107148, 125000, 106495, 88917, 57842,
+                                    127581, 43235, 32187,  116253, 94306,  14126};
+  std::vector<int64_t> flipped =
+      ref;  // the residual-f32 run: another token at step 1, then its own
+  flipped[6] = 112630;
+  for (size_t i = 7; i < flipped.size(); ++i) flipped[i] = static_cast<int64_t>(1000 + i);
+  int64_t ties = -1;
+  EXPECT_TRUE(generation_consistent(ref, ref, 5, margins, 2.5e-2, &ties));
+  EXPECT_EQ(ties, 2);  // steps 1 and 3 are within 4 sqrt(2) x 2.5e-2 = 0.141 (bf16's error)
+  EXPECT_TRUE(generation_consistent(ref, ref, 5, margins, 5.23e-2, &ties));
+  EXPECT_EQ(ties, 5);  // at the gate's bound (0.296) only steps 0, 5 and 6 are clear
+  EXPECT_TRUE(generation_consistent(flipped, ref, 5, margins, 2.5e-2, &ties));
+  EXPECT_EQ(ties, 1);  // the comparison ended at step 1
+  // The same flip with an f32 run's error (1e-4: near ties below 5.7e-4) is a failure.
+  EXPECT_FALSE(generation_consistent(flipped, ref, 5, margins, 1e-4, &ties));
+  // A flip at a clear step (0, margin 0.479) fails whatever follows.
+  std::vector<int64_t> early = ref;
+  early[5] = 1;
+  EXPECT_FALSE(generation_consistent(early, ref, 5, margins, 2.5e-2, &ties));
+  // Prompts must agree; and without margins every step must match.
+  std::vector<int64_t> prompt = ref;
+  prompt[0] = 1;
+  EXPECT_FALSE(generation_consistent(prompt, ref, 5, margins, 2.5e-2, &ties));
+  EXPECT_FALSE(generation_consistent(flipped, ref, 5, {}, 2.5e-2, &ties));
+  std::vector<int64_t> shorter(ref.begin(), ref.end() - 1);
+  EXPECT_FALSE(generation_consistent(shorter, ref, 5, margins, 2.5e-2, &ties));
+}
+
 }  // namespace
 }  // namespace graft

@@ -70,8 +70,8 @@ struct XentFwdBwdParams {
   XentFwdParams fwd;        // fwd.lse may be null (a temporary then)
   void* dlogits = nullptr;  // [n, vocab], row stride fwd.ld (=); may alias fwd.logits
   float grad_scale = 1.0f;  // as XentBwdParams::grad_scale
-  Device device;            // = fwd.device
-  void* stream = nullptr;   // = fwd.stream
+  Device device;            // = fwd.device (checked)
+  void* stream = nullptr;   // null or fwd.stream (checked): the kernels run on fwd.stream
 };
 
 // Causal-LM target shift (HF semantics) on the labels' device, so labels never travel to the host:

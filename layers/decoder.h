@@ -109,6 +109,9 @@ class DecoderLayer : public Module {
   // How this layer's parameters map to the HF decoder layer's tensors (names relative to
   // "model.layers.N." on the HF side and to this layer on ours). Declared beside the layer.
   virtual WeightMap hf_weight_map() const = 0;
+  // Whether the layer honours DecoderConfig::fp32_residual (an f32 stream in and out). A plugin
+  // layer that does not say so is refused under precision.residual: f32 (CausalLM).
+  virtual bool takes_fp32_residual() const { return false; }
 };
 
 }  // namespace graft

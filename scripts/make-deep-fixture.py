@@ -6,8 +6,8 @@ of 128256, tied embeddings, llama3 rope scaling) with seeded random weights save
 outputs transformers computes for it in float32 (eager attention) in the format of
 tests/fixtures/hf/README.md: input_ids [2, S], logits, loss, grad.<name>, step1.<name> (one
 torch.optim.AdamW step, lr 1e-2, betas 0.9/0.95, eps 1e-8, weight decay 0.1), attention_mask,
-logits_right_padded, generate_prompt, generate_ids, generate_margins. It is too big to keep in
-the repository (2.5 GB of bf16 weights; the f32 gradients and step-1 weights make reference.safetensors
+logits_right_padded, generate_prompt, generate_ids, generate_topk_ids, generate_topk_gaps. It is
+too big to keep in the repository (2.5 GB of bf16 weights; the f32 gradients and step-1 weights make reference.safetensors
 about 10 GB): write it to a scratch folder and
 run `graft parity --checkpoint DIR --device cuda --dtype bf16` (the gate of parity.h grows with
 the depth) next to `--dtype f32`.
@@ -97,15 +97,18 @@ def main():
     gen = res_gen.sequences
     out["generate_prompt"] = prompt.cpu()
     out["generate_ids"] = gen.cpu()
-    # Per generated step: (top-1 - top-2 logit) / rms of the logits row. graft parity's generation
-    # gate lets a low-precision run take another token where this margin is within the logits'
-    # error (parity.h generation_consistent): random weights give near ties (0.004 at step 2).
-    margins = []
+    # Per generated step, the 16 highest tokens and their gaps below the top-1 logit over the rms
+    # of the logits row: graft parity's generation gate lets a low-precision run take another of
+    # these where its gap is within the logits' error (parity.h generation_consistent). Random
+    # weights give near ties (three tokens within 0.015 rms at step 2).
+    topk_ids, topk_gaps = [], []
     for sc in res_gen.scores:
         row = sc[0].float()
-        top = torch.topk(row, 2).values
-        margins.append(float((top[0] - top[1]) / row.pow(2).mean().sqrt()))
-    out["generate_margins"] = torch.tensor(margins, dtype=torch.float32)
+        top = torch.topk(row, 16)
+        topk_ids.append(top.indices.cpu())
+        topk_gaps.append(((top.values[0] - top.values) / row.pow(2).mean().sqrt()).cpu())
+    out["generate_topk_ids"] = torch.stack(topk_ids).to(torch.int64)
+    out["generate_topk_gaps"] = torch.stack(topk_gaps).to(torch.float32)
     from safetensors.torch import save_file
     save_file({k: v.contiguous().clone() for k, v in out.items()}, os.path.join(a.out, "reference.safetensors"))
 

@@ -108,6 +108,10 @@ CausalLM::CausalLM(ModelConfig config, BuildContext ctx)
     layers_.push_back(&list->add_child(
         std::to_string(i),
         reg.create<DecoderLayer, DecoderConfig>(c.decoder_layer, dc, bf16 ? high : children)));
+    GRAFT_INPUT_CHECK(!dc.fp32_residual || layers_.back()->takes_fp32_residual(),
+                      "precision.residual = f32: decoder layer '", layers_.back()->type(),
+                      "' does not take an f32 residual stream (llama.decoder_layer and "
+                      "te.transformer_layer do)");
   }
   add_child("layers", std::move(list));
 

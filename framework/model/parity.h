@@ -94,8 +94,8 @@ struct ParityResult {
   double step1_own_grads_max_rel_err = 0;  // informational: the step from our gradients
   std::string step1_own_grads_worst;       // HF names of the largest errors
   bool generate_match = false;             // the tokens equal transformers' exactly
-  // What the gate checks: equal to generate_match unless the reference stores generate_margins
-  // (generation_consistent below), when it is the near-tie-aware comparison.
+  // What the gate checks: equal to generate_match unless the reference stores its top-k tokens
+  // per step (generation_consistent below), when it is the near-tie-aware comparison.
   bool generate_consistent = false;
   int64_t generate_near_ties = 0;  // reference steps whose margin was within the logits' error
   std::vector<int64_t> generated, expected_generation;
@@ -105,18 +105,21 @@ struct ParityResult {
   nlohmann::json to_json() const;  // the one line graft parity prints
 };
 
-// Greedy generation against transformers' when the reference stores, per generated step, the
-// margin between its f32 top-1 and top-2 logits divided by the rms of that logits row
-// (generate_margins, scripts/make-deep-fixture.py). A run whose logits carry a relative error e
-// (run_parity passes the run's measured logits_rel_err, which the logits gate bounds) moves each
-// logit by about e * rms, so two logits' difference by about sqrt(2) e * rms: a step
-// whose margin is under 4 sqrt(2) e (four standard deviations) is a near tie that rounding may
-// flip. Steps are compared in order; at a near tie whose token differs the rest is not compared
-// (the contexts differ from there on), anywhere else a different token fails. `prompt_len`
-// tokens lead both sequences. Random-weight models have flat logits: the deep fixture's second
-// step has a margin of 0.004 rms, where bf16's 2.5e-2 error spreads two logits by 0.035 rms.
+// Greedy generation against transformers' when the reference stores, per generated step, its
+// top-k tokens (generate_topk_ids [steps, k]) and their gaps below the top-1 logit divided by the
+// rms of that logits row (generate_topk_gaps [steps, k], 0 first; scripts/make-deep-fixture.py).
+// A run whose logits carry a relative error e (run_parity passes the run's measured
+// logits_rel_err, which the logits gate bounds) moves each logit by about e * rms, so two logits'
+// difference by about sqrt(2) e * rms: a token whose gap is under 4 sqrt(2) e (four standard
+// deviations) is one rounding may have put first. Steps are compared in order: an equal token
+// continues; a different token passes only if it is one of the reference's tokens within that
+// gap, and ends the comparison (the contexts differ from there on); anything else fails, as does
+// a different prompt or length. `near_ties` counts the steps whose second token was within the
+// gap. Random-weight models have flat logits: the deep fixture's second step has its top three
+// within 0.015 rms, where bf16's 2.5e-2 error spreads two logits by 0.035 rms.
 bool generation_consistent(const std::vector<int64_t>& ours, const std::vector<int64_t>& ref,
-                           size_t prompt_len, const std::vector<float>& margins, double logits_err,
+                           size_t prompt_len, const std::vector<int64_t>& topk_ids,
+                           const std::vector<float>& topk_gaps, size_t k, double logits_err,
                            int64_t* near_ties);
 
 // InputError for a bad option or layout, an unreadable checkpoint, or a reference file that lacks

@@ -93,6 +93,8 @@ void cross_entropy_bwd(const XentBwdParams& p) {
 void cross_entropy_fwd_bwd(const XentFwdBwdParams& p) {
   GRAFT_CHECK(p.device == p.fwd.device, "cross_entropy_fwd_bwd: device ", p.device.str(),
               " but fwd.device ", p.fwd.device.str());
+  GRAFT_CHECK(!p.stream || p.stream == p.fwd.stream,
+              "cross_entropy_fwd_bwd: stream differs from fwd.stream");
   std::vector<float> lse_tmp;
   XentFwdParams f = p.fwd;
   if (!f.lse) {

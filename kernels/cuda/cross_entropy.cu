@@ -305,6 +305,8 @@ void launch_xent_fwd_bwd(const XentFwdBwdParams& p) {
   GRAFT_CHECK(p.device == f.device, "cross_entropy_fwd_bwd: device ", p.device.str(),
               " but fwd.device ", f.device.str());
   GRAFT_CHECK(f.n == 0 || p.dlogits, "cross_entropy_fwd_bwd: null dlogits");
+  GRAFT_CHECK(!p.stream || p.stream == f.stream,
+              "cross_entropy_fwd_bwd: stream differs from fwd.stream (the kernels run on fwd's)");
   const int dev = f.device.index;
   DeviceGuard g(dev);
   cudaStream_t s = stream_of(f);

@@ -1,6 +1,6 @@
 // The FP8 GEMM's bias fallback (kernels/cuda/fp8.cu), for fp8_gemm.cpp: where cuBLASLt has no
 // FP8 algorithm with CUBLASLT_EPILOGUE_BIAS for the types, C[r, j] += bias[j] after the GEMM
-// (in f32, rounded once to C's dtype).
+// (in f32; with a bf16 C that rounds once more, after the GEMM's own rounding of C).
 #pragma once
 
 #include <cuda_runtime_api.h>

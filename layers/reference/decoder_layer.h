@@ -20,6 +20,7 @@ class LlamaDecoderLayer : public DecoderLayer {
                  std::unique_ptr<LayerCtx>* save) override;
   Tensor backward(const Tensor& dy, LayerCtx& ctx) override;
   WeightMap hf_weight_map() const override;
+  bool takes_fp32_residual() const override { return true; }
 
  private:
   DecoderConfig config_;

@@ -112,6 +112,7 @@ class TransformerLayer : public DecoderLayer {
   // The HF Llama-family layout of this layer (see the table above). InputError when the layer
   // has parts HF's decoder layer cannot hold (output_layernorm, a non-gated activation).
   WeightMap hf_weight_map() const override;
+  bool takes_fp32_residual() const override { return true; }
 
  private:
   TransformerLayerConfig config_;

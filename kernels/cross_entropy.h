@@ -74,6 +74,17 @@ struct XentFwdBwdParams {
   void* stream = nullptr;   // null or fwd.stream (checked): the kernels run on fwd.stream
 };
 
+// The backward's parameters of a fused call, reading `lse` (the forward's).
+inline XentBwdParams xent_bwd_params(const XentFwdBwdParams& p, const float* lse) {
+  const XentFwdParams& f = p.fwd;
+  XentBwdParams b;
+  b.logits = f.logits, b.targets = f.targets, b.lse = lse, b.dlogits = p.dlogits;
+  b.n = f.n, b.vocab = f.vocab, b.ld = f.ld, b.ignore_index = f.ignore_index;
+  b.reduction = f.reduction, b.num_valid = f.num_valid, b.num_valid_at = f.num_valid_at;
+  b.grad_scale = p.grad_scale, b.dtype = f.dtype, b.device = f.device, b.stream = f.stream;
+  return b;
+}
+
 // Causal-LM target shift (HF semantics) on the labels' device, so labels never travel to the host:
 //   targets[b, s] = labels[b, s + 1] for s + 1 < seq;  targets[b, seq - 1] = ignore_index
 // (labels equal to ignore_index stay ignored). Written (=); targets must not alias labels.

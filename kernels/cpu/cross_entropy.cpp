@@ -102,12 +102,7 @@ void cross_entropy_fwd_bwd(const XentFwdBwdParams& p) {
     f.lse = lse_tmp.data();
   }
   cpu::cross_entropy_fwd(f);
-  XentBwdParams b;
-  b.logits = f.logits, b.targets = f.targets, b.lse = f.lse, b.dlogits = p.dlogits;
-  b.n = f.n, b.vocab = f.vocab, b.ld = f.ld, b.ignore_index = f.ignore_index;
-  b.reduction = f.reduction, b.num_valid = f.num_valid, b.num_valid_at = f.num_valid_at;
-  b.grad_scale = p.grad_scale, b.dtype = f.dtype, b.device = f.device;
-  cpu::cross_entropy_bwd(b);
+  cpu::cross_entropy_bwd(xent_bwd_params(p, f.lse));
 }
 
 void shift_labels(const ShiftLabelsParams& p) {

@@ -8,6 +8,8 @@
 // per-row losses in f64 in a fixed order. A target outside [0, vocab) that is not ignore_index is
 // reported (InputError at the next synchronisation) and its row treated as ignored.
 //   logits, dlogits: [n, vocab] row stride ld in T;  targets [n] i64;  lse, row_loss [n] f32.
+#include <optional>
+
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/common.cuh"
 
@@ -106,18 +108,6 @@ __device__ float row_lse(const T* x, int64_t vocab, MaxSum* sh, float* sh_lse) {
   return *sh_lse;
 }
 
-// Thread 0's per-row results: lse, the row's loss and validity (read x[t] before any gradient
-// overwrites the row in place).
-__device__ __forceinline__ void row_results(float lse, float x_t_or_0, bool valid, int64_t r,
-                                            float* lse_out, float* row_loss, float* loss_tmp,
-                                            int* valid_tmp) {
-  const float l = valid ? lse - x_t_or_0 : 0.0f;
-  if (lse_out) lse_out[r] = lse;
-  if (row_loss) row_loss[r] = l;
-  loss_tmp[r] = l;
-  valid_tmp[r] = valid ? 1 : 0;
-}
-
 template <class T, bool kVec>
 __global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float* lse_out,
                                  float* row_loss, float* loss_tmp, int* valid_tmp, int64_t vocab,
@@ -130,7 +120,11 @@ __global__ void xent_rows_kernel(const T* logits, const int64_t* targets, float*
   if (threadIdx.x != 0) return;
   const int64_t t = targets[r];
   const bool valid = target_valid(t, vocab, ignore_index, r, err, true);
-  row_results(lse, valid ? to_f32(x[t]) : 0.0f, valid, r, lse_out, row_loss, loss_tmp, valid_tmp);
+  const float l = valid ? lse - to_f32(x[t]) : 0.0f;
+  if (lse_out) lse_out[r] = lse;
+  if (row_loss) row_loss[r] = l;
+  loss_tmp[r] = l;
+  valid_tmp[r] = valid ? 1 : 0;
 }
 
 // One block: loss = (accumulate ? loss : 0) + sum_r loss_r / d, in a fixed order (f64).
@@ -293,56 +287,28 @@ void launch_xent_bwd(const XentBwdParams& p) {
   GRAFT_CUDA_CHECK_LAUNCH();
 }
 
-// The forward's row kernel, then the backward's: measured on the H200 (session 5,
+// The forward's launch, then the backward's: measured on the H200 (session 5,
 // CudaBench.DISABLED_MemoryBoundKernelTimings, 8192 x 128256 bf16 in place) at 1.575 ms, where a
 // single persistent pass (one block per SM, so the rows stay in L2 between the lse and the
 // gradient) took 1.636 ms: with one block per SM the exponential-bound and the memory-bound
-// halves of each row no longer overlap. One call for the step all the same: the divisor is
-// counted once and no host read sits between the two.
+// halves of each row no longer overlap. One call for the step all the same, with no host read
+// between the two and the lse in a temporary when the caller keeps none.
 void launch_xent_fwd_bwd(const XentFwdBwdParams& p) {
   const XentFwdParams& f = p.fwd;
-  GRAFT_CHECK(f.vocab > 0 && f.n >= 0, "cross_entropy_fwd_bwd: n = ", f.n, ", vocab = ", f.vocab);
   GRAFT_CHECK(p.device == f.device, "cross_entropy_fwd_bwd: device ", p.device.str(),
               " but fwd.device ", f.device.str());
   GRAFT_CHECK(f.n == 0 || p.dlogits, "cross_entropy_fwd_bwd: null dlogits");
   GRAFT_CHECK(!p.stream || p.stream == f.stream,
               "cross_entropy_fwd_bwd: stream differs from fwd.stream (the kernels run on fwd's)");
-  const int dev = f.device.index;
-  DeviceGuard g(dev);
-  cudaStream_t s = stream_of(f);
-  const int64_t ld = f.ld ? f.ld : f.vocab;
-  const bool mean = f.reduction == Reduction::kMean;
-  InputErrorRecord* err = input_error_record(dev);
-  const size_t n = static_cast<size_t>(f.n);
-  Scratch tmp(n * (2 * sizeof(float) + sizeof(int)) + sizeof(long long) + 16, dev, s);
-  auto* count = tmp.as<long long>();
-  float* loss_tmp = reinterpret_cast<float*>(count + 1);
-  float* lse = f.lse ? f.lse : loss_tmp + n;
-  int* valid_tmp = reinterpret_cast<int*>(loss_tmp + 2 * n);
-  if (f.n > 0) {
-    if (mean && (f.num_valid < 0 || f.num_valid_at)) {  // the divisor before the gradients
-      xent_count_kernel<<<1, 1024, 0, s>>>(f.targets, f.n, f.vocab, f.ignore_index, count);
-      GRAFT_CUDA_CHECK_LAUNCH();
-    }
-    const size_t es = dtype_size(f.dtype);
-    const bool vec_f = ld % 8 == 0 && aligned_for_8(f.logits, es);
-    const bool vec_b = vec_f && aligned_for_8(p.dlogits, es);
-    GRAFT_FLOAT_SWITCH(f.dtype, T, "cross_entropy_fwd_bwd", {
-      auto* fwd = vec_f ? xent_rows_kernel<T, true> : xent_rows_kernel<T, false>;
-      fwd<<<static_cast<unsigned>(f.n), 1024, 0, s>>>(static_cast<const T*>(f.logits), f.targets,
-                                                      lse, f.row_loss, loss_tmp, valid_tmp, f.vocab,
-                                                      ld, f.ignore_index, err);
-      GRAFT_CUDA_CHECK_LAUNCH();
-      auto* bwd = vec_b ? xent_bwd_kernel<T, true> : xent_bwd_kernel<T, false>;
-      bwd<<<static_cast<unsigned>(f.n), 1024, 0, s>>>(
-          static_cast<const T*>(f.logits), f.targets, lse, static_cast<T*>(p.dlogits), f.vocab, ld,
-          f.ignore_index, p.grad_scale, mean, f.num_valid, f.num_valid_at, count, err);
-      GRAFT_CUDA_CHECK_LAUNCH();
-    });
+  DeviceGuard g(f.device.index);
+  XentFwdParams fl = f;
+  std::optional<Scratch> lse;  // a temporary when the caller keeps none
+  if (!fl.lse) {
+    lse.emplace(static_cast<size_t>(f.n) * sizeof(float) + 16, f.device.index, stream_of(f));
+    fl.lse = lse->as<float>();
   }
-  xent_reduce_kernel<<<1, 1024, 0, s>>>(loss_tmp, valid_tmp, f.n, f.loss, mean, f.num_valid,
-                                        f.num_valid_at, f.accumulate);
-  GRAFT_CUDA_CHECK_LAUNCH();
+  launch_xent_fwd(fl);
+  launch_xent_bwd(xent_bwd_params(p, fl.lse));
 }
 
 __global__ void shift_labels_kernel(const int64_t* labels, int64_t* targets, int64_t total,

@@ -334,10 +334,6 @@ TEST(CudaBench, DISABLED_MemoryBoundKernelTimings) {
              },
              5),
          bytes);
-    XentFwdBwdParams fb;
-    fb.fwd = xf, fb.dlogits = lg.raw(), fb.device = gpu();
-    line("xent_fused", "8192x128256 bf16", median_ms_of([&] { cross_entropy_fwd_bwd(fb); }, 5),
-         bytes);
   }
 }
 
